@@ -1,0 +1,225 @@
+// Package bifrost is the HTTP API Cloud Controller's OPI client calls.
+// It speaks CC's JSON and hands the work to a backend.
+package bifrost
+
+//go:generate go tool counterfeiter -generate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/iris-cf/iris/models"
+)
+
+//counterfeiter:generate . LRPBackend
+
+// LRPBackend carries out LRP requests; the k8s package implements it.
+// Errors: models.ErrNotFound → 404, models.InvalidRequestError → 400,
+// anything else → 500.
+type LRPBackend interface {
+	Desire(ctx context.Context, logger lager.Logger, lrp *models.DesireLRPRequest) error
+	Get(ctx context.Context, guid, version string) (*models.DesiredLRP, error)
+	List() []models.DesiredLRPSchedulingInfo
+	Update(ctx context.Context, logger lager.Logger, req *models.UpdateDesiredLRPRequest) error
+	Stop(ctx context.Context, logger lager.Logger, guid, version string) error
+	StopInstance(ctx context.Context, logger lager.Logger, guid, version string, index int) error
+	Instances(ctx context.Context, guid, version string) ([]*models.Instance, error)
+}
+
+// Handler routes CC's requests.
+type Handler struct {
+	lrps        LRPBackend
+	logger      lager.Logger
+	maxBodySize int64
+}
+
+// NewHandler returns the API's http.Handler.
+func NewHandler(logger lager.Logger, lrps LRPBackend, maxBodySize int64) http.Handler {
+	h := &Handler{lrps: lrps, logger: logger.Session("bifrost"), maxBodySize: maxBodySize}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /apps/{process_guid}", h.desireLRP)
+	mux.HandleFunc("GET /apps", h.listLRPs)
+	mux.HandleFunc("POST /apps/{process_guid}", h.updateLRP)
+	mux.HandleFunc("GET /apps/{guid}/{version}", h.getLRP)
+	mux.HandleFunc("PUT /apps/{guid}/{version}/stop", h.stopLRP)
+	mux.HandleFunc("PUT /apps/{guid}/{version}/stop/{index}", h.stopInstance)
+	mux.HandleFunc("GET /apps/{guid}/{version}/instances", h.getInstances)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	return h.logRequests(mux)
+}
+
+func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
+	var lrp models.DesireLRPRequest
+	if !h.decode(w, r, &lrp) {
+		return
+	}
+	if err := validateDesire(r.PathValue("process_guid"), &lrp); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.lrps.Desire(r.Context(), h.requestLogger(r), &lrp); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (h *Handler) listLRPs(w http.ResponseWriter, r *http.Request) {
+	infos := h.lrps.List()
+	if infos == nil {
+		infos = []models.DesiredLRPSchedulingInfo{}
+	}
+	h.writeJSON(w, r, http.StatusOK, models.DesiredLRPSchedulingInfosResponse{DesiredLRPSchedulingInfos: infos})
+}
+
+func (h *Handler) updateLRP(w http.ResponseWriter, r *http.Request) {
+	var req models.UpdateDesiredLRPRequest
+	if !h.decode(w, r, &req) {
+		return
+	}
+	if err := validateUpdate(r.PathValue("process_guid"), &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.lrps.Update(r.Context(), h.requestLogger(r), &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	// CC's update_app accepts only 200.
+	h.writeJSON(w, r, http.StatusOK, struct{}{})
+}
+
+func (h *Handler) getLRP(w http.ResponseWriter, r *http.Request) {
+	lrp, err := h.lrps.Get(r.Context(), r.PathValue("guid"), r.PathValue("version"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, models.DesiredLRPResponse{DesiredLRP: *lrp})
+}
+
+func (h *Handler) stopLRP(w http.ResponseWriter, r *http.Request) {
+	if err := h.lrps.Stop(r.Context(), h.requestLogger(r), r.PathValue("guid"), r.PathValue("version")); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *Handler) stopInstance(w http.ResponseWriter, r *http.Request) {
+	index, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || index < 0 {
+		h.writeError(w, r, models.Invalidf("instance index %q must be a non-negative integer", r.PathValue("index")))
+		return
+	}
+	err = h.lrps.StopInstance(r.Context(), h.requestLogger(r), r.PathValue("guid"), r.PathValue("version"), index)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (h *Handler) getInstances(w http.ResponseWriter, r *http.Request) {
+	guid, version := r.PathValue("guid"), r.PathValue("version")
+	resp := models.GetInstancesResponse{ProcessGUID: guid + "-" + version, Instances: []*models.Instance{}}
+	instances, err := h.lrps.Instances(r.Context(), guid, version)
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+		// CC reads the "error" field, not the status, and tolerates
+		// "not found" for a stopped process.
+		resp.Error = "not found"
+		h.writeJSON(w, r, http.StatusNotFound, resp)
+		return
+	case err != nil:
+		h.writeError(w, r, err)
+		return
+	}
+	resp.Instances = instances
+	h.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// decode reads a JSON body of at most maxBodySize bytes. Unknown fields are
+// accepted: newer CCs send fields older Iris versions do not know.
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, into any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, h.maxBodySize)
+	if err := json.NewDecoder(r.Body).Decode(into); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.writeError(w, r, models.Invalidf("request body exceeds %d bytes", h.maxBodySize))
+			return false
+		}
+		h.writeError(w, r, models.Invalidf("malformed JSON body: %v", err))
+		return false
+	}
+	return true
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+		status = http.StatusNotFound
+	case models.IsInvalid(err):
+		status = http.StatusBadRequest
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		status = http.StatusServiceUnavailable
+	}
+	if status >= 500 {
+		h.requestLogger(r).Error("request-failed", err)
+	} else {
+		h.requestLogger(r).Info("request-rejected", lager.Data{"status": status, "reason": err.Error()})
+	}
+	message := err.Error()
+	if errors.Is(err, models.ErrNotFound) {
+		message = fmt.Sprintf("%s %s: not found", r.Method, r.URL.Path)
+	}
+	h.writeJSON(w, r, status, models.ErrorResponse{Error: models.Error{Message: message}})
+}
+
+func (h *Handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(body); err != nil {
+		h.requestLogger(r).Error("writing-response", err)
+	}
+}
+
+type loggerKey struct{}
+
+func (h *Handler) requestLogger(r *http.Request) lager.Logger {
+	if l, ok := r.Context().Value(loggerKey{}).(lager.Logger); ok {
+		return l
+	}
+	return h.logger
+}
+
+// statusRecorder remembers the status code for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// logRequests gives each request its own lager session and logs its outcome.
+func (h *Handler) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		logger := h.logger.Session("request", lager.Data{"method": r.Method, "path": r.URL.Path})
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), loggerKey{}, logger)))
+		logger.Debug("served", lager.Data{"status": rec.status, "duration": time.Since(start).String()})
+	})
+}

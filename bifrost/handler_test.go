@@ -1,0 +1,210 @@
+package bifrost_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/bifrost/bifrostfakes"
+	"github.com/iris-cf/iris/models"
+)
+
+const validDesire = `{
+  "guid": "app-guid", "version": "v1", "process_guid": "app-guid-v1",
+  "instances": 2, "ports": [8080],
+  "routes": {"cf-router": [{"hostname": "app.example.com", "port": 8080}]},
+  "environment": {"FOO": "bar"},
+  "lifecycle": {"docker_lifecycle": {"image": "busybox", "command": []}},
+  "a_field_from_a_newer_cc": true
+}`
+
+var _ = Describe("Handler", func() {
+	var (
+		backend *bifrostfakes.FakeLRPBackend
+		server  *httptest.Server
+	)
+
+	BeforeEach(func() {
+		backend = &bifrostfakes.FakeLRPBackend{}
+		server = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"), backend, 1024))
+		DeferCleanup(server.Close)
+	})
+
+	do := func(method, path, body string) (int, string) {
+		req, err := http.NewRequest(method, server.URL+path, strings.NewReader(body))
+		Expect(err).NotTo(HaveOccurred())
+		resp, err := http.DefaultClient.Do(req)
+		Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		Expect(err).NotTo(HaveOccurred())
+		return resp.StatusCode, string(data)
+	}
+
+	errorMessage := func(body string) string {
+		var e models.ErrorResponse
+		Expect(json.Unmarshal([]byte(body), &e)).To(Succeed())
+		return e.Error.Message
+	}
+
+	Describe("PUT /apps/{process_guid}", func() {
+		It("desires the LRP and answers 202", func() {
+			status, _ := do("PUT", "/apps/app-guid-v1", validDesire)
+			Expect(status).To(Equal(http.StatusAccepted))
+			Expect(backend.DesireCallCount()).To(Equal(1))
+			_, _, lrp := backend.DesireArgsForCall(0)
+			Expect(lrp.GUID).To(Equal("app-guid"))
+			Expect(lrp.NumInstances()).To(Equal(2))
+			Expect(lrp.Environment).To(HaveKeyWithValue("FOO", "bar"))
+			Expect(lrp.Lifecycle.DockerLifecycle.Image).To(Equal("busybox"))
+		})
+
+		It("fills in a missing process_guid from guid and version", func() {
+			body := strings.Replace(validDesire, `"process_guid": "app-guid-v1",`, "", 1)
+			status, _ := do("PUT", "/apps/app-guid-v1", body)
+			Expect(status).To(Equal(http.StatusAccepted))
+			_, _, lrp := backend.DesireArgsForCall(0)
+			Expect(lrp.ProcessGUID).To(Equal("app-guid-v1"))
+		})
+
+		DescribeTable("rejects bad input with 400 and never calls the backend",
+			func(path, body, message string) {
+				status, resp := do("PUT", path, body)
+				Expect(status).To(Equal(http.StatusBadRequest))
+				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(backend.DesireCallCount()).To(BeZero())
+			},
+			Entry("malformed JSON", "/apps/app-guid-v1", `{"guid":`, "malformed JSON"),
+			Entry("missing guid", "/apps/app-guid-v1", strings.Replace(validDesire, `"guid": "app-guid",`, "", 1), "guid and version are required"),
+			Entry("missing version", "/apps/app-guid-v1", strings.Replace(validDesire, `"version": "v1",`, "", 1), "guid and version are required"),
+			Entry("path mismatch", "/apps/other-v1", validDesire, "does not match"),
+			Entry("negative instances", "/apps/app-guid-v1", strings.Replace(validDesire, `"instances": 2`, `"instances": -1`, 1), "instances must not be negative"),
+			Entry("no lifecycle", "/apps/app-guid-v1", strings.Replace(validDesire, `"lifecycle": {"docker_lifecycle": {"image": "busybox", "command": []}},`, "", 1), "one of docker_lifecycle or buildpack_lifecycle"),
+			Entry("unknown lifecycle", "/apps/app-guid-v1", strings.Replace(validDesire, `"docker_lifecycle"`, `"kpack_lifecycle"`, 1), "one of docker_lifecycle or buildpack_lifecycle"),
+			Entry("both lifecycles", "/apps/app-guid-v1", strings.Replace(validDesire, `"command": []}}`, `"command": []}, "buildpack_lifecycle": {"droplet_guid": "d", "droplet_hash": "h"}}`, 1), "not both"),
+			Entry("docker without image", "/apps/app-guid-v1", strings.Replace(validDesire, `"image": "busybox"`, `"image": ""`, 1), "image is required"),
+			Entry("port out of range", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports": [8080]`, `"ports": [70000]`, 1), "out of range"),
+			Entry("routes not a list", "/apps/app-guid-v1", strings.Replace(validDesire, `[{"hostname": "app.example.com", "port": 8080}]`, `"app.example.com"`, 1), "routes"),
+			Entry("unknown health check", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports"`, `"health_check_type": "ping", "ports"`, 1), "health_check_type"),
+			Entry("body over the limit", "/apps/app-guid-v1", strings.Replace(validDesire, `"FOO": "bar"`, `"FOO": "`+strings.Repeat("x", 2048)+`"`, 1), "exceeds 1024 bytes"),
+		)
+
+		It("maps backend rejections to 400 and faults to 500", func() {
+			backend.DesireReturns(models.Invalidf("namespace %q is not allowed", "x"))
+			status, resp := do("PUT", "/apps/app-guid-v1", validDesire)
+			Expect(status).To(Equal(http.StatusBadRequest))
+			Expect(errorMessage(resp)).To(ContainSubstring("not allowed"))
+
+			backend.DesireReturns(errors.New("etcd on fire"))
+			status, resp = do("PUT", "/apps/app-guid-v1", validDesire)
+			Expect(status).To(Equal(http.StatusInternalServerError))
+			Expect(errorMessage(resp)).To(ContainSubstring("etcd on fire"))
+		})
+	})
+
+	Describe("GET /apps", func() {
+		It("lists scheduling infos in CC's shape", func() {
+			backend.ListReturns([]models.DesiredLRPSchedulingInfo{{
+				DesiredLRPKey: models.DesiredLRPKey{ProcessGUID: "g-v"}, GUID: "g", Version: "v", Annotation: "123.4",
+			}})
+			status, body := do("GET", "/apps", "")
+			Expect(status).To(Equal(http.StatusOK))
+			Expect(body).To(MatchJSON(`{"desired_lrp_scheduling_infos":[{"desired_lrp_key":{"process_guid":"g-v"},"guid":"g","version":"v","annotation":"123.4"}]}`))
+		})
+
+		It("answers an empty list, not null", func() {
+			_, body := do("GET", "/apps", "")
+			Expect(body).To(MatchJSON(`{"desired_lrp_scheduling_infos":[]}`))
+		})
+	})
+
+	Describe("GET /apps/{guid}/{version}", func() {
+		It("returns the desired LRP", func() {
+			backend.GetReturns(&models.DesiredLRP{ProcessGUID: "g-v", Instances: 3, Annotation: "1.5",
+				Routes: models.Routes{"cf-router": json.RawMessage(`[{"hostname":"h","port":8080}]`)}}, nil)
+			status, body := do("GET", "/apps/g/v", "")
+			Expect(status).To(Equal(http.StatusOK))
+			Expect(body).To(MatchJSON(`{"desired_lrp":{"process_guid":"g-v","instances":3,"annotation":"1.5","routes":{"cf-router":[{"hostname":"h","port":8080}]}}}`))
+			_, guid, version := backend.GetArgsForCall(0)
+			Expect([]string{guid, version}).To(Equal([]string{"g", "v"}))
+		})
+
+		It("answers 404 for an unknown LRP", func() {
+			backend.GetReturns(nil, models.ErrNotFound)
+			status, body := do("GET", "/apps/g/v", "")
+			Expect(status).To(Equal(http.StatusNotFound))
+			Expect(errorMessage(body)).To(ContainSubstring("not found"))
+		})
+	})
+
+	Describe("POST /apps/{process_guid}", func() {
+		It("updates and answers 200 as CC requires", func() {
+			status, _ := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"instances":0,"routes":{"cf-router":[]},"annotation":"2.0"}}`)
+			Expect(status).To(Equal(http.StatusOK))
+			_, _, req := backend.UpdateArgsForCall(0)
+			Expect(*req.Update.Instances).To(Equal(0))
+			Expect(req.Update.Annotation).To(Equal("2.0"))
+		})
+
+		It("rejects negative instances and path mismatches", func() {
+			status, _ := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"instances":-2}}`)
+			Expect(status).To(Equal(http.StatusBadRequest))
+			status, _ = do("POST", "/apps/x-v", `{"guid":"g","version":"v","update":{"instances":2}}`)
+			Expect(status).To(Equal(http.StatusBadRequest))
+			Expect(backend.UpdateCallCount()).To(BeZero())
+		})
+
+		It("answers 404 with CC's error shape for an unknown LRP", func() {
+			backend.UpdateReturns(models.ErrNotFound)
+			status, body := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"instances":2}}`)
+			Expect(status).To(Equal(http.StatusNotFound))
+			Expect(errorMessage(body)).NotTo(BeEmpty())
+		})
+	})
+
+	Describe("stop", func() {
+		It("stops the LRP", func() {
+			status, _ := do("PUT", "/apps/g/v/stop", "")
+			Expect(status).To(Equal(http.StatusOK))
+			_, _, guid, version := backend.StopArgsForCall(0)
+			Expect([]string{guid, version}).To(Equal([]string{"g", "v"}))
+		})
+
+		It("stops one instance", func() {
+			status, _ := do("PUT", "/apps/g/v/stop/2", "")
+			Expect(status).To(Equal(http.StatusOK))
+			_, _, _, _, index := backend.StopInstanceArgsForCall(0)
+			Expect(index).To(Equal(2))
+		})
+
+		It("rejects an index that is not a number", func() {
+			status, _ := do("PUT", "/apps/g/v/stop/two", "")
+			Expect(status).To(Equal(http.StatusBadRequest))
+			Expect(backend.StopInstanceCallCount()).To(BeZero())
+		})
+	})
+
+	Describe("GET /apps/{guid}/{version}/instances", func() {
+		It("reports instances", func() {
+			backend.InstancesReturns([]*models.Instance{{Index: 0, Since: 42, State: "RUNNING"}, {Index: 1, State: "UNCLAIMED", PlacementError: "Insufficient resources: memory"}}, nil)
+			status, body := do("GET", "/apps/g/v/instances", "")
+			Expect(status).To(Equal(http.StatusOK))
+			Expect(body).To(MatchJSON(`{"process_guid":"g-v","instances":[{"index":0,"since":42,"state":"RUNNING"},{"index":1,"since":0,"state":"UNCLAIMED","placement_error":"Insufficient resources: memory"}]}`))
+		})
+
+		It("reports an unknown LRP in the error field CC reads", func() {
+			backend.InstancesReturns(nil, models.ErrNotFound)
+			status, body := do("GET", "/apps/g/v/instances", "")
+			Expect(status).To(Equal(http.StatusNotFound))
+			Expect(body).To(MatchJSON(`{"process_guid":"g-v","instances":[],"error":"not found"}`))
+		})
+	})
+})

@@ -1,0 +1,85 @@
+package bifrost
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"code.cloudfoundry.org/tlsconfig"
+)
+
+// Server is an ifrit runner serving one listener. On a signal it stops
+// accepting, lets in-flight requests finish within the shutdown timeout, and
+// returns nil, so SIGTERM ends Iris with exit code 0.
+type Server struct {
+	logger          lager.Logger
+	address         string
+	handler         http.Handler
+	tlsConfig       *tls.Config
+	shutdownTimeout time.Duration
+}
+
+// NewServer serves handler on address in plain HTTP.
+func NewServer(logger lager.Logger, address string, handler http.Handler, shutdownTimeout time.Duration) *Server {
+	return &Server{logger: logger.Session("server", lager.Data{"address": address}), address: address, handler: handler, shutdownTimeout: shutdownTimeout}
+}
+
+// NewMutualTLSServer serves handler on address over TLS 1.2+ and accepts
+// only clients whose certificate is signed by the CA in clientCAFile.
+func NewMutualTLSServer(logger lager.Logger, address string, handler http.Handler, shutdownTimeout time.Duration, certFile, keyFile, clientCAFile string) (*Server, error) {
+	tlsConfig, err := tlsconfig.Build(
+		tlsconfig.WithInternalServiceDefaults(),
+		tlsconfig.WithIdentityFromFile(certFile, keyFile),
+	).Server(tlsconfig.WithClientAuthenticationFromFile(clientCAFile))
+	if err != nil {
+		return nil, fmt.Errorf("building server TLS config: %w", err)
+	}
+	s := NewServer(logger, address, handler, shutdownTimeout)
+	s.logger = logger.Session("tls-server", lager.Data{"address": address})
+	s.tlsConfig = tlsConfig
+	return s, nil
+}
+
+// Run listens first, so a port clash fails start-up rather than the first request.
+func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	listener, err := net.Listen("tcp", s.address)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.address, err)
+	}
+	if s.tlsConfig != nil {
+		listener = tls.NewListener(listener, s.tlsConfig)
+	}
+	server := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+	s.logger.Info("listening")
+	close(ready)
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serving on %s: %w", s.address, err)
+	case sig := <-signals:
+		s.logger.Info("draining", lager.Data{"signal": sig.String()})
+		ctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+		defer cancel()
+		if err := server.Shutdown(ctx); err != nil {
+			s.logger.Error("drain-incomplete", err)
+			_ = server.Close()
+		}
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		s.logger.Info("stopped")
+		return nil
+	}
+}

@@ -1,0 +1,92 @@
+package bifrost
+
+import (
+	"github.com/iris-cf/iris/models"
+)
+
+// validateDesire rejects what CC would never send and Kubernetes could not
+// run, before anything is created. pathGUID is the {process_guid} segment.
+func validateDesire(pathGUID string, lrp *models.DesireLRPRequest) error {
+	if lrp.GUID == "" || lrp.Version == "" {
+		return models.Invalidf("guid and version are required")
+	}
+	processGUID := lrp.GUID + "-" + lrp.Version
+	if lrp.ProcessGUID == "" {
+		lrp.ProcessGUID = processGUID
+	}
+	if lrp.ProcessGUID != processGUID {
+		return models.Invalidf("process_guid %q does not match guid-version %q", lrp.ProcessGUID, processGUID)
+	}
+	if pathGUID != processGUID {
+		return models.Invalidf("path process guid %q does not match guid-version %q", pathGUID, processGUID)
+	}
+	if lrp.NumInstances() < 0 {
+		return models.Invalidf("instances must not be negative, got %d", lrp.NumInstances())
+	}
+	if lrp.MemoryMB < 0 || lrp.DiskMB < 0 || lrp.CPUWeight < 0 {
+		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
+	}
+	if lrp.HealthCheckTimeoutMs < 0 || lrp.StartTimeoutMs < 0 {
+		return models.Invalidf("health_check_timeout_ms and start_timeout_ms must not be negative")
+	}
+	for _, p := range lrp.Ports {
+		if p < 1 || p > 65535 {
+			return models.Invalidf("port %d is out of range 1-65535", p)
+		}
+	}
+	switch lrp.HealthCheckType {
+	case "", "port", "http", "process", "none":
+	default:
+		return models.Invalidf("health_check_type %q is not one of port, http, process", lrp.HealthCheckType)
+	}
+	if err := lrp.Routes.Validate(); err != nil {
+		return err
+	}
+	for name := range lrp.Environment {
+		if name == "" {
+			return models.Invalidf("environment: variable names must not be empty")
+		}
+	}
+	for _, m := range lrp.VolumeMounts {
+		if m.VolumeID == "" || m.MountDir == "" {
+			return models.Invalidf("volume_mounts: volume_id and mount_dir are required")
+		}
+	}
+	return validateLifecycle(lrp.Lifecycle)
+}
+
+func validateLifecycle(l models.Lifecycle) error {
+	docker, buildpack := l.DockerLifecycle, l.BuildpackLifecycle
+	switch {
+	case docker != nil && buildpack != nil:
+		return models.Invalidf("lifecycle: exactly one of docker_lifecycle and buildpack_lifecycle, not both")
+	case docker != nil:
+		if docker.Image == "" {
+			return models.Invalidf("lifecycle: docker_lifecycle.image is required")
+		}
+		if (docker.RegistryUsername == "") != (docker.RegistryPassword == "") {
+			return models.Invalidf("lifecycle: docker_lifecycle needs both registry_username and registry_password, or neither")
+		}
+	case buildpack != nil:
+		if buildpack.DropletGUID == "" || buildpack.DropletHash == "" {
+			return models.Invalidf("lifecycle: buildpack_lifecycle.droplet_guid and droplet_hash are required")
+		}
+	default:
+		return models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
+	}
+	return nil
+}
+
+// validateUpdate checks an update against the {process_guid} path segment.
+func validateUpdate(pathGUID string, req *models.UpdateDesiredLRPRequest) error {
+	if req.GUID == "" || req.Version == "" {
+		return models.Invalidf("guid and version are required")
+	}
+	if pathGUID != req.GUID+"-"+req.Version {
+		return models.Invalidf("path process guid %q does not match guid-version %q", pathGUID, req.GUID+"-"+req.Version)
+	}
+	if req.Update.Instances != nil && *req.Update.Instances < 0 {
+		return models.Invalidf("instances must not be negative, got %d", *req.Update.Instances)
+	}
+	return req.Update.Routes.Validate()
+}

@@ -1,0 +1,125 @@
+// Command iris runs Iris's components as members of one ifrit group. Which
+// components run in this process is chosen by the config's `components`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+	"github.com/tedsuo/ifrit/sigmon"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
+)
+
+func main() {
+	configPath := flag.String("config", "", "path to the Iris YAML config (see config/iris.example.yml)")
+	flag.Parse()
+	if *configPath == "" {
+		fmt.Fprintln(os.Stderr, "iris: --config is required")
+		os.Exit(2)
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris: %v\n", err)
+		os.Exit(2)
+	}
+	logger, err := newLogger(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris: %v\n", err)
+		os.Exit(2)
+	}
+
+	members, err := buildMembers(logger, cfg)
+	if err != nil {
+		logger.Error("start-failed", err)
+		os.Exit(1)
+	}
+	logger.Info("starting", lager.Data{"components": cfg.Components, "namespaces": cfg.WorkloadsNamespaces})
+	// Ordered: caches sync before the API serves; on SIGTERM the API drains
+	// first and the caches stop last.
+	process := ifrit.Invoke(sigmon.New(grouper.NewOrdered(os.Interrupt, members)))
+	if err := <-process.Wait(); err != nil {
+		logger.Error("exited-with-failure", err)
+		os.Exit(1)
+	}
+	logger.Info("exited")
+}
+
+func newLogger(level string) (lager.Logger, error) {
+	minLevel, err := lager.LogLevelFromString(level)
+	if err != nil {
+		return nil, fmt.Errorf("log_level: %w", err)
+	}
+	logger := lager.NewLogger("iris")
+	logger.RegisterSink(lager.NewPrettySink(os.Stdout, minLevel))
+	return logger, nil
+}
+
+func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, error) {
+	restConfig, err := kubeConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	restConfig.QPS = cfg.KubeAPIQPS
+	restConfig.Burst = cfg.KubeAPIBurst
+	restConfig.UserAgent = "iris"
+	clientset, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("creating kubernetes client: %w", err)
+	}
+
+	var members grouper.Members
+	if cfg.Runs(config.ComponentAPI) {
+		caches, err := k8s.NewCaches(clientset, cfg.WorkloadsNamespaces)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, grouper.Member{Name: "lrp-informers", Runner: ifrit.RunFunc(caches.Run(logger))})
+
+		lrps := k8s.NewLRPClient(clientset, caches, k8s.NewStatefulSetBuilder(cfg.LRP), cfg.WorkloadsNamespaces)
+		handler := bifrost.NewHandler(logger, lrps, cfg.API.MaxRequestBodyBytes)
+		shutdown := time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second
+		if cfg.API.ListenAddress != "" {
+			members = append(members, grouper.Member{Name: "api", Runner: bifrost.NewServer(logger, cfg.API.ListenAddress, handler, shutdown)})
+		}
+		if cfg.API.TLSListenAddress != "" {
+			server, err := bifrost.NewMutualTLSServer(logger, cfg.API.TLSListenAddress, handler, shutdown,
+				cfg.API.TLSCertFile, cfg.API.TLSKeyFile, cfg.API.ClientCAFile)
+			if err != nil {
+				return nil, err
+			}
+			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
+		}
+	}
+	return members, nil
+}
+
+// kubeConfig uses the configured path, then $KUBECONFIG, then the in-cluster
+// service account.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no kubeconfig set and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,153 @@
+// Package config is Iris's one configuration struct, read from YAML.
+// config/iris.example.yml documents every key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Component names that can be listed under `components`.
+const (
+	ComponentAPI = "api"
+)
+
+// allComponents are the components Iris runs when none are listed.
+func allComponents() []string { return []string{ComponentAPI} }
+
+// Config is the whole of Iris's configuration.
+type Config struct {
+	// Components to run in this process; empty means all.
+	Components []string `json:"components"`
+	// LogLevel is one of debug, info, error, fatal.
+	LogLevel string `json:"log_level"`
+	// Kubeconfig path; empty uses $KUBECONFIG, then the in-cluster config.
+	Kubeconfig string `json:"kubeconfig"`
+	// KubeAPIQPS and KubeAPIBurst bound Iris's own API-server traffic.
+	KubeAPIQPS   float32 `json:"kube_api_qps"`
+	KubeAPIBurst int     `json:"kube_api_burst"`
+	// WorkloadsNamespaces are the namespaces Iris runs apps in and watches;
+	// the first is the default for requests that name none.
+	WorkloadsNamespaces []string `json:"workloads_namespaces"`
+
+	API API `json:"api"`
+	LRP LRP `json:"lrp"`
+}
+
+// API configures bifrost, the HTTP API Cloud Controller calls.
+type API struct {
+	// ListenAddress serves plain HTTP; empty disables it (the default in production).
+	ListenAddress string `json:"listen_address"`
+	// TLSListenAddress serves HTTPS and requires a client certificate signed by ClientCAFile.
+	TLSListenAddress string `json:"tls_listen_address"`
+	TLSCertFile      string `json:"tls_cert_file"`
+	TLSKeyFile       string `json:"tls_key_file"`
+	ClientCAFile     string `json:"client_ca_file"`
+	// MaxRequestBodyBytes rejects larger bodies with 400.
+	MaxRequestBodyBytes int64 `json:"max_request_body_bytes"`
+	// ShutdownTimeoutSeconds bounds how long SIGTERM waits for in-flight requests.
+	ShutdownTimeoutSeconds int `json:"shutdown_timeout_seconds"`
+}
+
+// LRP configures how LRPs become StatefulSets.
+type LRP struct {
+	// DropletRegistry is the registry (host[:port][/path]) holding droplet
+	// images; a buildpack LRP runs DropletRegistry/<droplet_guid>:<droplet_hash>.
+	DropletRegistry string `json:"droplet_registry"`
+	// DropletLauncher is the launcher inside droplet images that runs the start command.
+	DropletLauncher string `json:"droplet_launcher"`
+	// AppUID is the fixed non-root user every app container runs as.
+	AppUID int64 `json:"app_uid"`
+	// CPUMillicoresPerWeight converts CC's cpu_weight (1..100) to a CPU request.
+	CPUMillicoresPerWeight int64 `json:"cpu_millicores_per_weight"`
+	// ServiceAccountName for app pods; its token is never mounted.
+	ServiceAccountName string `json:"service_account_name"`
+	// TerminationGracePeriodSeconds between SIGTERM and SIGKILL (Diego: 10).
+	TerminationGracePeriodSeconds int64 `json:"termination_grace_period_seconds"`
+	// DefaultStartTimeoutSeconds applies when CC sends no start timeout (Diego: 60).
+	DefaultStartTimeoutSeconds int64 `json:"default_start_timeout_seconds"`
+}
+
+// Default returns a Config with every default filled in.
+func Default() Config {
+	return Config{
+		LogLevel:            "info",
+		KubeAPIQPS:          100,
+		KubeAPIBurst:        200,
+		WorkloadsNamespaces: []string{"cf-workloads"},
+		API: API{
+			MaxRequestBodyBytes:    4 << 20,
+			ShutdownTimeoutSeconds: 10,
+		},
+		LRP: LRP{
+			DropletRegistry:               "registry.cf-system.svc.cluster.local:5000/cloudfoundry",
+			DropletLauncher:               "/lifecycle/launcher",
+			AppUID:                        2000,
+			CPUMillicoresPerWeight:        10,
+			TerminationGracePeriodSeconds: 10,
+			DefaultStartTimeoutSeconds:    60,
+		},
+	}
+}
+
+// Load reads the YAML file at path over the defaults. Unknown keys are an
+// error, so a typo never silently falls back to a default.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("reading config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, name := range c.Components {
+		if !slices.Contains(allComponents(), name) {
+			errs = append(errs, fmt.Errorf("unknown component %q (known: %v)", name, allComponents()))
+		}
+	}
+	if len(c.WorkloadsNamespaces) == 0 {
+		errs = append(errs, errors.New("workloads_namespaces must name at least one namespace"))
+	}
+	if c.Runs(ComponentAPI) {
+		if c.API.ListenAddress == "" && c.API.TLSListenAddress == "" {
+			errs = append(errs, errors.New("api: set listen_address and/or tls_listen_address"))
+		}
+		if c.API.TLSListenAddress != "" && (c.API.TLSCertFile == "" || c.API.TLSKeyFile == "" || c.API.ClientCAFile == "") {
+			errs = append(errs, errors.New("api: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file"))
+		}
+		if c.API.MaxRequestBodyBytes <= 0 {
+			errs = append(errs, errors.New("api: max_request_body_bytes must be positive"))
+		}
+	}
+	if c.LRP.AppUID <= 0 {
+		errs = append(errs, errors.New("lrp: app_uid must be a non-root uid (> 0)"))
+	}
+	if c.LRP.CPUMillicoresPerWeight <= 0 {
+		errs = append(errs, errors.New("lrp: cpu_millicores_per_weight must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Runs reports whether the named component runs in this process.
+func (c *Config) Runs(component string) bool {
+	return len(c.Components) == 0 || slices.Contains(c.Components, component)
+}
+
+// DefaultNamespace is where LRPs go when CC names no namespace.
+func (c *Config) DefaultNamespace() string {
+	return c.WorkloadsNamespaces[0]
+}

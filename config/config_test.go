@@ -1,0 +1,78 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iris-cf/iris/config"
+)
+
+func writeConfig(content string) string {
+	path := filepath.Join(GinkgoT().TempDir(), "iris.yml")
+	Expect(os.WriteFile(path, []byte(content), 0o600)).To(Succeed())
+	return path
+}
+
+// jsonKeys lists the YAML keys of a struct type, recursing into nested structs.
+func jsonKeys(t reflect.Type) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := strings.Split(f.Tag.Get("json"), ",")[0]
+		keys = append(keys, key)
+		if f.Type.Kind() == reflect.Struct {
+			keys = append(keys, jsonKeys(f.Type)...)
+		}
+	}
+	return keys
+}
+
+var _ = Describe("Config", func() {
+	It("loads the annotated example, which documents every key", func() {
+		cfg, err := config.Load("iris.example.yml")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.DefaultNamespace()).To(Equal("cf-workloads"))
+		Expect(cfg.API.TLSListenAddress).To(Equal("0.0.0.0:8086"))
+
+		example, err := os.ReadFile("iris.example.yml")
+		Expect(err).NotTo(HaveOccurred())
+		for _, key := range jsonKeys(reflect.TypeOf(config.Config{})) {
+			Expect(string(example)).To(ContainSubstring(key+":"), "key %q is not documented", key)
+		}
+	})
+
+	It("loads the dev config", func() {
+		_, err := config.Load("dev.yml")
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	It("fills defaults for keys not given", func() {
+		cfg, err := config.Load(writeConfig("api:\n  listen_address: 127.0.0.1:1\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.LRP.AppUID).To(Equal(int64(2000)))
+		Expect(cfg.API.MaxRequestBodyBytes).To(BeNumerically(">", 0))
+		Expect(cfg.Runs(config.ComponentAPI)).To(BeTrue())
+	})
+
+	It("rejects unknown keys", func() {
+		_, err := config.Load(writeConfig("api:\n  listen_adress: 127.0.0.1:1\n"))
+		Expect(err).To(MatchError(ContainSubstring("listen_adress")))
+	})
+
+	It("reports every problem at once", func() {
+		_, err := config.Load(writeConfig("components: [api, bogus]\napi:\n  tls_listen_address: :8443\nlrp:\n  app_uid: 0\n"))
+		Expect(err).To(MatchError(ContainSubstring(`unknown component "bogus"`)))
+		Expect(err).To(MatchError(ContainSubstring("tls_cert_file")))
+		Expect(err).To(MatchError(ContainSubstring("app_uid")))
+	})
+
+	It("requires a listener for the API", func() {
+		_, err := config.Load(writeConfig("log_level: info\n"))
+		Expect(err).To(MatchError(ContainSubstring("listen_address")))
+	})
+})

@@ -1,0 +1,108 @@
+package k8s
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/iris-cf/iris/models"
+)
+
+// crashedWaitingReason reports whether the kubelet will not get a container
+// waiting for this reason running without a change: CC sees such instances
+// as crashed, as Diego reports an instance whose container could not be made.
+func crashedWaitingReason(reason string) bool {
+	switch reason {
+	case "CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+		"CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+		return true
+	}
+	return false
+}
+
+// InstanceFromPod derives the Diego-style state of one instance:
+//   - RUNNING: the app container runs and is ready;
+//   - CLAIMED: placed on a node and starting (not yet running or not ready);
+//   - UNCLAIMED: not placed yet, with a placement error when the scheduler
+//     found no room;
+//   - CRASHED: the container cannot run or has exited;
+//   - UNKNOWN: the node stopped reporting.
+func InstanceFromPod(pod *corev1.Pod, index int) *models.Instance {
+	inst := &models.Instance{Index: index, Since: since(pod)}
+	inst.State, inst.PlacementError = podState(pod)
+	return inst
+}
+
+func podState(pod *corev1.Pod) (string, string) {
+	switch pod.Status.Phase {
+	case corev1.PodFailed, corev1.PodSucceeded:
+		// An app process must never exit; either way the instance is gone.
+		return models.InstanceCrashed, ""
+	case corev1.PodUnknown:
+		return models.InstanceUnknown, ""
+	}
+
+	if scheduled := podCondition(pod, corev1.PodScheduled); scheduled == nil || scheduled.Status != corev1.ConditionTrue {
+		if scheduled != nil && scheduled.Reason == corev1.PodReasonUnschedulable {
+			return models.InstanceUnclaimed, placementError(scheduled.Message)
+		}
+		return models.InstanceUnclaimed, ""
+	}
+
+	status := appContainerStatus(pod)
+	if status == nil {
+		return models.InstanceClaimed, ""
+	}
+	if w := status.State.Waiting; w != nil && crashedWaitingReason(w.Reason) {
+		return models.InstanceCrashed, ""
+	}
+	if status.State.Terminated != nil {
+		return models.InstanceCrashed, ""
+	}
+	if status.State.Running != nil && status.Ready {
+		return models.InstanceRunning, ""
+	}
+	return models.InstanceClaimed, ""
+}
+
+// placementError turns the scheduler's message ("0/3 nodes are available: 3
+// Insufficient memory. ...") into the wording CC shows users.
+func placementError(message string) string {
+	for _, r := range []struct{ needle, err string }{
+		{"Insufficient memory", "Insufficient resources: memory"},
+		{"Insufficient cpu", "Insufficient resources: cpu"},
+		{"Insufficient ephemeral-storage", "Insufficient resources: disk"},
+	} {
+		if strings.Contains(message, r.needle) {
+			return r.err
+		}
+	}
+	return "found no compatible cell"
+}
+
+func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func appContainerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
+	for i := range pod.Status.ContainerStatuses {
+		if pod.Status.ContainerStatuses[i].Name == AppContainerName {
+			return &pod.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
+}
+
+// since is when the instance entered its current incarnation, in Unix
+// nanoseconds: the container's start if it runs, else the pod's creation.
+func since(pod *corev1.Pod) int64 {
+	if status := appContainerStatus(pod); status != nil && status.State.Running != nil {
+		return status.State.Running.StartedAt.UnixNano()
+	}
+	return pod.CreationTimestamp.UnixNano()
+}

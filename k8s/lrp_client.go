@@ -1,0 +1,357 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+
+	"code.cloudfoundry.org/lager/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/models"
+)
+
+// LRPClient carries out CC's LRP requests against Kubernetes. Reads come from
+// the informer caches; a cache miss on a single-LRP lookup falls back to one
+// label-selected list, so a request right after a desire sees its own write.
+type LRPClient struct {
+	clientset  kubernetes.Interface
+	caches     *Caches
+	builder    *StatefulSetBuilder
+	namespaces []string
+}
+
+// NewLRPClient returns a client for LRPs in namespaces; the first is the
+// default for requests that name none.
+func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *StatefulSetBuilder, namespaces []string) *LRPClient {
+	return &LRPClient{clientset: clientset, caches: caches, builder: builder, namespaces: namespaces}
+}
+
+// Desire creates the StatefulSet (and its registry Secret and PDB) for lrp.
+// Desiring an existing process guid again changes nothing: CC retries and
+// re-desires freely, and the first desire wins. On any failure the objects
+// created so far are removed again.
+func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models.DesireLRPRequest) error {
+	logger = logger.Session("desire", lager.Data{"process_guid": lrp.ProcessGUID})
+	namespace := lrp.Namespace
+	if namespace == "" {
+		namespace = c.namespaces[0]
+	}
+	if !slices.Contains(c.namespaces, namespace) {
+		return models.Invalidf("namespace %q is not one of Iris's workloads namespaces %v", namespace, c.namespaces)
+	}
+	objects, err := c.builder.Build(lrp, namespace)
+	if err != nil {
+		return err
+	}
+	if existing, err := c.lookup(ctx, lrp.GUID, lrp.Version); err == nil {
+		logger.Info("already-desired", lager.Data{"statefulset": existing.Name})
+		return nil
+	}
+
+	if objects.RegistrySecret != nil {
+		if err := c.applySecret(ctx, objects.RegistrySecret); err != nil {
+			return err
+		}
+	}
+	sts, err := c.clientset.AppsV1().StatefulSets(namespace).Create(ctx, objects.StatefulSet, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		logger.Info("already-desired", lager.Data{"statefulset": objects.StatefulSet.Name})
+		return nil
+	}
+	if err != nil {
+		c.deleteSecret(ctx, logger, objects.RegistrySecret)
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			return models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
+		}
+		return fmt.Errorf("creating statefulset %s/%s: %w", namespace, objects.StatefulSet.Name, err)
+	}
+
+	owner := ownerReference(sts)
+	if objects.RegistrySecret != nil {
+		if err := c.adoptSecret(ctx, objects.RegistrySecret, owner); err != nil {
+			// The app runs; only garbage collection of the secret is at stake,
+			// and Stop deletes it by name as well.
+			logger.Error("adopting-registry-secret", err)
+		}
+	}
+	if pdb := objects.PodDisruptionBudget; pdb != nil {
+		pdb.OwnerReferences = []metav1.OwnerReference{owner}
+		if _, err := c.clientset.PolicyV1().PodDisruptionBudgets(namespace).Create(ctx, pdb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			logger.Error("creating-pdb", err)
+		}
+	}
+	logger.Info("desired", lager.Data{"statefulset": sts.Name, "namespace": namespace, "instances": *sts.Spec.Replicas})
+	return nil
+}
+
+func (c *LRPClient) applySecret(ctx context.Context, secret *corev1.Secret) error {
+	secrets := c.clientset.CoreV1().Secrets(secret.Namespace)
+	_, err := secrets.Create(ctx, secret, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Left over from a desire that failed half way: take the new credentials.
+		_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{})
+	}
+	if apierrors.IsInvalid(err) {
+		return models.Invalidf("invalid registry credentials: %s", apiErrorMessage(err))
+	}
+	if err != nil {
+		return fmt.Errorf("creating registry secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return nil
+}
+
+func (c *LRPClient) adoptSecret(ctx context.Context, secret *corev1.Secret, owner metav1.OwnerReference) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{owner}}})
+	if err != nil {
+		return err
+	}
+	_, err = c.clientset.CoreV1().Secrets(secret.Namespace).Patch(ctx, secret.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+func (c *LRPClient) deleteSecret(ctx context.Context, logger lager.Logger, secret *corev1.Secret) {
+	if secret == nil {
+		return
+	}
+	err := c.clientset.CoreV1().Secrets(secret.Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		logger.Error("deleting-registry-secret", err, lager.Data{"secret": secret.Name})
+	}
+}
+
+func ownerReference(sts *appsv1.StatefulSet) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion:         "apps/v1",
+		Kind:               "StatefulSet",
+		Name:               sts.Name,
+		UID:                sts.UID,
+		Controller:         ptr.To(true),
+		BlockOwnerDeletion: ptr.To(true),
+	}
+}
+
+// Get returns the desired state of one LRP.
+func (c *LRPClient) Get(ctx context.Context, guid, version string) (*models.DesiredLRP, error) {
+	sts, err := c.lookup(ctx, guid, version)
+	if err != nil {
+		return nil, err
+	}
+	return desiredLRP(sts), nil
+}
+
+func desiredLRP(sts *appsv1.StatefulSet) *models.DesiredLRP {
+	lrp := &models.DesiredLRP{
+		ProcessGUID: sts.Annotations[AnnotationProcessGUID],
+		Instances:   ptr.Deref(sts.Spec.Replicas, 0),
+		Annotation:  sts.Annotations[AnnotationLastUpdated],
+	}
+	if raw := sts.Annotations[AnnotationRoutes]; raw != "" {
+		_ = json.Unmarshal([]byte(raw), &lrp.Routes)
+	}
+	return lrp
+}
+
+// List returns the scheduling infos of every LRP, from the cache only.
+func (c *LRPClient) List() []models.DesiredLRPSchedulingInfo {
+	var infos []models.DesiredLRPSchedulingInfo
+	c.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
+		if sts.DeletionTimestamp != nil {
+			return
+		}
+		infos = append(infos, models.DesiredLRPSchedulingInfo{
+			DesiredLRPKey: models.DesiredLRPKey{ProcessGUID: sts.Annotations[AnnotationProcessGUID]},
+			GUID:          sts.Labels[LabelGUID],
+			Version:       sts.Labels[LabelVersion],
+			Annotation:    sts.Annotations[AnnotationLastUpdated],
+		})
+	})
+	return infos
+}
+
+// Update scales the LRP and replaces its routes and last_updated annotation.
+// Scaling to zero keeps the StatefulSet, so CC can scale up again.
+func (c *LRPClient) Update(ctx context.Context, logger lager.Logger, req *models.UpdateDesiredLRPRequest) error {
+	logger = logger.Session("update", lager.Data{"guid": req.GUID, "version": req.Version})
+	cached, err := c.lookup(ctx, req.GUID, req.Version)
+	if err != nil {
+		return err
+	}
+	var routes string
+	if req.Update.Routes != nil {
+		if routes, err = marshalRoutes(req.Update.Routes); err != nil {
+			return err
+		}
+	}
+
+	var updated *appsv1.StatefulSet
+	statefulSets := c.clientset.AppsV1().StatefulSets(cached.Namespace)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		sts, err := statefulSets.Get(ctx, cached.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if req.Update.Instances != nil {
+			sts.Spec.Replicas = ptr.To(int32(*req.Update.Instances))
+		}
+		if req.Update.Routes != nil {
+			sts.Annotations[AnnotationRoutes] = routes
+		}
+		if req.Update.Annotation != "" {
+			sts.Annotations[AnnotationLastUpdated] = req.Update.Annotation
+		}
+		updated, err = statefulSets.Update(ctx, sts, metav1.UpdateOptions{})
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return models.ErrNotFound
+	}
+	if apierrors.IsInvalid(err) {
+		return models.Invalidf("invalid update: %s", apiErrorMessage(err))
+	}
+	if err != nil {
+		return fmt.Errorf("updating statefulset %s/%s: %w", cached.Namespace, cached.Name, err)
+	}
+	if err := c.reconcilePDB(ctx, updated); err != nil {
+		return err
+	}
+	logger.Info("updated", lager.Data{"statefulset": updated.Name, "instances": *updated.Spec.Replicas})
+	return nil
+}
+
+// reconcilePDB makes the PDB's existence follow the instance count.
+func (c *LRPClient) reconcilePDB(ctx context.Context, sts *appsv1.StatefulSet) error {
+	pdbs := c.clientset.PolicyV1().PodDisruptionBudgets(sts.Namespace)
+	want := PodDisruptionBudget(sts)
+	if want == nil {
+		err := pdbs.Delete(ctx, sts.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting pdb %s/%s: %w", sts.Namespace, sts.Name, err)
+		}
+		return nil
+	}
+	want.OwnerReferences = []metav1.OwnerReference{ownerReference(sts)}
+	_, err := pdbs.Create(ctx, want, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating pdb %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	return nil
+}
+
+// Stop deletes the LRP; its pods, PDB and registry Secret are garbage
+// collected through their owner references.
+func (c *LRPClient) Stop(ctx context.Context, logger lager.Logger, guid, version string) error {
+	logger = logger.Session("stop", lager.Data{"guid": guid, "version": version})
+	sts, err := c.lookup(ctx, guid, version)
+	if err != nil {
+		return err
+	}
+	err = c.clientset.AppsV1().StatefulSets(sts.Namespace).Delete(ctx, sts.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
+	})
+	if apierrors.IsNotFound(err) {
+		return models.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("deleting statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	// The secret would be collected too, but only if adopting it succeeded.
+	c.deleteSecret(ctx, logger, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sts.Name + registrySecretSuffix, Namespace: sts.Namespace}})
+	logger.Info("stopped", lager.Data{"statefulset": sts.Name})
+	return nil
+}
+
+// StopInstance deletes one instance's pod; the StatefulSet controller starts
+// it again, which is CC's "restart instance".
+func (c *LRPClient) StopInstance(ctx context.Context, logger lager.Logger, guid, version string, index int) error {
+	sts, err := c.lookup(ctx, guid, version)
+	if err != nil {
+		return err
+	}
+	replicas := int(ptr.Deref(sts.Spec.Replicas, 0))
+	if index < 0 || index >= replicas {
+		return models.Invalidf("instance index %d out of range: the LRP has %d instances", index, replicas)
+	}
+	name := sts.Name + "-" + strconv.Itoa(index)
+	err = c.clientset.CoreV1().Pods(sts.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting pod %s/%s: %w", sts.Namespace, name, err)
+	}
+	logger.Info("stopped-instance", lager.Data{"guid": guid, "version": version, "index": index, "pod": name})
+	return nil
+}
+
+// Instances reports one entry per desired instance, from the pod cache.
+// Indices without a pod yet are UNCLAIMED.
+func (c *LRPClient) Instances(ctx context.Context, guid, version string) ([]*models.Instance, error) {
+	sts, err := c.lookup(ctx, guid, version)
+	if err != nil {
+		return nil, err
+	}
+	replicas := int(ptr.Deref(sts.Spec.Replicas, 0))
+	byIndex := map[int]*models.Instance{}
+	for _, pod := range c.caches.PodsByProcessGUID(sts.Annotations[AnnotationProcessGUID]) {
+		index, err := strconv.Atoi(pod.Labels[PodIndexLabel])
+		if err != nil || pod.Namespace != sts.Namespace {
+			continue
+		}
+		byIndex[index] = InstanceFromPod(pod, index)
+	}
+	for i := 0; i < replicas; i++ {
+		if _, ok := byIndex[i]; !ok {
+			byIndex[i] = &models.Instance{Index: i, State: models.InstanceUnclaimed}
+		}
+	}
+	instances := make([]*models.Instance, 0, len(byIndex))
+	for _, inst := range byIndex {
+		instances = append(instances, inst)
+	}
+	sort.Slice(instances, func(i, j int) bool { return instances[i].Index < instances[j].Index })
+	return instances, nil
+}
+
+// lookup finds the StatefulSet of guid/version, in the cache first.
+func (c *LRPClient) lookup(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error) {
+	processGUID := guid + "-" + version
+	for _, sts := range c.caches.StatefulSetsByProcessGUID(processGUID) {
+		if sts.DeletionTimestamp == nil {
+			return sts, nil
+		}
+	}
+	selector := labels.SelectorFromSet(labels.Set{
+		LabelGUID:       sanitizeLabelValue(guid),
+		LabelVersion:    sanitizeLabelValue(version),
+		LabelSourceType: SourceTypeApp,
+	}).String()
+	for _, ns := range c.namespaces {
+		list, err := c.clientset.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return nil, fmt.Errorf("listing statefulsets in %s: %w", ns, err)
+		}
+		for i := range list.Items {
+			sts := &list.Items[i]
+			if sts.DeletionTimestamp == nil && sts.Annotations[AnnotationProcessGUID] == processGUID {
+				return sts, nil
+			}
+		}
+	}
+	return nil, models.ErrNotFound
+}
+
+func apiErrorMessage(err error) string {
+	if status, ok := err.(apierrors.APIStatus); ok {
+		return status.Status().Message
+	}
+	return err.Error()
+}

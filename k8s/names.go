@@ -1,0 +1,97 @@
+package k8s
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// Label and annotation keys Iris puts on the objects it owns. Everything lives
+// under cloudfoundry.org/ so operators can select CF workloads with one prefix.
+const (
+	LabelGUID        = "cloudfoundry.org/guid"
+	LabelVersion     = "cloudfoundry.org/version"
+	LabelAppGUID     = "cloudfoundry.org/app_guid"
+	LabelProcessType = "cloudfoundry.org/process_type"
+	LabelSourceType  = "cloudfoundry.org/source_type"
+	LabelOrgGUID     = "cloudfoundry.org/org_guid"
+	LabelSpaceGUID   = "cloudfoundry.org/space_guid"
+
+	AnnotationProcessGUID = "cloudfoundry.org/process_guid"
+	AnnotationAppName     = "cloudfoundry.org/application_name"
+	AnnotationOrgName     = "cloudfoundry.org/org_name"
+	AnnotationSpaceName   = "cloudfoundry.org/space_name"
+	AnnotationLastUpdated = "cloudfoundry.org/last_updated"
+	AnnotationRoutes      = "cloudfoundry.org/routes"
+	AnnotationPorts       = "cloudfoundry.org/ports"
+
+	// SourceTypeApp marks long-running app instances (Loggregator's APP source type).
+	SourceTypeApp = "APP"
+
+	// PodIndexLabel is set by the StatefulSet controller on every pod (GA since
+	// Kubernetes 1.32); CF_INSTANCE_INDEX reads it through the downward API.
+	PodIndexLabel = "apps.kubernetes.io/pod-index"
+
+	// AppContainerName is the name of the container that runs the app.
+	AppContainerName = "app"
+)
+
+const (
+	maxNamePrefix = 40
+	nameHashChars = 10
+)
+
+// StatefulSetName derives a deterministic, DNS-1123 safe name from the app and
+// space names (for humans reading kubectl output) and a hash of the process
+// guid (for uniqueness). It stays at 51 characters at most: the StatefulSet
+// controller appends "-<10-char hash>" for the controller-revision-hash label,
+// which must fit in a 63-character label value.
+func StatefulSetName(appName, spaceName, processGUID string) string {
+	prefix := sanitizeName(appName + "-" + spaceName)
+	if len(prefix) > maxNamePrefix {
+		prefix = strings.TrimRight(prefix[:maxNamePrefix], "-")
+	}
+	if prefix == "" {
+		prefix = "app"
+	}
+	sum := sha256.Sum256([]byte(processGUID))
+	return prefix + "-" + hex.EncodeToString(sum[:])[:nameHashChars]
+}
+
+// sanitizeName lowercases s and turns every run of characters outside
+// [a-z0-9] into a single '-', trimming dashes at both ends.
+func sanitizeName(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+			dash = false
+			continue
+		}
+		if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	return strings.TrimRight(b.String(), "-")
+}
+
+// sanitizeLabelValue makes s a valid label value: at most 63 characters of
+// [A-Za-z0-9._-], starting and ending alphanumeric.
+func sanitizeLabelValue(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'), r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	v := b.String()
+	if len(v) > 63 {
+		v = v[:63]
+	}
+	return strings.Trim(v, "._-")
+}

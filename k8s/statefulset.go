@@ -1,0 +1,451 @@
+// Package k8s turns Cloud Controller's LRPs into Kubernetes objects and reads
+// their state back.
+package k8s
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/models"
+)
+
+const (
+	// Diego checks each health endpoint with a 1 s timeout and, once started,
+	// every 30 s (liveness); one failed liveness check restarts the instance.
+	checkTimeoutSeconds     = 1
+	livenessPeriodSeconds   = 30
+	startupPeriodSeconds    = 2
+	readinessPeriodSeconds  = 5
+	readinessFailures       = 3
+	defaultPort             = 8080
+	registrySecretSuffix    = "-registry"
+	healthCheckTypePort     = "port"
+	healthCheckTypeHTTP     = "http"
+	healthCheckTypeProcess  = "process"
+	healthCheckTypeNone     = "none"
+	dockerConfigJSONAuthKey = "auths"
+)
+
+// LRPObjects are the objects one LRP becomes. RegistrySecret is nil unless the
+// docker image needs credentials; the PDB is nil for one instance or fewer.
+type LRPObjects struct {
+	StatefulSet         *appsv1.StatefulSet
+	RegistrySecret      *corev1.Secret
+	PodDisruptionBudget *policyv1.PodDisruptionBudget
+}
+
+// StatefulSetBuilder translates desire requests. It is pure: no API calls.
+type StatefulSetBuilder struct {
+	cfg config.LRP
+}
+
+// NewStatefulSetBuilder returns a builder for the given LRP settings.
+func NewStatefulSetBuilder(cfg config.LRP) *StatefulSetBuilder {
+	return &StatefulSetBuilder{cfg: cfg}
+}
+
+// Build returns the objects for lrp in namespace. It fails only for input
+// that cannot be represented, with an InvalidRequestError.
+func (b *StatefulSetBuilder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObjects, error) {
+	name := StatefulSetName(lrp.AppName, lrp.SpaceName, lrp.ProcessGUID)
+	labels := lrpLabels(lrp)
+
+	container, err := b.appContainer(lrp)
+	if err != nil {
+		return nil, err
+	}
+
+	routes, err := marshalRoutes(lrp.Routes)
+	if err != nil {
+		return nil, err
+	}
+	ports, _ := json.Marshal(lrp.Ports)
+
+	annotations := map[string]string{}
+	for k, v := range lrp.UserDefinedAnnotations {
+		annotations[k] = v
+	}
+	// Iris's own keys are written last so a user annotation cannot shadow them.
+	annotations[AnnotationProcessGUID] = lrp.ProcessGUID
+	annotations[AnnotationAppName] = lrp.AppName
+	annotations[AnnotationOrgName] = lrp.OrganizationName
+	annotations[AnnotationSpaceName] = lrp.SpaceName
+	annotations[AnnotationPorts] = string(ports)
+
+	// Routes and last_updated change on every update; they stay off the pod
+	// template so that an update never rolls the app's instances.
+	stsAnnotations := map[string]string{
+		AnnotationLastUpdated: lrp.LastUpdated,
+		AnnotationRoutes:      routes,
+	}
+	for k, v := range annotations {
+		stsAnnotations[k] = v
+	}
+
+	podSpec := corev1.PodSpec{
+		Containers:                    []corev1.Container{container},
+		AutomountServiceAccountToken:  ptr.To(false),
+		ServiceAccountName:            b.cfg.ServiceAccountName,
+		EnableServiceLinks:            ptr.To(false),
+		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To(b.cfg.AppUID),
+			RunAsGroup:     ptr.To(b.cfg.AppUID),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Affinity: spreadInstances(lrp),
+		Volumes:  volumes(lrp.VolumeMounts),
+	}
+
+	objects := &LRPObjects{}
+	if docker := lrp.Lifecycle.DockerLifecycle; docker != nil && docker.RegistryUsername != "" {
+		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, docker)
+		if err != nil {
+			return nil, err
+		}
+		objects.RegistrySecret = secret
+		podSpec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
+	}
+
+	selector := map[string]string{LabelGUID: labels[LabelGUID], LabelVersion: labels[LabelVersion]}
+	objects.StatefulSet = &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   namespace,
+			Labels:      labels,
+			Annotations: stsAnnotations,
+		},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To(int32(lrp.NumInstances())),
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector:            &metav1.LabelSelector{MatchLabels: selector},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec:       podSpec,
+			},
+			// No headless Service is created: CF apps are reached through
+			// gorouter, not cluster DNS.
+			ServiceName: "",
+		},
+	}
+	objects.PodDisruptionBudget = PodDisruptionBudget(objects.StatefulSet)
+	return objects, nil
+}
+
+// PodDisruptionBudget returns the PDB that keeps at least one instance up
+// during voluntary disruptions, or nil when the LRP has one instance or fewer
+// (a PDB there would block node drains forever).
+func PodDisruptionBudget(sts *appsv1.StatefulSet) *policyv1.PodDisruptionBudget {
+	if sts.Spec.Replicas == nil || *sts.Spec.Replicas <= 1 {
+		return nil
+	}
+	return &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      sts.Name,
+			Namespace: sts.Namespace,
+			Labels:    sts.Labels,
+		},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(1)),
+			Selector:     sts.Spec.Selector.DeepCopy(),
+		},
+	}
+}
+
+func lrpLabels(lrp *models.DesireLRPRequest) map[string]string {
+	labels := map[string]string{
+		LabelGUID:        sanitizeLabelValue(lrp.GUID),
+		LabelVersion:     sanitizeLabelValue(lrp.Version),
+		LabelAppGUID:     sanitizeLabelValue(lrp.AppGUID),
+		LabelProcessType: sanitizeLabelValue(processType(lrp)),
+		LabelSourceType:  SourceTypeApp,
+		LabelOrgGUID:     sanitizeLabelValue(lrp.OrganizationGUID),
+		LabelSpaceGUID:   sanitizeLabelValue(lrp.SpaceGUID),
+	}
+	for k, v := range labels {
+		if v == "" {
+			delete(labels, k)
+		}
+	}
+	return labels
+}
+
+// processType defaults to "web": older CCs send no process_type, and every
+// process they desire through OPI is the web process.
+func processType(lrp *models.DesireLRPRequest) string {
+	if lrp.ProcessType == "" {
+		return "web"
+	}
+	return lrp.ProcessType
+}
+
+func (b *StatefulSetBuilder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, error) {
+	image, command, err := b.imageAndCommand(lrp)
+	if err != nil {
+		return corev1.Container{}, err
+	}
+	ports := lrp.Ports
+	if len(ports) == 0 {
+		ports = []int32{defaultPort}
+	}
+	containerPorts := make([]corev1.ContainerPort, 0, len(ports))
+	for _, p := range ports {
+		containerPorts = append(containerPorts, corev1.ContainerPort{ContainerPort: p, Protocol: corev1.ProtocolTCP})
+	}
+
+	container := corev1.Container{
+		Name:      AppContainerName,
+		Image:     image,
+		Command:   command,
+		Env:       environment(lrp.Environment, ports),
+		Ports:     containerPorts,
+		Resources: b.resources(lrp),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Privileged:               ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		VolumeMounts: volumeMounts(lrp.VolumeMounts),
+	}
+	b.addProbes(&container, lrp, ports[0])
+	return container, nil
+}
+
+func (b *StatefulSetBuilder) imageAndCommand(lrp *models.DesireLRPRequest) (string, []string, error) {
+	switch {
+	case lrp.Lifecycle.DockerLifecycle != nil:
+		d := lrp.Lifecycle.DockerLifecycle
+		// CC sends ["/bin/sh","-c",cmd] for a custom command and [] to run
+		// the image's own entrypoint.
+		return d.Image, d.Command, nil
+	case lrp.Lifecycle.BuildpackLifecycle != nil:
+		bp := lrp.Lifecycle.BuildpackLifecycle
+		image := fmt.Sprintf("%s/%s:%s", strings.TrimRight(b.cfg.DropletRegistry, "/"), bp.DropletGUID, bp.DropletHash)
+		// Diego's launcher takes the app dir, the start command and the
+		// execution metadata; it sources the buildpacks' profile.d first.
+		return image, []string{b.cfg.DropletLauncher, "app", bp.StartCommand, ""}, nil
+	default:
+		return "", nil, models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
+	}
+}
+
+func (b *StatefulSetBuilder) resources(lrp *models.DesireLRPRequest) corev1.ResourceRequirements {
+	req := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	if lrp.MemoryMB > 0 {
+		// CF's megabytes are mebibytes (Garden limits memory_mb*1024*1024).
+		mem := *resource.NewQuantity(lrp.MemoryMB*1024*1024, resource.BinarySI)
+		req.Requests[corev1.ResourceMemory] = mem
+		req.Limits[corev1.ResourceMemory] = mem
+	}
+	if lrp.DiskMB > 0 {
+		disk := *resource.NewQuantity(lrp.DiskMB*1024*1024, resource.BinarySI)
+		req.Requests[corev1.ResourceEphemeralStorage] = disk
+		req.Limits[corev1.ResourceEphemeralStorage] = disk
+	}
+	if lrp.CPUWeight > 0 {
+		req.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(lrp.CPUWeight*b.cfg.CPUMillicoresPerWeight, resource.DecimalSI)
+	}
+	return req
+}
+
+// environment returns CC's variables (sorted, so the template is stable and an
+// unchanged desire never rolls pods) followed by the CF_INSTANCE_* variables
+// Diego sets. Later entries may reference earlier ones with $(NAME).
+func environment(ccEnv map[string]string, ports []int32) []corev1.EnvVar {
+	port := strconv.Itoa(int(ports[0]))
+	portMappings := make([]map[string]int32, 0, len(ports))
+	for _, p := range ports {
+		portMappings = append(portMappings, map[string]int32{"external": p, "internal": p})
+	}
+	portsJSON, _ := json.Marshal(portMappings)
+
+	fieldRef := func(path string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}
+	}
+	instanceEnv := []corev1.EnvVar{
+		{Name: "CF_INSTANCE_INDEX", ValueFrom: fieldRef("metadata.labels['" + PodIndexLabel + "']")},
+		{Name: "INSTANCE_INDEX", Value: "$(CF_INSTANCE_INDEX)"},
+		{Name: "CF_INSTANCE_GUID", ValueFrom: fieldRef("metadata.uid")},
+		{Name: "INSTANCE_GUID", Value: "$(CF_INSTANCE_GUID)"},
+		{Name: "CF_INSTANCE_IP", ValueFrom: fieldRef("status.hostIP")},
+		{Name: "CF_INSTANCE_INTERNAL_IP", ValueFrom: fieldRef("status.podIP")},
+		{Name: "CF_INSTANCE_PORT", Value: port},
+		{Name: "CF_INSTANCE_ADDR", Value: "$(CF_INSTANCE_INTERNAL_IP):" + port},
+		{Name: "CF_INSTANCE_PORTS", Value: string(portsJSON)},
+	}
+	if _, ok := ccEnv["PORT"]; !ok {
+		instanceEnv = append(instanceEnv, corev1.EnvVar{Name: "PORT", Value: port})
+	}
+	owned := make(map[string]bool, len(instanceEnv))
+	for _, e := range instanceEnv {
+		owned[e.Name] = true
+	}
+
+	// Iris owns the instance variables; a CC value of the same name would be
+	// stale (CC cannot know the pod), so it is dropped.
+	names := make([]string, 0, len(ccEnv))
+	for name := range ccEnv {
+		if !owned[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	env := make([]corev1.EnvVar, 0, len(names)+len(instanceEnv))
+	for _, name := range names {
+		env = append(env, corev1.EnvVar{Name: name, Value: ccEnv[name]})
+	}
+	return append(env, instanceEnv...)
+}
+
+// addProbes maps CC's health check to Kubernetes probes. A startup probe
+// gives the app its whole start timeout before liveness takes over, so slow
+// starters are not killed, as in Diego.
+func (b *StatefulSetBuilder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, port int32) {
+	var handler corev1.ProbeHandler
+	switch lrp.HealthCheckType {
+	case healthCheckTypeHTTP:
+		path := lrp.HealthCheckHTTPEndpoint
+		if path == "" {
+			path = "/"
+		}
+		handler.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(port)}
+	case healthCheckTypeProcess, healthCheckTypeNone:
+		return
+	default: // "port" and empty, Diego's default
+		handler.TCPSocket = &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}
+	}
+
+	startTimeoutMs := lrp.StartTimeoutMs
+	if startTimeoutMs <= 0 {
+		startTimeoutMs = lrp.HealthCheckTimeoutMs
+	}
+	if startTimeoutMs <= 0 {
+		startTimeoutMs = b.cfg.DefaultStartTimeoutSeconds * 1000
+	}
+	startupFailures := int32((startTimeoutMs + startupPeriodSeconds*1000 - 1) / (startupPeriodSeconds * 1000))
+	if startupFailures < 1 {
+		startupFailures = 1
+	}
+
+	c.StartupProbe = &corev1.Probe{
+		ProbeHandler:     handler,
+		TimeoutSeconds:   checkTimeoutSeconds,
+		PeriodSeconds:    startupPeriodSeconds,
+		FailureThreshold: startupFailures,
+	}
+	c.LivenessProbe = &corev1.Probe{
+		ProbeHandler:     handler,
+		TimeoutSeconds:   checkTimeoutSeconds,
+		PeriodSeconds:    livenessPeriodSeconds,
+		FailureThreshold: 1,
+	}
+	// Readiness decides routability; it tolerates a brief blip so that one
+	// slow response does not pull an instance out of the router.
+	c.ReadinessProbe = &corev1.Probe{
+		ProbeHandler:     handler,
+		TimeoutSeconds:   checkTimeoutSeconds,
+		PeriodSeconds:    readinessPeriodSeconds,
+		FailureThreshold: readinessFailures,
+	}
+}
+
+// spreadInstances prefers to put the instances of one LRP on different nodes.
+func spreadInstances(lrp *models.DesireLRPRequest) *corev1.Affinity {
+	return &corev1.Affinity{
+		PodAntiAffinity: &corev1.PodAntiAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+				Weight: 100,
+				PodAffinityTerm: corev1.PodAffinityTerm{
+					TopologyKey: corev1.LabelHostname,
+					LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+						LabelGUID:    sanitizeLabelValue(lrp.GUID),
+						LabelVersion: sanitizeLabelValue(lrp.Version),
+					}},
+				},
+			}},
+		},
+	}
+}
+
+func volumes(mounts []models.VolumeMount) []corev1.Volume {
+	var vols []corev1.Volume
+	for _, m := range mounts {
+		vols = append(vols, corev1.Volume{
+			Name: m.VolumeID,
+			VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: m.VolumeID},
+			},
+		})
+	}
+	return vols
+}
+
+func volumeMounts(mounts []models.VolumeMount) []corev1.VolumeMount {
+	var vms []corev1.VolumeMount
+	for _, m := range mounts {
+		vms = append(vms, corev1.VolumeMount{Name: m.VolumeID, MountPath: m.MountDir})
+	}
+	return vms
+}
+
+func marshalRoutes(routes models.Routes) (string, error) {
+	if err := routes.Validate(); err != nil {
+		return "", err
+	}
+	if routes == nil {
+		routes = models.Routes{}
+	}
+	data, err := json.Marshal(routes)
+	if err != nil {
+		return "", models.Invalidf("routes: %v", err)
+	}
+	return string(data), nil
+}
+
+// registrySecret holds the docker registry credentials CC sent, in the
+// dockerconfigjson form the kubelet reads for imagePullSecrets.
+func registrySecret(name, namespace string, labels map[string]string, docker *models.DockerLifecycle) (*corev1.Secret, error) {
+	server := registryServer(docker.Image)
+	auth := base64.StdEncoding.EncodeToString([]byte(docker.RegistryUsername + ":" + docker.RegistryPassword))
+	config := map[string]any{dockerConfigJSONAuthKey: map[string]any{server: map[string]string{
+		"username": docker.RegistryUsername,
+		"password": docker.RegistryPassword,
+		"auth":     auth,
+	}}}
+	data, err := json.Marshal(config)
+	if err != nil {
+		return nil, fmt.Errorf("encoding registry credentials: %w", err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: data},
+	}, nil
+}
+
+// registryServer returns the registry host of an image reference, following
+// the docker convention: the first path element is a host only if it has a
+// '.' or ':' or is "localhost"; otherwise the image lives on Docker Hub.
+func registryServer(image string) string {
+	first, _, found := strings.Cut(image, "/")
+	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return first
+	}
+	return "https://index.docker.io/v1/"
+}
