@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs (see README):
+#   make run   - Iris on the local real cluster (built and started as needed)
+#   make test  - unit and integration tests against their own local cluster
+.PHONY: run test unit build bench vet generate cluster-down
+
+build:
+	go build -o bin/iris ./cmd/iris
+
+run:
+	scripts/run-local
+
+test:
+	scripts/test
+
+# Unit tests only: no cluster needed.
+unit:
+	go test ./bifrost/... ./config/... ./k8s/... ./models/...
+
+vet:
+	go vet ./...
+
+generate:
+	go generate ./...
+
+# Benchmarks are never part of `make test`; see scripts/bench.
+bench:
+	scripts/bench/run
+
+cluster-down:
+	scripts/cluster down

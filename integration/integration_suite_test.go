@@ -1,0 +1,150 @@
+package integration_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/iris-cf/iris/integration/testcerts"
+)
+
+// The suite runs the real iris binary against the real local cluster that
+// scripts/cluster starts (make test does both). Each run gets fresh
+// namespaces, so runs never see each other's objects.
+func TestIntegration(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Integration Suite")
+}
+
+var (
+	clientset *kubernetes.Clientset
+	namespace string
+	// otherNamespace is watched by Iris too, but is not the default.
+	otherNamespace string
+	irisURL        string
+	irisTLSURL     string
+	irisSession    *gexec.Session
+	clientCA       *testcerts.CA
+	clientLeaf     *testcerts.Leaf
+	serverCA       *testcerts.CA
+)
+
+var _ = BeforeSuite(func() {
+	kubeconfig := os.Getenv("KUBECONFIG")
+	if kubeconfig == "" {
+		Fail("KUBECONFIG is not set: run the integration tests with `make test`, or `eval \"$(scripts/cluster env)\"` after `scripts/cluster up`")
+	}
+	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	Expect(err).NotTo(HaveOccurred())
+	restConfig.QPS, restConfig.Burst = 200, 400
+	clientset, err = kubernetes.NewForConfig(restConfig)
+	Expect(err).NotTo(HaveOccurred())
+
+	namespace = createNamespace("iris-it-")
+	otherNamespace = createNamespace("iris-it-other-")
+
+	irisPath, err := gexec.Build("github.com/iris-cf/iris/cmd/iris")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(gexec.CleanupBuildArtifacts)
+
+	dir := GinkgoT().TempDir()
+	serverCA, clientCA = newCA("iris-server-ca"), newCA("cc-client-ca")
+	serverLeaf, err := serverCA.Issue("iris.local")
+	Expect(err).NotTo(HaveOccurred())
+	certFile, keyFile, err := serverLeaf.WriteFiles(dir, "server")
+	Expect(err).NotTo(HaveOccurred())
+	clientCAFile := filepath.Join(dir, "client-ca.crt")
+	Expect(os.WriteFile(clientCAFile, clientCA.PEM, 0o600)).To(Succeed())
+	clientLeaf, err = clientCA.Issue("cloud-controller")
+	Expect(err).NotTo(HaveOccurred())
+
+	addr, tlsAddr := freeAddress(), freeAddress()
+	irisURL, irisTLSURL = "http://"+addr, "https://"+tlsAddr
+	configFile := filepath.Join(dir, "iris.yml")
+	Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
+log_level: debug
+kubeconfig: %q
+workloads_namespaces: [%q, %q]
+api:
+  listen_address: %q
+  tls_listen_address: %q
+  tls_cert_file: %q
+  tls_key_file: %q
+  client_ca_file: %q
+  max_request_body_bytes: 65536
+lrp:
+  droplet_registry: 127.0.0.1:5000/cloudfoundry
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
+
+	irisSession, err = gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(func() (int, error) {
+		resp, err := http.Get(irisURL + "/healthz")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK))
+})
+
+var _ = AfterSuite(func() {
+	if irisSession != nil {
+		// SIGTERM drains and exits 0: part of the contract, checked here.
+		irisSession.Signal(syscall.SIGTERM)
+		Eventually(irisSession, 20*time.Second).Should(gexec.Exit(0))
+	}
+	for _, ns := range []string{namespace, otherNamespace} {
+		if ns != "" {
+			_ = clientset.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		}
+	}
+})
+
+func createNamespace(prefix string) string {
+	ns, err := clientset.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return ns.Name
+}
+
+func newCA(cn string) *testcerts.CA {
+	ca, err := testcerts.NewCA(cn)
+	Expect(err).NotTo(HaveOccurred())
+	return ca
+}
+
+func freeAddress() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// mtlsClient presents cert (nil: none) and trusts Iris's server CA.
+func mtlsClient(cert *testcerts.Leaf) *http.Client {
+	cfg := &tls.Config{RootCAs: serverCA.Pool(), MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		c, err := cert.TLSCertificate()
+		Expect(err).NotTo(HaveOccurred())
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}

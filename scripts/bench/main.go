@@ -1,0 +1,299 @@
+// Command bench measures Iris's LRP API on the local real cluster: desire
+// latency and throughput, time until every pod runs, GET /apps latency at
+// scale, and Iris's peak RSS. It prints numbers; it asserts nothing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/models"
+)
+
+type options struct {
+	irisBinary string
+	lrps       int
+	clients    int
+	instances  int
+	listLRPs   int
+	listRounds int
+	keep       bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.irisBinary, "iris", "bin/iris", "iris binary to start")
+	flag.IntVar(&o.lrps, "lrps", 1000, "LRPs to desire")
+	flag.IntVar(&o.clients, "clients", 20, "concurrent desire clients")
+	flag.IntVar(&o.instances, "instances", 1, "instances per LRP")
+	flag.IntVar(&o.listLRPs, "list-lrps", 0, "if larger than -lrps, desire more LRPs (0 instances) up to this total and time GET /apps again")
+	flag.IntVar(&o.listRounds, "list-rounds", 20, "GET /apps requests per measurement")
+	flag.BoolVar(&o.keep, "keep", false, "keep the benchmark namespace afterwards")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	kubeconfig := os.Getenv("KUBECONFIG")
+	if kubeconfig == "" {
+		return fmt.Errorf("KUBECONFIG is not set: run through scripts/bench/run")
+	}
+	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	restConfig.QPS, restConfig.Burst = 500, 1000
+	clientset, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	ns, err := clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "iris-bench-"}}, metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer clientset.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	}
+
+	iris, url, err := startIris(o.irisBinary, kubeconfig, ns.Name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = iris.Process.Signal(syscall.SIGTERM)
+		_ = iris.Wait()
+	}()
+	fmt.Printf("namespace %s, %d LRPs x %d instances, %d clients\n", ns.Name, o.lrps, o.instances, o.clients)
+
+	start := time.Now()
+	latencies, failures := desireAll(url, o.lrps, o.clients, o.instances)
+	elapsed := time.Since(start)
+	fmt.Printf("desire: %d ok, %d failed in %s: %.0f req/s, latency p50 %s p99 %s max %s\n",
+		len(latencies), failures, elapsed.Round(time.Millisecond), float64(len(latencies))/elapsed.Seconds(),
+		percentile(latencies, 50), percentile(latencies, 99), percentile(latencies, 100))
+
+	if o.instances > 0 {
+		want := o.lrps * o.instances
+		if err := waitRunning(ctx, clientset, ns.Name, want, 15*time.Minute); err != nil {
+			return err
+		}
+		fmt.Printf("all %d pods Running %s after the first desire\n", want, time.Since(start).Round(time.Millisecond))
+	}
+	if err := timeList(url, o.lrps, o.listRounds); err != nil {
+		return err
+	}
+
+	if o.listLRPs > o.lrps {
+		extra := o.listLRPs - o.lrps
+		start := time.Now()
+		lat, failed := desireAll(url, extra, o.clients, 0)
+		fmt.Printf("desire %d more (0 instances): %s, p99 %s, %d failed\n", extra, time.Since(start).Round(time.Millisecond), percentile(lat, 99), failed)
+		if err := timeList(url, o.listLRPs, o.listRounds); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("iris peak RSS: %s\n", peakRSS(iris.Process.Pid))
+	return nil
+}
+
+func startIris(binary, kubeconfig, namespace string) (*exec.Cmd, string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir, err := os.MkdirTemp("", "iris-bench")
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := fmt.Sprintf("log_level: error\nkubeconfig: %q\nkube_api_qps: 500\nkube_api_burst: 1000\nworkloads_namespaces: [%q]\napi:\n  listen_address: %q\n", kubeconfig, namespace, addr)
+	cfgPath := filepath.Join(dir, "iris.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(binary, "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			return cmd, url, nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	return nil, "", fmt.Errorf("iris did not become healthy")
+}
+
+func desireAll(url string, n, clients, instances int) ([]time.Duration, int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: time.Minute}
+	work := make(chan int)
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		failures  int
+		wg        sync.WaitGroup
+	)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				body, path := desireBody(i, instances)
+				req, _ := http.NewRequest(http.MethodPut, url+path, bytes.NewReader(body))
+				start := time.Now()
+				resp, err := client.Do(req)
+				d := time.Since(start)
+				ok := err == nil && resp.StatusCode == http.StatusAccepted
+				if resp != nil {
+					resp.Body.Close()
+				}
+				mu.Lock()
+				if ok {
+					latencies = append(latencies, d)
+				} else {
+					failures++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return latencies, failures
+}
+
+func desireBody(i, instances int) ([]byte, string) {
+	guid, version := uuid.NewString(), uuid.NewString()
+	lrp := models.DesireLRPRequest{
+		GUID: guid, Version: version, ProcessGUID: guid + "-" + version, ProcessType: "web",
+		AppGUID: guid, AppName: "bench-" + strconv.Itoa(i), SpaceName: "bench", Ports: []int32{8080},
+		Routes:      models.Routes{"cf-router": json.RawMessage(`[{"hostname":"bench-` + strconv.Itoa(i) + `.example.com","port":8080}]`)},
+		Environment: map[string]string{"VCAP_APPLICATION": `{"application_name":"bench"}`, "MEMORY_LIMIT": "64m"},
+		Instances:   ptr.To(instances), LastUpdated: "1700000000.0", HealthCheckType: "port",
+		MemoryMB: 64, DiskMB: 128, CPUWeight: 1,
+		Lifecycle: models.Lifecycle{DockerLifecycle: &models.DockerLifecycle{Image: "cloudfoundry/dora:latest"}},
+	}
+	body, _ := json.Marshal(lrp)
+	return body, "/apps/" + lrp.ProcessGUID
+}
+
+func waitRunning(ctx context.Context, clientset kubernetes.Interface, ns string, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		pods, err := clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		if running >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d pods Running after %s", running, want, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// timeList waits until GET /apps shows all n LRPs, then times rounds requests.
+func timeList(url string, n, rounds int) error {
+	count := func() (int, time.Duration, error) {
+		start := time.Now()
+		resp, err := http.Get(url + "/apps")
+		if err != nil {
+			return 0, 0, err
+		}
+		defer resp.Body.Close()
+		var body models.DesiredLRPSchedulingInfosResponse
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return 0, 0, err
+		}
+		return len(body.DesiredLRPSchedulingInfos), time.Since(start), nil
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		got, _, err := count()
+		if err != nil {
+			return err
+		}
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("GET /apps shows %d of %d LRPs", got, n)
+		}
+	}
+	var lat []time.Duration
+	for i := 0; i < rounds; i++ {
+		_, d, err := count()
+		if err != nil {
+			return err
+		}
+		lat = append(lat, d)
+	}
+	fmt.Printf("GET /apps over %d LRPs: p50 %s p99 %s (%d requests, including JSON decoding by the client)\n", n, percentile(lat, 50), percentile(lat, 99), rounds)
+	return nil
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	idx := (len(s)*p+99)/100 - 1
+	if idx < 0 {
+		idx = 0
+	}
+	return s[idx].Round(10 * time.Microsecond)
+}
+
+// peakRSS reads the kernel's high-water mark of the process's resident set.
+func peakRSS(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
