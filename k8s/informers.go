@@ -121,23 +121,20 @@ func (c *Caches) WaitForSync(ctx context.Context) bool {
 
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
 func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.StatefulSet {
-	var out []*appsv1.StatefulSet
-	for _, inf := range c.statefulSets {
-		objs, _ := inf.GetIndexer().ByIndex(byProcessGUID, processGUID)
-		for _, o := range objs {
-			out = append(out, o.(*appsv1.StatefulSet))
-		}
-	}
-	return out
+	return indexed[*appsv1.StatefulSet](c.statefulSets, processGUID)
 }
 
 // PodsByProcessGUID returns the cached pods of a process guid.
 func (c *Caches) PodsByProcessGUID(processGUID string) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, inf := range c.pods {
+	return indexed[*corev1.Pod](c.pods, processGUID)
+}
+
+func indexed[T any](informers []cache.SharedIndexInformer, processGUID string) []T {
+	var out []T
+	for _, inf := range informers {
 		objs, _ := inf.GetIndexer().ByIndex(byProcessGUID, processGUID)
 		for _, o := range objs {
-			out = append(out, o.(*corev1.Pod))
+			out = append(out, o.(T))
 		}
 	}
 	return out

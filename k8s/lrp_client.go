@@ -55,7 +55,9 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 	if err != nil {
 		return err
 	}
-	if existing, err := c.lookup(ctx, lrp.GUID, lrp.Version); err == nil {
+	// The cache answers re-desires of known LRPs without an API call; a
+	// desire racing its own cache entry is caught by AlreadyExists below.
+	if existing := c.cached(lrp.ProcessGUID); existing != nil {
 		logger.Info("already-desired", lager.Data{"statefulset": existing.Name})
 		return nil
 	}
@@ -321,13 +323,21 @@ func (c *LRPClient) Instances(ctx context.Context, guid, version string) ([]*mod
 	return instances, nil
 }
 
+// cached returns the live (not deleting) StatefulSet of processGUID from the cache.
+func (c *LRPClient) cached(processGUID string) *appsv1.StatefulSet {
+	for _, sts := range c.caches.StatefulSetsByProcessGUID(processGUID) {
+		if sts.DeletionTimestamp == nil {
+			return sts
+		}
+	}
+	return nil
+}
+
 // lookup finds the StatefulSet of guid/version, in the cache first.
 func (c *LRPClient) lookup(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error) {
 	processGUID := guid + "-" + version
-	for _, sts := range c.caches.StatefulSetsByProcessGUID(processGUID) {
-		if sts.DeletionTimestamp == nil {
-			return sts, nil
-		}
+	if sts := c.cached(processGUID); sts != nil {
+		return sts, nil
 	}
 	selector := labels.SelectorFromSet(labels.Set{
 		LabelGUID:       sanitizeLabelValue(guid),
