@@ -13,11 +13,12 @@ import (
 
 // Component names that can be listed under `components`.
 const (
-	ComponentAPI = "api"
+	ComponentAPI   = "api"
+	ComponentRoute = "route"
 )
 
 // allComponents are the components Iris runs when none are listed.
-func allComponents() []string { return []string{ComponentAPI} }
+func allComponents() []string { return []string{ComponentAPI, ComponentRoute} }
 
 // Config is the whole of Iris's configuration.
 type Config struct {
@@ -34,8 +35,27 @@ type Config struct {
 	// the first is the default for requests that name none.
 	WorkloadsNamespaces []string `json:"workloads_namespaces"`
 
-	API API `json:"api"`
-	LRP LRP `json:"lrp"`
+	API   API   `json:"api"`
+	LRP   LRP   `json:"lrp"`
+	Route Route `json:"route"`
+}
+
+// Route configures the route emitter, which registers app instances with
+// gorouter over NATS.
+type Route struct {
+	// NATSServers are nats:// (or tls://) URLs of the NATS cluster gorouter uses.
+	NATSServers  []string `json:"nats_servers"`
+	NATSUsername string   `json:"nats_username"`
+	NATSPassword string   `json:"nats_password"`
+	// NATSCACertFile enables TLS to NATS; cert and key add a client certificate.
+	NATSCACertFile string `json:"nats_ca_cert_file"`
+	NATSCertFile   string `json:"nats_cert_file"`
+	NATSKeyFile    string `json:"nats_key_file"`
+	// DefaultRegisterIntervalSeconds applies until a router's greeting says
+	// otherwise (gorouter: minimumRegisterIntervalInSeconds, 20).
+	DefaultRegisterIntervalSeconds int `json:"default_register_interval_seconds"`
+	// TLSPort, when non-zero, is advertised as every instance's tls_port.
+	TLSPort uint32 `json:"tls_port"`
 }
 
 // API configures bifrost, the HTTP API Cloud Controller calls.
@@ -82,6 +102,10 @@ func Default() Config {
 		API: API{
 			MaxRequestBodyBytes:    4 << 20,
 			ShutdownTimeoutSeconds: 10,
+		},
+		Route: Route{
+			NATSServers:                    []string{"nats://127.0.0.1:4222"},
+			DefaultRegisterIntervalSeconds: 20,
 		},
 		LRP: LRP{
 			DropletRegistry:               "registry.cf-system.svc.cluster.local:5000/cloudfoundry",
@@ -131,6 +155,17 @@ func (c *Config) Validate() error {
 		}
 		if c.API.MaxRequestBodyBytes <= 0 {
 			errs = append(errs, errors.New("api: max_request_body_bytes must be positive"))
+		}
+	}
+	if c.Runs(ComponentRoute) {
+		if len(c.Route.NATSServers) == 0 {
+			errs = append(errs, errors.New("route: nats_servers must name at least one server"))
+		}
+		if c.Route.DefaultRegisterIntervalSeconds <= 0 {
+			errs = append(errs, errors.New("route: default_register_interval_seconds must be positive"))
+		}
+		if (c.Route.NATSCertFile == "") != (c.Route.NATSKeyFile == "") {
+			errs = append(errs, errors.New("route: nats_cert_file and nats_key_file go together"))
 		}
 	}
 	if c.LRP.AppUID <= 0 {

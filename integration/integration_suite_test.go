@@ -40,6 +40,7 @@ var (
 	irisURL        string
 	irisTLSURL     string
 	irisSession    *gexec.Session
+	nats           *natsServer
 	clientCA       *testcerts.CA
 	clientLeaf     *testcerts.Leaf
 	serverCA       *testcerts.CA
@@ -74,6 +75,8 @@ var _ = BeforeSuite(func() {
 	clientLeaf, err = clientCA.Issue("cloud-controller")
 	Expect(err).NotTo(HaveOccurred())
 
+	nats = startNATS()
+
 	addr, tlsAddr := freeAddress(), freeAddress()
 	irisURL, irisTLSURL = "http://"+addr, "https://"+tlsAddr
 	configFile := filepath.Join(dir, "iris.yml")
@@ -90,7 +93,10 @@ api:
   max_request_body_bytes: 65536
 lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
+route:
+  nats_servers: [%q]
+  default_register_interval_seconds: 300
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, nats.URL())), 0o600)).To(Succeed())
 
 	irisSession, err = gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
@@ -109,6 +115,9 @@ var _ = AfterSuite(func() {
 		// SIGTERM drains and exits 0: part of the contract, checked here.
 		irisSession.Signal(syscall.SIGTERM)
 		Eventually(irisSession, 20*time.Second).Should(gexec.Exit(0))
+	}
+	if nats != nil {
+		nats.Stop()
 	}
 	for _, ns := range []string{namespace, otherNamespace} {
 		if ns != "" {

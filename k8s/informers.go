@@ -119,6 +119,21 @@ func (c *Caches) WaitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), syncs...)
 }
 
+// AddEventHandlers registers handlers for app StatefulSet and pod events in
+// every workloads namespace. Handlers added before Run see every existing
+// object as an add once the caches fill.
+func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler) error {
+	for i := range c.statefulSets {
+		if _, err := c.statefulSets[i].AddEventHandler(statefulSets); err != nil {
+			return fmt.Errorf("adding statefulset handler: %w", err)
+		}
+		if _, err := c.pods[i].AddEventHandler(pods); err != nil {
+			return fmt.Errorf("adding pod handler: %w", err)
+		}
+	}
+	return nil
+}
+
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
 func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.StatefulSet {
 	return indexed[*appsv1.StatefulSet](c.statefulSets, processGUID)

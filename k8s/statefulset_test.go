@@ -128,9 +128,9 @@ var _ = Describe("StatefulSetBuilder", func() {
 	})
 
 	It("sets memory request = limit, disk as ephemeral storage and a CPU request from the weight", func() {
-		Expect(app.Resources.Requests.Memory().Value()).To(Equal(int64(256*1024*1024)))
-		Expect(app.Resources.Limits.Memory().Value()).To(Equal(int64(256*1024*1024)))
-		Expect(app.Resources.Limits.StorageEphemeral().Value()).To(Equal(int64(1024*1024*1024)))
+		Expect(app.Resources.Requests.Memory().Value()).To(Equal(int64(256 * 1024 * 1024)))
+		Expect(app.Resources.Limits.Memory().Value()).To(Equal(int64(256 * 1024 * 1024)))
+		Expect(app.Resources.Limits.StorageEphemeral().Value()).To(Equal(int64(1024 * 1024 * 1024)))
 		Expect(app.Resources.Requests.Cpu().MilliValue()).To(Equal(int64(30)))
 		Expect(app.Resources.Limits).NotTo(HaveKey(corev1.ResourceCPU))
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/route"
 )
 
 func main() {
@@ -78,14 +79,38 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		return nil, fmt.Errorf("creating kubernetes client: %w", err)
 	}
 
+	// One set of informers serves every component in this process.
+	caches, err := k8s.NewCaches(clientset, cfg.WorkloadsNamespaces)
+	if err != nil {
+		return nil, err
+	}
+
+	// The route emitter registers its handlers before the caches start, so
+	// it sees every existing pod as an add.
 	var members grouper.Members
-	if cfg.Runs(config.ComponentAPI) {
-		caches, err := k8s.NewCaches(clientset, cfg.WorkloadsNamespaces)
+	if cfg.Runs(config.ComponentRoute) {
+		bus, err := route.ConnectNATS(logger, route.NATSOptions{
+			Servers:    cfg.Route.NATSServers,
+			Username:   cfg.Route.NATSUsername,
+			Password:   cfg.Route.NATSPassword,
+			CACertFile: cfg.Route.NATSCACertFile,
+			CertFile:   cfg.Route.NATSCertFile,
+			KeyFile:    cfg.Route.NATSKeyFile,
+		})
 		if err != nil {
 			return nil, err
 		}
-		members = append(members, grouper.Member{Name: "lrp-informers", Runner: ifrit.RunFunc(caches.Run(logger))})
+		emitter, err := route.NewEmitter(logger, bus, caches, cfg.Route.TLSPort,
+			time.Duration(cfg.Route.DefaultRegisterIntervalSeconds)*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, grouper.Member{Name: "route-emitter", Runner: emitter})
+	}
+	// Caches first: everything after them reads synced caches.
+	members = append(grouper.Members{{Name: "informers", Runner: ifrit.RunFunc(caches.Run(logger))}}, members...)
 
+	if cfg.Runs(config.ComponentAPI) {
 		lrps := k8s.NewLRPClient(clientset, caches, k8s.NewStatefulSetBuilder(cfg.LRP), cfg.WorkloadsNamespaces)
 		handler := bifrost.NewHandler(logger, lrps, cfg.API.MaxRequestBodyBytes)
 		shutdown := time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second

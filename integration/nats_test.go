@@ -1,0 +1,55 @@
+package integration_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+)
+
+// natsServer is a real nats-server (built by scripts/cluster) that the suite
+// owns, so tests can restart it.
+type natsServer struct {
+	binary  string
+	port    int
+	session *gexec.Session
+}
+
+func startNATS() *natsServer {
+	bin := os.Getenv("IRIS_CLUSTER_BIN")
+	Expect(bin).NotTo(BeEmpty(), "IRIS_CLUSTER_BIN is not set: eval \"$(scripts/cluster env)\"")
+	_, port, err := net.SplitHostPort(freeAddress())
+	Expect(err).NotTo(HaveOccurred())
+	n := &natsServer{binary: filepath.Join(bin, "nats-server")}
+	n.port, err = strconv.Atoi(port)
+	Expect(err).NotTo(HaveOccurred())
+	n.Start()
+	return n
+}
+
+func (n *natsServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+func (n *natsServer) Start() {
+	var err error
+	n.session, err = gexec.Start(exec.Command(n.binary, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port)), GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(func() error {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.port))
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+}
+
+func (n *natsServer) Stop() {
+	n.session.Interrupt()
+	Eventually(n.session, 10*time.Second).Should(gexec.Exit())
+}

@@ -1,0 +1,177 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/route"
+)
+
+// recorder keeps every router.register / router.unregister for one app.
+type recorder struct {
+	mu       sync.Mutex
+	appGUID  string
+	register []route.RegistryMessage
+	unreg    []route.RegistryMessage
+}
+
+func (r *recorder) handle(subject string) func(*natsgo.Msg) {
+	return func(m *natsgo.Msg) {
+		var msg route.RegistryMessage
+		if json.Unmarshal(m.Data, &msg) != nil || msg.App != r.appGUID {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if subject == route.SubjectRegister {
+			r.register = append(r.register, msg)
+		} else {
+			r.unreg = append(r.unreg, msg)
+		}
+	}
+}
+
+func (r *recorder) registers() []route.RegistryMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]route.RegistryMessage(nil), r.register...)
+}
+
+func (r *recorder) unregisters() []route.RegistryMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]route.RegistryMessage(nil), r.unreg...)
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.register, r.unreg = nil, nil
+}
+
+func uris(msgs []route.RegistryMessage) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.URIs[0]+"@"+m.PrivateInstanceIndex)
+	}
+	return out
+}
+
+// The interval from router.start and the NATS restart affect every LRP's
+// emits, so these specs run in order and alone.
+var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
+	var (
+		conn *natsgo.Conn
+		rec  *recorder
+		lrp  *models.DesireLRPRequest
+	)
+
+	BeforeAll(func() {
+		var err error
+		conn, err = natsgo.Connect(nats.URL(), natsgo.MaxReconnects(-1), natsgo.ReconnectWait(100*time.Millisecond))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+
+		lrp = newLRP(2)
+		lrp.Ports = []int32{8080, 9090}
+		lrp.Routes = models.Routes{"cf-router": json.RawMessage(`[{"hostname":"dora.example.com","port":8080},{"hostname":"admin.example.com","port":9090}]`)}
+		rec = &recorder{appGUID: lrp.AppGUID}
+		_, err = conn.Subscribe(route.SubjectRegister, rec.handle(route.SubjectRegister))
+		Expect(err).NotTo(HaveOccurred())
+		_, err = conn.Subscribe(route.SubjectUnregister, rec.handle(route.SubjectUnregister))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.Flush()).To(Succeed())
+	})
+
+	It("registers each route of each instance exactly once when it becomes ready", func() {
+		desire(lrp)
+		Eventually(func() []string { return uris(rec.registers()) }, 30*time.Second).Should(ConsistOf(
+			"dora.example.com@0", "dora.example.com@1", "admin.example.com@0", "admin.example.com@1"))
+		Consistently(func() int { return len(rec.registers()) }, 2*time.Second).Should(Equal(4))
+
+		podsByIndex := map[string]corev1.Pod{}
+		for _, p := range pods(namespace, lrp) {
+			podsByIndex[p.Labels["apps.kubernetes.io/pod-index"]] = p
+		}
+		for _, m := range rec.registers() {
+			pod := podsByIndex[m.PrivateInstanceIndex]
+			Expect(m.Host).To(Equal(pod.Status.PodIP))
+			Expect(m.App).To(Equal(lrp.AppGUID))
+			Expect(m.PrivateInstanceID).To(Equal(string(pod.UID)))
+			Expect(m.ServerCertDomainSAN).To(Equal(string(pod.UID)))
+			Expect(m.EndpointUpdatedAtNs).To(BeNumerically(">", 0))
+			if m.URIs[0] == "dora.example.com" {
+				Expect(m.Port).To(Equal(uint32(8080)))
+			} else {
+				Expect(m.Port).To(Equal(uint32(9090)), "each route goes to its own port")
+			}
+			Expect(m.Tags).To(HaveKeyWithValue("component", "route-emitter"))
+			Expect(m.Tags).To(HaveKeyWithValue("app_id", lrp.AppGUID))
+			Expect(m.Tags).To(HaveKeyWithValue("source_id", lrp.AppGUID))
+			Expect(m.Tags).To(HaveKeyWithValue("process_type", "web"))
+			Expect(m.Tags).To(HaveKeyWithValue("instance_id", m.PrivateInstanceIndex))
+			Expect(m.Tags).To(HaveKeyWithValue("space_id", "space-guid"))
+			Expect(m.Tags).To(HaveKeyWithValue("organization_name", "acme"))
+		}
+		Expect(rec.unregisters()).To(BeEmpty())
+	})
+
+	It("on a route update unregisters removed routes and registers new ones", func() {
+		rec.reset()
+		update(lrp, models.DesiredLRPUpdate{Instances: ptr.To(2), Annotation: "2.0",
+			Routes: models.Routes{"cf-router": json.RawMessage(`[{"hostname":"dora.example.com","port":8080},{"hostname":"new.example.com","port":8080}]`)}})
+		Eventually(func() []string { return uris(rec.registers()) }, 10*time.Second).Should(ConsistOf("new.example.com@0", "new.example.com@1"))
+		Eventually(func() []string { return uris(rec.unregisters()) }, 10*time.Second).Should(ConsistOf("admin.example.com@0", "admin.example.com@1"))
+	})
+
+	It("unregisters an instance that stops being ready, and one scaled away", func() {
+		rec.reset()
+		pod, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), theStatefulSet(lrp).Name+"-0", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		for i, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				pod.Status.Conditions[i].Status = corev1.ConditionFalse
+			}
+		}
+		_, err = clientset.CoreV1().Pods(namespace).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() []string { return uris(rec.unregisters()) }, 10*time.Second).Should(ConsistOf("dora.example.com@0", "new.example.com@0"))
+
+		rec.reset()
+		update(lrp, models.DesiredLRPUpdate{Instances: ptr.To(1), Annotation: "3.0"})
+		Eventually(func() []string { return uris(rec.unregisters()) }, 30*time.Second).Should(ConsistOf("dora.example.com@1", "new.example.com@1"))
+		Expect(rec.registers()).To(BeEmpty())
+	})
+
+	It("re-emits every registration at the interval router.start asks for", func() {
+		update(lrp, models.DesiredLRPUpdate{Instances: ptr.To(2), Annotation: "4.0"})
+		Eventually(func() []string { return uris(rec.registers()) }, 30*time.Second).Should(ContainElements("dora.example.com@1"))
+		// Instance 0 is still not ready (set above): only instance 1 is routable.
+		rec.reset()
+		greeting := `{"id":"router-1","hosts":["127.0.0.1"],"minimumRegisterIntervalInSeconds":1,"pruneThresholdInSeconds":3}`
+		Expect(conn.Publish(route.SubjectStart, []byte(greeting))).To(Succeed())
+		Eventually(func() int { return len(rec.registers()) }, 10*time.Second).Should(BeNumerically(">=", 6), "a greeting and then a pass every second")
+		for _, m := range rec.registers() {
+			Expect(m.PrivateInstanceIndex).To(Equal("1"))
+		}
+		Expect(conn.Publish(route.SubjectStart, []byte(`{"id":"router-1","minimumRegisterIntervalInSeconds":300}`))).To(Succeed())
+	})
+
+	It("re-registers everything after NATS restarts", func() {
+		rec.reset()
+		nats.Stop()
+		nats.Start()
+		Eventually(conn.IsConnected, 10*time.Second).Should(BeTrue())
+		Eventually(func() []string { return uris(rec.registers()) }, 10*time.Second).Should(ContainElements("dora.example.com@1", "new.example.com@1"))
+	})
+})
