@@ -13,12 +13,13 @@ import (
 
 // Component names that can be listed under `components`.
 const (
-	ComponentAPI   = "api"
-	ComponentRoute = "route"
+	ComponentAPI    = "api"
+	ComponentRoute  = "route"
+	ComponentEvents = "events"
 )
 
 // allComponents are the components Iris runs when none are listed.
-func allComponents() []string { return []string{ComponentAPI, ComponentRoute} }
+func allComponents() []string { return []string{ComponentAPI, ComponentRoute, ComponentEvents} }
 
 // Config is the whole of Iris's configuration.
 type Config struct {
@@ -38,6 +39,42 @@ type Config struct {
 	API   API   `json:"api"`
 	LRP   LRP   `json:"lrp"`
 	Route Route `json:"route"`
+	// CC is how Iris reaches Cloud Controller's internal API for callbacks.
+	CC             CC             `json:"cc"`
+	Events         Events         `json:"events"`
+	LeaderElection LeaderElection `json:"leader_election"`
+}
+
+// CC configures callbacks to Cloud Controller's internal API.
+type CC struct {
+	// InternalAPIURL, e.g. https://cloud-controller-ng.service.cf.internal:9023.
+	InternalAPIURL string `json:"internal_api_url"`
+	// CACertFile verifies CC's server certificate; CertFile and KeyFile are
+	// the client certificate CC's internal port requires.
+	CACertFile     string `json:"ca_cert_file"`
+	CertFile       string `json:"cert_file"`
+	KeyFile        string `json:"key_file"`
+	TimeoutSeconds int    `json:"timeout_seconds"`
+}
+
+// Events configures crash reporting.
+type Events struct {
+	// MaxRetries of one report while CC is down or answers 5xx (0: forever).
+	MaxRetries int `json:"max_retries"`
+	// MaxBackoffSeconds caps the exponential backoff between retries.
+	MaxBackoffSeconds int `json:"max_backoff_seconds"`
+}
+
+// LeaderElection makes the reporters run on one replica at a time.
+type LeaderElection struct {
+	// Namespace of the Lease; empty means the first workloads namespace.
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Timing of the Lease: a successor takes over at most
+	// lease_duration_seconds after a leader dies (at once on a clean stop).
+	LeaseDurationSeconds int `json:"lease_duration_seconds"`
+	RenewDeadlineSeconds int `json:"renew_deadline_seconds"`
+	RetryPeriodSeconds   int `json:"retry_period_seconds"`
 }
 
 // Route configures the route emitter, which registers app instances with
@@ -103,6 +140,14 @@ func Default() Config {
 			MaxRequestBodyBytes:    4 << 20,
 			ShutdownTimeoutSeconds: 10,
 		},
+		CC:     CC{TimeoutSeconds: 30},
+		Events: Events{MaxRetries: 20, MaxBackoffSeconds: 60},
+		LeaderElection: LeaderElection{
+			Name:                 "iris-reporters",
+			LeaseDurationSeconds: 15,
+			RenewDeadlineSeconds: 10,
+			RetryPeriodSeconds:   2,
+		},
 		Route: Route{
 			NATSServers:                    []string{"nats://127.0.0.1:4222"},
 			DefaultRegisterIntervalSeconds: 20,
@@ -166,6 +211,18 @@ func (c *Config) Validate() error {
 		}
 		if (c.Route.NATSCertFile == "") != (c.Route.NATSKeyFile == "") {
 			errs = append(errs, errors.New("route: nats_cert_file and nats_key_file go together"))
+		}
+	}
+	if c.Runs(ComponentEvents) {
+		if c.CC.InternalAPIURL == "" {
+			errs = append(errs, errors.New("cc: internal_api_url is required for the events component"))
+		}
+		if (c.CC.CertFile == "") != (c.CC.KeyFile == "") {
+			errs = append(errs, errors.New("cc: cert_file and key_file go together"))
+		}
+		le := c.LeaderElection
+		if le.Name == "" || le.RetryPeriodSeconds <= 0 || le.RenewDeadlineSeconds <= le.RetryPeriodSeconds || le.LeaseDurationSeconds <= le.RenewDeadlineSeconds {
+			errs = append(errs, errors.New("leader_election: needs a name and lease_duration > renew_deadline > retry_period > 0"))
 		}
 	}
 	if c.LRP.AppUID <= 0 {

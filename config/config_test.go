@@ -52,7 +52,7 @@ var _ = Describe("Config", func() {
 	})
 
 	It("fills defaults for keys not given", func() {
-		cfg, err := config.Load(writeConfig("api:\n  listen_address: 127.0.0.1:1\n"))
+		cfg, err := config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\n"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cfg.LRP.AppUID).To(Equal(int64(2000)))
 		Expect(cfg.API.MaxRequestBodyBytes).To(BeNumerically(">", 0))

@@ -41,6 +41,9 @@ var (
 	irisTLSURL     string
 	irisSession    *gexec.Session
 	nats           *natsServer
+	cc             *fakeCC
+	irisPath       string
+	irisConfigFile string
 	clientCA       *testcerts.CA
 	clientLeaf     *testcerts.Leaf
 	serverCA       *testcerts.CA
@@ -60,7 +63,7 @@ var _ = BeforeSuite(func() {
 	namespace = createNamespace("iris-it-")
 	otherNamespace = createNamespace("iris-it-other-")
 
-	irisPath, err := gexec.Build("github.com/iris-cf/iris/cmd/iris")
+	irisPath, err = gexec.Build("github.com/iris-cf/iris/cmd/iris")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(gexec.CleanupBuildArtifacts)
 
@@ -76,11 +79,13 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	nats = startNATS()
+	cc = startFakeCC()
+	DeferCleanup(cc.server.Close)
 
 	addr, tlsAddr := freeAddress(), freeAddress()
 	irisURL, irisTLSURL = "http://"+addr, "https://"+tlsAddr
-	configFile := filepath.Join(dir, "iris.yml")
-	Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
+	irisConfigFile = filepath.Join(dir, "iris.yml")
+	Expect(os.WriteFile(irisConfigFile, []byte(fmt.Sprintf(`
 log_level: debug
 kubeconfig: %q
 workloads_namespaces: [%q, %q]
@@ -96,9 +101,23 @@ lrp:
 route:
   nats_servers: [%q]
   default_register_interval_seconds: 300
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, nats.URL())), 0o600)).To(Succeed())
+cc:
+  internal_api_url: %q
+events:
+  max_backoff_seconds: 2
+leader_election:
+  lease_duration_seconds: 6
+  renew_deadline_seconds: 4
+  retry_period_seconds: 1
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, nats.URL(), cc.URL())), 0o600)).To(Succeed())
 
-	irisSession, err = gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)
+	startIris()
+})
+
+// startIris runs the iris binary with the suite's config and waits until it serves.
+func startIris() {
+	var err error
+	irisSession, err = gexec.Start(exec.Command(irisPath, "--config", irisConfigFile), GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
 	Eventually(func() (int, error) {
 		resp, err := http.Get(irisURL + "/healthz")
@@ -108,13 +127,18 @@ route:
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK))
-})
+}
+
+// stopIris sends SIGTERM, which must drain and exit 0.
+func stopIris() {
+	irisSession.Signal(syscall.SIGTERM)
+	Eventually(irisSession, 20*time.Second).Should(gexec.Exit(0))
+}
 
 var _ = AfterSuite(func() {
 	if irisSession != nil {
 		// SIGTERM drains and exits 0: part of the contract, checked here.
-		irisSession.Signal(syscall.SIGTERM)
-		Eventually(irisSession, 20*time.Second).Should(gexec.Exit(0))
+		stopIris()
 	}
 	if nats != nil {
 		nats.Stop()

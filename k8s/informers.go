@@ -155,6 +155,16 @@ func indexed[T any](informers []cache.SharedIndexInformer, processGUID string) [
 	return out
 }
 
+// Pod returns the cached pod namespace/name, or nil.
+func (c *Caches) Pod(namespace, name string) *corev1.Pod {
+	for _, inf := range c.pods {
+		if obj, ok, _ := inf.GetIndexer().GetByKey(namespace + "/" + name); ok {
+			return obj.(*corev1.Pod)
+		}
+	}
+	return nil
+}
+
 // EachStatefulSet calls fn for every cached app StatefulSet. Objects are
 // shared with the cache and must not be modified.
 func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -17,8 +18,11 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/events"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/leader"
 	"github.com/iris-cf/iris/route"
 )
 
@@ -107,6 +111,13 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		}
 		members = append(members, grouper.Member{Name: "route-emitter", Runner: emitter})
 	}
+	if cfg.Runs(config.ComponentEvents) {
+		reporter, err := crashReporter(logger, cfg, clientset, caches)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, grouper.Member{Name: "crash-reporter", Runner: reporter})
+	}
 	// Caches first: everything after them reads synced caches.
 	members = append(grouper.Members{{Name: "informers", Runner: ifrit.RunFunc(caches.Run(logger))}}, members...)
 
@@ -127,6 +138,39 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		}
 	}
 	return members, nil
+}
+
+// crashReporter runs the crash reporter under leader election.
+func crashReporter(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (ifrit.Runner, error) {
+	ccClient, err := cc.NewClient(cc.Options{
+		InternalAPIURL: cfg.CC.InternalAPIURL,
+		CACertFile:     cfg.CC.CACertFile,
+		CertFile:       cfg.CC.CertFile,
+		KeyFile:        cfg.CC.KeyFile,
+		Timeout:        time.Duration(cfg.CC.TimeoutSeconds) * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reporter, err := events.NewCrashReporter(logger, clientset, caches, ccClient,
+		cfg.Events.MaxRetries, time.Duration(cfg.Events.MaxBackoffSeconds)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	le := cfg.LeaderElection
+	namespace := le.Namespace
+	if namespace == "" {
+		namespace = cfg.DefaultNamespace()
+	}
+	hostname, _ := os.Hostname()
+	return leader.NewRunner(logger, clientset, leader.Options{
+		Namespace:     namespace,
+		Name:          le.Name,
+		Identity:      hostname + "-" + strconv.Itoa(os.Getpid()),
+		LeaseDuration: time.Duration(le.LeaseDurationSeconds) * time.Second,
+		RenewDeadline: time.Duration(le.RenewDeadlineSeconds) * time.Second,
+		RetryPeriod:   time.Duration(le.RetryPeriodSeconds) * time.Second,
+	}, reporter), nil
 }
 
 // kubeConfig uses the configured path, then $KUBECONFIG, then the in-cluster

@@ -1,0 +1,102 @@
+// Package cc posts callbacks to Cloud Controller's internal API (crash
+// events, and later staging and task completion), over mTLS when configured.
+package cc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"code.cloudfoundry.org/tlsconfig"
+)
+
+// StatusError is a non-2xx answer from CC.
+type StatusError struct {
+	URL        string
+	StatusCode int
+	Body       string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("POST %s: %d %s", e.URL, e.StatusCode, e.Body)
+}
+
+// IsFinal reports whether retrying err cannot help: CC answered 4xx (for
+// example 404 ProcessNotFound), so the request itself is wrong or moot.
+// Network errors and 5xx are worth retrying.
+func IsFinal(err error) bool {
+	var status *StatusError
+	return errors.As(err, &status) && status.StatusCode >= 400 && status.StatusCode < 500
+}
+
+// Options configure the client. CACertFile (CC's server CA) and a client
+// certificate are needed for CC's internal TLS port, which verifies clients.
+type Options struct {
+	InternalAPIURL string
+	CACertFile     string
+	CertFile       string
+	KeyFile        string
+	Timeout        time.Duration
+}
+
+// Client posts JSON to CC.
+type Client struct {
+	baseURL string
+	http    *http.Client
+}
+
+// NewClient builds a client; TLS is used when a CA or certificate is given.
+func NewClient(o Options) (*Client, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if o.CACertFile != "" || o.CertFile != "" {
+		var identity []tlsconfig.TLSOption
+		identity = append(identity, tlsconfig.WithInternalServiceDefaults())
+		if o.CertFile != "" {
+			identity = append(identity, tlsconfig.WithIdentityFromFile(o.CertFile, o.KeyFile))
+		}
+		var client []tlsconfig.ClientOption
+		if o.CACertFile != "" {
+			client = append(client, tlsconfig.WithAuthorityFromFile(o.CACertFile))
+		}
+		tlsConfig, err := tlsconfig.Build(identity...).Client(client...)
+		if err != nil {
+			return nil, fmt.Errorf("building CC client TLS config: %w", err)
+		}
+		transport.TLSClientConfig = tlsConfig
+	}
+	timeout := o.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	return &Client{baseURL: o.InternalAPIURL, http: &http.Client{Transport: transport, Timeout: timeout}}, nil
+}
+
+// Post sends body as JSON to path (relative to the internal API URL) and
+// returns a *StatusError for any non-2xx answer.
+func (c *Client) Post(ctx context.Context, path string, body any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encoding CC request: %w", err)
+	}
+	url := c.baseURL + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("building CC request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return &StatusError{URL: url, StatusCode: resp.StatusCode, Body: string(respBody)}
+	}
+	return nil
+}

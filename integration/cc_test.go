@@ -1,0 +1,80 @@
+package integration_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+
+	"github.com/iris-cf/iris/models"
+)
+
+// fakeCC is a real HTTP server playing Cloud Controller's internal API. It
+// records every request and answers with a status the test can change.
+type fakeCC struct {
+	server *httptest.Server
+
+	mu       sync.Mutex
+	status   int
+	requests []ccRequest
+}
+
+type ccRequest struct {
+	Path   string
+	Status int
+	Body   []byte
+}
+
+func startFakeCC() *fakeCC {
+	f := &fakeCC{status: http.StatusOK}
+	f.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		status := f.status
+		f.requests = append(f.requests, ccRequest{Path: r.URL.Path, Status: status, Body: body})
+		f.mu.Unlock()
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("{}"))
+	}))
+	return f
+}
+
+func (f *fakeCC) URL() string { return f.server.URL }
+
+func (f *fakeCC) SetStatus(status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status = status
+}
+
+// crashes returns the crash reports for processGUID that CC accepted (ok)
+// or all that reached it.
+func (f *fakeCC) crashes(processGUID string, acceptedOnly bool) []models.AppCrashedRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []models.AppCrashedRequest
+	for _, r := range f.requests {
+		if r.Path != "/internal/v4/apps/"+processGUID+"/crashed" || (acceptedOnly && r.Status != http.StatusOK) {
+			continue
+		}
+		var c models.AppCrashedRequest
+		if json.Unmarshal(r.Body, &c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (f *fakeCC) requestsTo(prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.requests {
+		if strings.HasPrefix(r.Path, prefix) {
+			n++
+		}
+	}
+	return n
+}

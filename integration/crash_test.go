@@ -1,0 +1,156 @@
+package integration_test
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/iris-cf/iris/events"
+	"github.com/iris-cf/iris/models"
+)
+
+// setAppStatus plays the kubelet: it rewrites the app container's status of
+// instance index and returns the pod.
+func setAppStatus(lrp *models.DesireLRPRequest, index string, mutate func(*corev1.ContainerStatus)) *corev1.Pod {
+	var updated *corev1.Pod
+	Eventually(func() error {
+		pod, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), theStatefulSet(lrp).Name+"-"+index, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(&pod.Status.ContainerStatuses[0])
+		updated, err = clientset.CoreV1().Pods(namespace).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{})
+		return err
+	}, 10*time.Second).Should(Succeed())
+	return updated
+}
+
+func terminated(code int32, reason, containerID string) corev1.ContainerState {
+	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: code, Reason: reason, ContainerID: containerID,
+		StartedAt: metav1.NewTime(time.Now().Add(-time.Minute)), FinishedAt: metav1.Now(),
+	}}
+}
+
+func runningLRP(instances int) *models.DesireLRPRequest {
+	lrp := newLRP(instances)
+	desire(lrp)
+	Eventually(runningPods(namespace, lrp), 30*time.Second).Should(Equal(instances))
+	return lrp
+}
+
+// Crash reports go to the suite's fake CC, whose answers some specs change,
+// and one spec restarts Iris: run in order, alone.
+var _ = Describe("Crash events to CC", Ordered, Serial, func() {
+	AfterEach(func() { cc.SetStatus(http.StatusOK) })
+
+	It("reports a non-zero exit once, with Diego's fields, and records it on the pod", func() {
+		lrp := runningLRP(2)
+		pod := setAppStatus(lrp, "1", func(s *corev1.ContainerStatus) {
+			s.Ready = false
+			s.State = terminated(3, "Error", "containerd://exit-3")
+		})
+
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
+		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 2*time.Second).Should(HaveLen(1))
+		crash := cc.crashes(lrp.ProcessGUID, true)[0]
+		Expect(crash.Instance).To(Equal(string(pod.UID)))
+		Expect(crash.Index).To(Equal(1))
+		Expect(crash.CellID).To(Equal(pod.Spec.NodeName))
+		Expect(crash.Reason).To(Equal("CRASHED"))
+		Expect(crash.ExitStatus).To(Equal(3))
+		Expect(crash.ExitDescription).To(Equal("APP/PROC/WEB: Exited with status 3"))
+		Expect(crash.CrashCount).To(Equal(1))
+		Expect(crash.CrashTimestamp).To(BeNumerically(">", time.Now().Add(-time.Minute).UnixNano()))
+
+		Eventually(func() string {
+			p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return p.Annotations[events.AnnotationLastReportedCrash]
+		}, 10*time.Second).ShouldNot(BeEmpty())
+
+		By("the same exit seen again after the restart is not reported twice")
+		setAppStatus(lrp, "1", func(s *corev1.ContainerStatus) {
+			s.RestartCount = 1
+			s.LastTerminationState = s.State
+			s.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+		})
+		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 2*time.Second).Should(HaveLen(1))
+	})
+
+	It("reports an out-of-memory kill", func() {
+		lrp := runningLRP(1)
+		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(137, "OOMKilled", "containerd://oom") })
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(ConsistOf(
+			HaveField("ExitDescription", "APP/PROC/WEB: Exited with status 137 (out of memory)")))
+	})
+
+	It("reports each crash of a crash loop with its count", func() {
+		lrp := runningLRP(1)
+		for i, id := range []string{"containerd://loop-1", "containerd://loop-2"} {
+			setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) {
+				s.RestartCount = int32(i + 1)
+				s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+				s.LastTerminationState = terminated(1, "Error", id)
+			})
+			Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(i + 1))
+		}
+		Expect(cc.crashes(lrp.ProcessGUID, true)).To(ConsistOf(HaveField("CrashCount", 1), HaveField("CrashCount", 2)))
+	})
+
+	It("reports an image that cannot be pulled once", func() {
+		lrp := runningLRP(1)
+		for _, reason := range []string{"ErrImagePull", "ImagePullBackOff", "ErrImagePull"} {
+			setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) {
+				s.Ready = false
+				s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "manifest unknown"}}
+			})
+			time.Sleep(300 * time.Millisecond)
+		}
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
+		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 2*time.Second).Should(HaveLen(1))
+		Expect(cc.crashes(lrp.ProcessGUID, true)[0].ExitDescription).To(ContainSubstring("failed to pull image"))
+	})
+
+	It("retries through a CC outage and reports once it ends", func() {
+		lrp := runningLRP(1)
+		cc.SetStatus(http.StatusServiceUnavailable)
+		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://outage") })
+		Eventually(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 15*time.Second).Should(BeNumerically(">=", 2), "retried")
+		Expect(cc.crashes(lrp.ProcessGUID, true)).To(BeEmpty())
+
+		cc.SetStatus(http.StatusOK)
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
+		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 3*time.Second).Should(HaveLen(1))
+	})
+
+	It("takes CC's 4xx as final", func() {
+		lrp := runningLRP(1)
+		cc.SetStatus(http.StatusNotFound)
+		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://gone") })
+		Eventually(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 15*time.Second).Should(Equal(1))
+		Consistently(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 3*time.Second).Should(Equal(1))
+	})
+
+	It("neither repeats nor drops reports across an Iris restart", func() {
+		reported := runningLRP(1)
+		setAppStatus(reported, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://before-restart") })
+		Eventually(func() int { return len(cc.crashes(reported.ProcessGUID, true)) }, 15*time.Second).Should(Equal(1))
+
+		unseen := runningLRP(1)
+		stopIris()
+		// This crash happens while no Iris runs.
+		setAppStatus(unseen, "0", func(s *corev1.ContainerStatus) { s.State = terminated(9, "Error", "containerd://while-down") })
+		startIris()
+
+		Eventually(func() int { return len(cc.crashes(unseen.ProcessGUID, true)) }, 30*time.Second).Should(Equal(1))
+		Consistently(func() int {
+			return len(cc.crashes(reported.ProcessGUID, false)) + len(cc.crashes(unseen.ProcessGUID, false))
+		}, 3*time.Second).Should(Equal(2))
+	})
+})
