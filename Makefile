@@ -14,7 +14,7 @@ test:
 
 # Unit tests only: no cluster needed.
 unit:
-	go test ./bifrost/... ./config/... ./k8s/... ./models/...
+	go test $$(go list ./... | grep -v /integration)
 
 vet:
 	go vet ./...
