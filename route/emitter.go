@@ -104,6 +104,8 @@ func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			return nil
 		case <-e.reEmitNow:
 			e.emitAll(0, nil)
+			// A greeting may have changed the interval: count from now.
+			timer.Reset(e.currentInterval())
 		case <-timer.C:
 			if sig, stopped := e.emitAll(e.currentInterval()/2, signals); stopped {
 				e.logger.Info("stopped", lager.Data{"signal": sig.String()})
