@@ -3,10 +3,17 @@ package integration_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
+	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -153,4 +160,33 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 			return len(cc.crashes(reported.ProcessGUID, false)) + len(cc.crashes(unseen.ProcessGUID, false))
 		}, 3*time.Second).Should(Equal(2))
 	})
+
+	It("fails over to a standby replica without losing a report", func() {
+		// A second Iris running only the reporter waits for the Lease.
+		standbyConfig := strings.Replace(readFile(irisConfigFile), "log_level: debug", "log_level: debug\ncomponents: [events]", 1)
+		standbyFile := filepath.Join(GinkgoT().TempDir(), "standby.yml")
+		Expect(os.WriteFile(standbyFile, []byte(standbyConfig), 0o600)).To(Succeed())
+		standby, err := gexec.Start(exec.Command(irisPath, "--config", standbyFile), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			standby.Signal(syscall.SIGTERM)
+			Eventually(standby, 20*time.Second).Should(gexec.Exit(0))
+		})
+		Eventually(standby, 10*time.Second).Should(gbytes.Say("campaigning"))
+
+		lrp := runningLRP(1)
+		stopIris() // the leader releases the Lease on its way out
+		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(4, "Error", "containerd://failover") })
+		Eventually(standby, 15*time.Second).Should(gbytes.Say("leading"))
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
+
+		startIris()
+		Consistently(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 3*time.Second).Should(Equal(1))
+	})
 })
+
+func readFile(path string) string {
+	data, err := os.ReadFile(path)
+	Expect(err).NotTo(HaveOccurred())
+	return string(data)
+}

@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
 )
 
@@ -90,6 +92,16 @@ func run(o options) error {
 	}()
 	fmt.Printf("namespace %s, %d LRPs x %d instances, %d clients\n", ns.Name, o.lrps, o.instances, o.clients)
 
+	// Overhead: what Iris adds to the API server's own create latency. Both
+	// sides create the same StatefulSets (0 replicas, so no pod churn skews
+	// either) with the same concurrency.
+	direct := createDirect(clientset, ns.Name, o.lrps, o.clients)
+	viaIris, failed := desireAll(url, o.lrps, o.clients, 0)
+	fmt.Printf("baseline, StatefulSet create straight to the API server: p50 %s p99 %s\n", percentile(direct, 50), percentile(direct, 99))
+	fmt.Printf("same through Iris (desire, 0 instances): p50 %s p99 %s, %d failed\n", percentile(viaIris, 50), percentile(viaIris, 99), failed)
+	fmt.Printf("desire overhead (Iris - baseline): p50 %s p99 %s\n", percentile(viaIris, 50)-percentile(direct, 50), percentile(viaIris, 99)-percentile(direct, 99))
+	existing := 2 * o.lrps
+
 	start := time.Now()
 	latencies, failures := desireAll(url, o.lrps, o.clients, o.instances)
 	elapsed := time.Since(start)
@@ -104,12 +116,15 @@ func run(o options) error {
 		}
 		fmt.Printf("all %d pods Running %s after the first desire\n", want, time.Since(start).Round(time.Millisecond))
 	}
-	if err := timeList(url, o.lrps, o.listRounds); err != nil {
+	// The direct StatefulSets carry Iris's labels and annotations, so Iris
+	// lists them too.
+	total := existing + o.lrps
+	if err := timeList(url, total, o.listRounds); err != nil {
 		return err
 	}
 
-	if o.listLRPs > o.lrps {
-		extra := o.listLRPs - o.lrps
+	if o.listLRPs > total {
+		extra := o.listLRPs - total
 		start := time.Now()
 		lat, failed := desireAll(url, extra, o.clients, 0)
 		fmt.Printf("desire %d more (0 instances): %s, p99 %s, %d failed\n", extra, time.Since(start).Round(time.Millisecond), percentile(lat, 99), failed)
@@ -119,6 +134,47 @@ func run(o options) error {
 	}
 	fmt.Printf("iris peak RSS: %s\n", peakRSS(iris.Process.Pid))
 	return nil
+}
+
+// createDirect creates n StatefulSets exactly as Iris would build them,
+// straight through client-go, and returns each create's latency.
+func createDirect(clientset kubernetes.Interface, namespace string, n, clients int) []time.Duration {
+	builder := k8s.NewStatefulSetBuilder(config.Default().LRP)
+	work := make(chan int)
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		wg        sync.WaitGroup
+	)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				body, _ := desireBody(i, 0)
+				var lrp models.DesireLRPRequest
+				_ = json.Unmarshal(body, &lrp)
+				objects, err := builder.Build(&lrp, namespace)
+				if err != nil {
+					continue
+				}
+				start := time.Now()
+				_, err = clientset.AppsV1().StatefulSets(namespace).Create(context.Background(), objects.StatefulSet, metav1.CreateOptions{})
+				d := time.Since(start)
+				if err == nil {
+					mu.Lock()
+					latencies = append(latencies, d)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return latencies
 }
 
 func startIris(binary, kubeconfig, namespace string) (*exec.Cmd, string, error) {
@@ -132,7 +188,7 @@ func startIris(binary, kubeconfig, namespace string) (*exec.Cmd, string, error) 
 	if err != nil {
 		return nil, "", err
 	}
-	cfg := fmt.Sprintf("log_level: error\nkubeconfig: %q\nkube_api_qps: 500\nkube_api_burst: 1000\nworkloads_namespaces: [%q]\napi:\n  listen_address: %q\n", kubeconfig, namespace, addr)
+	cfg := fmt.Sprintf("components: [api]\nlog_level: error\nkubeconfig: %q\nkube_api_qps: 500\nkube_api_burst: 1000\nworkloads_namespaces: [%q]\napi:\n  listen_address: %q\n", kubeconfig, namespace, addr)
 	cfgPath := filepath.Join(dir, "iris.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, "", err
