@@ -19,26 +19,29 @@ import (
 type natsServer struct {
 	binary  string
 	port    int
+	args    []string
+	scheme  string
 	session *gexec.Session
 }
 
-func startNATS() *natsServer {
+func startNATS(extraArgs ...string) *natsServer {
 	bin := os.Getenv("IRIS_CLUSTER_BIN")
 	Expect(bin).NotTo(BeEmpty(), "IRIS_CLUSTER_BIN is not set: eval \"$(scripts/cluster env)\"")
 	_, port, err := net.SplitHostPort(freeAddress())
 	Expect(err).NotTo(HaveOccurred())
-	n := &natsServer{binary: filepath.Join(bin, "nats-server")}
+	n := &natsServer{binary: filepath.Join(bin, "nats-server"), args: extraArgs, scheme: "nats"}
 	n.port, err = strconv.Atoi(port)
 	Expect(err).NotTo(HaveOccurred())
 	n.Start()
 	return n
 }
 
-func (n *natsServer) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+func (n *natsServer) URL() string { return fmt.Sprintf("%s://127.0.0.1:%d", n.scheme, n.port) }
 
 func (n *natsServer) Start() {
 	var err error
-	n.session, err = gexec.Start(exec.Command(n.binary, "-a", "127.0.0.1", "-p", strconv.Itoa(n.port)), GinkgoWriter, GinkgoWriter)
+	args := append([]string{"-a", "127.0.0.1", "-p", strconv.Itoa(n.port)}, n.args...)
+	n.session, err = gexec.Start(exec.Command(n.binary, args...), GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
 	Eventually(func() error {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.port))

@@ -3,12 +3,20 @@ package integration_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -173,5 +181,53 @@ var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
 		nats.Start()
 		Eventually(conn.IsConnected, 10*time.Second).Should(BeTrue())
 		Eventually(func() []string { return uris(rec.registers()) }, 10*time.Second).Should(ContainElements("dora.example.com@1", "new.example.com@1"))
+	})
+})
+
+var _ = Describe("Routes over NATS with TLS and credentials", func() {
+	It("connects with a client certificate and a user, and registers there", func() {
+		dir := GinkgoT().TempDir()
+		natsCA := newCA("nats-ca")
+		serverLeaf, err := natsCA.Issue("127.0.0.1")
+		Expect(err).NotTo(HaveOccurred())
+		serverCert, serverKey, err := serverLeaf.WriteFiles(dir, "nats-server")
+		Expect(err).NotTo(HaveOccurred())
+		clientLeaf, err := natsCA.Issue("iris")
+		Expect(err).NotTo(HaveOccurred())
+		clientCert, clientKey, err := clientLeaf.WriteFiles(dir, "nats-client")
+		Expect(err).NotTo(HaveOccurred())
+		caFile := filepath.Join(dir, "nats-ca.crt")
+		Expect(os.WriteFile(caFile, natsCA.PEM, 0o600)).To(Succeed())
+
+		secure := startNATS("--tls", "--tlscert", serverCert, "--tlskey", serverKey, "--tlscacert", caFile, "--tlsverify",
+			"--user", "router", "--pass", "s3cret")
+		secure.scheme = "tls"
+		DeferCleanup(secure.Stop)
+
+		conn, err := natsgo.Connect(secure.URL(), natsgo.RootCAs(caFile), natsgo.ClientCert(clientCert, clientKey), natsgo.UserInfo("router", "s3cret"))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+		lrp := newLRP(1)
+		rec := &recorder{appGUID: lrp.AppGUID}
+		_, err = conn.Subscribe(route.SubjectRegister, rec.handle(route.SubjectRegister))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.Flush()).To(Succeed())
+
+		// A second Iris running only the route emitter, against the secure NATS.
+		config := readFile(irisConfigFile) + "\ncomponents: [route]\n"
+		config = strings.Replace(config, "nats_servers: ["+strconv.Quote(nats.URL())+"]", fmt.Sprintf(
+			"nats_servers: [%q]\n  nats_username: router\n  nats_password: s3cret\n  nats_ca_cert_file: %q\n  nats_cert_file: %q\n  nats_key_file: %q",
+			secure.URL(), caFile, clientCert, clientKey), 1)
+		configFile := filepath.Join(dir, "route-only.yml")
+		Expect(os.WriteFile(configFile, []byte(config), 0o600)).To(Succeed())
+		emitter, err := gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			emitter.Signal(syscall.SIGTERM)
+			Eventually(emitter, 20*time.Second).Should(gexec.Exit(0))
+		})
+
+		desire(lrp)
+		Eventually(func() []string { return uris(rec.registers()) }, 30*time.Second).Should(ContainElement("dora.example.com@0"))
 	})
 })

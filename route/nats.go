@@ -89,7 +89,14 @@ func (b *NATSBus) Subscribe(subject string, handler func([]byte)) error {
 // Greet asks every router for its greeting; replies may come from several.
 func (b *NATSBus) Greet(handler func([]byte)) error {
 	inbox := b.conn.NewRespInbox()
-	if _, err := b.conn.Subscribe(inbox, func(m *nats.Msg) { handler(m.Data) }); err != nil {
+	if _, err := b.conn.Subscribe(inbox, func(m *nats.Msg) {
+		// With no router listening the server answers with an empty
+		// "503 no responders" status message: nothing to adopt.
+		if len(m.Data) == 0 {
+			return
+		}
+		handler(m.Data)
+	}); err != nil {
 		return err
 	}
 	return b.conn.PublishRequest(SubjectGreet, inbox, nil)

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"github.com/go-logr/logr"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
 	"github.com/tedsuo/ifrit/sigmon"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/cc"
@@ -43,6 +45,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "iris: %v\n", err)
 		os.Exit(2)
 	}
+	// client-go logs through klog; send it through lager so operators parse
+	// one format and still see watch and RBAC errors.
+	klog.SetLogger(logr.New(newLagerSink(logger)))
 
 	members, err := buildMembers(logger, cfg)
 	if err != nil {
