@@ -19,6 +19,7 @@ import (
 )
 
 //counterfeiter:generate . LRPBackend
+//counterfeiter:generate . TaskBackend
 
 // LRPBackend carries out LRP requests; the k8s package implements it.
 // Errors: models.ErrNotFound → 404, models.InvalidRequestError → 400,
@@ -33,16 +34,25 @@ type LRPBackend interface {
 	Instances(ctx context.Context, guid, version string) ([]*models.Instance, error)
 }
 
+// TaskBackend carries out task requests; errors map as for LRPBackend.
+type TaskBackend interface {
+	Desire(ctx context.Context, logger lager.Logger, task *models.TaskRequest) error
+	Get(ctx context.Context, guid string) (*models.TaskResponse, error)
+	List() []models.TaskResponse
+	Cancel(ctx context.Context, logger lager.Logger, guid string) error
+}
+
 // Handler routes CC's requests.
 type Handler struct {
 	lrps        LRPBackend
+	tasks       TaskBackend
 	logger      lager.Logger
 	maxBodySize int64
 }
 
 // NewHandler returns the API's http.Handler.
-func NewHandler(logger lager.Logger, lrps LRPBackend, maxBodySize int64) http.Handler {
-	h := &Handler{lrps: lrps, logger: logger.Session("bifrost"), maxBodySize: maxBodySize}
+func NewHandler(logger lager.Logger, lrps LRPBackend, tasks TaskBackend, maxBodySize int64) http.Handler {
+	h := &Handler{lrps: lrps, tasks: tasks, logger: logger.Session("bifrost"), maxBodySize: maxBodySize}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /apps/{process_guid}", h.desireLRP)
 	mux.HandleFunc("GET /apps", h.listLRPs)
@@ -51,6 +61,10 @@ func NewHandler(logger lager.Logger, lrps LRPBackend, maxBodySize int64) http.Ha
 	mux.HandleFunc("PUT /apps/{guid}/{version}/stop", h.stopLRP)
 	mux.HandleFunc("PUT /apps/{guid}/{version}/stop/{index}", h.stopInstance)
 	mux.HandleFunc("GET /apps/{guid}/{version}/instances", h.getInstances)
+	mux.HandleFunc("POST /tasks/{guid}", h.desireTask)
+	mux.HandleFunc("GET /tasks", h.listTasks)
+	mux.HandleFunc("GET /tasks/{guid}", h.getTask)
+	mux.HandleFunc("DELETE /tasks/{guid}", h.cancelTask)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return h.logRequests(mux)
 }
@@ -144,6 +158,47 @@ func (h *Handler) getInstances(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Instances = instances
 	h.writeJSON(w, r, http.StatusOK, resp)
+}
+
+func (h *Handler) desireTask(w http.ResponseWriter, r *http.Request) {
+	var task models.TaskRequest
+	if !h.decode(w, r, &task) {
+		return
+	}
+	if err := validateTask(r.PathValue("guid"), &task); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.tasks.Desire(r.Context(), h.requestLogger(r), &task); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (h *Handler) listTasks(w http.ResponseWriter, r *http.Request) {
+	tasks := h.tasks.List()
+	if tasks == nil {
+		tasks = []models.TaskResponse{}
+	}
+	h.writeJSON(w, r, http.StatusOK, tasks)
+}
+
+func (h *Handler) getTask(w http.ResponseWriter, r *http.Request) {
+	task, err := h.tasks.Get(r.Context(), r.PathValue("guid"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, task)
+}
+
+func (h *Handler) cancelTask(w http.ResponseWriter, r *http.Request) {
+	if err := h.tasks.Cancel(r.Context(), h.requestLogger(r), r.PathValue("guid")); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // decode reads a JSON body of at most maxBodySize bytes. Unknown fields are

@@ -29,12 +29,14 @@ const validDesire = `{
 var _ = Describe("Handler", func() {
 	var (
 		backend *bifrostfakes.FakeLRPBackend
+		tasks   *bifrostfakes.FakeTaskBackend
 		server  *httptest.Server
 	)
 
 	BeforeEach(func() {
 		backend = &bifrostfakes.FakeLRPBackend{}
-		server = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"), backend, 1024))
+		tasks = &bifrostfakes.FakeTaskBackend{}
+		server = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"), backend, tasks, 1024))
 		DeferCleanup(server.Close)
 	})
 
@@ -205,6 +207,50 @@ var _ = Describe("Handler", func() {
 			status, body := do("GET", "/apps/g/v/instances", "")
 			Expect(status).To(Equal(http.StatusNotFound))
 			Expect(body).To(MatchJSON(`{"process_guid":"g-v","instances":[],"error":"not found"}`))
+		})
+	})
+
+	Describe("tasks", func() {
+		const task = `{"guid":"t1","name":"migrate","app_guid":"a","completion_callback":"https://cc:9023/internal/v4/tasks/t1/completed",
+			"environment":[{"name":"A","value":"1"}],"command":"rake db:migrate","lifecycle":{"docker_lifecycle":{"image":"busybox"}}}`
+
+		It("desires a task: 202", func() {
+			status, _ := do("POST", "/tasks/t1", task)
+			Expect(status).To(Equal(http.StatusAccepted))
+			_, _, t := tasks.DesireArgsForCall(0)
+			Expect(t.Command).To(Equal("rake db:migrate"))
+			Expect(t.Environment).To(Equal([]models.EnvironmentVariable{{Name: "A", Value: "1"}}))
+		})
+
+		DescribeTable("rejects bad tasks with 400",
+			func(path, body, message string) {
+				status, resp := do("POST", path, body)
+				Expect(status).To(Equal(http.StatusBadRequest))
+				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(tasks.DesireCallCount()).To(BeZero())
+			},
+			Entry("guid mismatch", "/tasks/other", task, "does not match"),
+			Entry("no callback", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `""`, 1), "completion_callback is required"),
+			Entry("callback not a URL", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `"cc:9023"`, 1), "not an http(s) URL"),
+			Entry("no lifecycle", "/tasks/t1", strings.Replace(task, `,"lifecycle":{"docker_lifecycle":{"image":"busybox"}}`, "", 1), "lifecycle"),
+		)
+
+		It("lists and gets tasks, 404 for an unknown one", func() {
+			tasks.ListReturns([]models.TaskResponse{{GUID: "t1", State: "RUNNING"}})
+			status, body := do("GET", "/tasks", "")
+			Expect(status).To(Equal(http.StatusOK))
+			Expect(body).To(MatchJSON(`[{"guid":"t1","state":"RUNNING"}]`))
+
+			tasks.GetReturns(nil, models.ErrNotFound)
+			status, _ = do("GET", "/tasks/nope", "")
+			Expect(status).To(Equal(http.StatusNotFound))
+		})
+
+		It("cancels a task", func() {
+			status, _ := do("DELETE", "/tasks/t1", "")
+			Expect(status).To(Equal(http.StatusNoContent))
+			_, _, guid := tasks.CancelArgsForCall(0)
+			Expect(guid).To(Equal("t1"))
 		})
 	})
 })

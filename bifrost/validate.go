@@ -1,6 +1,8 @@
 package bifrost
 
 import (
+	"net/url"
+
 	"github.com/iris-cf/iris/models"
 )
 
@@ -89,4 +91,29 @@ func validateUpdate(pathGUID string, req *models.UpdateDesiredLRPRequest) error 
 		return models.Invalidf("instances must not be negative, got %d", *req.Update.Instances)
 	}
 	return req.Update.Routes.Validate()
+}
+
+// validateTask checks a task request against the {guid} path segment.
+func validateTask(pathGUID string, task *models.TaskRequest) error {
+	if task.GUID == "" {
+		task.GUID = pathGUID
+	}
+	if task.GUID != pathGUID {
+		return models.Invalidf("task guid %q does not match the path %q", task.GUID, pathGUID)
+	}
+	if task.CompletionCallback == "" {
+		return models.Invalidf("completion_callback is required")
+	}
+	if u, err := url.Parse(task.CompletionCallback); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return models.Invalidf("completion_callback %q is not an http(s) URL", task.CompletionCallback)
+	}
+	if task.MemoryMB < 0 || task.DiskMB < 0 || task.CPUWeight < 0 {
+		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
+	}
+	for _, e := range task.Environment {
+		if e.Name == "" {
+			return models.Invalidf("environment: variable names must not be empty")
+		}
+	}
+	return validateLifecycle(task.Lifecycle)
 }

@@ -79,11 +79,16 @@ func NewClient(o Options) (*Client, error) {
 // Post sends body as JSON to path (relative to the internal API URL) and
 // returns a *StatusError for any non-2xx answer.
 func (c *Client) Post(ctx context.Context, path string, body any) error {
+	return c.PostURL(ctx, c.baseURL+path, body)
+}
+
+// PostURL sends body as JSON to an absolute URL, such as the completion
+// callback CC put in a task or staging request.
+func (c *Client) PostURL(ctx context.Context, url string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("encoding CC request: %w", err)
 	}
-	url := c.baseURL + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("building CC request: %w", err)

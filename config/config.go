@@ -57,12 +57,15 @@ type CC struct {
 	TimeoutSeconds int    `json:"timeout_seconds"`
 }
 
-// Events configures crash reporting.
+// Events configures crash and task completion reporting.
 type Events struct {
 	// MaxRetries of one report while CC is down or answers 5xx (0: forever).
 	MaxRetries int `json:"max_retries"`
 	// MaxBackoffSeconds caps the exponential backoff between retries.
 	MaxBackoffSeconds int `json:"max_backoff_seconds"`
+	// TaskJobTTLSeconds keeps a finished task's Job (and its logs) this long
+	// after CC accepted its completion callback.
+	TaskJobTTLSeconds int `json:"task_job_ttl_seconds"`
 }
 
 // LeaderElection makes the reporters run on one replica at a time.
@@ -141,7 +144,7 @@ func Default() Config {
 			ShutdownTimeoutSeconds: 10,
 		},
 		CC:     CC{TimeoutSeconds: 30},
-		Events: Events{MaxRetries: 20, MaxBackoffSeconds: 60},
+		Events: Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
 		LeaderElection: LeaderElection{
 			Name:                 "iris-reporters",
 			LeaseDurationSeconds: 15,

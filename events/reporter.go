@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/iris-cf/iris/cc"
 )
@@ -37,12 +35,10 @@ type PodSource interface {
 // exponential backoff up to maxRetries; 4xx: final, logged and recorded so
 // it is not retried.
 type CrashReporter struct {
-	logger     lager.Logger
-	clientset  kubernetes.Interface
-	pods       PodSource
-	cc         CCPoster
-	queue      workqueue.TypedRateLimitingInterface[string]
-	maxRetries int
+	*worker
+	clientset kubernetes.Interface
+	pods      PodSource
+	cc        CCPoster
 	// posted remembers crashes CC accepted whose record on the pod is not
 	// written yet, so retrying the record never posts them again. Only the
 	// single worker goroutine touches it.
@@ -52,16 +48,12 @@ type CrashReporter struct {
 // NewCrashReporter registers for pod events; Run starts reporting.
 func NewCrashReporter(logger lager.Logger, clientset kubernetes.Interface, pods PodSource, ccClient CCPoster, maxRetries int, maxBackoff time.Duration) (*CrashReporter, error) {
 	r := &CrashReporter{
-		logger:    logger.Session("crash-reporter"),
 		clientset: clientset,
 		pods:      pods,
 		cc:        ccClient,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, maxBackoff),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "crash-reporter"}),
-		maxRetries: maxRetries,
-		posted:     map[string]string{},
+		posted:    map[string]string{},
 	}
+	r.worker = newWorker(logger, "crash-reporter", maxRetries, maxBackoff, r.report)
 	enqueue := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok && unreported(pod) {
 			r.queue.Add(pod.Namespace + "/" + pod.Name)
@@ -80,51 +72,6 @@ func NewCrashReporter(logger lager.Logger, clientset kubernetes.Interface, pods 
 func unreported(pod *corev1.Pod) bool {
 	crash, ok := CrashFromPod(pod)
 	return ok && pod.Annotations[AnnotationLastReportedCrash] != crash.Key
-}
-
-// Run is an ifrit runner; under leader election it runs only on the leader.
-// The queue has been filling from informer events all along, so a new
-// leader reports whatever its predecessor left unreported.
-func (r *CrashReporter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	// One worker: reports for different pods are independent, but one
-	// worker keeps CC's load gentle and posted free of locks.
-	go func() {
-		defer close(done)
-		for r.processNext(ctx) {
-		}
-	}()
-	close(ready)
-	r.logger.Info("started")
-	<-signals
-	cancel()
-	r.queue.ShutDown()
-	<-done
-	r.logger.Info("stopped")
-	return nil
-}
-
-func (r *CrashReporter) processNext(ctx context.Context) bool {
-	key, shutdown := r.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer r.queue.Done(key)
-	logger := r.logger.Session("report", lager.Data{"pod": key})
-
-	err := r.report(ctx, logger, key)
-	switch {
-	case err == nil:
-		r.queue.Forget(key)
-	case r.maxRetries > 0 && r.queue.NumRequeues(key) >= r.maxRetries:
-		logger.Error("giving-up", err, lager.Data{"attempts": r.queue.NumRequeues(key) + 1})
-		r.queue.Forget(key)
-	default:
-		logger.Info("will-retry", lager.Data{"reason": err.Error(), "attempt": r.queue.NumRequeues(key) + 1})
-		r.queue.AddRateLimited(key)
-	}
-	return true
 }
 
 // report posts the pod's current crash unless it was reported already.

@@ -78,3 +78,20 @@ func (f *fakeCC) requestsTo(prefix string) int {
 	}
 	return n
 }
+
+// taskCallbacks returns the completion callbacks for taskGUID (accepted only, or all).
+func (f *fakeCC) taskCallbacks(taskGUID string, acceptedOnly bool) []models.TaskCompletedRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []models.TaskCompletedRequest
+	for _, r := range f.requests {
+		if r.Path != "/internal/v4/tasks/"+taskGUID+"/completed" || (acceptedOnly && r.Status != http.StatusOK) {
+			continue
+		}
+		var c models.TaskCompletedRequest
+		if json.Unmarshal(r.Body, &c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}

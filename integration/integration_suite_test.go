@@ -105,6 +105,7 @@ cc:
   internal_api_url: %q
 events:
   max_backoff_seconds: 2
+  task_job_ttl_seconds: 3
 leader_election:
   lease_duration_seconds: 6
   renew_deadline_seconds: 4

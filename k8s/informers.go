@@ -8,6 +8,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -20,6 +21,13 @@ import (
 // too long (73 chars) for a label and so lives in an annotation.
 const byProcessGUID = "process_guid"
 
+// byTaskGUID indexes task Jobs by their task guid label; byJobName indexes
+// their pods by namespace/job name.
+const (
+	byTaskGUID = "task_guid"
+	byJobName  = "job_name"
+)
+
 // Caches are the informer caches of app StatefulSets and pods in the
 // workloads namespaces. They serve every read of the API, so that CC's
 // polling costs no API-server traffic.
@@ -27,14 +35,46 @@ type Caches struct {
 	factories    []informers.SharedInformerFactory
 	statefulSets []cache.SharedIndexInformer
 	pods         []cache.SharedIndexInformer
+	jobs         []cache.SharedIndexInformer
+	jobPods      []cache.SharedIndexInformer
 }
 
 // NewCaches prepares informers for the given namespaces; Run starts them.
-// Only objects labelled source_type=APP are watched.
+// Only Iris's objects are watched: StatefulSets and pods labelled
+// source_type=APP, and task Jobs and their pods (source_type=TASK).
 func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, error) {
 	c := &Caches{}
 	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
+	taskSelector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeTask}).String()
 	for _, ns := range namespaces {
+		taskFactory := informers.NewSharedInformerFactoryWithOptions(clientset, 0,
+			informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = taskSelector }),
+			informers.WithTransform(stripManagedFields),
+		)
+		jobs := taskFactory.Batch().V1().Jobs().Informer()
+		if err := jobs.AddIndexers(cache.Indexers{byTaskGUID: func(obj any) ([]string, error) {
+			if guid := obj.(metav1.Object).GetLabels()[LabelTaskGUID]; guid != "" {
+				return []string{guid}, nil
+			}
+			return nil, nil
+		}}); err != nil {
+			return nil, fmt.Errorf("adding task guid indexer: %w", err)
+		}
+		jobPods := taskFactory.Core().V1().Pods().Informer()
+		if err := jobPods.AddIndexers(cache.Indexers{byJobName: func(obj any) ([]string, error) {
+			pod := obj.(metav1.Object)
+			if name := pod.GetLabels()[batchv1.JobNameLabel]; name != "" {
+				return []string{pod.GetNamespace() + "/" + name}, nil
+			}
+			return nil, nil
+		}}); err != nil {
+			return nil, fmt.Errorf("adding job name indexer: %w", err)
+		}
+		c.jobs = append(c.jobs, jobs)
+		c.jobPods = append(c.jobPods, jobPods)
+		c.factories = append(c.factories, taskFactory)
+
 		factory := informers.NewSharedInformerFactoryWithOptions(clientset, 0,
 			informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
@@ -114,7 +154,7 @@ func (c *Caches) Run(logger lager.Logger) func(signals <-chan os.Signal, ready c
 func (c *Caches) WaitForSync(ctx context.Context) bool {
 	var syncs []cache.InformerSynced
 	for i := range c.statefulSets {
-		syncs = append(syncs, c.statefulSets[i].HasSynced, c.pods[i].HasSynced)
+		syncs = append(syncs, c.statefulSets[i].HasSynced, c.pods[i].HasSynced, c.jobs[i].HasSynced, c.jobPods[i].HasSynced)
 	}
 	return cache.WaitForCacheSync(ctx.Done(), syncs...)
 }
@@ -136,18 +176,18 @@ func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler)
 
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
 func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.StatefulSet {
-	return indexed[*appsv1.StatefulSet](c.statefulSets, processGUID)
+	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byProcessGUID, processGUID)
 }
 
 // PodsByProcessGUID returns the cached pods of a process guid.
 func (c *Caches) PodsByProcessGUID(processGUID string) []*corev1.Pod {
-	return indexed[*corev1.Pod](c.pods, processGUID)
+	return indexedBy[*corev1.Pod](c.pods, byProcessGUID, processGUID)
 }
 
-func indexed[T any](informers []cache.SharedIndexInformer, processGUID string) []T {
+func indexedBy[T any](informers []cache.SharedIndexInformer, index, value string) []T {
 	var out []T
 	for _, inf := range informers {
-		objs, _ := inf.GetIndexer().ByIndex(byProcessGUID, processGUID)
+		objs, _ := inf.GetIndexer().ByIndex(index, value)
 		for _, o := range objs {
 			out = append(out, o.(T))
 		}
@@ -155,14 +195,53 @@ func indexed[T any](informers []cache.SharedIndexInformer, processGUID string) [
 	return out
 }
 
-// Pod returns the cached pod namespace/name, or nil.
-func (c *Caches) Pod(namespace, name string) *corev1.Pod {
-	for _, inf := range c.pods {
-		if obj, ok, _ := inf.GetIndexer().GetByKey(namespace + "/" + name); ok {
-			return obj.(*corev1.Pod)
+// AddJobEventHandler registers a handler for task Job events.
+func (c *Caches) AddJobEventHandler(handler cache.ResourceEventHandler) error {
+	for _, inf := range c.jobs {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("adding job handler: %w", err)
 		}
 	}
 	return nil
+}
+
+// JobsByTaskGUID returns the cached Jobs of a task guid.
+func (c *Caches) JobsByTaskGUID(taskGUID string) []*batchv1.Job {
+	return indexedBy[*batchv1.Job](c.jobs, byTaskGUID, taskGUID)
+}
+
+// Job returns the cached Job namespace/name, or nil.
+func (c *Caches) Job(namespace, name string) *batchv1.Job {
+	return byKey[*batchv1.Job](c.jobs, namespace+"/"+name)
+}
+
+// EachJob calls fn for every cached task Job.
+func (c *Caches) EachJob(fn func(*batchv1.Job)) {
+	for _, inf := range c.jobs {
+		for _, o := range inf.GetStore().List() {
+			fn(o.(*batchv1.Job))
+		}
+	}
+}
+
+// JobPods returns the cached pods of the Job namespace/name.
+func (c *Caches) JobPods(namespace, jobName string) []*corev1.Pod {
+	return indexedBy[*corev1.Pod](c.jobPods, byJobName, namespace+"/"+jobName)
+}
+
+func byKey[T any](informers []cache.SharedIndexInformer, key string) T {
+	var zero T
+	for _, inf := range informers {
+		if obj, ok, _ := inf.GetIndexer().GetByKey(key); ok {
+			return obj.(T)
+		}
+	}
+	return zero
+}
+
+// Pod returns the cached pod namespace/name, or nil.
+func (c *Caches) Pod(namespace, name string) *corev1.Pod {
+	return byKey[*corev1.Pod](c.pods, namespace+"/"+name)
 }
 
 // EachStatefulSet calls fn for every cached app StatefulSet. Objects are

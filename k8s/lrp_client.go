@@ -28,13 +28,13 @@ import (
 type LRPClient struct {
 	clientset  kubernetes.Interface
 	caches     *Caches
-	builder    *StatefulSetBuilder
+	builder    *Builder
 	namespaces []string
 }
 
 // NewLRPClient returns a client for LRPs in namespaces; the first is the
 // default for requests that name none.
-func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *StatefulSetBuilder, namespaces []string) *LRPClient {
+func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *Builder, namespaces []string) *LRPClient {
 	return &LRPClient{clientset: clientset, caches: caches, builder: builder, namespaces: namespaces}
 }
 
@@ -63,7 +63,7 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 	}
 
 	if objects.RegistrySecret != nil {
-		if err := c.applySecret(ctx, objects.RegistrySecret); err != nil {
+		if err := applySecret(ctx, c.clientset, objects.RegistrySecret); err != nil {
 			return err
 		}
 	}
@@ -73,7 +73,7 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 		return nil
 	}
 	if err != nil {
-		c.deleteSecret(ctx, logger, objects.RegistrySecret)
+		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
 		}
@@ -82,7 +82,7 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 
 	owner := ownerReference(sts)
 	if objects.RegistrySecret != nil {
-		if err := c.adoptSecret(ctx, objects.RegistrySecret, owner); err != nil {
+		if err := adoptSecret(ctx, c.clientset, objects.RegistrySecret, owner); err != nil {
 			// The app runs; only garbage collection of the secret is at stake,
 			// and Stop deletes it by name as well.
 			logger.Error("adopting-registry-secret", err)
@@ -98,8 +98,8 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 	return nil
 }
 
-func (c *LRPClient) applySecret(ctx context.Context, secret *corev1.Secret) error {
-	secrets := c.clientset.CoreV1().Secrets(secret.Namespace)
+func applySecret(ctx context.Context, clientset kubernetes.Interface, secret *corev1.Secret) error {
+	secrets := clientset.CoreV1().Secrets(secret.Namespace)
 	_, err := secrets.Create(ctx, secret, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		// Left over from a desire that failed half way: take the new credentials.
@@ -114,20 +114,20 @@ func (c *LRPClient) applySecret(ctx context.Context, secret *corev1.Secret) erro
 	return nil
 }
 
-func (c *LRPClient) adoptSecret(ctx context.Context, secret *corev1.Secret, owner metav1.OwnerReference) error {
+func adoptSecret(ctx context.Context, clientset kubernetes.Interface, secret *corev1.Secret, owner metav1.OwnerReference) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{owner}}})
 	if err != nil {
 		return err
 	}
-	_, err = c.clientset.CoreV1().Secrets(secret.Namespace).Patch(ctx, secret.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	_, err = clientset.CoreV1().Secrets(secret.Namespace).Patch(ctx, secret.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err
 }
 
-func (c *LRPClient) deleteSecret(ctx context.Context, logger lager.Logger, secret *corev1.Secret) {
+func deleteSecret(ctx context.Context, clientset kubernetes.Interface, logger lager.Logger, secret *corev1.Secret) {
 	if secret == nil {
 		return
 	}
-	err := c.clientset.CoreV1().Secrets(secret.Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{})
+	err := clientset.CoreV1().Secrets(secret.Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		logger.Error("deleting-registry-secret", err, lager.Data{"secret": secret.Name})
 	}
@@ -269,7 +269,7 @@ func (c *LRPClient) Stop(ctx context.Context, logger lager.Logger, guid, version
 		return fmt.Errorf("deleting statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
 	}
 	// The secret would be collected too, but only if adopting it succeeded.
-	c.deleteSecret(ctx, logger, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sts.Name + registrySecretSuffix, Namespace: sts.Namespace}})
+	deleteSecret(ctx, c.clientset, logger, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sts.Name + registrySecretSuffix, Namespace: sts.Namespace}})
 	logger.Info("stopped", lager.Data{"statefulset": sts.Name})
 	return nil
 }

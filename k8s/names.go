@@ -17,6 +17,8 @@ const (
 	LabelOrgGUID     = "cloudfoundry.org/org_guid"
 	LabelSpaceGUID   = "cloudfoundry.org/space_guid"
 
+	LabelTaskGUID    = "cloudfoundry.org/task_guid"
+
 	AnnotationProcessGUID = "cloudfoundry.org/process_guid"
 	AnnotationAppName     = "cloudfoundry.org/application_name"
 	AnnotationOrgName     = "cloudfoundry.org/org_name"
@@ -24,9 +26,23 @@ const (
 	AnnotationLastUpdated = "cloudfoundry.org/last_updated"
 	AnnotationRoutes      = "cloudfoundry.org/routes"
 	AnnotationPorts       = "cloudfoundry.org/ports"
+	AnnotationTaskName    = "cloudfoundry.org/task_name"
+	// AnnotationCompletionCallback is CC's callback URL for a task; kept on
+	// the Job so a restarted Iris still knows where to report.
+	AnnotationCompletionCallback = "cloudfoundry.org/completion_callback"
+	// AnnotationCancelled marks a task CC cancelled; the Job stays (suspended)
+	// until the cancellation is reported.
+	AnnotationCancelled = "cloudfoundry.org/cancelled"
+	// AnnotationCallbackDelivered records when CC accepted the task's
+	// completion callback (RFC 3339); the Job is deleted a TTL later.
+	AnnotationCallbackDelivered = "cloudfoundry.org/callback_delivered"
 
 	// SourceTypeApp marks long-running app instances (Loggregator's APP source type).
 	SourceTypeApp = "APP"
+	// SourceTypeTask marks task Jobs and pods.
+	SourceTypeTask = "TASK"
+	// TaskContainerName is the name of the container that runs a task.
+	TaskContainerName = "task"
 
 	// PodIndexLabel is set by the StatefulSet controller on every pod (GA since
 	// Kubernetes 1.32); CF_INSTANCE_INDEX reads it through the downward API.

@@ -47,19 +47,20 @@ type LRPObjects struct {
 	PodDisruptionBudget *policyv1.PodDisruptionBudget
 }
 
-// StatefulSetBuilder translates desire requests. It is pure: no API calls.
-type StatefulSetBuilder struct {
+// Builder translates CC requests (LRPs, tasks) into Kubernetes objects. It
+// is pure: no API calls.
+type Builder struct {
 	cfg config.LRP
 }
 
-// NewStatefulSetBuilder returns a builder for the given LRP settings.
-func NewStatefulSetBuilder(cfg config.LRP) *StatefulSetBuilder {
-	return &StatefulSetBuilder{cfg: cfg}
+// NewBuilder returns a builder for the given LRP settings.
+func NewBuilder(cfg config.LRP) *Builder {
+	return &Builder{cfg: cfg}
 }
 
 // Build returns the objects for lrp in namespace. It fails only for input
 // that cannot be represented, with an InvalidRequestError.
-func (b *StatefulSetBuilder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObjects, error) {
+func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObjects, error) {
 	name := StatefulSetName(lrp.AppName, lrp.SpaceName, lrp.ProcessGUID)
 	labels := lrpLabels(lrp)
 
@@ -101,12 +102,7 @@ func (b *StatefulSetBuilder) Build(lrp *models.DesireLRPRequest, namespace strin
 		ServiceAccountName:            b.cfg.ServiceAccountName,
 		EnableServiceLinks:            ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(b.cfg.AppUID),
-			RunAsGroup:     ptr.To(b.cfg.AppUID),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		SecurityContext:               b.podSecurityContext(),
 		Affinity: spreadInstances(lrp),
 		Volumes:  volumes(lrp.VolumeMounts),
 	}
@@ -166,6 +162,27 @@ func PodDisruptionBudget(sts *appsv1.StatefulSet) *policyv1.PodDisruptionBudget 
 	}
 }
 
+// podSecurityContext runs every CF workload as the fixed non-root app user.
+func (b *Builder) podSecurityContext() *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To(b.cfg.AppUID),
+		RunAsGroup:     ptr.To(b.cfg.AppUID),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// containerSecurityContext takes every privilege a CF workload never needs.
+func containerSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Privileged:               ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
 func lrpLabels(lrp *models.DesireLRPRequest) map[string]string {
 	labels := map[string]string{
 		LabelGUID:        sanitizeLabelValue(lrp.GUID),
@@ -193,7 +210,7 @@ func processType(lrp *models.DesireLRPRequest) string {
 	return lrp.ProcessType
 }
 
-func (b *StatefulSetBuilder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, error) {
+func (b *Builder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, error) {
 	image, command, err := b.imageAndCommand(lrp)
 	if err != nil {
 		return corev1.Container{}, err
@@ -213,21 +230,15 @@ func (b *StatefulSetBuilder) appContainer(lrp *models.DesireLRPRequest) (corev1.
 		Command:   command,
 		Env:       environment(lrp.Environment, ports),
 		Ports:     containerPorts,
-		Resources: b.resources(lrp),
-		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			Privileged:               ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		Resources: b.resources(lrp.MemoryMB, lrp.DiskMB, lrp.CPUWeight),
+		SecurityContext: containerSecurityContext(),
 		VolumeMounts: volumeMounts(lrp.VolumeMounts),
 	}
 	b.addProbes(&container, lrp, ports[0])
 	return container, nil
 }
 
-func (b *StatefulSetBuilder) imageAndCommand(lrp *models.DesireLRPRequest) (string, []string, error) {
+func (b *Builder) imageAndCommand(lrp *models.DesireLRPRequest) (string, []string, error) {
 	switch {
 	case lrp.Lifecycle.DockerLifecycle != nil:
 		d := lrp.Lifecycle.DockerLifecycle
@@ -236,30 +247,37 @@ func (b *StatefulSetBuilder) imageAndCommand(lrp *models.DesireLRPRequest) (stri
 		return d.Image, d.Command, nil
 	case lrp.Lifecycle.BuildpackLifecycle != nil:
 		bp := lrp.Lifecycle.BuildpackLifecycle
-		image := fmt.Sprintf("%s/%s:%s", strings.TrimRight(b.cfg.DropletRegistry, "/"), bp.DropletGUID, bp.DropletHash)
-		// Diego's launcher takes the app dir, the start command and the
-		// execution metadata; it sources the buildpacks' profile.d first.
-		return image, []string{b.cfg.DropletLauncher, "app", bp.StartCommand, ""}, nil
+		return b.dropletImage(bp), b.launch(bp.StartCommand), nil
 	default:
 		return "", nil, models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
 	}
 }
 
-func (b *StatefulSetBuilder) resources(lrp *models.DesireLRPRequest) corev1.ResourceRequirements {
+func (b *Builder) dropletImage(bp *models.BuildpackLifecycle) string {
+	return fmt.Sprintf("%s/%s:%s", strings.TrimRight(b.cfg.DropletRegistry, "/"), bp.DropletGUID, bp.DropletHash)
+}
+
+// launch runs command through Diego's launcher, which takes the app dir, the
+// command and the execution metadata, and sources the buildpacks' profile.d.
+func (b *Builder) launch(command string) []string {
+	return []string{b.cfg.DropletLauncher, "app", command, ""}
+}
+
+func (b *Builder) resources(memoryMB, diskMB, cpuWeight int64) corev1.ResourceRequirements {
 	req := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
-	if lrp.MemoryMB > 0 {
+	if memoryMB > 0 {
 		// CF's megabytes are mebibytes (Garden limits memory_mb*1024*1024).
-		mem := *resource.NewQuantity(lrp.MemoryMB*1024*1024, resource.BinarySI)
+		mem := *resource.NewQuantity(memoryMB*1024*1024, resource.BinarySI)
 		req.Requests[corev1.ResourceMemory] = mem
 		req.Limits[corev1.ResourceMemory] = mem
 	}
-	if lrp.DiskMB > 0 {
-		disk := *resource.NewQuantity(lrp.DiskMB*1024*1024, resource.BinarySI)
+	if diskMB > 0 {
+		disk := *resource.NewQuantity(diskMB*1024*1024, resource.BinarySI)
 		req.Requests[corev1.ResourceEphemeralStorage] = disk
 		req.Limits[corev1.ResourceEphemeralStorage] = disk
 	}
-	if lrp.CPUWeight > 0 {
-		req.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(lrp.CPUWeight*b.cfg.CPUMillicoresPerWeight, resource.DecimalSI)
+	if cpuWeight > 0 {
+		req.Requests[corev1.ResourceCPU] = *resource.NewMilliQuantity(cpuWeight*b.cfg.CPUMillicoresPerWeight, resource.DecimalSI)
 	}
 	return req
 }
@@ -316,7 +334,7 @@ func environment(ccEnv map[string]string, ports []int32) []corev1.EnvVar {
 // addProbes maps CC's health check to Kubernetes probes. A startup probe
 // gives the app its whole start timeout before liveness takes over, so slow
 // starters are not killed, as in Diego.
-func (b *StatefulSetBuilder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, port int32) {
+func (b *Builder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, port int32) {
 	var handler corev1.ProbeHandler
 	switch lrp.HealthCheckType {
 	case healthCheckTypeHTTP:

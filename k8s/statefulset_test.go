@@ -41,9 +41,9 @@ func envByName(c corev1.Container) map[string]corev1.EnvVar {
 	return m
 }
 
-var _ = Describe("StatefulSetBuilder", func() {
+var _ = Describe("Builder", func() {
 	var (
-		builder *k8s.StatefulSetBuilder
+		builder *k8s.Builder
 		lrp     *models.DesireLRPRequest
 		objects *k8s.LRPObjects
 		sts     *appsv1.StatefulSet
@@ -51,7 +51,7 @@ var _ = Describe("StatefulSetBuilder", func() {
 	)
 
 	BeforeEach(func() {
-		builder = k8s.NewStatefulSetBuilder(config.Default().LRP)
+		builder = k8s.NewBuilder(config.Default().LRP)
 		lrp = dockerLRP()
 	})
 

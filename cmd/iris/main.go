@@ -117,18 +117,20 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		members = append(members, grouper.Member{Name: "route-emitter", Runner: emitter})
 	}
 	if cfg.Runs(config.ComponentEvents) {
-		reporter, err := crashReporter(logger, cfg, clientset, caches)
+		reporters, err := reporters(logger, cfg, clientset, caches)
 		if err != nil {
 			return nil, err
 		}
-		members = append(members, grouper.Member{Name: "crash-reporter", Runner: reporter})
+		members = append(members, grouper.Member{Name: "reporters", Runner: reporters})
 	}
 	// Caches first: everything after them reads synced caches.
 	members = append(grouper.Members{{Name: "informers", Runner: ifrit.RunFunc(caches.Run(logger))}}, members...)
 
 	if cfg.Runs(config.ComponentAPI) {
-		lrps := k8s.NewLRPClient(clientset, caches, k8s.NewStatefulSetBuilder(cfg.LRP), cfg.WorkloadsNamespaces)
-		handler := bifrost.NewHandler(logger, lrps, cfg.API.MaxRequestBodyBytes)
+		builder := k8s.NewBuilder(cfg.LRP)
+		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
+		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
+		handler := bifrost.NewHandler(logger, lrps, tasks, cfg.API.MaxRequestBodyBytes)
 		shutdown := time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second
 		if cfg.API.ListenAddress != "" {
 			members = append(members, grouper.Member{Name: "api", Runner: bifrost.NewServer(logger, cfg.API.ListenAddress, handler, shutdown)})
@@ -145,8 +147,8 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 	return members, nil
 }
 
-// crashReporter runs the crash reporter under leader election.
-func crashReporter(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (ifrit.Runner, error) {
+// reporters runs the crash and task reporters on the Lease holder only.
+func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (ifrit.Runner, error) {
 	ccClient, err := cc.NewClient(cc.Options{
 		InternalAPIURL: cfg.CC.InternalAPIURL,
 		CACertFile:     cfg.CC.CACertFile,
@@ -157,11 +159,20 @@ func crashReporter(logger lager.Logger, cfg config.Config, clientset kubernetes.
 	if err != nil {
 		return nil, err
 	}
-	reporter, err := events.NewCrashReporter(logger, clientset, caches, ccClient,
-		cfg.Events.MaxRetries, time.Duration(cfg.Events.MaxBackoffSeconds)*time.Second)
+	maxBackoff := time.Duration(cfg.Events.MaxBackoffSeconds) * time.Second
+	crashes, err := events.NewCrashReporter(logger, clientset, caches, ccClient, cfg.Events.MaxRetries, maxBackoff)
 	if err != nil {
 		return nil, err
 	}
+	tasks, err := events.NewTaskReporter(logger, clientset, caches, ccClient,
+		time.Duration(cfg.Events.TaskJobTTLSeconds)*time.Second, cfg.Events.MaxRetries, maxBackoff)
+	if err != nil {
+		return nil, err
+	}
+	reporters := grouper.NewParallel(os.Interrupt, grouper.Members{
+		{Name: "crash-reporter", Runner: crashes},
+		{Name: "task-reporter", Runner: tasks},
+	})
 	le := cfg.LeaderElection
 	namespace := le.Namespace
 	if namespace == "" {
@@ -175,7 +186,7 @@ func crashReporter(logger lager.Logger, cfg config.Config, clientset kubernetes.
 		LeaseDuration: time.Duration(le.LeaseDurationSeconds) * time.Second,
 		RenewDeadline: time.Duration(le.RenewDeadlineSeconds) * time.Second,
 		RetryPeriod:   time.Duration(le.RetryPeriodSeconds) * time.Second,
-	}, reporter), nil
+	}, reporters), nil
 }
 
 // kubeConfig uses the configured path, then $KUBECONFIG, then the in-cluster

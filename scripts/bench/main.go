@@ -139,7 +139,7 @@ func run(o options) error {
 // createDirect creates n StatefulSets exactly as Iris would build them,
 // straight through client-go, and returns each create's latency.
 func createDirect(clientset kubernetes.Interface, namespace string, n, clients int) []time.Duration {
-	builder := k8s.NewStatefulSetBuilder(config.Default().LRP)
+	builder := k8s.NewBuilder(config.Default().LRP)
 	work := make(chan int)
 	var (
 		mu        sync.Mutex

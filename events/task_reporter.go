@@ -1,0 +1,176 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/cc"
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/models"
+)
+
+// CallbackPoster posts to a callback URL CC handed Iris; *cc.Client implements it.
+type CallbackPoster interface {
+	PostURL(ctx context.Context, url string, body any) error
+}
+
+// JobSource delivers task Job events and serves Jobs and their pods from the
+// cache; *k8s.Caches implements it.
+type JobSource interface {
+	AddJobEventHandler(handler cache.ResourceEventHandler) error
+	Job(namespace, name string) *batchv1.Job
+	JobPods(namespace, jobName string) []*corev1.Pod
+}
+
+// TaskCancelledReason is the failure reason CC gets for a cancelled task.
+const TaskCancelledReason = "task was cancelled"
+
+// TaskReporter posts each task's completion to its callback once, then
+// deletes the Job a TTL later. The outcome and the fact of delivery live on
+// the Job, so a restarted Iris (or a new leader) delivers what is pending and
+// nothing twice.
+type TaskReporter struct {
+	*worker
+	clientset kubernetes.Interface
+	jobs      JobSource
+	cc        CallbackPoster
+	ttl       time.Duration
+}
+
+// NewTaskReporter registers for Job events; Run starts reporting.
+func NewTaskReporter(logger lager.Logger, clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, ttl time.Duration, maxRetries int, maxBackoff time.Duration) (*TaskReporter, error) {
+	r := &TaskReporter{clientset: clientset, jobs: jobs, cc: callbacks, ttl: ttl}
+	r.worker = newWorker(logger, "task-reporter", maxRetries, maxBackoff, r.reconcile)
+	enqueue := func(obj any) {
+		if job, ok := obj.(*batchv1.Job); ok {
+			r.queue.Add(job.Namespace + "/" + job.Name)
+		}
+	}
+	err := jobs.AddJobEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *TaskReporter) reconcile(ctx context.Context, logger lager.Logger, key string) error {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	job := r.jobs.Job(namespace, name)
+	if job == nil || job.DeletionTimestamp != nil {
+		return nil
+	}
+	if delivered := job.Annotations[k8s.AnnotationCallbackDelivered]; delivered != "" {
+		return r.expire(ctx, logger, key, job, delivered)
+	}
+
+	result, done := r.outcome(job)
+	if !done {
+		return nil
+	}
+	callback := job.Annotations[k8s.AnnotationCompletionCallback]
+	err = r.cc.PostURL(ctx, callback, result)
+	switch {
+	case err == nil:
+		logger.Info("reported", lager.Data{"task_guid": result.TaskGUID, "failed": result.Failed, "failure_reason": result.FailureReason})
+	case cc.IsFinal(err):
+		logger.Error("rejected-by-cc", err, lager.Data{"task_guid": result.TaskGUID})
+	default:
+		return err
+	}
+	return r.markDelivered(ctx, key, job)
+}
+
+// outcome is the completion to report, once the task is over.
+func (r *TaskReporter) outcome(job *batchv1.Job) (models.TaskCompletedRequest, bool) {
+	result := models.TaskCompletedRequest{TaskGUID: job.Labels[k8s.LabelTaskGUID]}
+	if job.Annotations[k8s.AnnotationCancelled] != "" {
+		result.Failed, result.FailureReason = true, TaskCancelledReason
+		return result, true
+	}
+	failed, finished := k8s.JobFinished(job)
+	if !finished {
+		return result, false
+	}
+	if failed {
+		result.Failed, result.FailureReason = true, r.failureReason(job)
+	}
+	return result, true
+}
+
+// failureReason explains a failed task as Diego does ("Exited with status
+// 1"), from the task container's termination, else the Job's condition.
+func (r *TaskReporter) failureReason(job *batchv1.Job) string {
+	for _, pod := range r.jobs.JobPods(job.Namespace, job.Name) {
+		for _, s := range pod.Status.ContainerStatuses {
+			if t := s.State.Terminated; s.Name == k8s.TaskContainerName && t != nil {
+				reason := fmt.Sprintf("Exited with status %d", t.ExitCode)
+				if t.Reason == "OOMKilled" {
+					reason += " (out of memory)"
+				}
+				return reason
+			}
+		}
+	}
+	for _, c := range job.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue && c.Message != "" {
+			return c.Message
+		}
+	}
+	return "task failed"
+}
+
+func (r *TaskReporter) markDelivered(ctx context.Context, key string, job *batchv1.Job) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		k8s.AnnotationCallbackDelivered: time.Now().UTC().Format(time.RFC3339),
+	}}})
+	if err != nil {
+		return err
+	}
+	_, err = r.clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recording delivered callback on %s: %w", key, err)
+	}
+	r.queue.AddAfter(key, r.ttl)
+	return nil
+}
+
+// expire deletes a reported task's Job once its TTL has passed.
+func (r *TaskReporter) expire(ctx context.Context, logger lager.Logger, key string, job *batchv1.Job, delivered string) error {
+	at, err := time.Parse(time.RFC3339, delivered)
+	if err != nil {
+		at = time.Time{}
+	}
+	if wait := time.Until(at.Add(r.ttl)); wait > 0 {
+		r.queue.AddAfter(key, wait)
+		return nil
+	}
+	err = r.clientset.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting reported job %s: %w", key, err)
+	}
+	logger.Info("deleted-reported-job", lager.Data{"job": key})
+	return nil
+}

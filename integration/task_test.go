@@ -1,0 +1,180 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/models"
+)
+
+func newTask() *models.TaskRequest {
+	guid := uuid.NewString()
+	return &models.TaskRequest{
+		GUID: guid, Name: "migrate", AppGUID: uuid.NewString(), AppName: "dora",
+		OrgGUID: "org-guid", OrgName: "acme", SpaceGUID: "space-guid", SpaceName: "dev",
+		CompletionCallback: cc.URL() + "/internal/v4/tasks/" + guid + "/completed",
+		Environment:        []models.EnvironmentVariable{{Name: "VCAP_APPLICATION", Value: `{"name":"dora"}`}},
+		Command:            "bin/rake db:migrate",
+		MemoryMB:           64, DiskMB: 128, CPUWeight: 1,
+		Lifecycle: models.Lifecycle{BuildpackLifecycle: &models.BuildpackLifecycle{DropletGUID: "droplet", DropletHash: "sha"}},
+	}
+}
+
+func desireTask(task *models.TaskRequest) {
+	status, body := request("POST", "/tasks/"+task.GUID, task)
+	Expect(status).To(Equal(http.StatusAccepted), string(body))
+}
+
+func taskJobs(task *models.TaskRequest) []batchv1.Job {
+	list, err := clientset.BatchV1().Jobs(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelTaskGUID + "=" + task.GUID})
+	Expect(err).NotTo(HaveOccurred())
+	return list.Items
+}
+
+// runningTaskPod waits for the task's pod to run and returns it.
+func runningTaskPod(task *models.TaskRequest) *corev1.Pod {
+	var pod *corev1.Pod
+	Eventually(func() bool {
+		list, err := clientset.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelTaskGUID + "=" + task.GUID})
+		Expect(err).NotTo(HaveOccurred())
+		for i := range list.Items {
+			if list.Items[i].Status.Phase == corev1.PodRunning {
+				pod = &list.Items[i]
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second).Should(BeTrue())
+	return pod
+}
+
+// finishTask plays the kubelet: the task container exits with code.
+func finishTask(task *models.TaskRequest, code int32) {
+	pod := runningTaskPod(task)
+	phase := corev1.PodSucceeded
+	if code != 0 {
+		phase = corev1.PodFailed
+	}
+	pod.Status.Phase = phase
+	now := metav1.Now()
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == corev1.PodReady {
+			pod.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	pod.Status.ContainerStatuses[0].Ready = false
+	pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: code, Reason: "Completed", StartedAt: now, FinishedAt: now, ContainerID: "containerd://" + task.GUID,
+	}}
+	_, err := clientset.CoreV1().Pods(namespace).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+}
+
+func getTaskState(task *models.TaskRequest) (int, string) {
+	status, body := request("GET", "/tasks/"+task.GUID, nil)
+	var resp models.TaskResponse
+	_ = json.Unmarshal(body, &resp)
+	return status, resp.State
+}
+
+var _ = Describe("Tasks", Serial, func() {
+	AfterEach(func() { cc.SetStatus(http.StatusOK) })
+
+	It("runs a task as a Job and reports its success once, then removes the Job", func() {
+		task := newTask()
+		desireTask(task)
+		desireTask(task) // idempotent
+		Expect(taskJobs(task)).To(HaveLen(1))
+		job := taskJobs(task)[0]
+		Expect(*job.Spec.BackoffLimit).To(BeZero())
+		Expect(job.Spec.Template.Spec.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
+		Expect(job.Labels).To(HaveKeyWithValue(k8s.LabelSourceType, "TASK"))
+		Expect(*job.Spec.Template.Spec.AutomountServiceAccountToken).To(BeFalse())
+		Expect(*job.Spec.Template.Spec.SecurityContext.RunAsNonRoot).To(BeTrue())
+		container := job.Spec.Template.Spec.Containers[0]
+		Expect(container.Command).To(Equal([]string{"/lifecycle/launcher", "app", "bin/rake db:migrate", ""}))
+		Expect(container.Image).To(Equal("127.0.0.1:5000/cloudfoundry/droplet:sha"))
+		Expect(container.Resources.Limits.Memory().Value()).To(Equal(int64(64 << 20)))
+
+		Eventually(func() string { _, state := getTaskState(task); return state }, 10*time.Second).Should(Equal(models.TaskRunning))
+		status, body := request("GET", "/tasks", nil)
+		Expect(status).To(Equal(http.StatusOK))
+		Expect(string(body)).To(ContainSubstring(task.GUID))
+
+		finishTask(task, 0)
+		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(task.GUID, true) }, 30*time.Second).Should(
+			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: false, FailureReason: ""}}))
+		// Removed a TTL (3 s here) after CC took the callback, and never reported again.
+		Eventually(func() []batchv1.Job { return taskJobs(task) }, 20*time.Second).Should(BeEmpty())
+		Expect(cc.taskCallbacks(task.GUID, false)).To(HaveLen(1))
+		Eventually(func() int { status, _ := getTaskState(task); return status }, 10*time.Second).Should(Equal(http.StatusNotFound))
+	})
+
+	It("reports a failed task with its exit status", func() {
+		task := newTask()
+		desireTask(task)
+		finishTask(task, 2)
+		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(task.GUID, true) }, 30*time.Second).Should(
+			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: true, FailureReason: "Exited with status 2"}}))
+	})
+
+	It("cancels a task: its pod goes and CC hears 'task was cancelled' once", func() {
+		task := newTask()
+		desireTask(task)
+		runningTaskPod(task)
+		status, _ := request("DELETE", "/tasks/"+task.GUID, nil)
+		Expect(status).To(Equal(http.StatusNoContent))
+
+		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(task.GUID, true) }, 30*time.Second).Should(
+			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: true, FailureReason: "task was cancelled"}}))
+		Eventually(func() []batchv1.Job { return taskJobs(task) }, 20*time.Second).Should(BeEmpty())
+		Expect(cc.taskCallbacks(task.GUID, false)).To(HaveLen(1))
+
+		status, _ = request("DELETE", "/tasks/"+task.GUID, nil)
+		Expect(status).To(Equal(http.StatusNotFound))
+	})
+
+	It("rejects bad tasks with 400 and creates nothing", func() {
+		task := newTask()
+		task.Lifecycle = models.Lifecycle{}
+		status, _ := request("POST", "/tasks/"+task.GUID, task)
+		Expect(status).To(Equal(http.StatusBadRequest))
+		task = newTask()
+		task.Environment = append(task.Environment, models.EnvironmentVariable{Name: "A=B", Value: "x"})
+		status, body := request("POST", "/tasks/"+task.GUID, task)
+		Expect(status).To(Equal(http.StatusBadRequest), string(body))
+		Consistently(func() []batchv1.Job { return taskJobs(task) }, time.Second).Should(BeEmpty())
+	})
+
+	It("retries the callback through a CC outage", func() {
+		task := newTask()
+		desireTask(task)
+		cc.SetStatus(http.StatusBadGateway)
+		finishTask(task, 0)
+		Eventually(func() int { return len(cc.taskCallbacks(task.GUID, false)) }, 20*time.Second).Should(BeNumerically(">=", 2))
+		cc.SetStatus(http.StatusOK)
+		Eventually(func() int { return len(cc.taskCallbacks(task.GUID, true)) }, 20*time.Second).Should(Equal(1))
+		Consistently(func() int { return len(cc.taskCallbacks(task.GUID, true)) }, 2*time.Second).Should(Equal(1))
+	})
+
+	It("delivers the callback of a task that finished while Iris was down, once", func() {
+		task := newTask()
+		desireTask(task)
+		runningTaskPod(task)
+		stopIris()
+		finishTask(task, 0)
+		startIris()
+		Eventually(func() int { return len(cc.taskCallbacks(task.GUID, true)) }, 30*time.Second).Should(Equal(1))
+		Consistently(func() int { return len(cc.taskCallbacks(task.GUID, false)) }, 3*time.Second).Should(Equal(1))
+	})
+})
