@@ -20,6 +20,7 @@ import (
 
 //counterfeiter:generate . LRPBackend
 //counterfeiter:generate . TaskBackend
+//counterfeiter:generate . StagingBackend
 
 // LRPBackend carries out LRP requests; the k8s package implements it.
 // Errors: models.ErrNotFound → 404, models.InvalidRequestError → 400,
@@ -42,17 +43,32 @@ type TaskBackend interface {
 	Cancel(ctx context.Context, logger lager.Logger, guid string) error
 }
 
+// StagingBackend carries out staging requests; errors map as for LRPBackend.
+type StagingBackend interface {
+	Stage(ctx context.Context, logger lager.Logger, guid string, req *models.StagingRequest) error
+	Complete(ctx context.Context, logger lager.Logger, guid string, done *models.StagingCompletedRequest) error
+	Cancel(ctx context.Context, logger lager.Logger, guid string) error
+}
+
+// Backends are what the API hands its work to.
+type Backends struct {
+	LRPs    LRPBackend
+	Tasks   TaskBackend
+	Staging StagingBackend
+}
+
 // Handler routes CC's requests.
 type Handler struct {
 	lrps        LRPBackend
 	tasks       TaskBackend
+	staging     StagingBackend
 	logger      lager.Logger
 	maxBodySize int64
 }
 
 // NewHandler returns the API's http.Handler.
-func NewHandler(logger lager.Logger, lrps LRPBackend, tasks TaskBackend, maxBodySize int64) http.Handler {
-	h := &Handler{lrps: lrps, tasks: tasks, logger: logger.Session("bifrost"), maxBodySize: maxBodySize}
+func NewHandler(logger lager.Logger, backends Backends, maxBodySize int64) http.Handler {
+	h := &Handler{lrps: backends.LRPs, tasks: backends.Tasks, staging: backends.Staging, logger: logger.Session("bifrost"), maxBodySize: maxBodySize}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /apps/{process_guid}", h.desireLRP)
 	mux.HandleFunc("GET /apps", h.listLRPs)
@@ -65,6 +81,9 @@ func NewHandler(logger lager.Logger, lrps LRPBackend, tasks TaskBackend, maxBody
 	mux.HandleFunc("GET /tasks", h.listTasks)
 	mux.HandleFunc("GET /tasks/{guid}", h.getTask)
 	mux.HandleFunc("DELETE /tasks/{guid}", h.cancelTask)
+	mux.HandleFunc("POST /stage/{guid}", h.stage)
+	mux.HandleFunc("PUT /stage/{guid}/completed", h.stagingCompleted)
+	mux.HandleFunc("DELETE /stage/{guid}", h.cancelStaging)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return h.logRequests(mux)
 }
@@ -199,6 +218,42 @@ func (h *Handler) cancelTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) stage(w http.ResponseWriter, r *http.Request) {
+	var req models.StagingRequest
+	if !h.decode(w, r, &req) {
+		return
+	}
+	if err := validateStaging(&req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.staging.Stage(r.Context(), h.requestLogger(r), r.PathValue("guid"), &req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (h *Handler) stagingCompleted(w http.ResponseWriter, r *http.Request) {
+	var done models.StagingCompletedRequest
+	if !h.decode(w, r, &done) {
+		return
+	}
+	if err := h.staging.Complete(r.Context(), h.requestLogger(r), r.PathValue("guid"), &done); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, struct{}{})
+}
+
+func (h *Handler) cancelStaging(w http.ResponseWriter, r *http.Request) {
+	if err := h.staging.Cancel(r.Context(), h.requestLogger(r), r.PathValue("guid")); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
 }
 
 // decode reads a JSON body of at most maxBodySize bytes. Unknown fields are

@@ -30,13 +30,16 @@ var _ = Describe("Handler", func() {
 	var (
 		backend *bifrostfakes.FakeLRPBackend
 		tasks   *bifrostfakes.FakeTaskBackend
+		staging *bifrostfakes.FakeStagingBackend
 		server  *httptest.Server
 	)
 
 	BeforeEach(func() {
 		backend = &bifrostfakes.FakeLRPBackend{}
 		tasks = &bifrostfakes.FakeTaskBackend{}
-		server = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"), backend, tasks, 1024))
+		staging = &bifrostfakes.FakeStagingBackend{}
+		server = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"),
+			bifrost.Backends{LRPs: backend, Tasks: tasks, Staging: staging}, 1024))
 		DeferCleanup(server.Close)
 	})
 
@@ -251,6 +254,41 @@ var _ = Describe("Handler", func() {
 			Expect(status).To(Equal(http.StatusNoContent))
 			_, _, guid := tasks.CancelArgsForCall(0)
 			Expect(guid).To(Equal("t1"))
+		})
+	})
+
+	Describe("staging", func() {
+		const docker = `{"app_guid":"a","completion_callback":"https://cc:9023/internal/v3/staging/s1/build_completed?start=true",
+			"lifecycle":{"docker_lifecycle":{"image":"busybox"}}}`
+
+		It("stages: 202", func() {
+			status, _ := do("POST", "/stage/s1", docker)
+			Expect(status).To(Equal(http.StatusAccepted))
+			_, _, guid, req := staging.StageArgsForCall(0)
+			Expect(guid).To(Equal("s1"))
+			Expect(req.Lifecycle.DockerLifecycle.Image).To(Equal("busybox"))
+		})
+
+		DescribeTable("rejects bad stagings with 400",
+			func(body, message string) {
+				status, resp := do("POST", "/stage/s1", body)
+				Expect(status).To(Equal(http.StatusBadRequest))
+				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(staging.StageCallCount()).To(BeZero())
+			},
+			Entry("no callback", strings.Replace(docker, `"https://cc:9023/internal/v3/staging/s1/build_completed?start=true"`, `""`, 1), "completion_callback"),
+			Entry("no image", strings.Replace(docker, `"busybox"`, `""`, 1), "image is required"),
+			Entry("buildpack without URIs", strings.Replace(docker, `"docker_lifecycle":{"image":"busybox"}`, `"buildpack_lifecycle":{}`, 1), "app_bits_download_uri"),
+			Entry("no lifecycle", strings.Replace(docker, `"docker_lifecycle":{"image":"busybox"}`, ``, 1), "one of"),
+		)
+
+		It("takes the uploader's completion and cancels", func() {
+			status, _ := do("PUT", "/stage/s1/completed", `{"task_guid":"s1","failed":false,"result":"{}"}`)
+			Expect(status).To(Equal(http.StatusOK))
+			_, _, _, done := staging.CompleteArgsForCall(0)
+			Expect(done.Result).To(Equal("{}"))
+			status, _ = do("DELETE", "/stage/s1", "")
+			Expect(status).To(Equal(http.StatusAccepted))
 		})
 	})
 })

@@ -101,11 +101,8 @@ func validateTask(pathGUID string, task *models.TaskRequest) error {
 	if task.GUID != pathGUID {
 		return models.Invalidf("task guid %q does not match the path %q", task.GUID, pathGUID)
 	}
-	if task.CompletionCallback == "" {
-		return models.Invalidf("completion_callback is required")
-	}
-	if u, err := url.Parse(task.CompletionCallback); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return models.Invalidf("completion_callback %q is not an http(s) URL", task.CompletionCallback)
+	if err := validateCallback(task.CompletionCallback); err != nil {
+		return err
 	}
 	if task.MemoryMB < 0 || task.DiskMB < 0 || task.CPUWeight < 0 {
 		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
@@ -116,4 +113,40 @@ func validateTask(pathGUID string, task *models.TaskRequest) error {
 		}
 	}
 	return validateLifecycle(task.Lifecycle)
+}
+
+func validateCallback(callback string) error {
+	if callback == "" {
+		return models.Invalidf("completion_callback is required")
+	}
+	if u, err := url.Parse(callback); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return models.Invalidf("completion_callback %q is not an http(s) URL", callback)
+	}
+	return nil
+}
+
+// validateStaging rejects a staging request that cannot be carried out.
+func validateStaging(req *models.StagingRequest) error {
+	if err := validateCallback(req.CompletionCallback); err != nil {
+		return err
+	}
+	if req.MemoryMB < 0 || req.DiskMB < 0 || req.CPUWeight < 0 {
+		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
+	}
+	docker, buildpack := req.Lifecycle.DockerLifecycle, req.Lifecycle.BuildpackLifecycle
+	switch {
+	case docker != nil && buildpack != nil:
+		return models.Invalidf("lifecycle: exactly one of docker_lifecycle and buildpack_lifecycle, not both")
+	case docker != nil:
+		if docker.Image == "" {
+			return models.Invalidf("lifecycle: docker_lifecycle.image is required")
+		}
+	case buildpack != nil:
+		if buildpack.AppBitsDownloadURI == "" || buildpack.DropletUploadURI == "" {
+			return models.Invalidf("lifecycle: buildpack_lifecycle.app_bits_download_uri and droplet_upload_uri are required")
+		}
+	default:
+		return models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
+	}
+	return nil
 }

@@ -36,9 +36,10 @@ type Config struct {
 	// the first is the default for requests that name none.
 	WorkloadsNamespaces []string `json:"workloads_namespaces"`
 
-	API   API   `json:"api"`
-	LRP   LRP   `json:"lrp"`
-	Route Route `json:"route"`
+	API     API     `json:"api"`
+	LRP     LRP     `json:"lrp"`
+	Staging Staging `json:"staging"`
+	Route   Route   `json:"route"`
 	// CC is how Iris reaches Cloud Controller's internal API for callbacks.
 	CC             CC             `json:"cc"`
 	Events         Events         `json:"events"`
@@ -78,6 +79,23 @@ type LeaderElection struct {
 	LeaseDurationSeconds int `json:"lease_duration_seconds"`
 	RenewDeadlineSeconds int `json:"renew_deadline_seconds"`
 	RetryPeriodSeconds   int `json:"retry_period_seconds"`
+}
+
+// Staging configures buildpack and docker staging.
+type Staging struct {
+	// Images of the buildpack staging steps.
+	DownloaderImage string `json:"downloader_image"`
+	ExecutorImage   string `json:"executor_image"`
+	UploaderImage   string `json:"uploader_image"`
+	// IrisURL is where staging pods reach Iris's API (the uploader PUTs
+	// /stage/{guid}/completed there).
+	IrisURL string `json:"iris_url"`
+	// TimeoutSeconds fails a staging that has not finished (including one
+	// that cannot be scheduled) after this long.
+	TimeoutSeconds int64 `json:"timeout_seconds"`
+	// InsecureRegistries (host or host:port) may be read over plain HTTP or
+	// unverified TLS when staging docker images.
+	InsecureRegistries []string `json:"insecure_registries"`
 }
 
 // Route configures the route emitter, which registers app instances with
@@ -143,7 +161,14 @@ func Default() Config {
 			MaxRequestBodyBytes:    4 << 20,
 			ShutdownTimeoutSeconds: 10,
 		},
-		CC:     CC{TimeoutSeconds: 30},
+		CC: CC{TimeoutSeconds: 30},
+		Staging: Staging{
+			DownloaderImage: "cloudfoundry/iris-staging-downloader:latest",
+			ExecutorImage:   "cloudfoundry/iris-staging-executor:latest",
+			UploaderImage:   "cloudfoundry/iris-staging-uploader:latest",
+			IrisURL:         "http://iris.cf-system.svc.cluster.local:8085",
+			TimeoutSeconds:  900,
+		},
 		Events: Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
 		LeaderElection: LeaderElection{
 			Name:                 "iris-reporters",

@@ -2,19 +2,14 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/k8s"
@@ -43,21 +38,22 @@ const TaskCancelledReason = "task was cancelled"
 // nothing twice.
 type TaskReporter struct {
 	*worker
-	clientset kubernetes.Interface
-	jobs      JobSource
-	cc        CallbackPoster
-	ttl       time.Duration
+	*jobLifecycle
+	jobs JobSource
+	cc   CallbackPoster
 }
 
 // NewTaskReporter registers for Job events; Run starts reporting.
 func NewTaskReporter(logger lager.Logger, clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, ttl time.Duration, maxRetries int, maxBackoff time.Duration) (*TaskReporter, error) {
-	r := &TaskReporter{clientset: clientset, jobs: jobs, cc: callbacks, ttl: ttl}
+	r := &TaskReporter{jobs: jobs, cc: callbacks}
 	r.worker = newWorker(logger, "task-reporter", maxRetries, maxBackoff, r.reconcile)
+	r.jobLifecycle = newJobLifecycle(clientset, r.queue, ttl)
 	enqueue := func(obj any) {
 		if job, ok := obj.(*batchv1.Job); ok {
 			r.queue.Add(job.Namespace + "/" + job.Name)
 		}
 	}
+	enqueue = onlySourceType(k8s.SourceTypeTask, enqueue)
 	err := jobs.AddJobEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
@@ -79,6 +75,9 @@ func (r *TaskReporter) reconcile(ctx context.Context, logger lager.Logger, key s
 	}
 	if delivered := job.Annotations[k8s.AnnotationCallbackDelivered]; delivered != "" {
 		return r.expire(ctx, logger, key, job, delivered)
+	}
+	if done, err := r.afterPosting(ctx, key, job); done || err != nil {
+		return err
 	}
 
 	result, done := r.outcome(job)
@@ -135,42 +134,4 @@ func (r *TaskReporter) failureReason(job *batchv1.Job) string {
 		}
 	}
 	return "task failed"
-}
-
-func (r *TaskReporter) markDelivered(ctx context.Context, key string, job *batchv1.Job) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		k8s.AnnotationCallbackDelivered: time.Now().UTC().Format(time.RFC3339),
-	}}})
-	if err != nil {
-		return err
-	}
-	_, err = r.clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("recording delivered callback on %s: %w", key, err)
-	}
-	r.queue.AddAfter(key, r.ttl)
-	return nil
-}
-
-// expire deletes a reported task's Job once its TTL has passed.
-func (r *TaskReporter) expire(ctx context.Context, logger lager.Logger, key string, job *batchv1.Job, delivered string) error {
-	at, err := time.Parse(time.RFC3339, delivered)
-	if err != nil {
-		at = time.Time{}
-	}
-	if wait := time.Until(at.Add(r.ttl)); wait > 0 {
-		r.queue.AddAfter(key, wait)
-		return nil
-	}
-	err = r.clientset.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
-		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
-	})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting reported job %s: %w", key, err)
-	}
-	logger.Info("deleted-reported-job", lager.Data{"job": key})
-	return nil
 }

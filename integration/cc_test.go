@@ -95,3 +95,20 @@ func (f *fakeCC) taskCallbacks(taskGUID string, acceptedOnly bool) []models.Task
 	}
 	return out
 }
+
+// stagingCallbacks returns the staging completion callbacks for stagingGUID.
+func (f *fakeCC) stagingCallbacks(stagingGUID string, acceptedOnly bool) []models.StagingCallback {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []models.StagingCallback
+	for _, r := range f.requests {
+		if r.Path != "/internal/v3/staging/"+stagingGUID+"/build_completed" || (acceptedOnly && r.Status != http.StatusOK) {
+			continue
+		}
+		var c models.StagingCallback
+		if json.Unmarshal(r.Body, &c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -42,6 +42,7 @@ var (
 	irisSession    *gexec.Session
 	nats           *natsServer
 	cc             *fakeCC
+	oci            *ociRegistry
 	irisPath       string
 	irisConfigFile string
 	clientCA       *testcerts.CA
@@ -81,6 +82,8 @@ var _ = BeforeSuite(func() {
 	nats = startNATS()
 	cc = startFakeCC()
 	DeferCleanup(cc.server.Close)
+	oci = startRegistry()
+	DeferCleanup(oci.server.Close)
 
 	addr, tlsAddr := freeAddress(), freeAddress()
 	irisURL, irisTLSURL = "http://"+addr, "https://"+tlsAddr
@@ -98,6 +101,10 @@ api:
   max_request_body_bytes: 65536
 lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
+staging:
+  iris_url: %q
+  timeout_seconds: 600
+  insecure_registries: [%q]
 route:
   nats_servers: [%q]
   default_register_interval_seconds: 300
@@ -110,7 +117,7 @@ leader_election:
   lease_duration_seconds: 6
   renew_deadline_seconds: 4
   retry_period_seconds: 1
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, nats.URL(), cc.URL())), 0o600)).To(Succeed())
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL())), 0o600)).To(Succeed())
 
 	startIris()
 })

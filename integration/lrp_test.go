@@ -222,7 +222,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 			Eventually(func() int { return len(pods(namespace, lrp)) }, 30*time.Second).Should(BeZero())
 			Expect(pdbExists()).To(BeFalse())
 			Expect(statefulSets(namespace, lrp)).To(HaveLen(1), "scaling to zero keeps the LRP")
-			Expect(getInstances(lrp)()).To(BeEmpty())
+			Eventually(getInstances(lrp), 10*time.Second).Should(BeEmpty(), "the pod cache catches up with the deletions")
 
 			status, body := request("GET", "/apps/"+lrp.GUID+"/"+lrp.Version, nil)
 			Expect(status).To(Equal(http.StatusOK))

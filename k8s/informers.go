@@ -21,8 +21,8 @@ import (
 // too long (73 chars) for a label and so lives in an annotation.
 const byProcessGUID = "process_guid"
 
-// byTaskGUID indexes task Jobs by their task guid label; byJobName indexes
-// their pods by namespace/job name.
+// byTaskGUID indexes task and staging Jobs by their task or staging guid
+// label; byJobName indexes their pods by namespace/job name.
 const (
 	byTaskGUID = "task_guid"
 	byJobName  = "job_name"
@@ -41,11 +41,12 @@ type Caches struct {
 
 // NewCaches prepares informers for the given namespaces; Run starts them.
 // Only Iris's objects are watched: StatefulSets and pods labelled
-// source_type=APP, and task Jobs and their pods (source_type=TASK).
+// source_type=APP, and task and staging Jobs and their pods
+// (source_type=TASK or STG).
 func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, error) {
 	c := &Caches{}
 	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
-	taskSelector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeTask}).String()
+	taskSelector := LabelSourceType + " in (" + SourceTypeTask + "," + SourceTypeStaging + ")"
 	for _, ns := range namespaces {
 		taskFactory := informers.NewSharedInformerFactoryWithOptions(clientset, 0,
 			informers.WithNamespace(ns),
@@ -54,7 +55,11 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 		)
 		jobs := taskFactory.Batch().V1().Jobs().Informer()
 		if err := jobs.AddIndexers(cache.Indexers{byTaskGUID: func(obj any) ([]string, error) {
-			if guid := obj.(metav1.Object).GetLabels()[LabelTaskGUID]; guid != "" {
+			labels := obj.(metav1.Object).GetLabels()
+			if guid := labels[LabelTaskGUID]; guid != "" {
+				return []string{guid}, nil
+			}
+			if guid := labels[LabelStagingGUID]; guid != "" {
 				return []string{guid}, nil
 			}
 			return nil, nil
@@ -195,11 +200,21 @@ func indexedBy[T any](informers []cache.SharedIndexInformer, index, value string
 	return out
 }
 
-// AddJobEventHandler registers a handler for task Job events.
+// AddJobEventHandler registers a handler for task and staging Job events.
 func (c *Caches) AddJobEventHandler(handler cache.ResourceEventHandler) error {
 	for _, inf := range c.jobs {
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return fmt.Errorf("adding job handler: %w", err)
+		}
+	}
+	return nil
+}
+
+// AddJobPodEventHandler registers a handler for the pods of task and staging Jobs.
+func (c *Caches) AddJobPodEventHandler(handler cache.ResourceEventHandler) error {
+	for _, inf := range c.jobPods {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("adding job pod handler: %w", err)
 		}
 	}
 	return nil

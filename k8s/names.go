@@ -18,6 +18,7 @@ const (
 	LabelSpaceGUID   = "cloudfoundry.org/space_guid"
 
 	LabelTaskGUID    = "cloudfoundry.org/task_guid"
+	LabelStagingGUID = "cloudfoundry.org/staging_guid"
 
 	AnnotationProcessGUID = "cloudfoundry.org/process_guid"
 	AnnotationAppName     = "cloudfoundry.org/application_name"
@@ -36,11 +37,20 @@ const (
 	// AnnotationCallbackDelivered records when CC accepted the task's
 	// completion callback (RFC 3339); the Job is deleted a TTL later.
 	AnnotationCallbackDelivered = "cloudfoundry.org/callback_delivered"
+	// AnnotationStagingLifecycle is "docker" or "buildpack".
+	AnnotationStagingLifecycle = "cloudfoundry.org/staging_lifecycle"
+	// AnnotationStagingImage is the image a docker staging reads.
+	AnnotationStagingImage = "cloudfoundry.org/staging_image"
+	// AnnotationStagingResult holds the callback body the uploader reported,
+	// until CC has accepted it.
+	AnnotationStagingResult = "cloudfoundry.org/staging_result"
 
 	// SourceTypeApp marks long-running app instances (Loggregator's APP source type).
 	SourceTypeApp = "APP"
 	// SourceTypeTask marks task Jobs and pods.
 	SourceTypeTask = "TASK"
+	// SourceTypeStaging marks staging Jobs and pods.
+	SourceTypeStaging = "STG"
 	// TaskContainerName is the name of the container that runs a task.
 	TaskContainerName = "task"
 

@@ -194,7 +194,7 @@ func (c *TaskClient) Get(ctx context.Context, guid string) (*models.TaskResponse
 func (c *TaskClient) List() []models.TaskResponse {
 	var tasks []models.TaskResponse
 	c.caches.EachJob(func(job *batchv1.Job) {
-		if job.DeletionTimestamp == nil {
+		if job.DeletionTimestamp == nil && job.Labels[LabelSourceType] == SourceTypeTask {
 			tasks = append(tasks, models.TaskResponse{GUID: job.Labels[LabelTaskGUID], State: TaskState(job)})
 		}
 	})
@@ -209,8 +209,18 @@ func (c *TaskClient) Cancel(ctx context.Context, logger lager.Logger, guid strin
 	if err != nil {
 		return err
 	}
+	if err := cancelJob(ctx, c.clientset, job); err != nil {
+		return err
+	}
+	logger.Info("cancelled-task", lager.Data{"task_guid": guid, "job": job.Name})
+	return nil
+}
+
+// cancelJob marks the Job cancelled and suspends it, which removes its pod;
+// the reporter then tells CC and deletes the Job. A Job that finished first
+// is left alone: CC gets its real outcome.
+func cancelJob(ctx context.Context, clientset kubernetes.Interface, job *batchv1.Job) error {
 	if _, done := JobFinished(job); done {
-		// Finished before the cancel arrived: CC gets the real outcome.
 		return nil
 	}
 	patch, err := json.Marshal(map[string]any{
@@ -220,26 +230,30 @@ func (c *TaskClient) Cancel(ctx context.Context, logger lager.Logger, guid strin
 	if err != nil {
 		return err
 	}
-	_, err = c.clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	_, err = clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		return models.ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("cancelling job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	logger.Info("cancelled-task", lager.Data{"task_guid": guid, "job": job.Name})
 	return nil
 }
 
 func (c *TaskClient) lookup(ctx context.Context, guid string) (*batchv1.Job, error) {
-	for _, job := range c.caches.JobsByTaskGUID(guid) {
-		if job.DeletionTimestamp == nil {
+	return lookupJob(ctx, c.clientset, c.caches, c.namespaces, LabelTaskGUID, SourceTypeTask, guid)
+}
+
+// lookupJob finds the live Job labelled guidLabel=guid, in the cache first.
+func lookupJob(ctx context.Context, clientset kubernetes.Interface, caches *Caches, namespaces []string, guidLabel, sourceType, guid string) (*batchv1.Job, error) {
+	for _, job := range caches.JobsByTaskGUID(guid) {
+		if job.DeletionTimestamp == nil && job.Labels[LabelSourceType] == sourceType {
 			return job, nil
 		}
 	}
-	selector := labels.SelectorFromSet(labels.Set{LabelTaskGUID: sanitizeLabelValue(guid), LabelSourceType: SourceTypeTask}).String()
-	for _, ns := range c.namespaces {
-		list, err := c.clientset.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	selector := labels.SelectorFromSet(labels.Set{guidLabel: sanitizeLabelValue(guid), LabelSourceType: sourceType}).String()
+	for _, ns := range namespaces {
+		list, err := clientset.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return nil, fmt.Errorf("listing jobs in %s: %w", ns, err)
 		}

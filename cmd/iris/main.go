@@ -26,6 +26,7 @@ import (
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/leader"
 	"github.com/iris-cf/iris/route"
+	"github.com/iris-cf/iris/stager/docker"
 )
 
 func main() {
@@ -130,7 +131,8 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		builder := k8s.NewBuilder(cfg.LRP)
 		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
-		handler := bifrost.NewHandler(logger, lrps, tasks, cfg.API.MaxRequestBodyBytes)
+		staging := k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, cfg.WorkloadsNamespaces)
+		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, cfg.API.MaxRequestBodyBytes)
 		shutdown := time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second
 		if cfg.API.ListenAddress != "" {
 			members = append(members, grouper.Member{Name: "api", Runner: bifrost.NewServer(logger, cfg.API.ListenAddress, handler, shutdown)})
@@ -147,7 +149,7 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 	return members, nil
 }
 
-// reporters runs the crash and task reporters on the Lease holder only.
+// reporters runs the crash, task and staging reporters on the Lease holder only.
 func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (ifrit.Runner, error) {
 	ccClient, err := cc.NewClient(cc.Options{
 		InternalAPIURL: cfg.CC.InternalAPIURL,
@@ -169,9 +171,16 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
+	images := imageStager{stager: docker.NewStager(docker.Options{InsecureRegistries: cfg.Staging.InsecureRegistries})}
+	staging, err := events.NewStagingReporter(logger, clientset, caches, ccClient, images,
+		time.Duration(cfg.Events.TaskJobTTLSeconds)*time.Second, cfg.Events.MaxRetries, maxBackoff)
+	if err != nil {
+		return nil, err
+	}
 	reporters := grouper.NewParallel(os.Interrupt, grouper.Members{
 		{Name: "crash-reporter", Runner: crashes},
 		{Name: "task-reporter", Runner: tasks},
+		{Name: "staging-reporter", Runner: staging},
 	})
 	le := cfg.LeaderElection
 	namespace := le.Namespace

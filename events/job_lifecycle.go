@@ -1,0 +1,111 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/k8s"
+)
+
+// jobLifecycle is the tail every task and staging Job goes through once its
+// callback reached CC: record the delivery on the Job, then delete the Job a
+// TTL later (keeping it that long leaves its pod's logs readable).
+type jobLifecycle struct {
+	clientset kubernetes.Interface
+	later     workqueue.TypedRateLimitingInterface[string]
+	ttl       time.Duration
+	// posted remembers Jobs whose callback CC accepted until the cache shows
+	// the delivery record: events arriving in between (the Job's own status,
+	// its pods) must not post the callback again. Only the worker touches it.
+	posted map[string]posted
+}
+
+type posted struct {
+	uid      types.UID
+	recorded bool // the delivery record is written; the cache just lags
+}
+
+func newJobLifecycle(clientset kubernetes.Interface, later workqueue.TypedRateLimitingInterface[string], ttl time.Duration) *jobLifecycle {
+	return &jobLifecycle{clientset: clientset, later: later, ttl: ttl, posted: map[string]posted{}}
+}
+
+// afterPosting handles a Job whose callback already reached CC: it writes
+// the delivery record if that failed before, and otherwise does nothing. It
+// returns false for a Job not posted yet.
+func (l *jobLifecycle) afterPosting(ctx context.Context, key string, job *batchv1.Job) (bool, error) {
+	p, ok := l.posted[key]
+	switch {
+	case !ok:
+		return false, nil
+	case p.uid != job.UID:
+		delete(l.posted, key) // a new Job of the same name
+		return false, nil
+	case p.recorded:
+		return true, nil
+	default:
+		return true, l.markDelivered(ctx, key, job)
+	}
+}
+
+// markDelivered records that CC accepted the Job's callback, on the Job
+// (durable) and in memory (until the cache catches up).
+func (l *jobLifecycle) markDelivered(ctx context.Context, key string, job *batchv1.Job) error {
+	l.posted[key] = posted{uid: job.UID}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		k8s.AnnotationCallbackDelivered: time.Now().UTC().Format(time.RFC3339),
+	}}})
+	if err != nil {
+		return err
+	}
+	_, err = l.clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recording delivered callback on %s: %w", key, err)
+	}
+	l.posted[key] = posted{uid: job.UID, recorded: true}
+	l.later.AddAfter(key, l.ttl)
+	return nil
+}
+
+// expire deletes a reported Job once its TTL has passed.
+func (l *jobLifecycle) expire(ctx context.Context, logger lager.Logger, key string, job *batchv1.Job, delivered string) error {
+	at, err := time.Parse(time.RFC3339, delivered)
+	if err != nil {
+		at = time.Time{}
+	}
+	delete(l.posted, key) // the cache shows the record now
+	if wait := time.Until(at.Add(l.ttl)); wait > 0 {
+		l.later.AddAfter(key, wait)
+		return nil
+	}
+	err = l.clientset.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationBackground),
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting reported job %s: %w", key, err)
+	}
+	logger.Info("deleted-reported-job", lager.Data{"job": key})
+	return nil
+}
+
+// onlySourceType filters Job events to one kind (TASK or STG).
+func onlySourceType(sourceType string, fn func(any)) func(any) {
+	return func(obj any) {
+		if job, ok := obj.(*batchv1.Job); ok && job.Labels[k8s.LabelSourceType] == sourceType {
+			fn(obj)
+		}
+	}
+}

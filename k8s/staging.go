@@ -1,0 +1,273 @@
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"code.cloudfoundry.org/lager/v3"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/models"
+)
+
+// Staging lifecycles as recorded on the staging Job.
+const (
+	StagingLifecycleDocker    = "docker"
+	StagingLifecycleBuildpack = "buildpack"
+)
+
+// Names of the buildpack staging containers, in the order they run.
+const (
+	StagingDownloaderName = "downloader"
+	StagingExecutorName   = "executor"
+	StagingUploaderName   = "uploader"
+)
+
+// StagingObjects are the objects one staging becomes.
+type StagingObjects struct {
+	Job            *batchv1.Job
+	RegistrySecret *corev1.Secret
+}
+
+// BuildStaging returns the Job for one staging. A buildpack staging runs
+// downloader → executor (init containers) → uploader; the uploader reports
+// to Iris's PUT /stage/{guid}/completed. A docker staging runs no pod: Iris
+// reads the image's config itself, and the suspended Job is the durable
+// record that keeps the callback from being lost.
+func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespace string, cfg config.Staging) (*StagingObjects, error) {
+	name := StatefulSetName(req.AppName, "staging", guid)
+	labels := map[string]string{
+		LabelStagingGUID: sanitizeLabelValue(guid),
+		LabelAppGUID:     sanitizeLabelValue(req.AppGUID),
+		LabelSourceType:  SourceTypeStaging,
+		LabelOrgGUID:     sanitizeLabelValue(req.OrgGUID),
+		LabelSpaceGUID:   sanitizeLabelValue(req.SpaceGUID),
+	}
+	for k, v := range labels {
+		if v == "" {
+			delete(labels, k)
+		}
+	}
+	annotations := map[string]string{
+		AnnotationAppName:            req.AppName,
+		AnnotationOrgName:            req.OrgName,
+		AnnotationSpaceName:          req.SpaceName,
+		AnnotationCompletionCallback: req.CompletionCallback,
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: ptr.To(int32(0)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					AutomountServiceAccountToken:  ptr.To(false),
+					ServiceAccountName:            b.cfg.ServiceAccountName,
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
+					SecurityContext:               b.podSecurityContext(),
+				},
+			},
+		},
+	}
+	if cfg.TimeoutSeconds > 0 {
+		// A staging that cannot be scheduled or hangs fails at the deadline,
+		// and the reporter tells CC.
+		job.Spec.ActiveDeadlineSeconds = ptr.To(cfg.TimeoutSeconds)
+	}
+	objects := &StagingObjects{Job: job}
+
+	switch {
+	case req.Lifecycle.DockerLifecycle != nil:
+		d := req.Lifecycle.DockerLifecycle
+		annotations[AnnotationStagingLifecycle] = StagingLifecycleDocker
+		annotations[AnnotationStagingImage] = d.Image
+		job.Spec.Suspend = ptr.To(true)
+		job.Spec.Template.Spec.Containers = []corev1.Container{{Name: "record", Image: d.Image, SecurityContext: containerSecurityContext()}}
+		if d.RegistryUsername != "" {
+			secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, &models.DockerLifecycle{
+				Image: d.Image, RegistryUsername: d.RegistryUsername, RegistryPassword: d.RegistryPassword,
+			})
+			if err != nil {
+				return nil, err
+			}
+			objects.RegistrySecret = secret
+		}
+	case req.Lifecycle.BuildpackLifecycle != nil:
+		annotations[AnnotationStagingLifecycle] = StagingLifecycleBuildpack
+		if err := b.buildpackStagingPod(&job.Spec.Template.Spec, guid, req, cfg); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
+	}
+	return objects, nil
+}
+
+func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, guid string, req *models.StagingRequest, cfg config.Staging) error {
+	bp := req.Lifecycle.BuildpackLifecycle
+	buildpacks, err := json.Marshal(bp.Buildpacks)
+	if err != nil {
+		return models.Invalidf("buildpacks: %v", err)
+	}
+	env := func(pairs ...string) []corev1.EnvVar {
+		var out []corev1.EnvVar
+		for i := 0; i+1 < len(pairs); i += 2 {
+			out = append(out, corev1.EnvVar{Name: pairs[i], Value: pairs[i+1]})
+		}
+		return out
+	}
+	appEnv := make([]corev1.EnvVar, 0, len(req.Environment))
+	for _, e := range req.Environment {
+		appEnv = append(appEnv, corev1.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "workspace", MountPath: "/workspace"},
+		{Name: "cache", MountPath: "/cache"},
+		{Name: "output", MountPath: "/out"},
+	}
+	spec.Volumes = []corev1.Volume{
+		{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "output", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	spec.InitContainers = []corev1.Container{
+		{
+			Name: StagingDownloaderName, Image: cfg.DownloaderImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
+			Env: env("STAGING_GUID", guid, "APP_BITS_DOWNLOAD_URI", bp.AppBitsDownloadURI, "BUILDPACKS", string(buildpacks),
+				"BUILDPACK_CACHE_DOWNLOAD_URI", bp.BuildpackCacheDownloadURI,
+				"BUILDPACK_CACHE_CHECKSUM", bp.BuildpackCacheChecksum,
+				"BUILDPACK_CACHE_CHECKSUM_ALGORITHM", bp.BuildpackCacheChecksumAlgorithm),
+		},
+		{
+			Name: StagingExecutorName, Image: cfg.ExecutorImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
+			Env:       append(appEnv, env("STAGING_GUID", guid, "BUILDPACKS", string(buildpacks))...),
+			Resources: b.resources(req.MemoryMB, req.DiskMB, req.CPUWeight),
+		},
+	}
+	spec.Containers = []corev1.Container{{
+		Name: StagingUploaderName, Image: cfg.UploaderImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
+		Env: env("STAGING_GUID", guid, "DROPLET_UPLOAD_URI", bp.DropletUploadURI,
+			"BUILDPACK_CACHE_UPLOAD_URI", bp.BuildpackCacheUploadURI,
+			"STAGING_COMPLETION_URL", fmt.Sprintf("%s/stage/%s/completed", cfg.IrisURL, guid)),
+	}}
+	return nil
+}
+
+// StagingClient carries out CC's staging requests.
+type StagingClient struct {
+	clientset  kubernetes.Interface
+	caches     *Caches
+	builder    *Builder
+	cfg        config.Staging
+	namespaces []string
+}
+
+// NewStagingClient returns a client staging in namespaces (the first is the default).
+func NewStagingClient(clientset kubernetes.Interface, caches *Caches, builder *Builder, cfg config.Staging, namespaces []string) *StagingClient {
+	return &StagingClient{clientset: clientset, caches: caches, builder: builder, cfg: cfg, namespaces: namespaces}
+}
+
+// Stage starts a staging; staging the same guid again does nothing.
+func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid string, req *models.StagingRequest) error {
+	logger = logger.Session("stage", lager.Data{"staging_guid": guid})
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = c.namespaces[0]
+	}
+	if !slices.Contains(c.namespaces, namespace) {
+		return models.Invalidf("namespace %q is not one of Iris's workloads namespaces %v", namespace, c.namespaces)
+	}
+	objects, err := c.builder.BuildStaging(guid, req, namespace, c.cfg)
+	if err != nil {
+		return err
+	}
+	if len(c.caches.JobsByTaskGUID(guid)) > 0 {
+		logger.Info("already-staging")
+		return nil
+	}
+	if objects.RegistrySecret != nil {
+		if err := applySecret(ctx, c.clientset, objects.RegistrySecret); err != nil {
+			return err
+		}
+	}
+	job, err := c.clientset.BatchV1().Jobs(namespace).Create(ctx, objects.Job, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err != nil {
+		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			return models.Invalidf("invalid staging: %s", apiErrorMessage(err))
+		}
+		return fmt.Errorf("creating staging job %s/%s: %w", namespace, objects.Job.Name, err)
+	}
+	if objects.RegistrySecret != nil {
+		owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
+		if err := adoptSecret(ctx, c.clientset, objects.RegistrySecret, owner); err != nil {
+			logger.Error("adopting-registry-secret", err)
+		}
+	}
+	logger.Info("staging", lager.Data{"job": job.Name, "lifecycle": job.Annotations[AnnotationStagingLifecycle]})
+	return nil
+}
+
+// Complete records the uploader's outcome on the staging Job; the reporter
+// forwards it to CC and cleans up.
+func (c *StagingClient) Complete(ctx context.Context, logger lager.Logger, guid string, done *models.StagingCompletedRequest) error {
+	job, err := lookupJob(ctx, c.clientset, c.caches, c.namespaces, LabelStagingGUID, SourceTypeStaging, guid)
+	if err != nil {
+		return err
+	}
+	callback := models.StagingCallback{}
+	if done.Failed {
+		callback.Error = &models.StagingError{ID: "StagingError", Message: done.FailureReason}
+	} else {
+		if !json.Valid([]byte(done.Result)) {
+			return models.Invalidf("result must be a JSON document")
+		}
+		callback.Result = json.RawMessage(done.Result)
+	}
+	body, err := json.Marshal(callback)
+	if err != nil {
+		return err
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{AnnotationStagingResult: string(body)}}})
+	if err != nil {
+		return err
+	}
+	if _, err := c.clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return models.ErrNotFound
+		}
+		return fmt.Errorf("recording staging result on %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	logger.Info("staging-completed", lager.Data{"staging_guid": guid, "failed": done.Failed})
+	return nil
+}
+
+// Cancel stops a staging; CC is told it was cancelled.
+func (c *StagingClient) Cancel(ctx context.Context, logger lager.Logger, guid string) error {
+	job, err := lookupJob(ctx, c.clientset, c.caches, c.namespaces, LabelStagingGUID, SourceTypeStaging, guid)
+	if err != nil {
+		return err
+	}
+	if job.Annotations[AnnotationStagingResult] != "" {
+		return nil // finished first: CC gets the real outcome
+	}
+	if err := cancelJob(ctx, c.clientset, job); err != nil {
+		return err
+	}
+	logger.Info("cancelled-staging", lager.Data{"staging_guid": guid, "job": job.Name})
+	return nil
+}
