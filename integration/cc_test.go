@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,6 +9,10 @@ import (
 	"strings"
 	"sync"
 
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/iris-cf/iris/integration/testcerts"
 	"github.com/iris-cf/iris/models"
 )
 
@@ -27,9 +32,12 @@ type ccRequest struct {
 	Body   []byte
 }
 
-func startFakeCC() *fakeCC {
+// startFakeCC serves CC's internal API over TLS and, like CC's nginx
+// (ssl_verify_client on), accepts only clients with a certificate from
+// clientCA: every callback in the suite proves Iris's mTLS client.
+func startFakeCC(serverLeaf *testcerts.Leaf, clientCA *testcerts.CA) *fakeCC {
 	f := &fakeCC{status: http.StatusOK}
-	f.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		status := f.status
@@ -38,6 +46,15 @@ func startFakeCC() *fakeCC {
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte("{}"))
 	}))
+	cert, err := serverLeaf.TLSCertificate()
+	Expect(err).NotTo(HaveOccurred())
+	f.server.TLS = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    clientCA.Pool(),
+		MinVersion:   tls.VersionTLS12,
+	}
+	f.server.StartTLS()
 	return f
 }
 
@@ -112,3 +129,12 @@ func (f *fakeCC) stagingCallbacks(stagingGUID string, acceptedOnly bool) []model
 	}
 	return out
 }
+
+var _ = Describe("Callbacks to CC", func() {
+	It("go over mTLS: CC's internal API refuses a client without Iris's certificate", func() {
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		_, err := client.Post(cc.URL()+"/internal/v4/tasks/x/completed", "application/json", strings.NewReader("{}"))
+		Expect(err).To(HaveOccurred())
+		Expect(cc.requestsTo("/internal/v4/tasks/x/")).To(BeZero())
+	})
+})

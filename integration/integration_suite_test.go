@@ -80,8 +80,19 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	nats = startNATS()
-	cc = startFakeCC()
+	// CC's internal API: its own server CA, and a client CA that signs
+	// the certificate Iris presents on callbacks.
+	ccCA, irisClientCA := newCA("cc-server-ca"), newCA("iris-client-ca")
+	ccLeaf, err := ccCA.Issue("cloud-controller-ng.service.cf.internal")
+	Expect(err).NotTo(HaveOccurred())
+	cc = startFakeCC(ccLeaf, irisClientCA)
 	DeferCleanup(cc.server.Close)
+	irisClientLeaf, err := irisClientCA.Issue("iris")
+	Expect(err).NotTo(HaveOccurred())
+	ccClientCert, ccClientKey, err := irisClientLeaf.WriteFiles(dir, "cc-client")
+	Expect(err).NotTo(HaveOccurred())
+	ccCAFile := filepath.Join(dir, "cc-ca.crt")
+	Expect(os.WriteFile(ccCAFile, ccCA.PEM, 0o600)).To(Succeed())
 	oci = startRegistry()
 	DeferCleanup(oci.server.Close)
 
@@ -110,6 +121,9 @@ route:
   default_register_interval_seconds: 300
 cc:
   internal_api_url: %q
+  ca_cert_file: %q
+  cert_file: %q
+  key_file: %q
 events:
   max_backoff_seconds: 2
   task_job_ttl_seconds: 3
@@ -117,7 +131,7 @@ leader_election:
   lease_duration_seconds: 6
   renew_deadline_seconds: 4
   retry_period_seconds: 1
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL())), 0o600)).To(Succeed())
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey)), 0o600)).To(Succeed())
 
 	startIris()
 })
