@@ -12,9 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -23,6 +25,8 @@ import (
 // TTL later (keeping it that long leaves its pod's logs readable).
 type jobLifecycle struct {
 	clientset kubernetes.Interface
+	jobs      JobSource
+	cc        CallbackPoster
 	later     workqueue.TypedRateLimitingInterface[string]
 	ttl       time.Duration
 	// posted remembers Jobs whose callback CC accepted until the cache shows
@@ -36,8 +40,46 @@ type posted struct {
 	recorded bool // the delivery record is written; the cache just lags
 }
 
-func newJobLifecycle(clientset kubernetes.Interface, later workqueue.TypedRateLimitingInterface[string], ttl time.Duration) *jobLifecycle {
-	return &jobLifecycle{clientset: clientset, later: later, ttl: ttl, posted: map[string]posted{}}
+func newJobLifecycle(clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, later workqueue.TypedRateLimitingInterface[string], ttl time.Duration) *jobLifecycle {
+	return &jobLifecycle{clientset: clientset, jobs: jobs, cc: callbacks, later: later, ttl: ttl, posted: map[string]posted{}}
+}
+
+// outcomeFunc says what to post to CC for a Job (and what to log about it),
+// or done=false while the Job is still running.
+type outcomeFunc func(ctx context.Context, job *batchv1.Job) (body any, data lager.Data, done bool, err error)
+
+// deliver reconciles the Job at key: once outcome has a body it is posted to
+// the Job's completion callback, once; CC's 4xx is final; then the Job is
+// deleted a TTL later. Errors (CC down, 5xx) are retried by the worker.
+func (l *jobLifecycle) deliver(ctx context.Context, logger lager.Logger, key string, outcome outcomeFunc) error {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	job := l.jobs.Job(namespace, name)
+	if job == nil || job.DeletionTimestamp != nil {
+		return nil
+	}
+	if delivered := job.Annotations[k8s.AnnotationCallbackDelivered]; delivered != "" {
+		return l.expire(ctx, logger, key, job, delivered)
+	}
+	if done, err := l.afterPosting(ctx, key, job); done || err != nil {
+		return err
+	}
+	body, data, done, err := outcome(ctx, job)
+	if err != nil || !done {
+		return err
+	}
+	err = l.cc.PostURL(ctx, job.Annotations[k8s.AnnotationCompletionCallback], body)
+	switch {
+	case err == nil:
+		logger.Info("reported", data)
+	case cc.IsFinal(err):
+		logger.Error("rejected-by-cc", err, data)
+	default:
+		return err
+	}
+	return l.markDelivered(ctx, key, job)
 }
 
 // afterPosting handles a Job whose callback already reached CC: it writes

@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
 )
@@ -54,17 +53,18 @@ func buildpackErrorID(exitCode int32) string {
 type StagingReporter struct {
 	*worker
 	*jobLifecycle
-	jobs    StagingJobSource
-	cc      CallbackPoster
+	pods    StagingJobSource
 	images  ImageStager
 	secrets kubernetes.Interface
 }
 
 // NewStagingReporter registers for staging Job and pod events.
 func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, jobs StagingJobSource, callbacks CallbackPoster, images ImageStager, ttl time.Duration, maxRetries int, maxBackoff time.Duration) (*StagingReporter, error) {
-	r := &StagingReporter{jobs: jobs, cc: callbacks, images: images, secrets: clientset}
-	r.worker = newWorker(logger, "staging-reporter", maxRetries, maxBackoff, r.reconcile)
-	r.jobLifecycle = newJobLifecycle(clientset, r.queue, ttl)
+	r := &StagingReporter{pods: jobs, images: images, secrets: clientset}
+	r.worker = newWorker(logger, "staging-reporter", maxRetries, maxBackoff, func(ctx context.Context, logger lager.Logger, key string) error {
+		return r.deliver(ctx, logger, key, r.callback)
+	})
+	r.jobLifecycle = newJobLifecycle(clientset, jobs, callbacks, r.queue, ttl)
 
 	enqueueJob := onlySourceType(k8s.SourceTypeStaging, func(obj any) {
 		job := obj.(*batchv1.Job)
@@ -94,35 +94,13 @@ func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, job
 	return r, nil
 }
 
-func (r *StagingReporter) reconcile(ctx context.Context, logger lager.Logger, key string) error {
-	namespace, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		return nil
-	}
-	job := r.jobs.Job(namespace, name)
-	if job == nil || job.DeletionTimestamp != nil {
-		return nil
-	}
-	if delivered := job.Annotations[k8s.AnnotationCallbackDelivered]; delivered != "" {
-		return r.expire(ctx, logger, key, job, delivered)
-	}
-	if done, err := r.afterPosting(ctx, key, job); done || err != nil {
-		return err
-	}
+// callback is the staging's outcome in the form deliver posts.
+func (r *StagingReporter) callback(ctx context.Context, job *batchv1.Job) (any, lager.Data, bool, error) {
 	body, done, err := r.outcome(ctx, job)
 	if err != nil || !done {
-		return err
+		return nil, nil, done, err
 	}
-	err = r.cc.PostURL(ctx, job.Annotations[k8s.AnnotationCompletionCallback], body)
-	switch {
-	case err == nil:
-		logger.Info("reported", lager.Data{"staging_guid": job.Labels[k8s.LabelStagingGUID], "failed": body.Error != nil})
-	case cc.IsFinal(err):
-		logger.Error("rejected-by-cc", err, lager.Data{"staging_guid": job.Labels[k8s.LabelStagingGUID]})
-	default:
-		return err
-	}
-	return r.markDelivered(ctx, key, job)
+	return body, lager.Data{"staging_guid": job.Labels[k8s.LabelStagingGUID], "failed": body.Error != nil}, true, nil
 }
 
 // outcome is the callback body, once the staging is over.
@@ -184,7 +162,7 @@ func (r *StagingReporter) registryCredentials(ctx context.Context, job *batchv1.
 // start; a staging still running, or one that finished (the uploader
 // reports those), is not done yet.
 func (r *StagingReporter) buildpackFailure(job *batchv1.Job) (models.StagingCallback, bool, error) {
-	for _, pod := range r.jobs.JobPods(job.Namespace, job.Name) {
+	for _, pod := range r.pods.JobPods(job.Namespace, job.Name) {
 		statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 		for _, s := range statuses {
 			if w := s.State.Waiting; w != nil && startFailure(w.Reason) {

@@ -11,7 +11,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
 )
@@ -39,15 +38,15 @@ const TaskCancelledReason = "task was cancelled"
 type TaskReporter struct {
 	*worker
 	*jobLifecycle
-	jobs JobSource
-	cc   CallbackPoster
 }
 
 // NewTaskReporter registers for Job events; Run starts reporting.
 func NewTaskReporter(logger lager.Logger, clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, ttl time.Duration, maxRetries int, maxBackoff time.Duration) (*TaskReporter, error) {
-	r := &TaskReporter{jobs: jobs, cc: callbacks}
-	r.worker = newWorker(logger, "task-reporter", maxRetries, maxBackoff, r.reconcile)
-	r.jobLifecycle = newJobLifecycle(clientset, r.queue, ttl)
+	r := &TaskReporter{}
+	r.worker = newWorker(logger, "task-reporter", maxRetries, maxBackoff, func(ctx context.Context, logger lager.Logger, key string) error {
+		return r.deliver(ctx, logger, key, r.outcome)
+	})
+	r.jobLifecycle = newJobLifecycle(clientset, jobs, callbacks, r.queue, ttl)
 	enqueue := func(obj any) {
 		if job, ok := obj.(*batchv1.Job); ok {
 			r.queue.Add(job.Namespace + "/" + job.Name)
@@ -64,54 +63,19 @@ func NewTaskReporter(logger lager.Logger, clientset kubernetes.Interface, jobs J
 	return r, nil
 }
 
-func (r *TaskReporter) reconcile(ctx context.Context, logger lager.Logger, key string) error {
-	namespace, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
-		return nil
-	}
-	job := r.jobs.Job(namespace, name)
-	if job == nil || job.DeletionTimestamp != nil {
-		return nil
-	}
-	if delivered := job.Annotations[k8s.AnnotationCallbackDelivered]; delivered != "" {
-		return r.expire(ctx, logger, key, job, delivered)
-	}
-	if done, err := r.afterPosting(ctx, key, job); done || err != nil {
-		return err
-	}
-
-	result, done := r.outcome(job)
-	if !done {
-		return nil
-	}
-	callback := job.Annotations[k8s.AnnotationCompletionCallback]
-	err = r.cc.PostURL(ctx, callback, result)
-	switch {
-	case err == nil:
-		logger.Info("reported", lager.Data{"task_guid": result.TaskGUID, "failed": result.Failed, "failure_reason": result.FailureReason})
-	case cc.IsFinal(err):
-		logger.Error("rejected-by-cc", err, lager.Data{"task_guid": result.TaskGUID})
-	default:
-		return err
-	}
-	return r.markDelivered(ctx, key, job)
-}
-
 // outcome is the completion to report, once the task is over.
-func (r *TaskReporter) outcome(job *batchv1.Job) (models.TaskCompletedRequest, bool) {
+func (r *TaskReporter) outcome(_ context.Context, job *batchv1.Job) (any, lager.Data, bool, error) {
 	result := models.TaskCompletedRequest{TaskGUID: job.Labels[k8s.LabelTaskGUID]}
-	if job.Annotations[k8s.AnnotationCancelled] != "" {
-		result.Failed, result.FailureReason = true, TaskCancelledReason
-		return result, true
-	}
 	failed, finished := k8s.JobFinished(job)
-	if !finished {
-		return result, false
-	}
-	if failed {
+	switch {
+	case job.Annotations[k8s.AnnotationCancelled] != "":
+		result.Failed, result.FailureReason = true, TaskCancelledReason
+	case !finished:
+		return nil, nil, false, nil
+	case failed:
 		result.Failed, result.FailureReason = true, r.failureReason(job)
 	}
-	return result, true
+	return result, lager.Data{"task_guid": result.TaskGUID, "failed": result.Failed, "failure_reason": result.FailureReason}, true, nil
 }
 
 // failureReason explains a failed task as Diego does ("Exited with status

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 
@@ -44,12 +43,9 @@ func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *Build
 // created so far are removed again.
 func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models.DesireLRPRequest) error {
 	logger = logger.Session("desire", lager.Data{"process_guid": lrp.ProcessGUID})
-	namespace := lrp.Namespace
-	if namespace == "" {
-		namespace = c.namespaces[0]
-	}
-	if !slices.Contains(c.namespaces, namespace) {
-		return models.Invalidf("namespace %q is not one of Iris's workloads namespaces %v", namespace, c.namespaces)
+	namespace, err := chooseNamespace(lrp.Namespace, c.namespaces)
+	if err != nil {
+		return err
 	}
 	objects, err := c.builder.Build(lrp, namespace)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
@@ -45,18 +44,7 @@ type StagingObjects struct {
 // record that keeps the callback from being lost.
 func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespace string, cfg config.Staging) (*StagingObjects, error) {
 	name := StatefulSetName(req.AppName, "staging", guid)
-	labels := map[string]string{
-		LabelStagingGUID: sanitizeLabelValue(guid),
-		LabelAppGUID:     sanitizeLabelValue(req.AppGUID),
-		LabelSourceType:  SourceTypeStaging,
-		LabelOrgGUID:     sanitizeLabelValue(req.OrgGUID),
-		LabelSpaceGUID:   sanitizeLabelValue(req.SpaceGUID),
-	}
-	for k, v := range labels {
-		if v == "" {
-			delete(labels, k)
-		}
-	}
+	labels := jobLabels(LabelStagingGUID, guid, SourceTypeStaging, req.AppGUID, req.OrgGUID, req.SpaceGUID)
 	annotations := map[string]string{
 		AnnotationAppName:            req.AppName,
 		AnnotationOrgName:            req.OrgName,
@@ -181,12 +169,9 @@ func NewStagingClient(clientset kubernetes.Interface, caches *Caches, builder *B
 // Stage starts a staging; staging the same guid again does nothing.
 func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid string, req *models.StagingRequest) error {
 	logger = logger.Session("stage", lager.Data{"staging_guid": guid})
-	namespace := req.Namespace
-	if namespace == "" {
-		namespace = c.namespaces[0]
-	}
-	if !slices.Contains(c.namespaces, namespace) {
-		return models.Invalidf("namespace %q is not one of Iris's workloads namespaces %v", namespace, c.namespaces)
+	namespace, err := chooseNamespace(req.Namespace, c.namespaces)
+	if err != nil {
+		return err
 	}
 	objects, err := c.builder.BuildStaging(guid, req, namespace, c.cfg)
 	if err != nil {
@@ -196,30 +181,7 @@ func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid str
 		logger.Info("already-staging")
 		return nil
 	}
-	if objects.RegistrySecret != nil {
-		if err := applySecret(ctx, c.clientset, objects.RegistrySecret); err != nil {
-			return err
-		}
-	}
-	job, err := c.clientset.BatchV1().Jobs(namespace).Create(ctx, objects.Job, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	if err != nil {
-		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
-		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return models.Invalidf("invalid staging: %s", apiErrorMessage(err))
-		}
-		return fmt.Errorf("creating staging job %s/%s: %w", namespace, objects.Job.Name, err)
-	}
-	if objects.RegistrySecret != nil {
-		owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
-		if err := adoptSecret(ctx, c.clientset, objects.RegistrySecret, owner); err != nil {
-			logger.Error("adopting-registry-secret", err)
-		}
-	}
-	logger.Info("staging", lager.Data{"job": job.Name, "lifecycle": job.Annotations[AnnotationStagingLifecycle]})
-	return nil
+	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret)
 }
 
 // Complete records the uploader's outcome on the staging Job; the reporter

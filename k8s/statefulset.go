@@ -103,8 +103,8 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 		EnableServiceLinks:            ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
 		SecurityContext:               b.podSecurityContext(),
-		Affinity: spreadInstances(lrp),
-		Volumes:  volumes(lrp.VolumeMounts),
+		Affinity:                      spreadInstances(lrp),
+		Volumes:                       volumes(lrp.VolumeMounts),
 	}
 
 	objects := &LRPObjects{}
@@ -225,14 +225,14 @@ func (b *Builder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, 
 	}
 
 	container := corev1.Container{
-		Name:      AppContainerName,
-		Image:     image,
-		Command:   command,
-		Env:       environment(lrp.Environment, ports),
-		Ports:     containerPorts,
-		Resources: b.resources(lrp.MemoryMB, lrp.DiskMB, lrp.CPUWeight),
+		Name:            AppContainerName,
+		Image:           image,
+		Command:         command,
+		Env:             environment(lrp.Environment, ports),
+		Ports:           containerPorts,
+		Resources:       b.resources(lrp.MemoryMB, lrp.DiskMB, lrp.CPUWeight),
 		SecurityContext: containerSecurityContext(),
-		VolumeMounts: volumeMounts(lrp.VolumeMounts),
+		VolumeMounts:    volumeMounts(lrp.VolumeMounts),
 	}
 	b.addProbes(&container, lrp, ports[0])
 	return container, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -34,18 +33,7 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 		return nil, err
 	}
 	name := StatefulSetName(task.AppName, task.Name, task.GUID)
-	labels := map[string]string{
-		LabelTaskGUID:   sanitizeLabelValue(task.GUID),
-		LabelAppGUID:    sanitizeLabelValue(task.AppGUID),
-		LabelSourceType: SourceTypeTask,
-		LabelOrgGUID:    sanitizeLabelValue(task.OrgGUID),
-		LabelSpaceGUID:  sanitizeLabelValue(task.SpaceGUID),
-	}
-	for k, v := range labels {
-		if v == "" {
-			delete(labels, k)
-		}
-	}
+	labels := jobLabels(LabelTaskGUID, task.GUID, SourceTypeTask, task.AppGUID, task.OrgGUID, task.SpaceGUID)
 	annotations := map[string]string{
 		AnnotationTaskName:           task.Name,
 		AnnotationAppName:            task.AppName,
@@ -139,12 +127,9 @@ func NewTaskClient(clientset kubernetes.Interface, caches *Caches, builder *Buil
 // Desire starts the task; desiring the same task guid again does nothing.
 func (c *TaskClient) Desire(ctx context.Context, logger lager.Logger, task *models.TaskRequest) error {
 	logger = logger.Session("desire-task", lager.Data{"task_guid": task.GUID})
-	namespace := task.Namespace
-	if namespace == "" {
-		namespace = c.namespaces[0]
-	}
-	if !slices.Contains(c.namespaces, namespace) {
-		return models.Invalidf("namespace %q is not one of Iris's workloads namespaces %v", namespace, c.namespaces)
+	namespace, err := chooseNamespace(task.Namespace, c.namespaces)
+	if err != nil {
+		return err
 	}
 	objects, err := c.builder.BuildTask(task, namespace)
 	if err != nil {
@@ -154,31 +139,7 @@ func (c *TaskClient) Desire(ctx context.Context, logger lager.Logger, task *mode
 		logger.Info("already-desired")
 		return nil
 	}
-	if objects.RegistrySecret != nil {
-		if err := applySecret(ctx, c.clientset, objects.RegistrySecret); err != nil {
-			return err
-		}
-	}
-	job, err := c.clientset.BatchV1().Jobs(namespace).Create(ctx, objects.Job, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		logger.Info("already-desired")
-		return nil
-	}
-	if err != nil {
-		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
-		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return models.Invalidf("invalid task: %s", apiErrorMessage(err))
-		}
-		return fmt.Errorf("creating job %s/%s: %w", namespace, objects.Job.Name, err)
-	}
-	if objects.RegistrySecret != nil {
-		owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
-		if err := adoptSecret(ctx, c.clientset, objects.RegistrySecret, owner); err != nil {
-			logger.Error("adopting-registry-secret", err)
-		}
-	}
-	logger.Info("desired", lager.Data{"job": job.Name, "namespace": namespace})
-	return nil
+	return createJob(ctx, c.clientset, logger, "task", objects.Job, objects.RegistrySecret)
 }
 
 // Get returns one task.
