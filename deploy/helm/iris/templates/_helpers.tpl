@@ -1,0 +1,119 @@
+{{/* Chart name, overridable. */}}
+{{- define "iris.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every object name. */}}
+{{- define "iris.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "iris.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "iris.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Labels that select Iris's pods. */}}
+{{- define "iris.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "iris.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Iris's ServiceAccount. */}}
+{{- define "iris.serviceAccountName" -}}
+{{- default (include "iris.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{/* Whether a component runs (an empty list runs all). */}}
+{{- define "iris.runsAPI" -}}
+{{- if or (empty .Values.components) (has "api" .Values.components) }}true{{ end }}
+{{- end }}
+
+{{/* Iris's config file (schema: config/iris.example.yml). */}}
+{{- define "iris.config" -}}
+{{- $v := .Values -}}
+{{- if and (include "iris.runsAPI" .) (not $v.api.tls.enabled) (not $v.api.plain.enabled) -}}
+{{- fail "api: enable api.tls and/or api.plain (the api component needs a listener)" -}}
+{{- end -}}
+{{- $api := dict "max_request_body_bytes" $v.api.maxRequestBodyBytes "shutdown_timeout_seconds" $v.api.shutdownTimeoutSeconds -}}
+{{- if $v.api.plain.enabled -}}
+{{- $_ := set $api "listen_address" (printf "0.0.0.0:%d" (int $v.api.plain.port)) -}}
+{{- end -}}
+{{- if $v.api.tls.enabled -}}
+{{- $_ := set $api "tls_listen_address" (printf "0.0.0.0:%d" (int $v.api.tls.port)) -}}
+{{- $_ := set $api "tls_cert_file" "/etc/iris/tls/tls.crt" -}}
+{{- $_ := set $api "tls_key_file" "/etc/iris/tls/tls.key" -}}
+{{- $_ := set $api "client_ca_file" "/etc/iris/cc-ca/ca.crt" -}}
+{{- end -}}
+{{- $irisUrl := $v.staging.irisUrl -}}
+{{- if not $irisUrl -}}
+{{- if $v.api.plain.enabled -}}
+{{- $irisUrl = printf "http://%s.%s.svc:%d" (include "iris.fullname" .) .Release.Namespace (int $v.api.plain.port) -}}
+{{- else -}}
+{{- $irisUrl = printf "https://%s.%s.svc:%d" (include "iris.fullname" .) .Release.Namespace (int $v.api.tls.port) -}}
+{{- end -}}
+{{- end -}}
+{{- $route := dict "nats_servers" $v.route.natsServers "default_register_interval_seconds" $v.route.defaultRegisterIntervalSeconds "tls_port" $v.route.tlsPort -}}
+{{- if $v.secrets.natsTLS -}}
+{{- $_ := set $route "nats_ca_cert_file" "/etc/iris/nats/ca.crt" -}}
+{{- if $v.secrets.natsTLSClientCert -}}
+{{- $_ := set $route "nats_cert_file" "/etc/iris/nats/tls.crt" -}}
+{{- $_ := set $route "nats_key_file" "/etc/iris/nats/tls.key" -}}
+{{- end -}}
+{{- end -}}
+{{- $cc := dict "internal_api_url" $v.cc.internalApiUrl "timeout_seconds" $v.cc.timeoutSeconds -}}
+{{- if $v.secrets.ccClient -}}
+{{- $_ := set $cc "ca_cert_file" "/etc/iris/cc/ca.crt" -}}
+{{- $_ := set $cc "cert_file" "/etc/iris/cc/tls.crt" -}}
+{{- $_ := set $cc "key_file" "/etc/iris/cc/tls.key" -}}
+{{- end -}}
+{{- $cfg := dict
+  "components" $v.components
+  "log_level" $v.logLevel
+  "kubeconfig" ""
+  "kube_api_qps" $v.kubeApiQps
+  "kube_api_burst" $v.kubeApiBurst
+  "workloads_namespaces" $v.workloadsNamespaces
+  "api" $api
+  "lrp" (dict
+    "droplet_registry" $v.lrp.dropletRegistry
+    "droplet_launcher" $v.lrp.dropletLauncher
+    "app_uid" $v.lrp.appUid
+    "cpu_millicores_per_weight" $v.lrp.cpuMillicoresPerWeight
+    "service_account_name" $v.appServiceAccount.name
+    "termination_grace_period_seconds" $v.lrp.terminationGracePeriodSeconds
+    "default_start_timeout_seconds" $v.lrp.defaultStartTimeoutSeconds)
+  "staging" (dict
+    "downloader_image" $v.staging.downloaderImage
+    "executor_image" $v.staging.executorImage
+    "uploader_image" $v.staging.uploaderImage
+    "iris_url" $irisUrl
+    "timeout_seconds" $v.staging.timeoutSeconds
+    "insecure_registries" $v.staging.insecureRegistries)
+  "route" $route
+  "cc" $cc
+  "events" (dict
+    "max_retries" $v.events.maxRetries
+    "max_backoff_seconds" $v.events.maxBackoffSeconds
+    "task_job_ttl_seconds" $v.events.taskJobTtlSeconds)
+  "leader_election" (dict
+    "namespace" .Release.Namespace
+    "name" $v.leaderElection.name
+    "lease_duration_seconds" $v.leaderElection.leaseDurationSeconds
+    "renew_deadline_seconds" $v.leaderElection.renewDeadlineSeconds
+    "retry_period_seconds" $v.leaderElection.retryPeriodSeconds)
+-}}
+{{- toYaml $cfg }}
+{{- end }}

@@ -1,0 +1,271 @@
+package integration_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/iris-cf/iris/config"
+)
+
+// The Helm chart in deploy/helm/iris, checked with the helm binary that
+// scripts/cluster builds ($IRIS_CLUSTER_BIN/helm).
+//
+// Golden file: `helm template` with testdata/golden-values.yaml must equal
+// deploy/helm/iris/testdata/golden.yaml. After an intended chart change,
+// regenerate it and review the diff:
+//
+//	IRIS_UPDATE_GOLDEN=1 go test ./integration -ginkgo.focus='golden'
+//
+// (with the cluster's env: eval "$(scripts/cluster env)").
+const (
+	chartDir         = "../deploy/helm/iris"
+	goldenValuesFile = chartDir + "/testdata/golden-values.yaml"
+	goldenFile       = chartDir + "/testdata/golden.yaml"
+)
+
+// manifest is one rendered object.
+type manifest struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
+	Data map[string]string `json:"data"`
+}
+
+var _ = Describe("Helm chart", Ordered, func() {
+	var helmPath, helmHome string
+
+	// helm runs the helm binary with its own config/cache dirs; it returns
+	// stdout, and stderr with the exit error.
+	helm := func(args ...string) (string, error) {
+		cmd := exec.Command(helmPath, args...)
+		cmd.Env = append(os.Environ(),
+			"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
+			"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
+			"HELM_DATA_HOME="+filepath.Join(helmHome, "data"))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err != nil {
+			return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return stdout.String(), nil
+	}
+
+	parse := func(rendered string) []manifest {
+		var out []manifest
+		for _, doc := range strings.Split(rendered, "\n---\n") {
+			var m manifest
+			Expect(yaml.Unmarshal([]byte(doc), &m)).To(Succeed(), doc)
+			if m.Kind != "" {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+
+	// loadConfig runs the rendered iris.yml through Iris's own config loader.
+	loadConfig := func(manifests []manifest) config.Config {
+		for _, m := range manifests {
+			if m.Kind == "ConfigMap" && m.Data["iris.yml"] != "" {
+				path := filepath.Join(GinkgoT().TempDir(), "iris.yml")
+				Expect(os.WriteFile(path, []byte(m.Data["iris.yml"]), 0o600)).To(Succeed())
+				cfg, err := config.Load(path)
+				Expect(err).NotTo(HaveOccurred(), "rendered iris.yml:\n%s", m.Data["iris.yml"])
+				return cfg
+			}
+		}
+		Fail("no ConfigMap with iris.yml rendered")
+		return config.Config{}
+	}
+
+	BeforeAll(func() {
+		bin := os.Getenv("IRIS_CLUSTER_BIN")
+		if bin == "" {
+			Fail("IRIS_CLUSTER_BIN is not set: run the tests with `make test`, or `eval \"$(scripts/cluster env)\"` after `scripts/cluster build`")
+		}
+		helmPath = filepath.Join(bin, "helm")
+		if _, err := os.Stat(helmPath); err != nil {
+			Fail(fmt.Sprintf("helm is missing from $IRIS_CLUSTER_BIN (%v): run `scripts/cluster build`", err))
+		}
+		helmHome = GinkgoT().TempDir()
+	})
+
+	It("passes helm lint", func() {
+		out, err := helm("lint", "--strict", chartDir)
+		Expect(err).NotTo(HaveOccurred(), out)
+	})
+
+	It("renders every kind with the defaults, and a config Iris loads", func() {
+		out, err := helm("template", "iris", chartDir, "--namespace", "cf-system")
+		Expect(err).NotTo(HaveOccurred())
+		manifests := parse(out)
+		var kinds []string
+		for _, m := range manifests {
+			kinds = append(kinds, m.Kind)
+		}
+		Expect(kinds).To(ContainElements("Deployment", "Service", "ServiceAccount", "Role", "RoleBinding",
+			"ConfigMap", "PodDisruptionBudget", "NetworkPolicy"))
+		Expect(kinds).NotTo(ContainElements("ClusterRole", "ClusterRoleBinding", "Namespace"))
+
+		cfg := loadConfig(manifests)
+		Expect(cfg.WorkloadsNamespaces).To(Equal([]string{"cf-workloads"}))
+		Expect(cfg.API.ListenAddress).To(BeEmpty(), "plain HTTP must be off by default")
+		Expect(cfg.API.TLSListenAddress).To(Equal("0.0.0.0:8086"))
+		Expect(cfg.LeaderElection.Namespace).To(Equal("cf-system"))
+		Expect(cfg.LRP.ServiceAccountName).To(Equal("iris-app"))
+	})
+
+	It("matches the golden file with fixed values", func() {
+		out, err := helm("template", "golden", chartDir, "--namespace", "cf-system", "-f", goldenValuesFile)
+		Expect(err).NotTo(HaveOccurred())
+		loadConfig(parse(out))
+		if os.Getenv("IRIS_UPDATE_GOLDEN") == "1" {
+			Expect(os.WriteFile(goldenFile, []byte(out), 0o644)).To(Succeed())
+			AddReportEntry("regenerated " + goldenFile)
+		}
+		golden, err := os.ReadFile(goldenFile)
+		Expect(err).NotTo(HaveOccurred(), "regenerate with IRIS_UPDATE_GOLDEN=1")
+		Expect(out).To(Equal(string(golden)), "helm template differs from %s; if intended, regenerate with IRIS_UPDATE_GOLDEN=1", goldenFile)
+	})
+
+	DescribeTable("rejects wrong values with the schema's message",
+		func(flag, value, message string) {
+			_, err := helm("template", "iris", chartDir, flag, value)
+			Expect(err).To(MatchError(ContainSubstring("values don't meet the specifications of the schema")))
+			Expect(err).To(MatchError(ContainSubstring(message)))
+		},
+		Entry("replicas not a number", "--set", "replicas=two", "at '/replicas': got string, want integer"),
+		Entry("replicas 0", "--set", "replicas=0", "at '/replicas': minimum: got 0, want 1"),
+		Entry("unknown log level", "--set", "logLevel=loud", "at '/logLevel': value must be one of 'debug', 'info', 'error', 'fatal'"),
+		Entry("no workloads namespace", "--set-json", "workloadsNamespaces=[]", "at '/workloadsNamespaces': minItems: got 0, want 1"),
+		Entry("unknown component", "--set-json", `components=["api","bogus"]`, "at '/components/1': value must be one of"),
+		Entry("a typo in a key", "--set", "replica=2", "additional properties 'replica' not allowed"),
+	)
+
+	It("installs into the cluster with namespaced RBAC only", func() {
+		ctx := context.Background()
+		releaseNS := createNamespace("iris-helm-")
+		workloadsNS := []string{releaseNS + "-apps", releaseNS + "-apps2"}
+		DeferCleanup(func() {
+			_, err := helm("uninstall", "iris", "--namespace", releaseNS)
+			Expect(err).NotTo(HaveOccurred())
+			for _, ns := range append(workloadsNS, releaseNS) {
+				err := clientset.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+				if err != nil && !apierrors.IsNotFound(err) {
+					Expect(err).NotTo(HaveOccurred())
+				}
+			}
+		})
+
+		_, err := helm("install", "iris", chartDir, "--namespace", releaseNS,
+			"--set", "createNamespaces=true",
+			"--set-json", fmt.Sprintf(`workloadsNamespaces=[%q,%q]`, workloadsNS[0], workloadsNS[1]))
+		Expect(err).NotTo(HaveOccurred())
+
+		const name = "iris" // the release name contains the chart name
+		Expect(clientset.AppsV1().Deployments(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+		Expect(clientset.CoreV1().Services(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+		Expect(clientset.CoreV1().ConfigMaps(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+		Expect(clientset.CoreV1().ServiceAccounts(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+		Expect(clientset.PolicyV1().PodDisruptionBudgets(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+		Expect(clientset.RbacV1().Roles(releaseNS).Get(ctx, name+"-leader-election", metav1.GetOptions{})).NotTo(BeNil())
+		for _, ns := range workloadsNS {
+			Expect(clientset.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})).NotTo(BeNil())
+			Expect(clientset.RbacV1().Roles(ns).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+			Expect(clientset.RbacV1().RoleBindings(ns).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
+			Expect(clientset.NetworkingV1().NetworkPolicies(ns).Get(ctx, name+"-apps", metav1.GetOptions{})).NotTo(BeNil())
+			appSA, err := clientset.CoreV1().ServiceAccounts(ns).Get(ctx, "iris-app", metav1.GetOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(appSA.AutomountServiceAccountToken).To(HaveValue(BeFalse()))
+		}
+
+		// Iris's ServiceAccount, impersonated.
+		restConfig, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
+		Expect(err).NotTo(HaveOccurred())
+		restConfig.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + releaseNS + ":" + name}
+		iris, err := kubernetes.NewForConfig(restConfig)
+		Expect(err).NotTo(HaveOccurred())
+		dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+		ns := workloadsNS[0]
+
+		// The RBAC authorizer sees new bindings after its informers do.
+		Eventually(func() error {
+			_, err := iris.AppsV1().StatefulSets(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}, "10s", "100ms").Should(Succeed())
+		_, err = iris.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		labels := map[string]string{"app": "rbac-check"}
+		podSpec := corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{{Name: "c", Image: "busybox"}},
+			},
+		}
+		_, err = iris.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Name: "rbac-check"},
+			Spec:       batchv1.JobSpec{Template: podSpec},
+		}, dryRun)
+		Expect(err).NotTo(HaveOccurred())
+		podSpec.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		_, err = iris.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "rbac-check"},
+			Spec: appsv1.StatefulSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: podSpec,
+			},
+		}, dryRun)
+		Expect(err).NotTo(HaveOccurred())
+		// Authorized, so the answer is about the (missing) pod.
+		_, err = iris.CoreV1().Pods(ns).Patch(ctx, "no-such-pod", types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"a":"b"}}}`), metav1.PatchOptions{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "patching a pod: %v", err)
+		_, err = iris.CoordinationV1().Leases(releaseNS).Get(ctx, "iris-reporters", metav1.GetOptions{})
+		Expect(err == nil || apierrors.IsNotFound(err)).To(BeTrue(), "getting the lease: %v", err)
+		_, err = iris.CoordinationV1().Leases(releaseNS).Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "iris-reporters"},
+		}, dryRun)
+		Expect(err).NotTo(HaveOccurred())
+
+		forbidden := func(err error) {
+			GinkgoHelper()
+			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "expected Forbidden, got %v", err)
+		}
+		_, err = iris.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+		forbidden(err)
+		_, err = iris.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{})
+		forbidden(err)
+		_, err = iris.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}) // get, never list
+		forbidden(err)
+		_, err = iris.AppsV1().StatefulSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		forbidden(err)
+		_, err = iris.AppsV1().StatefulSets("default").List(ctx, metav1.ListOptions{})
+		forbidden(err)
+		_, err = iris.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: "iris-reporters"},
+		}, dryRun)
+		forbidden(err)
+	})
+})
