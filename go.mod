@@ -3,6 +3,8 @@ module github.com/iris-cf/iris
 go 1.26.0
 
 require (
+	code.cloudfoundry.org/go-diodes v0.0.0-20180905200951-72629b5276e3
+	code.cloudfoundry.org/go-loggregator/v9 v9.2.1
 	code.cloudfoundry.org/lager/v3 v3.51.0
 	code.cloudfoundry.org/tlsconfig v0.5.0
 	github.com/go-logr/logr v1.4.3
@@ -12,6 +14,7 @@ require (
 	github.com/onsi/ginkgo/v2 v2.34.0
 	github.com/onsi/gomega v1.44.0
 	github.com/tedsuo/ifrit v0.0.0-20230516164442-7862c310ad26
+	google.golang.org/grpc v1.63.2
 	k8s.io/api v0.36.3
 	k8s.io/apimachinery v0.36.3
 	k8s.io/client-go v0.36.3
@@ -63,6 +66,7 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/time v0.14.0 // indirect
 	golang.org/x/tools v0.50.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20240415180920-8c6c420018be // indirect
 	google.golang.org/protobuf v1.36.12-0.20260120151049-f2248ac996af // indirect
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect

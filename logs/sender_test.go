@@ -1,0 +1,158 @@
+package logs_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	"google.golang.org/grpc"
+
+	"github.com/iris-cf/iris/integration/testcerts"
+	"github.com/iris-cf/iris/logs"
+	"github.com/iris-cf/iris/logs/ingresstest"
+)
+
+var _ = Describe("Sender", func() {
+	var (
+		ca        *testcerts.CA
+		serverOpt ingresstest.Options
+		server    *ingresstest.Server
+		ingress   logs.IngressConfig
+		conn      *grpc.ClientConn
+		client    loggregator_v2.IngressClient
+	)
+
+	BeforeEach(func() {
+		var err error
+		ca, err = testcerts.NewCA("loggregator-ca")
+		Expect(err).NotTo(HaveOccurred())
+		serverLeaf, err := ca.Issue("metron")
+		Expect(err).NotTo(HaveOccurred())
+		cert, err := serverLeaf.TLSCertificate()
+		Expect(err).NotTo(HaveOccurred())
+		serverOpt = ingresstest.Options{Cert: cert, ClientCAs: ca.Pool()}
+		server, err = ingresstest.Start(serverOpt)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { server.Stop() })
+
+		dir := GinkgoT().TempDir()
+		clientLeaf, err := ca.Issue("iris")
+		Expect(err).NotTo(HaveOccurred())
+		certFile, keyFile, err := clientLeaf.WriteFiles(dir, "client")
+		Expect(err).NotTo(HaveOccurred())
+		caFile := filepath.Join(dir, "ca.crt")
+		Expect(os.WriteFile(caFile, ca.PEM, 0o600)).To(Succeed())
+		ingress = logs.IngressConfig{Address: server.Addr(), CACertFile: caFile, CertFile: certFile, KeyFile: keyFile, ServerName: "metron"}
+	})
+
+	dial := func() {
+		var err error
+		client, conn, err = logs.Dial(ingress)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+	}
+
+	start := func(cfg logs.SenderConfig) (*logs.Sender, ifrit.Process) {
+		sender := logs.NewSender(lagertest.NewTestLogger("sender"), client, cfg)
+		process := ifrit.Invoke(sender)
+		DeferCleanup(func() { process.Signal(os.Interrupt); Eventually(process.Wait(), "10s").Should(Receive()) })
+		return sender, process
+	}
+
+	src := logs.Source{SourceID: "app", InstanceID: "0", SourceType: "APP/PROC/WEB"}
+	emit := func(sender *logs.Sender, from, to int) {
+		for i := from; i < to; i++ {
+			sender.Emit(src.LogEnvelopes(time.Now(), true, []byte(strconv.Itoa(i)))...)
+		}
+	}
+	payloads := func() []string {
+		var out []string
+		for _, e := range server.Envelopes() {
+			out = append(out, string(e.GetLog().GetPayload()))
+		}
+		return out
+	}
+	sequence := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, strconv.Itoa(i))
+		}
+		return out
+	}
+
+	It("delivers envelopes in order over mutual TLS", func() {
+		dial()
+		sender, _ := start(logs.SenderConfig{})
+		emit(sender, 0, 1000)
+		Eventually(payloads).Should(Equal(sequence(0, 1000)))
+		Expect(sender.Sent()).To(BeEquivalentTo(1000))
+		Expect(sender.Dropped()).To(BeZero())
+	})
+
+	It("is refused by an ingress that does not trust its certificate", func() {
+		other, err := testcerts.NewCA("other")
+		Expect(err).NotTo(HaveOccurred())
+		leaf, err := other.Issue("iris")
+		Expect(err).NotTo(HaveOccurred())
+		dir := GinkgoT().TempDir()
+		ingress.CertFile, ingress.KeyFile, err = leaf.WriteFiles(dir, "untrusted")
+		Expect(err).NotTo(HaveOccurred())
+		dial()
+		sender, _ := start(logs.SenderConfig{MaxBackoff: 50 * time.Millisecond, DrainTimeout: 200 * time.Millisecond})
+		emit(sender, 0, 5)
+		Eventually(sender.SendFailures).Should(BeNumerically(">", 1))
+		Consistently(server.Count, "300ms").Should(BeZero())
+	})
+
+	It("never blocks while the ingress is stuck, and counts what it had to drop", func() {
+		dial()
+		sender, _ := start(logs.SenderConfig{BufferSize: 64, BatchSize: 10})
+		server.Pause()
+		done := make(chan struct{})
+		big := make([]byte, 16<<10) // fills gRPC's flow-control windows quickly
+		go func() {
+			defer close(done)
+			for i := 0; i < 5000; i++ {
+				sender.Emit(src.LogEnvelopes(time.Now(), true, big)...)
+			}
+		}()
+		Eventually(done, "5s").Should(BeClosed())
+		Eventually(sender.Dropped).Should(BeNumerically(">", 0))
+
+		server.Resume()
+		Eventually(func() uint64 { return sender.Sent() + sender.Dropped() }).Should(BeEquivalentTo(5000))
+		Eventually(server.Count).Should(BeEquivalentTo(sender.Sent()))
+	})
+
+	It("keeps the batch and retries until the ingress comes back", func() {
+		addr := server.Addr()
+		server.Stop()
+		dial()
+		sender, _ := start(logs.SenderConfig{MaxBackoff: 100 * time.Millisecond})
+		emit(sender, 0, 50)
+		Eventually(sender.SendFailures).Should(BeNumerically(">", 0))
+
+		serverOpt.Address = addr
+		var err error
+		server, err = ingresstest.Start(serverOpt)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(payloads, "10s").Should(Equal(sequence(0, 50)))
+		Expect(sender.Dropped()).To(BeZero())
+	})
+
+	It("flushes everything buffered when it is stopped", func() {
+		dial()
+		sender, process := start(logs.SenderConfig{})
+		emit(sender, 0, 2000)
+		process.Signal(os.Interrupt)
+		Eventually(process.Wait(), "10s").Should(Receive(BeNil()))
+		Expect(payloads()).To(Equal(sequence(0, 2000)), fmt.Sprintf("sent %d dropped %d", sender.Sent(), sender.Dropped()))
+	})
+})
