@@ -16,10 +16,20 @@ const (
 	ComponentAPI    = "api"
 	ComponentRoute  = "route"
 	ComponentEvents = "events"
+	// ComponentMetrics emits container metrics to Loggregator.
+	ComponentMetrics = "metrics"
+	// ComponentPodLogs streams app logs through the pods/log API, for
+	// clusters without the log agent DaemonSet. Never on by default.
+	ComponentPodLogs = "pod-logs"
 )
 
-// allComponents are the components Iris runs when none are listed.
-func allComponents() []string { return []string{ComponentAPI, ComponentRoute, ComponentEvents} }
+// defaultComponents are the components Iris runs when none are listed.
+func defaultComponents() []string {
+	return []string{ComponentAPI, ComponentRoute, ComponentEvents, ComponentMetrics}
+}
+
+// knownComponents are all the names `components` accepts.
+func knownComponents() []string { return append(defaultComponents(), ComponentPodLogs) }
 
 // Config is the whole of Iris's configuration.
 type Config struct {
@@ -44,6 +54,49 @@ type Config struct {
 	CC             CC             `json:"cc"`
 	Events         Events         `json:"events"`
 	LeaderElection LeaderElection `json:"leader_election"`
+	Loggregator    Loggregator    `json:"loggregator"`
+	LogAgent       LogAgent       `json:"log_agent"`
+	Metrics        Metrics        `json:"metrics"`
+}
+
+// Loggregator is where app logs, Iris's CELL lifecycle logs and container
+// metrics go: a Loggregator v2 ingress (on CF, the forwarder agent's gRPC
+// port) over mutual TLS.
+type Loggregator struct {
+	// IngressAddress host:port; empty sends no logs and no metrics.
+	IngressAddress string `json:"ingress_address"`
+	CACertFile     string `json:"ca_cert_file"`
+	CertFile       string `json:"cert_file"`
+	KeyFile        string `json:"key_file"`
+	// ServerName expected in the ingress certificate.
+	ServerName string `json:"server_name"`
+	// BufferSize is how many envelopes wait for a slow or absent ingress
+	// before the oldest are dropped (and counted).
+	BufferSize int `json:"buffer_size"`
+}
+
+// Enabled reports whether logs and metrics are shipped at all.
+func (l Loggregator) Enabled() bool { return l.IngressAddress != "" }
+
+// LogAgent configures `iris log-agent`, the node DaemonSet that tails the
+// kubelet's container log files.
+type LogAgent struct {
+	// PodLogDir is the kubelet's pod log directory.
+	PodLogDir string `json:"pod_log_dir"`
+	// PositionsFile keeps read positions across agent restarts; on a hostPath.
+	PositionsFile string `json:"positions_file"`
+	// NodeName is the node whose pods are followed; empty: $NODE_NAME.
+	NodeName string `json:"node_name"`
+	// ScanIntervalMilliseconds between looks for new log files (and saves
+	// of positions); PollIntervalMilliseconds between reads of a file at its end.
+	ScanIntervalMilliseconds int `json:"scan_interval_milliseconds"`
+	PollIntervalMilliseconds int `json:"poll_interval_milliseconds"`
+}
+
+// Metrics configures container metrics.
+type Metrics struct {
+	// IntervalSeconds between two emissions per app instance (Diego: 15).
+	IntervalSeconds int `json:"interval_seconds"`
 }
 
 // CC configures callbacks to Cloud Controller's internal API.
@@ -169,6 +222,14 @@ func Default() Config {
 			IrisURL:         "http://iris.cf-system.svc.cluster.local:8085",
 			TimeoutSeconds:  900,
 		},
+		Loggregator: Loggregator{ServerName: "metron", BufferSize: 10000},
+		LogAgent: LogAgent{
+			PodLogDir:                "/var/log/pods",
+			PositionsFile:            "/var/lib/iris-log-agent/positions.json",
+			ScanIntervalMilliseconds: 1000,
+			PollIntervalMilliseconds: 250,
+		},
+		Metrics: Metrics{IntervalSeconds: 15},
 		Events: Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
 		LeaderElection: LeaderElection{
 			Name:                 "iris-reporters",
@@ -194,6 +255,34 @@ func Default() Config {
 // Load reads the YAML file at path over the defaults. Unknown keys are an
 // error, so a typo never silently falls back to a default.
 func Load(path string) (Config, error) {
+	cfg, err := parse(path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// LoadLogAgent reads the same file for `iris log-agent`, which needs only
+// the kube, loggregator and log_agent sections; an empty node_name is
+// taken from $NODE_NAME (the downward API in the DaemonSet).
+func LoadLogAgent(path string) (Config, error) {
+	cfg, err := parse(path)
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.LogAgent.NodeName == "" {
+		cfg.LogAgent.NodeName = os.Getenv("NODE_NAME")
+	}
+	if err := cfg.ValidateLogAgent(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func parse(path string) (Config, error) {
 	cfg := Default()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -202,9 +291,6 @@ func Load(path string) (Config, error) {
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("parsing config %s: %w", path, err)
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
-	}
 	return cfg, nil
 }
 
@@ -212,9 +298,26 @@ func Load(path string) (Config, error) {
 func (c *Config) Validate() error {
 	var errs []error
 	for _, name := range c.Components {
-		if !slices.Contains(allComponents(), name) {
-			errs = append(errs, fmt.Errorf("unknown component %q (known: %v)", name, allComponents()))
+		if !slices.Contains(knownComponents(), name) {
+			errs = append(errs, fmt.Errorf("unknown component %q (known: %v)", name, knownComponents()))
 		}
+	}
+	for _, name := range []string{ComponentMetrics, ComponentPodLogs} {
+		if slices.Contains(c.Components, name) && !c.Loggregator.Enabled() {
+			errs = append(errs, fmt.Errorf("component %s needs loggregator.ingress_address", name))
+		}
+	}
+	if c.Loggregator.Enabled() {
+		l := c.Loggregator
+		if l.CACertFile == "" || l.CertFile == "" || l.KeyFile == "" {
+			errs = append(errs, errors.New("loggregator: ingress_address needs ca_cert_file, cert_file and key_file (mutual TLS)"))
+		}
+		if l.BufferSize <= 0 {
+			errs = append(errs, errors.New("loggregator: buffer_size must be positive"))
+		}
+	}
+	if c.Metrics.IntervalSeconds <= 0 {
+		errs = append(errs, errors.New("metrics: interval_seconds must be positive"))
 	}
 	if len(c.WorkloadsNamespaces) == 0 {
 		errs = append(errs, errors.New("workloads_namespaces must name at least one namespace"))
@@ -264,7 +367,34 @@ func (c *Config) Validate() error {
 
 // Runs reports whether the named component runs in this process.
 func (c *Config) Runs(component string) bool {
-	return len(c.Components) == 0 || slices.Contains(c.Components, component)
+	if len(c.Components) == 0 {
+		return slices.Contains(defaultComponents(), component)
+	}
+	return slices.Contains(c.Components, component)
+}
+
+// ValidateLogAgent reports what `iris log-agent` needs and is missing.
+func (c *Config) ValidateLogAgent() error {
+	var errs []error
+	if len(c.WorkloadsNamespaces) == 0 {
+		errs = append(errs, errors.New("workloads_namespaces must name at least one namespace"))
+	}
+	if !c.Loggregator.Enabled() {
+		errs = append(errs, errors.New("log agent: loggregator.ingress_address is required"))
+	} else if l := c.Loggregator; l.CACertFile == "" || l.CertFile == "" || l.KeyFile == "" || l.BufferSize <= 0 {
+		errs = append(errs, errors.New("loggregator: ca_cert_file, cert_file, key_file and a positive buffer_size are required"))
+	}
+	a := c.LogAgent
+	if a.PodLogDir == "" || a.PositionsFile == "" {
+		errs = append(errs, errors.New("log_agent: pod_log_dir and positions_file are required"))
+	}
+	if a.NodeName == "" {
+		errs = append(errs, errors.New("log_agent: node_name (or $NODE_NAME) is required"))
+	}
+	if a.ScanIntervalMilliseconds <= 0 || a.PollIntervalMilliseconds <= 0 {
+		errs = append(errs, errors.New("log_agent: scan and poll intervals must be positive"))
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultNamespace is where LRPs go when CC names no namespace.

@@ -76,3 +76,32 @@ var _ = Describe("Config", func() {
 		Expect(err).To(MatchError(ContainSubstring("listen_address")))
 	})
 })
+
+var _ = Describe("LoadLogAgent", func() {
+	write := func(body string) string {
+		path := filepath.Join(GinkgoT().TempDir(), "agent.yml")
+		Expect(os.WriteFile(path, []byte(body), 0o600)).To(Succeed())
+		return path
+	}
+	agentYAML := `
+loggregator:
+  ingress_address: 127.0.0.1:3458
+  ca_cert_file: /ca
+  cert_file: /crt
+  key_file: /key
+`
+	It("needs only the agent's sections and takes the node from $NODE_NAME", func() {
+		GinkgoT().Setenv("NODE_NAME", "node-7")
+		cfg, err := config.LoadLogAgent(write(agentYAML))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.LogAgent.NodeName).To(Equal("node-7"))
+		Expect(cfg.LogAgent.PodLogDir).To(Equal("/var/log/pods"))
+	})
+
+	It("fails without a node or an ingress", func() {
+		GinkgoT().Setenv("NODE_NAME", "")
+		_, err := config.LoadLogAgent(write("log_level: info\n"))
+		Expect(err).To(MatchError(ContainSubstring("loggregator.ingress_address is required")))
+		Expect(err).To(MatchError(ContainSubstring("node_name")))
+	})
+})

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -136,6 +137,33 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Expect(cfg.LRP.ServiceAccountName).To(Equal("iris-app"))
 	})
 
+	It("renders the log agent, its RBAC and Loggregator's config when an ingress is set", func() {
+		out, err := helm("template", "iris", chartDir, "--namespace", "cf-system",
+			"--set", "loggregator.ingressAddress=metron.cf-system:3458", "--set", "secrets.loggregator=iris-loggregator")
+		Expect(err).NotTo(HaveOccurred())
+		manifests := parse(out)
+		var kinds []string
+		for _, m := range manifests {
+			kinds = append(kinds, m.Kind)
+		}
+		Expect(kinds).To(ContainElements("DaemonSet", "ClusterRole", "ClusterRoleBinding"))
+		cfg := loadConfig(manifests)
+		Expect(cfg.Loggregator.IngressAddress).To(Equal("metron.cf-system:3458"))
+		Expect(cfg.Loggregator.CertFile).To(Equal("/etc/iris/loggregator/tls.crt"))
+		cfg.LogAgent.NodeName = "node-from-downward-api"
+		Expect(cfg.ValidateLogAgent()).To(Succeed())
+
+		_, err = helm("template", "iris", chartDir, "--set", "loggregator.ingressAddress=metron:3458")
+		Expect(err).To(MatchError(ContainSubstring("secrets.loggregator is required")))
+
+		out, err = helm("template", "iris", chartDir, "--set", "loggregator.ingressAddress=metron:3458",
+			"--set", "secrets.loggregator=s", "--set", "metrics.diskFromStatsSummary=false", "--set", "logAgent.enabled=false")
+		Expect(err).NotTo(HaveOccurred())
+		for _, m := range parse(out) {
+			Expect(m.Kind).NotTo(BeElementOf("DaemonSet", "ClusterRole", "ClusterRoleBinding"))
+		}
+	})
+
 	It("matches the golden file with fixed values", func() {
 		out, err := helm("template", "golden", chartDir, "--namespace", "cf-system", "-f", goldenValuesFile)
 		Expect(err).NotTo(HaveOccurred())
@@ -180,6 +208,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 
 		_, err := helm("install", "iris", chartDir, "--namespace", releaseNS,
 			"--set", "createNamespaces=true",
+			"--set", "loggregator.ingressAddress=metron.cf-system:3458", "--set", "secrets.loggregator=iris-loggregator",
 			"--set-json", fmt.Sprintf(`workloadsNamespaces=[%q,%q]`, workloadsNS[0], workloadsNS[1]))
 		Expect(err).NotTo(HaveOccurred())
 
@@ -267,5 +296,40 @@ var _ = Describe("Helm chart", Ordered, func() {
 			ObjectMeta: metav1.ObjectMeta{Name: "iris-reporters"},
 		}, dryRun)
 		forbidden(err)
+
+		// Metrics: metrics.k8s.io in its namespaces, and the kubelet stats
+		// summary through the node proxy, the one cluster-scoped grant.
+		can := func(client kubernetes.Interface, attrs authorizationv1.ResourceAttributes) bool {
+			GinkgoHelper()
+			review, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
+			}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			return review.Status.Allowed
+		}
+		Expect(can(iris, authorizationv1.ResourceAttributes{Group: "metrics.k8s.io", Resource: "pods", Verb: "list", Namespace: ns})).To(BeTrue())
+		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "pods", Subresource: "log", Verb: "get", Namespace: ns})).To(BeTrue())
+		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "get"})).To(BeTrue())
+		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "create"})).To(BeFalse())
+		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Verb: "list"})).To(BeFalse())
+
+		// The log agent: a DaemonSet whose ServiceAccount reads pods of the
+		// workloads namespaces and nothing else.
+		ds, err := clientset.AppsV1().DaemonSets(releaseNS).Get(ctx, name+"-log-agent", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ds.Spec.Template.Spec.Containers[0].Args).To(HaveExactElements("log-agent", "--config", "/etc/iris/config/iris.yml"))
+		agentConfig := *restConfig
+		agentConfig.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + releaseNS + ":" + name + "-log-agent"}
+		agent, err := kubernetes.NewForConfig(&agentConfig)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() error {
+			_, err := agent.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}, "10s", "100ms").Should(Succeed())
+		_, err = agent.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		forbidden(err)
+		_, err = agent.CoreV1().Secrets(ns).Get(ctx, "anything", metav1.GetOptions{})
+		forbidden(err)
+		Expect(can(agent, authorizationv1.ResourceAttributes{Resource: "pods", Verb: "delete", Namespace: ns})).To(BeFalse())
 	})
 })

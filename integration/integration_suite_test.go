@@ -43,6 +43,7 @@ var (
 	nats           *natsServer
 	cc             *fakeCC
 	oci            *ociRegistry
+	ingress        *loggregator
 	irisPath       string
 	irisConfigFile string
 	clientCA       *testcerts.CA
@@ -95,6 +96,8 @@ var _ = BeforeSuite(func() {
 	Expect(os.WriteFile(ccCAFile, ccCA.PEM, 0o600)).To(Succeed())
 	oci = startRegistry()
 	DeferCleanup(oci.server.Close)
+	ingress = startLoggregator(dir)
+	DeferCleanup(ingress.Stop)
 
 	addr, tlsAddr := freeAddress(), freeAddress()
 	irisURL, irisTLSURL = "http://"+addr, "https://"+tlsAddr
@@ -131,7 +134,15 @@ leader_election:
   lease_duration_seconds: 6
   renew_deadline_seconds: 4
   retry_period_seconds: 1
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey)), 0o600)).To(Succeed())
+loggregator:
+  ingress_address: %q
+  ca_cert_file: %q
+  cert_file: %q
+  key_file: %q
+metrics:
+  interval_seconds: 1
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
+		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile)), 0o600)).To(Succeed())
 
 	startIris()
 })

@@ -268,3 +268,13 @@ func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
 		}
 	}
 }
+
+// EachAppPod calls fn for every cached app pod. Objects are shared with the
+// cache and must not be modified.
+func (c *Caches) EachAppPod(fn func(*corev1.Pod)) {
+	for _, inf := range c.pods {
+		for _, o := range inf.GetStore().List() {
+			fn(o.(*corev1.Pod))
+		}
+	}
+}

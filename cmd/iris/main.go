@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/cc"
@@ -25,18 +26,32 @@ import (
 	"github.com/iris-cf/iris/events"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/leader"
+	"github.com/iris-cf/iris/logs"
+	"github.com/iris-cf/iris/logs/podlogs"
+	"github.com/iris-cf/iris/metrics"
 	"github.com/iris-cf/iris/route"
 	"github.com/iris-cf/iris/stager/docker"
 )
 
 func main() {
-	configPath := flag.String("config", "", "path to the Iris YAML config (see config/iris.example.yml)")
-	flag.Parse()
+	// `iris log-agent` is the node DaemonSet; plain `iris` runs the components.
+	logAgent := len(os.Args) > 1 && os.Args[1] == "log-agent"
+	args := os.Args[1:]
+	if logAgent {
+		args = os.Args[2:]
+	}
+	flags := flag.NewFlagSet("iris", flag.ExitOnError)
+	configPath := flags.String("config", "", "path to the Iris YAML config (see config/iris.example.yml)")
+	_ = flags.Parse(args)
 	if *configPath == "" {
 		fmt.Fprintln(os.Stderr, "iris: --config is required")
 		os.Exit(2)
 	}
-	cfg, err := config.Load(*configPath)
+	load := config.Load
+	if logAgent {
+		load = config.LoadLogAgent
+	}
+	cfg, err := load(*configPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "iris: %v\n", err)
 		os.Exit(2)
@@ -50,12 +65,16 @@ func main() {
 	// one format and still see watch and RBAC errors.
 	klog.SetLogger(logr.New(newLagerSink(logger)))
 
-	members, err := buildMembers(logger, cfg)
+	build := buildMembers
+	if logAgent {
+		build = logAgentMembers
+	}
+	members, err := build(logger, cfg)
 	if err != nil {
 		logger.Error("start-failed", err)
 		os.Exit(1)
 	}
-	logger.Info("starting", lager.Data{"components": cfg.Components, "namespaces": cfg.WorkloadsNamespaces})
+	logger.Info("starting", lager.Data{"log_agent": logAgent, "components": cfg.Components, "namespaces": cfg.WorkloadsNamespaces})
 	// Ordered: caches sync before the API serves; on SIGTERM the API drains
 	// first and the caches stop last.
 	process := ifrit.Invoke(sigmon.New(grouper.NewOrdered(os.Interrupt, members)))
@@ -77,16 +96,9 @@ func newLogger(level string) (lager.Logger, error) {
 }
 
 func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, error) {
-	restConfig, err := kubeConfig(cfg.Kubeconfig)
+	restConfig, clientset, err := kubeClient(cfg, "iris")
 	if err != nil {
 		return nil, err
-	}
-	restConfig.QPS = cfg.KubeAPIQPS
-	restConfig.Burst = cfg.KubeAPIBurst
-	restConfig.UserAgent = "iris"
-	clientset, err := kubernetes.NewForConfig(restConfig)
-	if err != nil {
-		return nil, fmt.Errorf("creating kubernetes client: %w", err)
 	}
 
 	// One set of informers serves every component in this process.
@@ -117,12 +129,24 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		}
 		members = append(members, grouper.Member{Name: "route-emitter", Runner: emitter})
 	}
-	if cfg.Runs(config.ComponentEvents) {
-		reporters, err := reporters(logger, cfg, clientset, caches)
+	// Logs and metrics share one sender; it starts before and stops after
+	// everything that emits, so its drain sees their last envelopes.
+	var sender *logs.Sender
+	if cfg.Loggregator.Enabled() {
+		var closeConn func() error
+		sender, closeConn, err = loggregatorSender(logger, cfg.Loggregator)
 		if err != nil {
 			return nil, err
 		}
-		members = append(members, grouper.Member{Name: "reporters", Runner: reporters})
+		members = append(grouper.Members{{Name: "loggregator", Runner: closing(sender, closeConn)}}, members...)
+	}
+	leaderMembers, err := leaderElected(logger, cfg, restConfig, clientset, caches, sender)
+	if err != nil {
+		return nil, err
+	}
+	if len(leaderMembers) > 0 {
+		members = append(members, grouper.Member{Name: "leader", Runner: onLeader(logger, cfg, clientset,
+			grouper.NewParallel(os.Interrupt, leaderMembers))})
 	}
 	// Caches first: everything after them reads synced caches.
 	members = append(grouper.Members{{Name: "informers", Runner: ifrit.RunFunc(caches.Run(logger))}}, members...)
@@ -149,8 +173,46 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 	return members, nil
 }
 
-// reporters runs the crash, task and staging reporters on the Lease holder only.
-func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (ifrit.Runner, error) {
+// leaderElected are the members that must run on one replica at a time:
+// the crash, task and staging reporters and CELL logs (events), container
+// metrics, and pod log streaming.
+func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Config, clientset kubernetes.Interface, caches *k8s.Caches, sender *logs.Sender) (grouper.Members, error) {
+	var members grouper.Members
+	if cfg.Runs(config.ComponentEvents) {
+		reporters, err := reporters(logger, cfg, clientset, caches)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, reporters...)
+		if sender != nil {
+			cellLogs, err := events.NewCellLogger(logger, caches, sender)
+			if err != nil {
+				return nil, err
+			}
+			members = append(members, grouper.Member{Name: "cell-logs", Runner: cellLogs})
+		}
+	}
+	if cfg.Runs(config.ComponentMetrics) && sender != nil {
+		metricsClient, err := metricsclient.NewForConfig(restConfig)
+		if err != nil {
+			return nil, fmt.Errorf("creating metrics client: %w", err)
+		}
+		usage := metrics.NewKubeUsage(clientset, metricsClient)
+		members = append(members, grouper.Member{Name: "metrics", Runner: metrics.NewReporter(logger, usage, caches, sender,
+			cfg.WorkloadsNamespaces, time.Duration(cfg.Metrics.IntervalSeconds)*time.Second)})
+	}
+	if cfg.Runs(config.ComponentPodLogs) && sender != nil {
+		streamer, err := podlogs.NewStreamer(logger, clientset, caches, sender)
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, grouper.Member{Name: "pod-logs", Runner: streamer})
+	}
+	return members, nil
+}
+
+// reporters post crashes, task completions and staging results to CC.
+func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (grouper.Members, error) {
 	ccClient, err := cc.NewClient(cc.Options{
 		InternalAPIURL: cfg.CC.InternalAPIURL,
 		CACertFile:     cfg.CC.CACertFile,
@@ -177,11 +239,15 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
-	reporters := grouper.NewParallel(os.Interrupt, grouper.Members{
+	return grouper.Members{
 		{Name: "crash-reporter", Runner: crashes},
 		{Name: "task-reporter", Runner: tasks},
 		{Name: "staging-reporter", Runner: staging},
-	})
+	}, nil
+}
+
+// onLeader runs runner while this process holds the Lease.
+func onLeader(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, runner ifrit.Runner) ifrit.Runner {
 	le := cfg.LeaderElection
 	namespace := le.Namespace
 	if namespace == "" {
@@ -195,7 +261,47 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 		LeaseDuration: time.Duration(le.LeaseDurationSeconds) * time.Second,
 		RenewDeadline: time.Duration(le.RenewDeadlineSeconds) * time.Second,
 		RetryPeriod:   time.Duration(le.RetryPeriodSeconds) * time.Second,
-	}, reporters), nil
+	}, runner)
+}
+
+// loggregatorSender connects to the ingress; closeConn must run after the
+// sender stopped.
+func loggregatorSender(logger lager.Logger, cfg config.Loggregator) (*logs.Sender, func() error, error) {
+	client, conn, err := logs.Dial(logs.IngressConfig{
+		Address:    cfg.IngressAddress,
+		CACertFile: cfg.CACertFile,
+		CertFile:   cfg.CertFile,
+		KeyFile:    cfg.KeyFile,
+		ServerName: cfg.ServerName,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return logs.NewSender(logger, client, logs.SenderConfig{BufferSize: cfg.BufferSize}), conn.Close, nil
+}
+
+// closing runs runner, then closeFn.
+func closing(runner ifrit.Runner, closeFn func() error) ifrit.Runner {
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		defer func() { _ = closeFn() }()
+		return runner.Run(signals, ready)
+	})
+}
+
+// kubeClient builds the API client, rate-limited as configured.
+func kubeClient(cfg config.Config, userAgent string) (*rest.Config, kubernetes.Interface, error) {
+	restConfig, err := kubeConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	restConfig.QPS = cfg.KubeAPIQPS
+	restConfig.Burst = cfg.KubeAPIBurst
+	restConfig.UserAgent = userAgent
+	clientset, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating kubernetes client: %w", err)
+	}
+	return restConfig, clientset, nil
 }
 
 // kubeConfig uses the configured path, then $KUBECONFIG, then the in-cluster

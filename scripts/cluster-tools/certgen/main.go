@@ -7,7 +7,7 @@
 //
 // Files (PEM): ca.{crt,key}, apiserver.{crt,key}, admin.{crt,key},
 // controller-manager.{crt,key}, scheduler.{crt,key}, kwok.{crt,key},
-// front-proxy-client.{crt,key}, sa.key (private), sa.pub (public).
+// front-proxy-client.{crt,key}, metrics-server.{crt,key}, sa.key (private), sa.pub (public).
 package main
 
 import (
@@ -45,6 +45,9 @@ var clients = []struct {
 	// --requestheader-client-ca-file set, controller-manager and scheduler find
 	// the request-header CA they look for in kube-system.
 	{"front-proxy-client", "front-proxy-client", nil},
+	// metrics-server lists nodes and pods, reads the request-header CA in
+	// kube-system and delegates authn/authz (TokenReview, SubjectAccessReview).
+	{"metrics-server", "system:metrics-server", []string{"system:masters"}},
 }
 
 func main() {

@@ -79,6 +79,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $cc "cert_file" "/etc/iris/cc/tls.crt" -}}
 {{- $_ := set $cc "key_file" "/etc/iris/cc/tls.key" -}}
 {{- end -}}
+{{- $loggregator := dict "ingress_address" $v.loggregator.ingressAddress "server_name" $v.loggregator.serverName "buffer_size" $v.loggregator.bufferSize -}}
+{{- if $v.loggregator.ingressAddress -}}
+{{- if not $v.secrets.loggregator -}}
+{{- fail "secrets.loggregator is required when loggregator.ingressAddress is set (Iris talks to Loggregator over mutual TLS only)" -}}
+{{- end -}}
+{{- $_ := set $loggregator "ca_cert_file" "/etc/iris/loggregator/ca.crt" -}}
+{{- $_ := set $loggregator "cert_file" "/etc/iris/loggregator/tls.crt" -}}
+{{- $_ := set $loggregator "key_file" "/etc/iris/loggregator/tls.key" -}}
+{{- end -}}
 {{- $cfg := dict
   "components" $v.components
   "log_level" $v.logLevel
@@ -108,6 +117,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "max_retries" $v.events.maxRetries
     "max_backoff_seconds" $v.events.maxBackoffSeconds
     "task_job_ttl_seconds" $v.events.taskJobTtlSeconds)
+  "loggregator" $loggregator
+  "metrics" (dict "interval_seconds" $v.metrics.intervalSeconds)
+  "log_agent" (dict
+    "pod_log_dir" $v.logAgent.podLogDir
+    "positions_file" "/var/lib/iris-log-agent/positions.json"
+    "node_name" "")
   "leader_election" (dict
     "namespace" .Release.Namespace
     "name" $v.leaderElection.name
@@ -116,4 +131,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "retry_period_seconds" $v.leaderElection.retryPeriodSeconds)
 -}}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* Whether the log agent DaemonSet is deployed. */}}
+{{- define "iris.logAgent" -}}
+{{- if and .Values.logAgent.enabled .Values.loggregator.ingressAddress }}true{{ end }}
 {{- end }}

@@ -1,0 +1,158 @@
+package integration_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/iris-cf/iris/logs"
+)
+
+// criLog plays the container runtime: it appends CRI-format records to a
+// container's log file under the agent's pod log directory.
+type criLog struct{ path string }
+
+func newCRILog(podLogDir string, pod corev1.Pod, container string) *criLog {
+	dir := filepath.Join(podLogDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), container)
+	Expect(os.MkdirAll(dir, 0o755)).To(Succeed())
+	return &criLog{path: filepath.Join(dir, "0.log")}
+}
+
+func (l *criLog) write(stream, tag, content string) {
+	GinkgoHelper()
+	f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o640)
+	Expect(err).NotTo(HaveOccurred())
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s %s %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), stream, tag, content)
+	Expect(err).NotTo(HaveOccurred())
+}
+
+func (l *criLog) out(lines ...string) {
+	GinkgoHelper()
+	for _, line := range lines {
+		l.write("stdout", "F", line)
+	}
+}
+
+// rotate renames the file as the kubelet does; the runtime reopens a new one.
+func (l *criLog) rotate(suffix string) {
+	GinkgoHelper()
+	Expect(os.Rename(l.path, l.path+"."+suffix)).To(Succeed())
+}
+
+func startLogAgent(configFile string) *gexec.Session {
+	session, err := gexec.Start(exec.Command(irisPath, "log-agent", "--config", configFile), GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	return session
+}
+
+func stopLogAgent(session *gexec.Session) {
+	session.Signal(syscall.SIGTERM)
+	Eventually(session, 20*time.Second).Should(gexec.Exit(0))
+}
+
+var _ = Describe("Log agent", Ordered, func() {
+	var (
+		lrp        = newLRP(1)
+		pod        corev1.Pod
+		podLogDir  string
+		configFile string
+		agent      *gexec.Session
+		app        *criLog
+	)
+	appLines := func() []string { return ingress.payloads(lrp.AppGUID, "APP/PROC/WEB") }
+
+	BeforeAll(func() {
+		desire(lrp)
+		Eventually(runningPods(namespace, lrp), 30*time.Second).Should(Equal(1))
+		pod = pods(namespace, lrp)[0]
+
+		dir := GinkgoT().TempDir()
+		podLogDir = filepath.Join(dir, "pods")
+		configFile = filepath.Join(dir, "agent.yml")
+		Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
+log_level: debug
+kubeconfig: %q
+workloads_namespaces: [%q]
+loggregator:
+  ingress_address: %q
+  ca_cert_file: %q
+  cert_file: %q
+  key_file: %q
+log_agent:
+  pod_log_dir: %q
+  positions_file: %q
+  node_name: %q
+  scan_interval_milliseconds: 200
+  poll_interval_milliseconds: 50
+`, os.Getenv("KUBECONFIG"), namespace, ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile,
+			podLogDir, filepath.Join(dir, "state", "positions.json"), pod.Spec.NodeName)), 0o600)).To(Succeed())
+		Expect(os.MkdirAll(filepath.Join(dir, "state"), 0o755)).To(Succeed())
+
+		app = newCRILog(podLogDir, pod, "app")
+		agent = startLogAgent(configFile)
+		DeferCleanup(func() {
+			if agent != nil && agent.ExitCode() == -1 {
+				stopLogAgent(agent)
+			}
+		})
+	})
+
+	It("ships stdout and stderr lines with the app's source, index and tags, joining partials and splitting long lines", func() {
+		app.out("hello from dora")
+		app.write("stderr", "F", "something failed")
+		app.write("stdout", "P", "first half, ")
+		app.write("stdout", "F", "second half")
+		long := strings.Repeat("x", logs.MaxPayloadBytes+100)
+		app.out(long)
+
+		Eventually(appLines, 15*time.Second).Should(HaveLen(5))
+		Expect(appLines()).To(Equal([]string{"hello from dora", "something failed", "first half, second half",
+			long[:logs.MaxPayloadBytes], long[logs.MaxPayloadBytes:]}))
+		envelopes := ingress.logs(lrp.AppGUID, "APP/PROC/WEB")
+		Expect(envelopes[0].GetLog().Type).To(Equal(loggregator_v2.Log_OUT))
+		Expect(envelopes[1].GetLog().Type).To(Equal(loggregator_v2.Log_ERR))
+		Expect(envelopes[0].InstanceId).To(Equal("0"))
+		Expect(envelopes[0].Tags).To(Equal(map[string]string{
+			"source_type": "APP/PROC/WEB", "app_id": lrp.AppGUID, "app_name": "dora",
+			"space_id": "space-guid", "space_name": "dev", "organization_id": "org-guid", "organization_name": "acme",
+			"process_id": lrp.GUID, "process_type": "web", "process_instance_id": string(pod.UID),
+		}))
+	})
+
+	It("follows rotation without losing or repeating a line", func() {
+		before := len(appLines())
+		app.out("before rotation")
+		app.rotate("20261124-120000")
+		app.out("after rotation 1", "after rotation 2")
+		Eventually(appLines, 15*time.Second).Should(HaveLen(before + 3))
+		Expect(appLines()[before:]).To(Equal([]string{"before rotation", "after rotation 1", "after rotation 2"}))
+	})
+
+	It("resumes after a restart where it stopped, across a rotation while it was down", func() {
+		app.out("last before restart")
+		Eventually(appLines, 15*time.Second).Should(ContainElement("last before restart"))
+		before := len(appLines())
+		stopLogAgent(agent)
+
+		app.out("while down 1")
+		app.rotate("20261124-130000")
+		app.out("while down 2")
+		agent = startLogAgent(configFile)
+		app.out("after restart")
+
+		Eventually(appLines, 15*time.Second).Should(HaveLen(before + 3))
+		Consistently(appLines, 2*time.Second).Should(HaveLen(before + 3))
+		Expect(appLines()[before:]).To(Equal([]string{"while down 1", "while down 2", "after restart"}))
+	})
+})

@@ -1,0 +1,157 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+
+	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/metrics"
+)
+
+type fakeUsage struct {
+	pods     map[string][]metricsv1beta1.PodMetrics
+	podsErr  map[string]error
+	summary  map[string]*statsv1alpha1.Summary
+	nodeErr  error
+	listings int
+}
+
+func (f *fakeUsage) PodMetrics(_ context.Context, ns string) ([]metricsv1beta1.PodMetrics, error) {
+	f.listings++
+	return f.pods[ns], f.podsErr[ns]
+}
+
+func (f *fakeUsage) StatsSummary(_ context.Context, node string) (*statsv1alpha1.Summary, error) {
+	if f.nodeErr != nil {
+		return nil, f.nodeErr
+	}
+	return f.summary[node], nil
+}
+
+type podList []*corev1.Pod
+
+func (p podList) EachAppPod(fn func(*corev1.Pod)) {
+	for _, pod := range p {
+		fn(pod)
+	}
+}
+
+type collector struct{ envelopes []*loggregator_v2.Envelope }
+
+func (c *collector) Emit(e ...*loggregator_v2.Envelope) { c.envelopes = append(c.envelopes, e...) }
+
+func appPod(ns, name, uid, index string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid), Labels: map[string]string{
+			k8s.LabelGUID: "process-guid", k8s.LabelAppGUID: "app-guid", k8s.LabelSourceType: k8s.SourceTypeApp, k8s.PodIndexLabel: index,
+		}},
+		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{
+			Name: k8s.AppContainerName,
+			Resources: corev1.ResourceRequirements{
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi"), corev1.ResourceEphemeralStorage: resource.MustParse("1Gi")},
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+			},
+		}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+}
+
+func podMetrics(ns, name, cpu, mem string) metricsv1beta1.PodMetrics {
+	return metricsv1beta1.PodMetrics{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Containers: []metricsv1beta1.ContainerMetrics{{Name: k8s.AppContainerName, Usage: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem),
+		}}},
+	}
+}
+
+var _ = Describe("Reporter", func() {
+	var (
+		usage  *fakeUsage
+		out    *collector
+		logger *lagertest.TestLogger
+	)
+	used := uint64(50 << 20)
+
+	BeforeEach(func() {
+		usage = &fakeUsage{
+			pods: map[string][]metricsv1beta1.PodMetrics{
+				"ns1": {podMetrics("ns1", "dora-0", "50m", "100Mi")},
+				"ns2": {podMetrics("ns2", "dora-1", "250m", "10Mi")},
+			},
+			podsErr: map[string]error{},
+			summary: map[string]*statsv1alpha1.Summary{"node-a": {Pods: []statsv1alpha1.PodStats{{
+				PodRef: statsv1alpha1.PodReference{Name: "dora-0", Namespace: "ns1", UID: "uid-0"},
+				EphemeralStorage: &statsv1alpha1.FsStats{UsedBytes: &used},
+			}}}},
+		}
+		out = &collector{}
+		logger = lagertest.NewTestLogger("metrics")
+	})
+
+	reporter := func(pods ...*corev1.Pod) *metrics.Reporter {
+		return metrics.NewReporter(logger, usage, podList(pods), out, []string{"ns1", "ns2"}, 15e9)
+	}
+
+	It("emits Diego's container metrics per instance under the process guid", func() {
+		reporter(appPod("ns1", "dora-0", "uid-0", "0")).EmitOnce(context.Background())
+		Expect(out.envelopes).To(HaveLen(1))
+		e := out.envelopes[0]
+		Expect(e.SourceId).To(Equal("process-guid"))
+		Expect(e.InstanceId).To(Equal("0"))
+		Expect(e.Tags).To(HaveKeyWithValue("app_id", "app-guid"))
+		m := e.GetGauge().GetMetrics()
+		Expect(m["cpu"].Value).To(BeNumerically("~", 5.0, 1e-9))
+		Expect(m["cpu"].Unit).To(Equal("percentage"))
+		Expect(m["cpu_entitlement"].Value).To(BeNumerically("~", 50.0, 1e-9))
+		Expect(m["memory"].Value).To(BeEquivalentTo(100 << 20))
+		Expect(m["memory_quota"].Value).To(BeEquivalentTo(256 << 20))
+		Expect(m["disk"].Value).To(BeEquivalentTo(used))
+		Expect(m["disk_quota"].Value).To(BeEquivalentTo(1 << 30))
+		Expect(m["memory"].Unit).To(Equal("bytes"))
+	})
+
+	It("lists metrics once per namespace, not per pod", func() {
+		reporter(appPod("ns1", "dora-0", "uid-0", "0"), appPod("ns2", "dora-1", "uid-1", "1")).EmitOnce(context.Background())
+		Expect(usage.listings).To(Equal(2))
+		Expect(out.envelopes).To(HaveLen(2))
+	})
+
+	It("still emits the others when a namespace's metrics are denied, and logs that once", func() {
+		usage.podsErr["ns1"] = errors.New(`pods.metrics.k8s.io is forbidden`)
+		r := reporter(appPod("ns1", "dora-0", "uid-0", "0"), appPod("ns2", "dora-1", "uid-1", "1"))
+		r.EmitOnce(context.Background())
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes).To(HaveLen(2))
+		for _, e := range out.envelopes {
+			Expect(e.InstanceId).To(Equal("1"))
+		}
+		Expect(logger.LogMessages()).To(HaveLen(2)) // usage-unavailable for ns1, no-metrics for dora-0
+	})
+
+	It("emits zero disk when the stats summary is unavailable, and skips pods without metrics", func() {
+		usage.nodeErr = errors.New("no kubelet")
+		reporter(appPod("ns1", "dora-0", "uid-0", "0"), appPod("ns1", "new-0", "uid-9", "0")).EmitOnce(context.Background())
+		Expect(out.envelopes).To(HaveLen(1))
+		Expect(out.envelopes[0].GetGauge().GetMetrics()["disk"].Value).To(BeZero())
+	})
+
+	It("ignores pods that are not running", func() {
+		pod := appPod("ns1", "dora-0", "uid-0", "0")
+		pod.Status.Phase = corev1.PodPending
+		reporter(pod).EmitOnce(context.Background())
+		Expect(out.envelopes).To(BeEmpty())
+		Expect(usage.listings).To(BeZero())
+	})
+})
