@@ -230,7 +230,7 @@ func Default() Config {
 			PollIntervalMilliseconds: 250,
 		},
 		Metrics: Metrics{IntervalSeconds: 15},
-		Events: Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
+		Events:  Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
 		LeaderElection: LeaderElection{
 			Name:                 "iris-reporters",
 			LeaseDurationSeconds: 15,

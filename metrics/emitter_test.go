@@ -92,7 +92,7 @@ var _ = Describe("Reporter", func() {
 			},
 			podsErr: map[string]error{},
 			summary: map[string]*statsv1alpha1.Summary{"node-a": {Pods: []statsv1alpha1.PodStats{{
-				PodRef: statsv1alpha1.PodReference{Name: "dora-0", Namespace: "ns1", UID: "uid-0"},
+				PodRef:           statsv1alpha1.PodReference{Name: "dora-0", Namespace: "ns1", UID: "uid-0"},
 				EphemeralStorage: &statsv1alpha1.FsStats{UsedBytes: &used},
 			}}}},
 		}
