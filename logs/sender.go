@@ -108,7 +108,23 @@ func (s *Sender) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	go func() { done <- s.loop(ctx, &stream{parent: streamCtx}) }()
 	close(ready)
 
-	<-signals
+	// Drops are counted; say so in the log (at most every 30 s) until the
+	// Prometheus endpoint exists.
+	report := time.NewTicker(30 * time.Second)
+	defer report.Stop()
+	var reported uint64
+	for running := true; running; {
+		select {
+		case <-signals:
+			running = false
+		case <-report.C:
+			if dropped := s.Dropped(); dropped > reported {
+				s.logger.Error("envelopes-dropped", errors.New("loggregator too slow or unreachable"),
+					lager.Data{"since_last_report": dropped - reported, "total": dropped})
+				reported = dropped
+			}
+		}
+	}
 	cancel()
 	return s.drain(<-done, killStreams)
 }
