@@ -50,6 +50,32 @@ func (l *criLog) rotate(suffix string) {
 	Expect(os.Rename(l.path, l.path+"."+suffix)).To(Succeed())
 }
 
+// writeAgentConfig writes a log agent config for node, with its own pod log
+// directory and positions file.
+func writeAgentConfig(node string) (podLogDir, configFile string) {
+	dir := GinkgoT().TempDir()
+	podLogDir = filepath.Join(dir, "pods")
+	configFile = filepath.Join(dir, "agent.yml")
+	Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
+log_level: debug
+kubeconfig: %q
+workloads_namespaces: [%q]
+loggregator:
+  ingress_address: %q
+  ca_cert_file: %q
+  cert_file: %q
+  key_file: %q
+log_agent:
+  pod_log_dir: %q
+  positions_file: %q
+  node_name: %q
+  scan_interval_milliseconds: 200
+  poll_interval_milliseconds: 50
+`, os.Getenv("KUBECONFIG"), namespace, ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile,
+		podLogDir, filepath.Join(dir, "positions.json"), node)), 0o600)).To(Succeed())
+	return podLogDir, configFile
+}
+
 func startLogAgent(configFile string) *gexec.Session {
 	session, err := gexec.Start(exec.Command(irisPath, "log-agent", "--config", configFile), GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
@@ -77,27 +103,7 @@ var _ = Describe("Log agent", Ordered, func() {
 		Eventually(runningPods(namespace, lrp), 30*time.Second).Should(Equal(1))
 		pod = pods(namespace, lrp)[0]
 
-		dir := GinkgoT().TempDir()
-		podLogDir = filepath.Join(dir, "pods")
-		configFile = filepath.Join(dir, "agent.yml")
-		Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
-log_level: debug
-kubeconfig: %q
-workloads_namespaces: [%q]
-loggregator:
-  ingress_address: %q
-  ca_cert_file: %q
-  cert_file: %q
-  key_file: %q
-log_agent:
-  pod_log_dir: %q
-  positions_file: %q
-  node_name: %q
-  scan_interval_milliseconds: 200
-  poll_interval_milliseconds: 50
-`, os.Getenv("KUBECONFIG"), namespace, ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile,
-			podLogDir, filepath.Join(dir, "state", "positions.json"), pod.Spec.NodeName)), 0o600)).To(Succeed())
-		Expect(os.MkdirAll(filepath.Join(dir, "state"), 0o755)).To(Succeed())
+		podLogDir, configFile = writeAgentConfig(pod.Spec.NodeName)
 
 		app = newCRILog(podLogDir, pod, "app")
 		agent = startLogAgent(configFile)
@@ -154,5 +160,21 @@ log_agent:
 		Eventually(appLines, 15*time.Second).Should(HaveLen(before + 3))
 		Consistently(appLines, 2*time.Second).Should(HaveLen(before + 3))
 		Expect(appLines()[before:]).To(Equal([]string{"while down 1", "while down 2", "after restart"}))
+	})
+
+	It("ships a task's output as APP/TASK/<name> under the app guid", func() {
+		task := newTask()
+		desireTask(task)
+		taskPod := runningTaskPod(task)
+		taskLogDir, taskConfig := writeAgentConfig(taskPod.Spec.NodeName)
+		taskAgent := startLogAgent(taskConfig)
+		DeferCleanup(func() { stopLogAgent(taskAgent) })
+
+		newCRILog(taskLogDir, *taskPod, "task").out("migrating", "done")
+		lines := func() []string { return ingress.payloads(task.AppGUID, "APP/TASK/"+task.Name) }
+		Eventually(lines, 15*time.Second).Should(Equal([]string{"migrating", "done"}))
+		e := ingress.logs(task.AppGUID, "APP/TASK/"+task.Name)[0]
+		Expect(e.InstanceId).To(Equal("0"))
+		Expect(e.Tags).To(HaveKeyWithValue("process_id", task.GUID))
 	})
 })

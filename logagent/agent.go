@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +59,7 @@ type Agent struct {
 	checkpoints *crilog.Checkpoints
 	wg          sync.WaitGroup
 	mu          sync.Mutex
-	following   map[string]bool
+	following   map[string]context.CancelFunc
 }
 
 // New returns an agent; Run starts it.
@@ -71,7 +72,7 @@ func New(logger lager.Logger, cfg Config, sources SourceLookup, emitter Emitter)
 		cfg:       cfg,
 		sources:   sources,
 		emitter:   emitter,
-		following: map[string]bool{},
+		following: map[string]context.CancelFunc{},
 	}
 }
 
@@ -103,6 +104,7 @@ func (a *Agent) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		case now := <-ticker.C:
 			a.scan(ctx)
 			a.sources.Prune(now)
+			a.pruneCheckpoints()
 			if err := a.checkpoints.Save(); err != nil {
 				a.logger.Error("saving-positions-failed", err)
 			}
@@ -137,16 +139,54 @@ func (a *Agent) scan(ctx context.Context) {
 		for _, file := range files {
 			a.follow(ctx, file, src)
 		}
+		a.stopReplaced(files)
 	}
+}
+
+// stopReplaced stops followers of a container's earlier log file (N.log of
+// an earlier restart) once the kubelet deleted it: a later file exists, so
+// that container wrote its last line long ago. Without this every restart
+// of an app would leave a follower polling a path that never returns.
+func (a *Agent) stopReplaced(files []string) {
+	present := map[string]bool{}
+	for _, f := range files {
+		present[f] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for path, cancel := range a.following {
+		if present[path] || !strings.HasPrefix(path, a.cfg.PodLogDir) {
+			continue
+		}
+		dir := filepath.Dir(path)
+		for _, f := range files {
+			if filepath.Dir(f) == dir && restartCount(f) > restartCount(path) {
+				cancel()
+				delete(a.following, path)
+				a.checkpoints.Delete(path)
+				break
+			}
+		}
+	}
+}
+
+// restartCount reads N from .../<container>/N.log (-1 if not a number).
+func restartCount(path string) int {
+	n, err := strconv.Atoi(strings.TrimSuffix(filepath.Base(path), ".log"))
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func (a *Agent) follow(ctx context.Context, path string, src logs.Source) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.following[path] || ctx.Err() != nil {
+	if a.following[path] != nil || ctx.Err() != nil {
 		return
 	}
-	a.following[path] = true
+	followCtx, cancel := context.WithCancel(ctx)
+	a.following[path] = cancel
 	start, _ := a.checkpoints.Get(path)
 	follower := crilog.NewFollower(path, start, a.cfg.Follower)
 	logger := a.logger.Session("follow", lager.Data{"path": path, "offset": start.Offset})
@@ -154,7 +194,8 @@ func (a *Agent) follow(ctx context.Context, path string, src logs.Source) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		err := follower.Run(ctx, func(rec crilog.Record, pos crilog.Position) {
+		defer cancel()
+		err := follower.Run(followCtx, func(rec crilog.Record, pos crilog.Position) {
 			a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, rec.Stdout, rec.Line)...)
 			a.checkpoints.Set(path, pos)
 		})
@@ -163,11 +204,29 @@ func (a *Agent) follow(ctx context.Context, path string, src logs.Source) {
 		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		delete(a.following, path)
 		// Run ended by itself: the pod's directory is gone and was read to
-		// its end, so its position is no longer needed.
-		if err == nil && ctx.Err() == nil {
-			a.checkpoints.Delete(path)
+		// its end, so its position is no longer needed. (A follower
+		// stopped by stopReplaced was removed there already.)
+		if followCtx.Err() == nil {
+			delete(a.following, path)
+			if err == nil {
+				a.checkpoints.Delete(path)
+			}
 		}
 	}()
+}
+
+// pruneCheckpoints forgets positions of files that are gone and not
+// followed (pods removed while the agent was down, replaced restarts).
+func (a *Agent) pruneCheckpoints() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, path := range a.checkpoints.Paths() {
+		if a.following[path] != nil {
+			continue
+		}
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			a.checkpoints.Delete(path)
+		}
+	}
 }
