@@ -57,6 +57,13 @@ type Config struct {
 	Loggregator    Loggregator    `json:"loggregator"`
 	LogAgent       LogAgent       `json:"log_agent"`
 	Metrics        Metrics        `json:"metrics"`
+	Ops            Ops            `json:"ops"`
+}
+
+// Ops is Iris's own operational listener: /healthz, /readyz, /metrics.
+type Ops struct {
+	// ListenAddress of the ops listener; empty disables it.
+	ListenAddress string `json:"listen_address"`
 }
 
 // Loggregator is where app logs, Iris's CELL lifecycle logs and container

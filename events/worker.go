@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -19,7 +20,19 @@ type worker struct {
 	queue      workqueue.TypedRateLimitingInterface[string]
 	maxRetries int
 	handle     func(ctx context.Context, logger lager.Logger, key string) error
+
+	retried atomic.Uint64 // handler errors that were retried
+	failed  atomic.Uint64 // keys given up after maxRetries
 }
+
+// QueueDepth is how many keys wait to be handled.
+func (w *worker) QueueDepth() int { return w.queue.Len() }
+
+// Retries is how many times a handler error (e.g. CC down) led to a retry.
+func (w *worker) Retries() uint64 { return w.retried.Load() }
+
+// Failures is how many reports were given up after the last retry.
+func (w *worker) Failures() uint64 { return w.failed.Load() }
 
 func newWorker(logger lager.Logger, name string, maxRetries int, maxBackoff time.Duration, handle func(context.Context, lager.Logger, string) error) *worker {
 	return &worker{
@@ -67,9 +80,11 @@ func (w *worker) processNext(ctx context.Context) bool {
 		w.queue.Forget(key)
 	case w.maxRetries > 0 && w.queue.NumRequeues(key) >= w.maxRetries:
 		logger.Error("giving-up", err, lager.Data{"attempts": w.queue.NumRequeues(key) + 1})
+		w.failed.Add(1)
 		w.queue.Forget(key)
 	default:
 		logger.Info("will-retry", lager.Data{"reason": err.Error(), "attempt": w.queue.NumRequeues(key) + 1})
+		w.retried.Add(1)
 		w.queue.AddRateLimited(key)
 	}
 	return true

@@ -38,6 +38,7 @@ var (
 	// otherNamespace is watched by Iris too, but is not the default.
 	otherNamespace string
 	irisURL        string
+	irisOpsURL     string
 	irisTLSURL     string
 	irisSession    *gexec.Session
 	nats           *natsServer
@@ -99,8 +100,8 @@ var _ = BeforeSuite(func() {
 	ingress = startLoggregator(dir)
 	DeferCleanup(ingress.Stop)
 
-	addr, tlsAddr := freeAddress(), freeAddress()
-	irisURL, irisTLSURL = "http://"+addr, "https://"+tlsAddr
+	addr, tlsAddr, opsAddr := freeAddress(), freeAddress(), freeAddress()
+	irisURL, irisTLSURL, irisOpsURL = "http://"+addr, "https://"+tlsAddr, "http://"+opsAddr
 	irisConfigFile = filepath.Join(dir, "iris.yml")
 	Expect(os.WriteFile(irisConfigFile, []byte(fmt.Sprintf(`
 log_level: debug
@@ -141,8 +142,10 @@ loggregator:
   key_file: %q
 metrics:
   interval_seconds: 1
+ops:
+  listen_address: %q
 `, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
-		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile)), 0o600)).To(Succeed())
+		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr)), 0o600)).To(Succeed())
 
 	startIris()
 })

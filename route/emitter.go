@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -60,7 +61,16 @@ type Emitter struct {
 	interval time.Duration
 
 	reEmitNow chan struct{}
+
+	published     atomic.Uint64
+	publishFailed atomic.Uint64
 }
+
+// Published is how many register/unregister messages went to NATS.
+func (e *Emitter) Published() uint64 { return e.published.Load() }
+
+// PublishFailures is how many messages NATS did not take.
+func (e *Emitter) PublishFailures() uint64 { return e.publishFailed.Load() }
 
 // NewEmitter registers its handlers with source; Run starts emitting.
 func NewEmitter(logger lager.Logger, bus Bus, source EventSource, tlsPort uint32, defaultInterval time.Duration) (*Emitter, error) {
@@ -204,6 +214,9 @@ func (e *Emitter) publish(subject string, m RegistryMessage) {
 	if err := e.bus.Publish(subject, data); err != nil {
 		// While disconnected nats.go buffers; an error here means the
 		// buffer is full or the connection closed. The next pass resends.
+		e.publishFailed.Add(1)
 		e.logger.Error("publish-failed", err, lager.Data{"subject": subject})
+		return
 	}
+	e.published.Add(1)
 }

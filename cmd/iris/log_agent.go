@@ -12,12 +12,13 @@ import (
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/logagent"
 	"github.com/iris-cf/iris/logs/crilog"
+	"github.com/iris-cf/iris/ops"
 )
 
 // logAgentMembers are the members of `iris log-agent`: the pod cache of
 // this node, the Loggregator sender and the agent, stopped in reverse so
 // the agent's last lines are flushed before the sender drains.
-func logAgentMembers(logger lager.Logger, cfg config.Config) (grouper.Members, error) {
+func logAgentMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server) (grouper.Members, error) {
 	_, clientset, err := kubeClient(cfg, "iris-log-agent")
 	if err != nil {
 		return nil, err
@@ -30,6 +31,7 @@ func logAgentMembers(logger lager.Logger, cfg config.Config) (grouper.Members, e
 	if err != nil {
 		return nil, err
 	}
+	observeSender(opsServer, sender)
 	agent := logagent.New(logger, logagent.Config{
 		PodLogDir:      cfg.LogAgent.PodLogDir,
 		CheckpointFile: cfg.LogAgent.PositionsFile,

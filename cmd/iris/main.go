@@ -29,6 +29,7 @@ import (
 	"github.com/iris-cf/iris/logs"
 	"github.com/iris-cf/iris/logs/podlogs"
 	"github.com/iris-cf/iris/metrics"
+	"github.com/iris-cf/iris/ops"
 	"github.com/iris-cf/iris/route"
 	"github.com/iris-cf/iris/stager/docker"
 )
@@ -69,12 +70,19 @@ func main() {
 	if logAgent {
 		build = logAgentMembers
 	}
-	members, err := build(logger, cfg)
+	opsServer := ops.NewServer(logger, cfg.Ops.ListenAddress)
+	members, err := build(logger, cfg, opsServer)
 	if err != nil {
 		logger.Error("start-failed", err)
 		os.Exit(1)
 	}
 	logger.Info("starting", lager.Data{"log_agent": logAgent, "components": cfg.Components, "namespaces": cfg.WorkloadsNamespaces})
+	// The ops listener comes first (liveness answers while caches sync) and
+	// readiness last (every member started).
+	if cfg.Ops.ListenAddress != "" {
+		members = append(grouper.Members{{Name: "ops", Runner: opsServer}}, members...)
+		members = append(members, grouper.Member{Name: "ready", Runner: opsServer.ReadyMarker()})
+	}
 	// Ordered: caches sync before the API serves; on SIGTERM the API drains
 	// first and the caches stop last.
 	process := ifrit.Invoke(sigmon.New(grouper.NewOrdered(os.Interrupt, members)))
@@ -95,7 +103,7 @@ func newLogger(level string) (lager.Logger, error) {
 	return logger, nil
 }
 
-func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, error) {
+func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server) (grouper.Members, error) {
 	restConfig, clientset, err := kubeClient(cfg, "iris")
 	if err != nil {
 		return nil, err
@@ -127,6 +135,8 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		if err != nil {
 			return nil, err
 		}
+		opsServer.CounterFunc("nats_messages_published_total", "router.register/unregister messages published to NATS.", counter(emitter.Published))
+		opsServer.CounterFunc("nats_publish_failures_total", "Messages NATS did not take (resent on the next pass).", counter(emitter.PublishFailures))
 		members = append(members, grouper.Member{Name: "route-emitter", Runner: emitter})
 	}
 	// Logs and metrics share one sender; it starts before and stops after
@@ -139,8 +149,9 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 			return nil, err
 		}
 		members = append(grouper.Members{{Name: "loggregator", Runner: closing(sender, closeConn)}}, members...)
+		observeSender(opsServer, sender)
 	}
-	leaderMembers, err := leaderElected(logger, cfg, restConfig, clientset, caches, sender)
+	leaderMembers, err := leaderElected(logger, cfg, restConfig, clientset, caches, sender, opsServer)
 	if err != nil {
 		return nil, err
 	}
@@ -159,10 +170,11 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, cfg.API.MaxRequestBodyBytes)
 		shutdown := time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second
 		if cfg.API.ListenAddress != "" {
-			members = append(members, grouper.Member{Name: "api", Runner: bifrost.NewServer(logger, cfg.API.ListenAddress, handler, shutdown)})
+			members = append(members, grouper.Member{Name: "api", Runner: bifrost.NewServer(logger, cfg.API.ListenAddress,
+				opsServer.InstrumentHandler("plain", handler), shutdown)})
 		}
 		if cfg.API.TLSListenAddress != "" {
-			server, err := bifrost.NewMutualTLSServer(logger, cfg.API.TLSListenAddress, handler, shutdown,
+			server, err := bifrost.NewMutualTLSServer(logger, cfg.API.TLSListenAddress, opsServer.InstrumentHandler("tls", handler), shutdown,
 				cfg.API.TLSCertFile, cfg.API.TLSKeyFile, cfg.API.ClientCAFile)
 			if err != nil {
 				return nil, err
@@ -176,10 +188,10 @@ func buildMembers(logger lager.Logger, cfg config.Config) (grouper.Members, erro
 // leaderElected are the members that must run on one replica at a time:
 // the crash, task and staging reporters and CELL logs (events), container
 // metrics, and pod log streaming.
-func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Config, clientset kubernetes.Interface, caches *k8s.Caches, sender *logs.Sender) (grouper.Members, error) {
+func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Config, clientset kubernetes.Interface, caches *k8s.Caches, sender *logs.Sender, opsServer *ops.Server) (grouper.Members, error) {
 	var members grouper.Members
 	if cfg.Runs(config.ComponentEvents) {
-		reporters, err := reporters(logger, cfg, clientset, caches)
+		reporters, err := reporters(logger, cfg, clientset, caches, opsServer)
 		if err != nil {
 			return nil, err
 		}
@@ -212,7 +224,7 @@ func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Conf
 }
 
 // reporters post crashes, task completions and staging results to CC.
-func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches) (grouper.Members, error) {
+func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, opsServer *ops.Server) (grouper.Members, error) {
 	ccClient, err := cc.NewClient(cc.Options{
 		InternalAPIURL: cfg.CC.InternalAPIURL,
 		CACertFile:     cfg.CC.CACertFile,
@@ -239,6 +251,9 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
+	observeQueue(opsServer, "crash", crashes)
+	observeQueue(opsServer, "task", tasks)
+	observeQueue(opsServer, "staging", staging)
 	return grouper.Members{
 		{Name: "crash-reporter", Runner: crashes},
 		{Name: "task-reporter", Runner: tasks},

@@ -119,6 +119,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "task_job_ttl_seconds" $v.events.taskJobTtlSeconds)
   "loggregator" $loggregator
   "metrics" (dict "interval_seconds" $v.metrics.intervalSeconds)
+  "ops" (dict "listen_address" (printf "0.0.0.0:%d" (int $v.ops.port)))
   "log_agent" (dict
     "pod_log_dir" $v.logAgent.podLogDir
     "positions_file" "/var/lib/iris-log-agent/positions.json"
@@ -136,4 +137,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Whether the log agent DaemonSet is deployed. */}}
 {{- define "iris.logAgent" -}}
 {{- if and .Values.logAgent.enabled .Values.loggregator.ingressAddress }}true{{ end }}
+{{- end }}
+
+{{/* Prometheus scrape annotations of the ops listener. */}}
+{{- define "iris.prometheusAnnotations" -}}
+{{- if .Values.ops.prometheusAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.ops.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
 {{- end }}
