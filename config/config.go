@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -165,6 +166,9 @@ type Route struct {
 	NATSServers  []string `json:"nats_servers"`
 	NATSUsername string   `json:"nats_username"`
 	NATSPassword string   `json:"nats_password"`
+	// NATSPasswordFile, when set, holds the password instead (a mounted
+	// Secret), so it never sits in a ConfigMap.
+	NATSPasswordFile string `json:"nats_password_file"`
 	// NATSCACertFile enables TLS to NATS; cert and key add a client certificate.
 	NATSCACertFile string `json:"nats_ca_cert_file"`
 	NATSCertFile   string `json:"nats_cert_file"`
@@ -208,6 +212,21 @@ type LRP struct {
 	TerminationGracePeriodSeconds int64 `json:"termination_grace_period_seconds"`
 	// DefaultStartTimeoutSeconds applies when CC sends no start timeout (Diego: 60).
 	DefaultStartTimeoutSeconds int64 `json:"default_start_timeout_seconds"`
+
+	// Hardening of app and task pods (staging gets AppArmor and user
+	// namespaces too).
+	// AppArmorProfile: runtime/default, localhost/<profile>, unconfined, or
+	// empty to leave it to the cluster.
+	AppArmorProfile string `json:"apparmor_profile"`
+	// ReadOnlyRootFilesystem mounts the container's root read-only, with a
+	// writable emptyDir at /tmp. Apps that write elsewhere break.
+	ReadOnlyRootFilesystem bool `json:"read_only_root_filesystem"`
+	// UserNamespaces runs pods with hostUsers: false, so root in a container
+	// is not root on the node; needs Linux user namespace support on nodes.
+	UserNamespaces bool `json:"user_namespaces"`
+	// AllowRootDockerImages lets docker-lifecycle apps and tasks run as the
+	// image's own USER, root included, instead of app_uid.
+	AllowRootDockerImages bool `json:"allow_root_docker_images"`
 }
 
 // Default returns a Config with every default filled in.
@@ -255,6 +274,7 @@ func Default() Config {
 			CPUMillicoresPerWeight:        10,
 			TerminationGracePeriodSeconds: 10,
 			DefaultStartTimeoutSeconds:    60,
+			AppArmorProfile:               "runtime/default",
 		},
 	}
 }
@@ -347,6 +367,9 @@ func (c *Config) Validate() error {
 		if c.Route.DefaultRegisterIntervalSeconds <= 0 {
 			errs = append(errs, errors.New("route: default_register_interval_seconds must be positive"))
 		}
+		if c.Route.NATSPassword != "" && c.Route.NATSPasswordFile != "" {
+			errs = append(errs, errors.New("route: set nats_password or nats_password_file, not both"))
+		}
 		if (c.Route.NATSCertFile == "") != (c.Route.NATSKeyFile == "") {
 			errs = append(errs, errors.New("route: nats_cert_file and nats_key_file go together"))
 		}
@@ -366,6 +389,9 @@ func (c *Config) Validate() error {
 	if c.LRP.AppUID <= 0 {
 		errs = append(errs, errors.New("lrp: app_uid must be a non-root uid (> 0)"))
 	}
+	if p := c.LRP.AppArmorProfile; p != "" && p != "runtime/default" && p != "unconfined" && !strings.HasPrefix(p, "localhost/") {
+		errs = append(errs, fmt.Errorf("lrp: apparmor_profile %q: want runtime/default, localhost/<name>, unconfined or empty", p))
+	}
 	if c.LRP.CPUMillicoresPerWeight <= 0 {
 		errs = append(errs, errors.New("lrp: cpu_millicores_per_weight must be positive"))
 	}
@@ -378,6 +404,19 @@ func (c *Config) Runs(component string) bool {
 		return slices.Contains(defaultComponents(), component)
 	}
 	return slices.Contains(c.Components, component)
+}
+
+// NATSPasswordValue is the NATS password, read from nats_password_file
+// when that is set.
+func (c *Config) NATSPasswordValue() (string, error) {
+	if c.Route.NATSPasswordFile == "" {
+		return c.Route.NATSPassword, nil
+	}
+	data, err := os.ReadFile(c.Route.NATSPasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("route: reading nats_password_file: %w", err)
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
 }
 
 // ValidateLogAgent reports what `iris log-agent` needs and is missing.

@@ -105,3 +105,15 @@ loggregator:
 		Expect(err).To(MatchError(ContainSubstring("node_name")))
 	})
 })
+
+var _ = Describe("NATS password", func() {
+	It("is read from nats_password_file, without the trailing newline", func() {
+		file := filepath.Join(GinkgoT().TempDir(), "password")
+		Expect(os.WriteFile(file, []byte("s3cret\n"), 0o600)).To(Succeed())
+		cfg := config.Default()
+		cfg.Route.NATSPasswordFile = file
+		Expect(cfg.NATSPasswordValue()).To(Equal("s3cret"))
+		cfg.Route.NATSPassword = "inline"
+		Expect(cfg.Validate()).To(MatchError(ContainSubstring("not both")))
+	})
+})

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -163,7 +162,7 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 
 	It("fails over to a standby replica without losing a report", func() {
 		// A second Iris running only the reporter waits for the Lease.
-		standbyConfig := strings.Replace(readFile(irisConfigFile), "log_level: debug", "log_level: debug\ncomponents: [events]", 1)
+		standbyConfig := secondIrisConfig("events")
 		standbyFile := filepath.Join(GinkgoT().TempDir(), "standby.yml")
 		Expect(os.WriteFile(standbyFile, []byte(standbyConfig), 0o600)).To(Succeed())
 		standby, err := gexec.Start(exec.Command(irisPath, "--config", standbyFile), GinkgoWriter, GinkgoWriter)

@@ -189,6 +189,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Entry("no workloads namespace", "--set-json", "workloadsNamespaces=[]", "at '/workloadsNamespaces': minItems: got 0, want 1"),
 		Entry("unknown component", "--set-json", `components=["api","bogus"]`, "at '/components/1': value must be one of"),
 		Entry("a typo in a key", "--set", "replica=2", "additional properties 'replica' not allowed"),
+		Entry("an unknown AppArmor profile", "--set", "lrp.apparmorProfile=strict", "at '/lrp/apparmorProfile'"),
 	)
 
 	It("installs into the cluster with namespaced RBAC only", func() {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -149,6 +151,16 @@ ops:
 
 	startIris()
 })
+
+// secondIrisConfig is the suite's config for a second Iris process: the
+// same, without the ops listener (which the first one holds) and with the
+// components given.
+func secondIrisConfig(components string) string {
+	config := readFile(irisConfigFile)
+	opsAddr := strings.TrimPrefix(irisOpsURL, "http://")
+	config = strings.Replace(config, "listen_address: "+strconv.Quote(opsAddr), `listen_address: ""`, 1)
+	return strings.Replace(config, "log_level: debug", "log_level: debug\ncomponents: ["+components+"]", 1)
+}
 
 // startIris runs the iris binary with the suite's config and waits until it serves.
 func startIris() {

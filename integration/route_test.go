@@ -214,10 +214,13 @@ var _ = Describe("Routes over NATS with TLS and credentials", func() {
 		Expect(conn.Flush()).To(Succeed())
 
 		// A second Iris running only the route emitter, against the secure NATS.
-		config := readFile(irisConfigFile) + "\ncomponents: [route]\n"
+		// The password comes from a file, as the chart mounts it from a Secret.
+		passwordFile := filepath.Join(dir, "nats-password")
+		Expect(os.WriteFile(passwordFile, []byte("s3cret\n"), 0o600)).To(Succeed())
+		config := secondIrisConfig("route")
 		config = strings.Replace(config, "nats_servers: ["+strconv.Quote(nats.URL())+"]", fmt.Sprintf(
-			"nats_servers: [%q]\n  nats_username: router\n  nats_password: s3cret\n  nats_ca_cert_file: %q\n  nats_cert_file: %q\n  nats_key_file: %q",
-			secure.URL(), caFile, clientCert, clientKey), 1)
+			"nats_servers: [%q]\n  nats_username: router\n  nats_password_file: %q\n  nats_ca_cert_file: %q\n  nats_cert_file: %q\n  nats_key_file: %q",
+			secure.URL(), passwordFile, caFile, clientCert, clientKey), 1)
 		configFile := filepath.Join(dir, "route-only.yml")
 		Expect(os.WriteFile(configFile, []byte(config), 0o600)).To(Succeed())
 		emitter, err := gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)

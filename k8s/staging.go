@@ -68,6 +68,7 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 			},
 		},
 	}
+	b.hardenSandbox(&job.Spec.Template.Spec)
 	if cfg.TimeoutSeconds > 0 {
 		// A staging that cannot be scheduled or hangs fails at the deadline,
 		// and the reporter tells CC.

@@ -106,6 +106,7 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 		Affinity:                      spreadInstances(lrp),
 		Volumes:                       volumes(lrp.VolumeMounts),
 	}
+	b.harden(&podSpec, lrp.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
 
 	objects := &LRPObjects{}
 	if docker := lrp.Lifecycle.DockerLifecycle; docker != nil && docker.RegistryUsername != "" {

@@ -67,6 +67,7 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 			SecurityContext: containerSecurityContext(),
 		}},
 	}
+	b.harden(&podSpec, task.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
 	objects := &TaskObjects{}
 	if docker := task.Lifecycle.DockerLifecycle; docker != nil && docker.RegistryUsername != "" {
 		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, docker)

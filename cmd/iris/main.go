@@ -119,10 +119,14 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 	// it sees every existing pod as an add.
 	var members grouper.Members
 	if cfg.Runs(config.ComponentRoute) {
+		natsPassword, err := cfg.NATSPasswordValue()
+		if err != nil {
+			return nil, err
+		}
 		bus, err := route.ConnectNATS(logger, route.NATSOptions{
 			Servers:    cfg.Route.NATSServers,
 			Username:   cfg.Route.NATSUsername,
-			Password:   cfg.Route.NATSPassword,
+			Password:   natsPassword,
 			CACertFile: cfg.Route.NATSCACertFile,
 			CertFile:   cfg.Route.NATSCertFile,
 			KeyFile:    cfg.Route.NATSKeyFile,

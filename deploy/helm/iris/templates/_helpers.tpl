@@ -65,7 +65,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $irisUrl = printf "https://%s.%s.svc:%d" (include "iris.fullname" .) .Release.Namespace (int $v.api.tls.port) -}}
 {{- end -}}
 {{- end -}}
-{{- $route := dict "nats_servers" $v.route.natsServers "default_register_interval_seconds" $v.route.defaultRegisterIntervalSeconds "tls_port" $v.route.tlsPort -}}
+{{- $route := dict "nats_servers" $v.route.natsServers "default_register_interval_seconds" $v.route.defaultRegisterIntervalSeconds "tls_port" $v.route.tlsPort "nats_username" $v.route.natsUsername -}}
+{{- if $v.secrets.natsPassword -}}
+{{- if not $v.route.natsUsername -}}
+{{- fail "route.natsUsername is required with secrets.natsPassword" -}}
+{{- end -}}
+{{- $_ := set $route "nats_password_file" "/etc/iris/nats-credentials/password" -}}
+{{- end -}}
 {{- if $v.secrets.natsTLS -}}
 {{- $_ := set $route "nats_ca_cert_file" "/etc/iris/nats/ca.crt" -}}
 {{- if $v.secrets.natsTLSClientCert -}}
@@ -103,7 +109,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "cpu_millicores_per_weight" $v.lrp.cpuMillicoresPerWeight
     "service_account_name" $v.appServiceAccount.name
     "termination_grace_period_seconds" $v.lrp.terminationGracePeriodSeconds
-    "default_start_timeout_seconds" $v.lrp.defaultStartTimeoutSeconds)
+    "default_start_timeout_seconds" $v.lrp.defaultStartTimeoutSeconds
+    "apparmor_profile" $v.lrp.apparmorProfile
+    "read_only_root_filesystem" $v.lrp.readOnlyRootFilesystem
+    "user_namespaces" $v.lrp.userNamespaces
+    "allow_root_docker_images" $v.lrp.allowRootDockerImages)
   "staging" (dict
     "downloader_image" $v.staging.downloaderImage
     "executor_image" $v.staging.executorImage
