@@ -56,23 +56,14 @@ func writeAgentConfig(node string) (podLogDir, configFile string) {
 	dir := GinkgoT().TempDir()
 	podLogDir = filepath.Join(dir, "pods")
 	configFile = filepath.Join(dir, "agent.yml")
-	Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
-log_level: debug
-kubeconfig: %q
-workloads_namespaces: [%q]
-loggregator:
-  ingress_address: %q
-  ca_cert_file: %q
-  cert_file: %q
-  key_file: %q
+	Expect(os.WriteFile(configFile, []byte(ingress.baseConfig()+fmt.Sprintf(`
 log_agent:
   pod_log_dir: %q
   positions_file: %q
   node_name: %q
   scan_interval_milliseconds: 200
   poll_interval_milliseconds: 50
-`, os.Getenv("KUBECONFIG"), namespace, ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile,
-		podLogDir, filepath.Join(dir, "positions.json"), node)), 0o600)).To(Succeed())
+`, podLogDir, filepath.Join(dir, "positions.json"), node)), 0o600)).To(Succeed())
 	return podLogDir, configFile
 }
 

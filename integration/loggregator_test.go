@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -34,6 +35,21 @@ func startLoggregator(dir string) *loggregator {
 	caFile := filepath.Join(dir, "loggregator-ca.crt")
 	Expect(os.WriteFile(caFile, ca.PEM, 0o600)).To(Succeed())
 	return &loggregator{Server: server, caFile: caFile, certFile: certFile, keyFile: keyFile}
+}
+
+// baseConfig is the YAML every extra Iris process in the suite starts
+// from: the cluster, the suite's namespace and this ingress.
+func (l *loggregator) baseConfig() string {
+	return fmt.Sprintf(`
+log_level: debug
+kubeconfig: %q
+workloads_namespaces: [%q]
+loggregator:
+  ingress_address: %q
+  ca_cert_file: %q
+  cert_file: %q
+  key_file: %q
+`, os.Getenv("KUBECONFIG"), namespace, l.Addr(), l.caFile, l.certFile, l.keyFile)
 }
 
 // logs returns the log envelopes of sourceID with the given source type,

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,22 +47,14 @@ var _ = Describe("App logs through the pods/log API", func() {
 		Expect(err).NotTo(HaveOccurred())
 
 		configFile := filepath.Join(dir, "pod-logs.yml")
-		Expect(os.WriteFile(configFile, []byte(fmt.Sprintf(`
-log_level: debug
+		Expect(os.WriteFile(configFile, []byte(ingress.baseConfig()+`
 components: [pod-logs]
-kubeconfig: %q
-workloads_namespaces: [%q]
-loggregator:
-  ingress_address: %q
-  ca_cert_file: %q
-  cert_file: %q
-  key_file: %q
 leader_election:
   name: iris-pod-logs-test
   lease_duration_seconds: 6
   renew_deadline_seconds: 4
   retry_period_seconds: 1
-`, os.Getenv("KUBECONFIG"), namespace, ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile)), 0o600)).To(Succeed())
+`), 0o600)).To(Succeed())
 		session, err := gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { stopLogAgent(session) })
