@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
-	"code.cloudfoundry.org/tlsconfig"
+
+	"github.com/iris-cf/iris/certreload"
 )
 
 // Server is an ifrit runner serving one listener. On a signal it stops
@@ -31,17 +32,33 @@ func NewServer(logger lager.Logger, address string, handler http.Handler, shutdo
 }
 
 // NewMutualTLSServer serves handler on address over TLS 1.2+ and accepts
-// only clients whose certificate is signed by the CA in clientCAFile.
+// only clients whose certificate is signed by the CA in clientCAFile. The
+// files are re-read when they change (a rotated Secret), without a restart.
 func NewMutualTLSServer(logger lager.Logger, address string, handler http.Handler, shutdownTimeout time.Duration, certFile, keyFile, clientCAFile string) (*Server, error) {
-	tlsConfig, err := tlsconfig.Build(
-		tlsconfig.WithInternalServiceDefaults(),
-		tlsconfig.WithIdentityFromFile(certFile, keyFile),
-	).Server(tlsconfig.WithClientAuthenticationFromFile(clientCAFile))
+	tlsLogger := logger.Session("tls-server", lager.Data{"address": address})
+	reloaded := func(what string) func(error) {
+		return func(err error) {
+			if err != nil {
+				tlsLogger.Error("reload-failed", err, lager.Data{"what": what})
+				return
+			}
+			tlsLogger.Info("reloaded", lager.Data{"what": what})
+		}
+	}
+	pair, err := certreload.LoadKeyPair(certFile, keyFile, reloaded("server certificate"))
+	if err != nil {
+		return nil, err
+	}
+	clientCAs, err := certreload.LoadCAPool(clientCAFile, reloaded("client CA"))
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, err := certreload.ServerConfig(pair, clientCAs)
 	if err != nil {
 		return nil, fmt.Errorf("building server TLS config: %w", err)
 	}
 	s := NewServer(logger, address, handler, shutdownTimeout)
-	s.logger = logger.Session("tls-server", lager.Data{"address": address})
+	s.logger = tlsLogger
 	s.tlsConfig = tlsConfig
 	return s, nil
 }

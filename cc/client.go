@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"time"
 
-	"code.cloudfoundry.org/tlsconfig"
+	"github.com/iris-cf/iris/certreload"
 )
 
 // StatusError is a non-2xx answer from CC.
@@ -54,16 +54,21 @@ type Client struct {
 func NewClient(o Options) (*Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	if o.CACertFile != "" || o.CertFile != "" {
-		var identity []tlsconfig.TLSOption
-		identity = append(identity, tlsconfig.WithInternalServiceDefaults())
+		// Certificate and CA are re-read when their files change.
+		var pair *certreload.KeyPair
+		var roots *certreload.CAPool
+		var err error
 		if o.CertFile != "" {
-			identity = append(identity, tlsconfig.WithIdentityFromFile(o.CertFile, o.KeyFile))
+			if pair, err = certreload.LoadKeyPair(o.CertFile, o.KeyFile, nil); err != nil {
+				return nil, fmt.Errorf("CC client certificate: %w", err)
+			}
 		}
-		var client []tlsconfig.ClientOption
 		if o.CACertFile != "" {
-			client = append(client, tlsconfig.WithAuthorityFromFile(o.CACertFile))
+			if roots, err = certreload.LoadCAPool(o.CACertFile, nil); err != nil {
+				return nil, fmt.Errorf("CC CA: %w", err)
+			}
 		}
-		tlsConfig, err := tlsconfig.Build(identity...).Client(client...)
+		tlsConfig, err := certreload.ClientConfig(pair, roots, "")
 		if err != nil {
 			return nil, fmt.Errorf("building CC client TLS config: %w", err)
 		}

@@ -52,6 +52,8 @@ var (
 	clientCA       *testcerts.CA
 	clientLeaf     *testcerts.Leaf
 	serverCA       *testcerts.CA
+	// serverCertDir holds Iris's server certificate (server.crt, server.key).
+	serverCertDir string
 )
 
 var _ = BeforeSuite(func() {
@@ -76,6 +78,7 @@ var _ = BeforeSuite(func() {
 	serverCA, clientCA = newCA("iris-server-ca"), newCA("cc-client-ca")
 	serverLeaf, err := serverCA.Issue("iris.local")
 	Expect(err).NotTo(HaveOccurred())
+	serverCertDir = dir
 	certFile, keyFile, err := serverLeaf.WriteFiles(dir, "server")
 	Expect(err).NotTo(HaveOccurred())
 	clientCAFile := filepath.Join(dir, "client-ca.crt")

@@ -128,6 +128,10 @@ var _ = Describe("Log agent", Ordered, func() {
 	})
 
 	It("follows rotation without losing or repeating a line", func() {
+		// The agent must know the file before it rotates: a file rotated
+		// before the agent's first look is read from the new file on.
+		app.out("followed")
+		Eventually(appLines, 15*time.Second).Should(ContainElement("followed"))
 		before := len(appLines())
 		app.out("before rotation")
 		app.rotate("20261124-120000")

@@ -4,9 +4,10 @@ import (
 	"fmt"
 
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
-	"code.cloudfoundry.org/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/iris-cf/iris/certreload"
 )
 
 // IngressConfig is where Loggregator's v2 ingress listens and the
@@ -23,13 +24,16 @@ type IngressConfig struct {
 // Dial connects lazily to the ingress (gRPC reconnects by itself); the
 // returned connection must be closed after the sender stopped.
 func Dial(cfg IngressConfig) (loggregator_v2.IngressClient, *grpc.ClientConn, error) {
-	tlsConfig, err := tlsconfig.Build(
-		tlsconfig.WithInternalServiceDefaults(),
-		tlsconfig.WithIdentityFromFile(cfg.CertFile, cfg.KeyFile),
-	).Client(
-		tlsconfig.WithAuthorityFromFile(cfg.CACertFile),
-		tlsconfig.WithServerName(cfg.ServerName),
-	)
+	// Certificate and CA are re-read when their files change (rotation).
+	pair, err := certreload.LoadKeyPair(cfg.CertFile, cfg.KeyFile, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loggregator client certificate: %w", err)
+	}
+	roots, err := certreload.LoadCAPool(cfg.CACertFile, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loggregator CA: %w", err)
+	}
+	tlsConfig, err := certreload.ClientConfig(pair, roots, cfg.ServerName)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loggregator TLS config: %w", err)
 	}

@@ -1,6 +1,8 @@
 package route
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"strings"
 	"sync"
@@ -8,6 +10,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats.go"
+
+	"github.com/iris-cf/iris/certreload"
 )
 
 // NATSOptions say how to reach the NATS cluster gorouter listens on.
@@ -57,11 +61,26 @@ func ConnectNATS(logger lager.Logger, o NATSOptions) (*NATSBus, error) {
 	if o.Username != "" {
 		opts = append(opts, nats.UserInfo(o.Username, o.Password))
 	}
-	if o.CACertFile != "" {
-		opts = append(opts, nats.RootCAs(o.CACertFile))
-	}
+	// nats.go asks for certificate and CAs at every (re)connect; they come
+	// from files re-read when they change, so a rotation needs no restart.
+	var certCB nats.TLSCertHandler
+	var rootsCB nats.RootCAsHandler
 	if o.CertFile != "" {
-		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+		pair, err := certreload.LoadKeyPair(o.CertFile, o.KeyFile, nil)
+		if err != nil {
+			return nil, fmt.Errorf("nats client certificate: %w", err)
+		}
+		certCB = func() (tls.Certificate, error) { return *pair.Current(), nil }
+	}
+	if o.CACertFile != "" {
+		roots, err := certreload.LoadCAPool(o.CACertFile, nil)
+		if err != nil {
+			return nil, fmt.Errorf("nats CA: %w", err)
+		}
+		rootsCB = func() (*x509.CertPool, error) { return roots.Current(), nil }
+	}
+	if certCB != nil || rootsCB != nil {
+		opts = append(opts, nats.ClientTLSConfig(certCB, rootsCB))
 	}
 	servers := nats.DefaultURL
 	if len(o.Servers) > 0 {
