@@ -127,8 +127,13 @@ var _ = Describe("Sender", func() {
 		Eventually(sender.Dropped).Should(BeNumerically(">", 0))
 
 		server.Resume()
-		Eventually(func() uint64 { return sender.Sent() + sender.Dropped() }).Should(BeEquivalentTo(5000))
+		// Every envelope is either delivered or counted as dropped. The
+		// diode may count a slot a colliding writer skipped as a drop, so
+		// the sum can exceed what was emitted by a few, never fall short.
+		Eventually(func() uint64 { return sender.Sent() + sender.Dropped() }).Should(BeNumerically(">=", 5000))
+		Expect(sender.Sent() + sender.Dropped()).To(BeNumerically("<", 5000+50))
 		Eventually(server.Count).Should(BeEquivalentTo(sender.Sent()))
+		Expect(sender.Sent()).To(BeNumerically("<", 5000))
 	})
 
 	It("keeps the batch and retries until the ingress comes back", func() {
