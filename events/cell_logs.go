@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logs"
 )
 
@@ -141,18 +142,11 @@ func destroyedMessages(pod *corev1.Pod) []string {
 
 // started reports whether the app container ever ran in this pod.
 func started(pod *corev1.Pod) bool {
-	status := appContainerStatus(pod)
-	if status == nil {
-		return false
-	}
-	return status.State.Running != nil || status.State.Terminated != nil || status.LastTerminationState.Terminated != nil
+	status := k8s.AppContainerStatus(pod)
+	return status != nil && k8s.ContainerStarted(*status)
 }
 
 func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	ready := k8s.PodCondition(pod, corev1.PodReady)
+	return ready != nil && ready.Status == corev1.ConditionTrue
 }

@@ -5,7 +5,6 @@ package events
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -33,7 +32,7 @@ func CrashFromPod(pod *corev1.Pod) (Crash, bool) {
 	if pod.DeletionTimestamp != nil {
 		return Crash{}, false
 	}
-	status := appContainerStatus(pod)
+	status := k8s.AppContainerStatus(pod)
 	if status == nil {
 		return Crash{}, false
 	}
@@ -50,7 +49,7 @@ func CrashFromPod(pod *corev1.Pod) (Crash, bool) {
 			Reason:   "CRASHED",
 		},
 	}
-	source := sourceName(pod)
+	source := k8s.AppSourceType(pod)
 
 	// The current termination is the newest; after the restart it moves to
 	// LastTerminationState with the same container id, so the key stays.
@@ -131,24 +130,6 @@ func startFailureDescription(source string, w *corev1.ContainerStateWaiting) str
 		desc += ": " + w.Message
 	}
 	return desc
-}
-
-// sourceName is Loggregator's source type of the instance, e.g. APP/PROC/WEB.
-func sourceName(pod *corev1.Pod) string {
-	processType := pod.Labels[k8s.LabelProcessType]
-	if processType == "" {
-		processType = "web"
-	}
-	return "APP/PROC/" + strings.ToUpper(processType)
-}
-
-func appContainerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
-	for i := range pod.Status.ContainerStatuses {
-		if pod.Status.ContainerStatuses[i].Name == k8s.AppContainerName {
-			return &pod.Status.ContainerStatuses[i]
-		}
-	}
-	return nil
 }
 
 func latestTransition(pod *corev1.Pod) int64 {

@@ -42,14 +42,14 @@ func podState(pod *corev1.Pod) (string, string) {
 		return models.InstanceUnknown, ""
 	}
 
-	if scheduled := podCondition(pod, corev1.PodScheduled); scheduled == nil || scheduled.Status != corev1.ConditionTrue {
+	if scheduled := PodCondition(pod, corev1.PodScheduled); scheduled == nil || scheduled.Status != corev1.ConditionTrue {
 		if scheduled != nil && scheduled.Reason == corev1.PodReasonUnschedulable {
 			return models.InstanceUnclaimed, placementError(scheduled.Message)
 		}
 		return models.InstanceUnclaimed, ""
 	}
 
-	status := appContainerStatus(pod)
+	status := AppContainerStatus(pod)
 	if status == nil {
 		return models.InstanceClaimed, ""
 	}
@@ -80,7 +80,8 @@ func placementError(message string) string {
 	return "found no compatible cell"
 }
 
-func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+// PodCondition returns the pod's condition of type t, or nil.
+func PodCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
 		if pod.Status.Conditions[i].Type == t {
 			return &pod.Status.Conditions[i]
@@ -89,7 +90,8 @@ func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodConditi
 	return nil
 }
 
-func appContainerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
+// AppContainerStatus returns the status of an app pod's app container, or nil.
+func AppContainerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 	for i := range pod.Status.ContainerStatuses {
 		if pod.Status.ContainerStatuses[i].Name == AppContainerName {
 			return &pod.Status.ContainerStatuses[i]
@@ -101,8 +103,24 @@ func appContainerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 // since is when the instance entered its current incarnation, in Unix
 // nanoseconds: the container's start if it runs, else the pod's creation.
 func since(pod *corev1.Pod) int64 {
-	if status := appContainerStatus(pod); status != nil && status.State.Running != nil {
+	if status := AppContainerStatus(pod); status != nil && status.State.Running != nil {
 		return status.State.Running.StartedAt.UnixNano()
 	}
 	return pod.CreationTimestamp.UnixNano()
+}
+
+// ContainerStarted reports whether the container ever ran (it runs, ran
+// and ended, or ran before its last restart).
+func ContainerStarted(status corev1.ContainerStatus) bool {
+	return status.State.Running != nil || status.State.Terminated != nil || status.LastTerminationState.Terminated != nil
+}
+
+// AppSourceType is Loggregator's source type of an app pod's output,
+// APP/PROC/<PROCESS TYPE> (web when unlabelled).
+func AppSourceType(pod *corev1.Pod) string {
+	processType := pod.Labels[LabelProcessType]
+	if processType == "" {
+		processType = "web"
+	}
+	return "APP/PROC/" + strings.ToUpper(processType)
 }

@@ -5,7 +5,6 @@ package logs
 
 import (
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -128,11 +127,11 @@ func SourceForPod(pod *corev1.Pod) (Source, bool) {
 		if processType == "" {
 			processType = "web"
 		}
+		src.SourceType = k8s.AppSourceType(pod)
 		// The StatefulSet controller sets the index label on every pod.
 		if index, err := strconv.Atoi(labels[k8s.PodIndexLabel]); err == nil {
 			src.InstanceID = strconv.Itoa(index)
 		}
-		src.SourceType = "APP/PROC/" + strings.ToUpper(processType)
 		tags["process_id"] = labels[k8s.LabelGUID]
 		tags["process_type"] = processType
 		tags["process_instance_id"] = string(pod.UID)

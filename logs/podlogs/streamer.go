@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logs"
 )
 
@@ -132,9 +133,8 @@ func (s *Streamer) startLocked(pod *corev1.Pod) {
 	}
 	statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 	for _, status := range statuses {
-		started := status.State.Running != nil || status.State.Terminated != nil || status.LastTerminationState.Terminated != nil
 		key := string(pod.UID) + "/" + status.Name
-		if !started || s.streams[key] {
+		if !k8s.ContainerStarted(status) || s.streams[key] {
 			continue
 		}
 		s.streams[key] = true
