@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
 
@@ -227,6 +228,24 @@ type LRP struct {
 	// AllowRootDockerImages lets docker-lifecycle apps and tasks run as the
 	// image's own USER, root included, instead of app_uid.
 	AllowRootDockerImages bool `json:"allow_root_docker_images"`
+	// EgressPolicies renders the egress_rules CC sends with each LRP (its
+	// space's running application security groups) as a NetworkPolicy.
+	EgressPolicies EgressPolicies `json:"egress_policies"`
+}
+
+// EgressPolicies controls the per-LRP egress NetworkPolicy. As in Diego, an
+// app may open only the connections its security groups allow; an LRP
+// without rules gets no egress at all, except cluster DNS.
+type EgressPolicies struct {
+	// Enabled creates the policies. The cluster's network plugin must
+	// enforce NetworkPolicies for them to have any effect.
+	Enabled bool `json:"enabled"`
+	// DNSNamespace and DNSPodSelector name the cluster DNS pods every app
+	// may reach on port 53, as Diego containers always reach the cell's DNS
+	// servers. An empty DNSNamespace leaves DNS to the security groups.
+	DNSNamespace string `json:"dns_namespace"`
+	// DNSPodSelector is an equality-based label selector ("k=v,k2=v2").
+	DNSPodSelector string `json:"dns_pod_selector"`
 }
 
 // Default returns a Config with every default filled in.
@@ -275,6 +294,11 @@ func Default() Config {
 			TerminationGracePeriodSeconds: 10,
 			DefaultStartTimeoutSeconds:    60,
 			AppArmorProfile:               "runtime/default",
+			EgressPolicies: EgressPolicies{
+				Enabled:        true,
+				DNSNamespace:   "kube-system",
+				DNSPodSelector: "k8s-app=kube-dns",
+			},
 		},
 	}
 }
@@ -394,6 +418,11 @@ func (c *Config) Validate() error {
 	}
 	if c.LRP.CPUMillicoresPerWeight <= 0 {
 		errs = append(errs, errors.New("lrp: cpu_millicores_per_weight must be positive"))
+	}
+	if eg := c.LRP.EgressPolicies; eg.Enabled && eg.DNSNamespace != "" {
+		if _, err := labels.ConvertSelectorToLabelsMap(eg.DNSPodSelector); err != nil || eg.DNSPodSelector == "" {
+			errs = append(errs, fmt.Errorf("lrp.egress_policies: dns_pod_selector %q: want k=v[,k=v...]", eg.DNSPodSelector))
+		}
 	}
 	return errors.Join(errs...)
 }

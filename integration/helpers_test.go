@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -118,6 +119,12 @@ func runningPods(ns string, lrp *models.DesireLRPRequest) func() int {
 
 func secrets(ns string, lrp *models.DesireLRPRequest) []corev1.Secret {
 	list, err := clientset.CoreV1().Secrets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selectorFor(lrp)})
+	Expect(err).NotTo(HaveOccurred())
+	return list.Items
+}
+
+func networkPolicies(ns string, lrp *models.DesireLRPRequest) []networkingv1.NetworkPolicy {
+	list, err := clientset.NetworkingV1().NetworkPolicies(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selectorFor(lrp)})
 	Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }

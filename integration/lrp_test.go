@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -120,6 +121,50 @@ var _ = Describe("LRPs on a real cluster", func() {
 			Eventually(func() []corev1.Secret { return secrets(namespace, lrp) }, 30*time.Second).Should(BeEmpty())
 		})
 
+		It("limits egress to the space's security groups with a NetworkPolicy owned by the StatefulSet", func() {
+			lrp := newLRP(2)
+			// As CC's OPI client serialises the running security groups.
+			Expect(json.Unmarshal([]byte(`[
+				{"protocol":"tcp","destinations":["10.0.0.0/8"],"ports":[5432,3306]},
+				{"protocol":"udp","destinations":["10.10.0.1-10.10.0.3"],"portRange":{"start":8000,"end":9000}},
+				{"protocol":"all","destinations":["2001:db8::/64"],"log":true},
+				{"protocol":"icmp","destinations":["0.0.0.0/0"],"icmpInfo":{"type":0,"code":0}}
+			]`), &lrp.EgressRules)).To(Succeed())
+			desire(lrp)
+
+			sts := theStatefulSet(lrp)
+			policies := networkPolicies(namespace, lrp)
+			Expect(policies).To(HaveLen(1))
+			policy := policies[0]
+			Expect(policy.Name).To(Equal(sts.Name))
+			Expect(policy.OwnerReferences).To(HaveLen(1))
+			Expect(policy.OwnerReferences[0].UID).To(Equal(sts.UID))
+			Expect(policy.Spec.PolicyTypes).To(ConsistOf(networkingv1.PolicyTypeEgress))
+			Expect(policy.Annotations[k8s.AnnotationUnenforcedEgressRules]).To(ContainSubstring(`"icmp"`))
+
+			// The policy selects exactly the LRP's running instances.
+			Eventually(runningPods(namespace, lrp), 30*time.Second).Should(Equal(2))
+			selector, err := metav1.LabelSelectorAsSelector(&policy.Spec.PodSelector)
+			Expect(err).NotTo(HaveOccurred())
+			selected, err := clientset.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: selector.String()})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(selected.Items).To(HaveLen(2))
+
+			// DNS, then the three rules a NetworkPolicy can express, as the
+			// API server stored them.
+			Expect(policy.Spec.Egress).To(HaveLen(4))
+			Expect(policy.Spec.Egress[1].To[0].IPBlock.CIDR).To(Equal("10.0.0.0/8"))
+			Expect(policy.Spec.Egress[1].Ports).To(HaveLen(2))
+			Expect(policy.Spec.Egress[2].To).To(HaveLen(2), "10.10.0.1/32 and 10.10.0.2/31")
+			Expect(policy.Spec.Egress[2].Ports[0].EndPort).To(HaveValue(BeEquivalentTo(9000)))
+			Expect(policy.Spec.Egress[3].To[0].IPBlock.CIDR).To(Equal("2001:db8::/64"))
+			Expect(policy.Spec.Egress[3].Ports).To(BeEmpty())
+
+			status, _ := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)
+			Expect(status).To(Equal(http.StatusOK))
+			Eventually(func() []networkingv1.NetworkPolicy { return networkPolicies(namespace, lrp) }, 30*time.Second).Should(BeEmpty())
+		})
+
 		It("honours the namespace CC names, if Iris watches it", func() {
 			lrp := newLRP(1)
 			lrp.Namespace = otherNamespace
@@ -155,7 +200,8 @@ var _ = Describe("LRPs on a real cluster", func() {
 
 				Consistently(func() int {
 					return len(statefulSets(namespace, lrp)) + len(statefulSets(otherNamespace, lrp)) +
-						len(secrets(namespace, lrp)) + len(secrets(otherNamespace, lrp))
+						len(secrets(namespace, lrp)) + len(secrets(otherNamespace, lrp)) +
+						len(networkPolicies(namespace, lrp)) + len(networkPolicies(otherNamespace, lrp))
 				}, time.Second).Should(BeZero())
 			},
 			Entry("malformed JSON", func(*models.DesireLRPRequest) any { return `{"guid": "x",` }, "malformed JSON"),
@@ -175,7 +221,15 @@ var _ = Describe("LRPs on a real cluster", func() {
 				return l
 			}, "exceeds"),
 			Entry("a namespace Iris does not manage", func(l *models.DesireLRPRequest) any { l.Namespace = "kube-system"; return l }, "not one of Iris's workloads namespaces"),
-			// Kubernetes itself rejects this; the registry secret made first must be removed again.
+			Entry("an egress rule Iris cannot enforce", func(l *models.DesireLRPRequest) any {
+				l.EgressRules = []models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"db.example.com"}, Ports: []uint32{5432}}}
+				return l
+			}, `egress_rules[0]: destination "db.example.com"`),
+			Entry("egress rules that are not a list of rules", func(l *models.DesireLRPRequest) any {
+				return strings.Replace(string(mustJSON(l)), `"egress_rules":null`, `"egress_rules":{"protocol":"all"}`, 1)
+			}, "egress_rules"),
+			// Kubernetes itself rejects this; the registry secret and egress
+			// policy made first must be removed again.
 			Entry("an environment name Kubernetes refuses", func(l *models.DesireLRPRequest) any { l.Environment["A=B"] = "x"; return l }, "invalid LRP"),
 		)
 	})

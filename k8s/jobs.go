@@ -70,7 +70,7 @@ func createJob(ctx context.Context, clientset kubernetes.Interface, logger lager
 	}
 	if secret != nil {
 		owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: created.Name, UID: created.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
-		if err := adoptSecret(ctx, clientset, secret, owner); err != nil {
+		if err := adopt(ctx, clientset.CoreV1().Secrets(secret.Namespace), secret.Name, owner); err != nil {
 			// The Job runs; only garbage collection of the secret is at stake.
 			logger.Error("adopting-registry-secret", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -58,8 +59,16 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 		return nil
 	}
 
+	// The secret and the egress policy exist before the StatefulSet, so no
+	// instance ever starts without its pull credentials or unrestricted.
 	if objects.RegistrySecret != nil {
 		if err := applySecret(ctx, c.clientset, objects.RegistrySecret); err != nil {
+			return err
+		}
+	}
+	if objects.EgressPolicy != nil {
+		if err := applyNetworkPolicy(ctx, c.clientset, objects.EgressPolicy); err != nil {
+			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
 			return err
 		}
 	}
@@ -70,18 +79,24 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 	}
 	if err != nil {
 		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+		deleteNetworkPolicy(ctx, c.clientset, logger, objects.EgressPolicy)
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
 		}
 		return fmt.Errorf("creating statefulset %s/%s: %w", namespace, objects.StatefulSet.Name, err)
 	}
 
+	// Adoption only matters for garbage collection: Stop deletes the secret
+	// and the policy by name as well. The app runs either way.
 	owner := ownerReference(sts)
 	if objects.RegistrySecret != nil {
-		if err := adoptSecret(ctx, c.clientset, objects.RegistrySecret, owner); err != nil {
-			// The app runs; only garbage collection of the secret is at stake,
-			// and Stop deletes it by name as well.
+		if err := adopt(ctx, c.clientset.CoreV1().Secrets(namespace), objects.RegistrySecret.Name, owner); err != nil {
 			logger.Error("adopting-registry-secret", err)
+		}
+	}
+	if objects.EgressPolicy != nil {
+		if err := adopt(ctx, c.clientset.NetworkingV1().NetworkPolicies(namespace), objects.EgressPolicy.Name, owner); err != nil {
+			logger.Error("adopting-egress-policy", err)
 		}
 	}
 	if pdb := objects.PodDisruptionBudget; pdb != nil {
@@ -110,12 +125,45 @@ func applySecret(ctx context.Context, clientset kubernetes.Interface, secret *co
 	return nil
 }
 
-func adoptSecret(ctx context.Context, clientset kubernetes.Interface, secret *corev1.Secret, owner metav1.OwnerReference) error {
+// applyNetworkPolicy creates the LRP's egress policy, or takes the new rules
+// into one left over from a desire that failed half way.
+func applyNetworkPolicy(ctx context.Context, clientset kubernetes.Interface, policy *networkingv1.NetworkPolicy) error {
+	policies := clientset.NetworkingV1().NetworkPolicies(policy.Namespace)
+	_, err := policies.Create(ctx, policy, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			existing, err := policies.Get(ctx, policy.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			existing.Labels, existing.Annotations, existing.Spec = policy.Labels, policy.Annotations, policy.Spec
+			_, err = policies.Update(ctx, existing, metav1.UpdateOptions{})
+			return err
+		})
+	}
+	if apierrors.IsInvalid(err) {
+		return models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
+	}
+	if err != nil {
+		return fmt.Errorf("creating egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
+	}
+	return nil
+}
+
+// patcher is the method of a typed client (Secrets, NetworkPolicies) that
+// adopt needs.
+type patcher[T any] interface {
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
+}
+
+// adopt makes owner the owner of the named object, so that deleting the
+// StatefulSet collects it.
+func adopt[T any](ctx context.Context, client patcher[T], name string, owner metav1.OwnerReference) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{owner}}})
 	if err != nil {
 		return err
 	}
-	_, err = clientset.CoreV1().Secrets(secret.Namespace).Patch(ctx, secret.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	_, err = client.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 	return err
 }
 
@@ -126,6 +174,16 @@ func deleteSecret(ctx context.Context, clientset kubernetes.Interface, logger la
 	err := clientset.CoreV1().Secrets(secret.Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		logger.Error("deleting-registry-secret", err, lager.Data{"secret": secret.Name})
+	}
+}
+
+func deleteNetworkPolicy(ctx context.Context, clientset kubernetes.Interface, logger lager.Logger, policy *networkingv1.NetworkPolicy) {
+	if policy == nil {
+		return
+	}
+	err := clientset.NetworkingV1().NetworkPolicies(policy.Namespace).Delete(ctx, policy.Name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		logger.Error("deleting-egress-policy", err, lager.Data{"network_policy": policy.Name})
 	}
 }
 
@@ -247,7 +305,7 @@ func (c *LRPClient) reconcilePDB(ctx context.Context, sts *appsv1.StatefulSet) e
 	return nil
 }
 
-// Stop deletes the LRP; its pods, PDB and registry Secret are garbage
+// Stop deletes the LRP; its pods, PDB, egress policy and registry Secret are garbage
 // collected through their owner references.
 func (c *LRPClient) Stop(ctx context.Context, logger lager.Logger, guid, version string) error {
 	logger = logger.Session("stop", lager.Data{"guid": guid, "version": version})
@@ -264,8 +322,10 @@ func (c *LRPClient) Stop(ctx context.Context, logger lager.Logger, guid, version
 	if err != nil {
 		return fmt.Errorf("deleting statefulset %s/%s: %w", sts.Namespace, sts.Name, err)
 	}
-	// The secret would be collected too, but only if adopting it succeeded.
+	// The secret and the policy would be collected too, but only if adopting
+	// them succeeded.
 	deleteSecret(ctx, c.clientset, logger, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: sts.Name + registrySecretSuffix, Namespace: sts.Namespace}})
+	deleteNetworkPolicy(ctx, c.clientset, logger, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: sts.Name, Namespace: sts.Namespace}})
 	logger.Info("stopped", lager.Data{"statefulset": sts.Name})
 	return nil
 }

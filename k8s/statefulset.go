@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,11 +41,13 @@ const (
 )
 
 // LRPObjects are the objects one LRP becomes. RegistrySecret is nil unless the
-// docker image needs credentials; the PDB is nil for one instance or fewer.
+// docker image needs credentials; the PDB is nil for one instance or fewer;
+// EgressPolicy is nil when egress policies are off.
 type LRPObjects struct {
 	StatefulSet         *appsv1.StatefulSet
 	RegistrySecret      *corev1.Secret
 	PodDisruptionBudget *policyv1.PodDisruptionBudget
+	EgressPolicy        *networkingv1.NetworkPolicy
 }
 
 // Builder translates CC requests (LRPs, tasks) into Kubernetes objects. It
@@ -140,6 +143,10 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 		},
 	}
 	objects.PodDisruptionBudget = PodDisruptionBudget(objects.StatefulSet)
+	objects.EgressPolicy, err = b.egressPolicy(name, namespace, labels, selector, lrp.EgressRules)
+	if err != nil {
+		return nil, err
+	}
 	return objects, nil
 }
 

@@ -22,13 +22,13 @@ type DesireLRPRequest struct {
 	Ports            []int32  `json:"ports"`
 	// Routes is keyed by router ("cf-router", "tcp-router", ...). Values are kept
 	// raw so that router kinds Iris does not interpret yet survive a round trip.
-	Routes                  Routes            `json:"routes"`
-	Environment             map[string]string `json:"environment"`
-	EgressRules             []json.RawMessage `json:"egress_rules"`
-	Instances               *int              `json:"instances"`
-	LastUpdated             string            `json:"last_updated"`
-	HealthCheckType         string            `json:"health_check_type"`
-	HealthCheckHTTPEndpoint string            `json:"health_check_http_endpoint"`
+	Routes                  Routes              `json:"routes"`
+	Environment             map[string]string   `json:"environment"`
+	EgressRules             []SecurityGroupRule `json:"egress_rules"`
+	Instances               *int                `json:"instances"`
+	LastUpdated             string              `json:"last_updated"`
+	HealthCheckType         string              `json:"health_check_type"`
+	HealthCheckHTTPEndpoint string              `json:"health_check_http_endpoint"`
 	// HealthCheckTimeoutMs is, as CC fills it, the process's start timeout
 	// (health_check_timeout seconds * 1000), not the timeout of one check.
 	HealthCheckTimeoutMs   int64             `json:"health_check_timeout_ms"`

@@ -113,7 +113,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "apparmor_profile" $v.lrp.apparmorProfile
     "read_only_root_filesystem" $v.lrp.readOnlyRootFilesystem
     "user_namespaces" $v.lrp.userNamespaces
-    "allow_root_docker_images" $v.lrp.allowRootDockerImages)
+    "allow_root_docker_images" $v.lrp.allowRootDockerImages
+    "egress_policies" (dict
+      "enabled" $v.lrp.egressPolicies.enabled
+      "dns_namespace" $v.lrp.egressPolicies.dnsNamespace
+      "dns_pod_selector" $v.lrp.egressPolicies.dnsPodSelector))
   "staging" (dict
     "downloader_image" $v.staging.downloaderImage
     "executor_image" $v.staging.executorImage
