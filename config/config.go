@@ -135,8 +135,12 @@ type Events struct {
 type LeaderElection struct {
 	// Namespace of the Lease; empty means the first workloads namespace.
 	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
-	// Timing of the Lease: a successor takes over at most
+	// Name is the Lease of the reporters, CELL logs, metrics and pod logs.
+	Name string `json:"name"`
+	// RouteEmitterName is the route emitter's own Lease, so processes that
+	// run only the route component elect among themselves.
+	RouteEmitterName string `json:"route_emitter_name"`
+	// Timing of the Leases: a successor takes over at most
 	// lease_duration_seconds after a leader dies (at once on a clean stop).
 	LeaseDurationSeconds int `json:"lease_duration_seconds"`
 	RenewDeadlineSeconds int `json:"renew_deadline_seconds"`
@@ -278,6 +282,7 @@ func Default() Config {
 		Events:  Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
 		LeaderElection: LeaderElection{
 			Name:                 "iris-reporters",
+			RouteEmitterName:     "iris-route-emitter",
 			LeaseDurationSeconds: 15,
 			RenewDeadlineSeconds: 10,
 			RetryPeriodSeconds:   2,
@@ -405,9 +410,15 @@ func (c *Config) Validate() error {
 		if (c.CC.CertFile == "") != (c.CC.KeyFile == "") {
 			errs = append(errs, errors.New("cc: cert_file and key_file go together"))
 		}
+	}
+	// Every component but the API runs on the Lease holder only.
+	if c.Runs(ComponentEvents) || c.Runs(ComponentMetrics) || c.Runs(ComponentPodLogs) || c.Runs(ComponentRoute) {
 		le := c.LeaderElection
 		if le.Name == "" || le.RetryPeriodSeconds <= 0 || le.RenewDeadlineSeconds <= le.RetryPeriodSeconds || le.LeaseDurationSeconds <= le.RenewDeadlineSeconds {
 			errs = append(errs, errors.New("leader_election: needs a name and lease_duration > renew_deadline > retry_period > 0"))
+		}
+		if c.Runs(ComponentRoute) && (le.RouteEmitterName == "" || le.RouteEmitterName == le.Name) {
+			errs = append(errs, errors.New("leader_election: route_emitter_name must be set and differ from name"))
 		}
 	}
 	if c.LRP.AppUID <= 0 {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,9 +19,12 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/models"
@@ -182,6 +188,71 @@ var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
 		Eventually(conn.IsConnected, 10*time.Second).Should(BeTrue())
 		Eventually(func() []string { return uris(rec.registers()) }, 10*time.Second).Should(ContainElements("dora.example.com@1", "new.example.com@1"))
 	})
+
+	It("fails over to a standby emitter: one publisher at a time, and what went away meanwhile is unregistered", func() {
+		// A second Iris running only the route emitter waits for its Lease;
+		// its ops listener counts what it publishes.
+		standbyOps := freeAddress()
+		standbyConfig := strings.Replace(secondIrisConfig("route"), "ops:\n  listen_address: \"\"", "ops:\n  listen_address: "+strconv.Quote(standbyOps), 1)
+		Expect(standbyConfig).To(ContainSubstring(standbyOps))
+		standbyFile := filepath.Join(GinkgoT().TempDir(), "standby.yml")
+		Expect(os.WriteFile(standbyFile, []byte(standbyConfig), 0o600)).To(Succeed())
+		standby, err := gexec.Start(exec.Command(irisPath, "--config", standbyFile), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			standby.Signal(syscall.SIGTERM)
+			Eventually(standby, 20*time.Second).Should(gexec.Exit(0))
+		})
+		Eventually(standby, 10*time.Second).Should(gbytes.Say("campaigning"))
+		standbyPublished := func() string {
+			resp, err := http.Get("http://" + standbyOps + "/metrics")
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return regexp.MustCompile(`(?m)^iris_nats_messages_published_total .*$`).FindString(string(body))
+		}
+
+		// Both processes see the new instance become ready; only the
+		// leader registers it.
+		rec.reset()
+		indexTwo := func(msgs []route.RegistryMessage) int {
+			n := 0
+			for _, m := range msgs {
+				if m.PrivateInstanceIndex == "2" {
+					n++
+				}
+			}
+			return n
+		}
+		update(lrp, models.DesiredLRPUpdate{Instances: ptr.To(3), Annotation: "5.0"})
+		Eventually(func() int { return indexTwo(rec.registers()) }, 30*time.Second).Should(BeNumerically(">=", 2), "one message per route")
+		Consistently(standbyPublished, 2*time.Second).Should(Equal("iris_nats_messages_published_total 0"), "a standby publishes nothing")
+
+		// The leader dies without releasing the Lease. While nobody leads,
+		// instance 2 is scaled away: only the standby can tell gorouter.
+		irisSession.Kill()
+		Eventually(irisSession, 10*time.Second).Should(gexec.Exit())
+		sts := theStatefulSet(lrp)
+		_, err = clientset.AppsV1().StatefulSets(namespace).Patch(context.Background(), sts.Name, types.MergePatchType,
+			[]byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() bool {
+			pod, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), sts.Name+"-2", metav1.GetOptions{})
+			return apierrors.IsNotFound(err) || (err == nil && pod.DeletionTimestamp != nil)
+		}, 10*time.Second).Should(BeTrue())
+		Expect(string(standby.Out.Contents())).NotTo(ContainSubstring("leading"), "the handover must not have happened yet for this spec to test it")
+
+		Eventually(standby, 20*time.Second).Should(gbytes.Say("leading"))
+		Eventually(func() int { return indexTwo(rec.unregisters()) }, 10*time.Second).Should(Equal(2))
+		Expect(standbyPublished()).NotTo(Equal("iris_nats_messages_published_total 0"))
+
+		// The old leader comes back as a standby of the route Lease (and,
+		// once the dead one's expires, leader of the reporters').
+		startIris()
+		Eventually(irisSession, 20*time.Second).Should(gbytes.Say("leading"))
+	})
 })
 
 var _ = Describe("Routes over NATS with TLS and credentials", func() {
@@ -217,7 +288,8 @@ var _ = Describe("Routes over NATS with TLS and credentials", func() {
 		// The password comes from a file, as the chart mounts it from a Secret.
 		passwordFile := filepath.Join(dir, "nats-password")
 		Expect(os.WriteFile(passwordFile, []byte("s3cret\n"), 0o600)).To(Succeed())
-		config := secondIrisConfig("route")
+		// Its own route Lease: the suite's Iris holds the shared one.
+		config := strings.Replace(secondIrisConfig("route"), "leader_election:", "leader_election:\n  route_emitter_name: iris-route-emitter-tls", 1)
 		config = strings.Replace(config, "nats_servers: ["+strconv.Quote(nats.URL())+"]", fmt.Sprintf(
 			"nats_servers: [%q]\n  nats_username: router\n  nats_password_file: %q\n  nats_ca_cert_file: %q\n  nats_cert_file: %q\n  nats_key_file: %q",
 			secure.URL(), passwordFile, caFile, clientCert, clientKey), 1)

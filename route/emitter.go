@@ -24,6 +24,14 @@ const (
 // half the register interval, so 250,000 registrations never leave at once.
 const reEmitSteps = 20
 
+// standbyUnregisterWindow is how long a standby keeps the unregistrations
+// it did not send. gorouter prunes a route not refreshed for its prune
+// threshold (120 s by default), so older ones are moot.
+const standbyUnregisterWindow = 2 * time.Minute
+
+// maxStandbyUnregisters bounds that memory; the oldest go first.
+const maxStandbyUnregisters = 10_000
+
 // Greeting is gorouter's router.start message and router.greet reply.
 type Greeting struct {
 	ID                               string   `json:"id"`
@@ -32,17 +40,19 @@ type Greeting struct {
 	PruneThresholdInSeconds          int      `json:"pruneThresholdInSeconds"`
 }
 
-// Bus is the NATS connection the emitter talks through; *nats.Conn via
-// NATSBus implements it.
+// Bus is the NATS connection the emitter talks through; NATSBus implements
+// it. The emitter never closes it: it outlives the emitter's terms as
+// leader.
 type Bus interface {
 	Publish(subject string, data []byte) error
-	// Subscribe calls handler for each message on subject.
-	Subscribe(subject string, handler func(data []byte)) error
-	// Greet publishes router.greet and hands every reply to handler.
-	Greet(handler func(data []byte)) error
-	// OnReconnect calls fn after each reconnect to NATS.
+	// Subscribe calls handler for each message on subject until
+	// unsubscribe is called.
+	Subscribe(subject string, handler func(data []byte)) (unsubscribe func(), err error)
+	// Greet publishes router.greet and hands every reply to handler until
+	// stop is called.
+	Greet(handler func(data []byte)) (stop func(), err error)
+	// OnReconnect calls fn after each reconnect to NATS; nil clears it.
 	OnReconnect(fn func())
-	Close()
 }
 
 // EventSource delivers StatefulSet and pod events; k8s.Caches implements it.
@@ -51,7 +61,10 @@ type EventSource interface {
 }
 
 // Emitter keeps the route table in step with the informers and gorouter in
-// step with the table.
+// step with the table. Every replica keeps the table; only the one running
+// Run (the Lease holder) publishes. A standby remembers the unregistrations
+// it withheld, so that when it takes over, instances that went away during
+// the handover leave gorouter at once instead of after its prune threshold.
 type Emitter struct {
 	logger lager.Logger
 	bus    Bus
@@ -59,11 +72,19 @@ type Emitter struct {
 	mu       sync.Mutex
 	table    *Table
 	interval time.Duration
+	// active is true while Run runs; guarded by mu, like withheld.
+	active   bool
+	withheld []withheldUnregister
 
 	reEmitNow chan struct{}
 
 	published     atomic.Uint64
 	publishFailed atomic.Uint64
+}
+
+type withheldUnregister struct {
+	at      time.Time
+	message RegistryMessage
 }
 
 // Published is how many register/unregister messages went to NATS.
@@ -72,7 +93,8 @@ func (e *Emitter) Published() uint64 { return e.published.Load() }
 // PublishFailures is how many messages NATS did not take.
 func (e *Emitter) PublishFailures() uint64 { return e.publishFailed.Load() }
 
-// NewEmitter registers its handlers with source; Run starts emitting.
+// NewEmitter registers its handlers with source; Run emits. Run may run
+// again after it returned (leadership lost and won back).
 func NewEmitter(logger lager.Logger, bus Bus, source EventSource, tlsPort uint32, defaultInterval time.Duration) (*Emitter, error) {
 	e := &Emitter{
 		logger:    logger.Session("route-emitter"),
@@ -87,23 +109,36 @@ func NewEmitter(logger lager.Logger, bus Bus, source EventSource, tlsPort uint32
 	return e, nil
 }
 
-// Run is an ifrit runner.
+// Run is an ifrit runner: it publishes while it runs. It starts with the
+// unregistrations withheld as a standby, then registers everything, since
+// gorouter may have heard nothing for a while.
 func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
-	defer e.bus.Close()
-	if err := e.bus.Subscribe(SubjectStart, e.onGreeting); err != nil {
+	unsubscribe, err := e.bus.Subscribe(SubjectStart, e.onGreeting)
+	if err != nil {
 		return fmt.Errorf("subscribing to %s: %w", SubjectStart, err)
 	}
-	if err := e.bus.Greet(e.onGreeting); err != nil {
+	defer unsubscribe()
+	stopGreeting, err := e.bus.Greet(e.onGreeting)
+	if err != nil {
 		return fmt.Errorf("greeting routers: %w", err)
 	}
+	defer stopGreeting()
 	// After a reconnect NATS may have lost gorouter's view of us: send
 	// everything at once rather than waiting for the next pass.
 	e.bus.OnReconnect(func() {
 		e.logger.Info("nats-reconnected")
 		e.emitAll(0, nil)
 	})
+	defer e.bus.OnReconnect(nil)
+
+	withheld := e.activate()
+	defer e.deactivate()
 	close(ready)
-	e.logger.Info("started", lager.Data{"interval": e.currentInterval().String()})
+	for _, m := range withheld {
+		e.publish(SubjectUnregister, m)
+	}
+	e.emitAll(0, nil)
+	e.logger.Info("started", lager.Data{"interval": e.currentInterval().String(), "withheld_unregistrations": len(withheld)})
 
 	timer := time.NewTimer(e.currentInterval())
 	defer timer.Stop()
@@ -124,6 +159,28 @@ func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			timer.Reset(e.currentInterval())
 		}
 	}
+}
+
+// activate starts publishing and hands over the recent withheld
+// unregistrations.
+func (e *Emitter) activate() []RegistryMessage {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.active = true
+	var recent []RegistryMessage
+	for _, w := range e.withheld {
+		if time.Since(w.at) < standbyUnregisterWindow {
+			recent = append(recent, w.message)
+		}
+	}
+	e.withheld = nil
+	return recent
+}
+
+func (e *Emitter) deactivate() {
+	e.mu.Lock()
+	e.active = false
+	e.mu.Unlock()
 }
 
 // onGreeting adopts a router's register interval and, since a router that
@@ -152,10 +209,22 @@ func (e *Emitter) currentInterval() time.Duration {
 	return e.interval
 }
 
-// apply changes the table and publishes what the change calls for.
+// apply changes the table and publishes what the change calls for, or, on
+// a standby, remembers the unregistrations.
 func (e *Emitter) apply(change func(*Table) Changes) {
 	e.mu.Lock()
 	changes := change(e.table)
+	if !e.active {
+		now := time.Now()
+		for _, m := range changes.Unregistrations {
+			e.withheld = append(e.withheld, withheldUnregister{at: now, message: m})
+		}
+		if excess := len(e.withheld) - maxStandbyUnregisters; excess > 0 {
+			e.withheld = append(e.withheld[:0], e.withheld[excess:]...)
+		}
+		e.mu.Unlock()
+		return
+	}
 	e.mu.Unlock()
 	for _, m := range changes.Unregistrations {
 		e.publish(SubjectUnregister, m)
@@ -168,7 +237,7 @@ func (e *Emitter) apply(change func(*Table) Changes) {
 // emitAll registers every route, in reEmitSteps slices spread over spread
 // (all at once when spread is 0). The table lock is held for one slice at a
 // time, so informer events keep flowing during a pass. A signal between
-// slices ends the pass early and is returned.
+// slices ends the pass early and is returned; so does losing the lead.
 func (e *Emitter) emitAll(spread time.Duration, signals <-chan os.Signal) (os.Signal, bool) {
 	start := time.Now()
 	e.mu.Lock()
@@ -185,6 +254,10 @@ func (e *Emitter) emitAll(spread time.Duration, signals <-chan os.Signal) (os.Si
 	for i := 0; i < len(guids); i += per {
 		batch = batch[:0]
 		e.mu.Lock()
+		if !e.active {
+			e.mu.Unlock()
+			return nil, false
+		}
 		for _, guid := range guids[i:min(i+per, len(guids))] {
 			e.table.EachOf(guid, func(m RegistryMessage) { batch = append(batch, m) })
 		}

@@ -17,10 +17,9 @@ func (b *countingBus) Publish(_ string, data []byte) error {
 	b.bytes += len(data)
 	return nil
 }
-func (b *countingBus) Subscribe(string, func([]byte)) error { return nil }
-func (b *countingBus) Greet(func([]byte)) error             { return nil }
-func (b *countingBus) OnReconnect(func())                   {}
-func (b *countingBus) Close()                               {}
+func (b *countingBus) Subscribe(string, func([]byte)) (func(), error) { return func() {}, nil }
+func (b *countingBus) Greet(func([]byte)) (func(), error)             { return func() {}, nil }
+func (b *countingBus) OnReconnect(func())                             {}
 
 // fillTable builds lrps LRPs of instances instances with one route each.
 func fillTable(lrps, instances int) *Table {
@@ -57,7 +56,7 @@ func BenchmarkReEmit250k(b *testing.B) {
 	bytesPerInstance := float64(after.HeapAlloc-before.HeapAlloc) / float64(lrps*instances)
 
 	bus := &countingBus{}
-	e := &Emitter{logger: lagertest.NewTestLogger("bench"), bus: bus, table: table}
+	e := &Emitter{logger: lagertest.NewTestLogger("bench"), bus: bus, table: table, active: true}
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {

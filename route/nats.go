@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -99,26 +100,36 @@ func (b *NATSBus) Publish(subject string, data []byte) error {
 	return b.conn.Publish(subject, data)
 }
 
-// Subscribe hands each message on subject to handler.
-func (b *NATSBus) Subscribe(subject string, handler func([]byte)) error {
-	_, err := b.conn.Subscribe(subject, func(m *nats.Msg) { handler(m.Data) })
-	return err
+// Subscribe hands each message on subject to handler until unsubscribe.
+func (b *NATSBus) Subscribe(subject string, handler func([]byte)) (func(), error) {
+	sub, err := b.conn.Subscribe(subject, func(m *nats.Msg) { handler(m.Data) })
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// Greet asks every router for its greeting; replies may come from several.
-func (b *NATSBus) Greet(handler func([]byte)) error {
+// Greet asks every router for its greeting; replies may come from several,
+// until stop.
+func (b *NATSBus) Greet(handler func([]byte)) (func(), error) {
 	inbox := b.conn.NewRespInbox()
-	if _, err := b.conn.Subscribe(inbox, func(m *nats.Msg) {
+	sub, err := b.conn.Subscribe(inbox, func(m *nats.Msg) {
 		// With no router listening the server answers with an empty
 		// "503 no responders" status message: nothing to adopt.
 		if len(m.Data) == 0 {
 			return
 		}
 		handler(m.Data)
-	}); err != nil {
-		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return b.conn.PublishRequest(SubjectGreet, inbox, nil)
+	stop := func() { _ = sub.Unsubscribe() }
+	if err := b.conn.PublishRequest(SubjectGreet, inbox, nil); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }
 
 // OnReconnect registers fn to run after every (re)connect.
@@ -132,4 +143,14 @@ func (b *NATSBus) OnReconnect(fn func()) {
 func (b *NATSBus) Close() {
 	_ = b.conn.FlushTimeout(2 * time.Second)
 	b.conn.Close()
+}
+
+// Run is an ifrit runner that holds the connection until signalled, then
+// closes it. It starts before and stops after the (leader-elected)
+// emitter, so a standby stays connected and takes over without dialling.
+func (b *NATSBus) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	close(ready)
+	<-signals
+	b.Close()
+	return nil
 }

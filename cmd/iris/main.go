@@ -141,7 +141,12 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 		}
 		opsServer.CounterFunc("nats_messages_published_total", "router.register/unregister messages published to NATS.", counter(emitter.Published))
 		opsServer.CounterFunc("nats_publish_failures_total", "Messages NATS did not take (resent on the next pass).", counter(emitter.PublishFailures))
-		members = append(members, grouper.Member{Name: "route-emitter", Runner: emitter})
+		// Every replica stays connected and keeps its route table; only
+		// the Lease holder publishes. The connection closes after the
+		// emitter stopped, so its last messages are flushed.
+		members = append(members,
+			grouper.Member{Name: "nats", Runner: bus},
+			grouper.Member{Name: "route-emitter", Runner: onLeader(logger, cfg, clientset, cfg.LeaderElection.RouteEmitterName, emitter)})
 	}
 	// Logs and metrics share one sender; it starts before and stops after
 	// everything that emits, so its drain sees their last envelopes.
@@ -160,7 +165,7 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 		return nil, err
 	}
 	if len(leaderMembers) > 0 {
-		members = append(members, grouper.Member{Name: "leader", Runner: onLeader(logger, cfg, clientset,
+		members = append(members, grouper.Member{Name: "leader", Runner: onLeader(logger, cfg, clientset, cfg.LeaderElection.Name,
 			grouper.NewParallel(os.Interrupt, leaderMembers))})
 	}
 	// Caches first: everything after them reads synced caches.
@@ -265,8 +270,8 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	}, nil
 }
 
-// onLeader runs runner while this process holds the Lease.
-func onLeader(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, runner ifrit.Runner) ifrit.Runner {
+// onLeader runs runner while this process holds the Lease named lease.
+func onLeader(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, lease string, runner ifrit.Runner) ifrit.Runner {
 	le := cfg.LeaderElection
 	namespace := le.Namespace
 	if namespace == "" {
@@ -275,7 +280,7 @@ func onLeader(logger lager.Logger, cfg config.Config, clientset kubernetes.Inter
 	hostname, _ := os.Hostname()
 	return leader.NewRunner(logger, clientset, leader.Options{
 		Namespace:     namespace,
-		Name:          le.Name,
+		Name:          lease,
 		Identity:      hostname + "-" + strconv.Itoa(os.Getpid()),
 		LeaseDuration: time.Duration(le.LeaseDurationSeconds) * time.Second,
 		RenewDeadline: time.Duration(le.RenewDeadlineSeconds) * time.Second,

@@ -141,6 +141,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "leader_election" (dict
     "namespace" .Release.Namespace
     "name" $v.leaderElection.name
+    "route_emitter_name" $v.leaderElection.routeEmitterName
     "lease_duration_seconds" $v.leaderElection.leaseDurationSeconds
     "renew_deadline_seconds" $v.leaderElection.renewDeadlineSeconds
     "retry_period_seconds" $v.leaderElection.retryPeriodSeconds)

@@ -1,0 +1,202 @@
+package route_test
+
+import (
+	"encoding/json"
+	"os"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/route"
+)
+
+type sent struct {
+	subject string
+	message route.RegistryMessage
+}
+
+// recordingBus records what the emitter publishes and which handlers it
+// has subscribed.
+type recordingBus struct {
+	mu            sync.Mutex
+	sent          []sent
+	subscriptions map[string]func([]byte)
+	greeters      int
+	onReconnect   func()
+}
+
+func (b *recordingBus) Publish(subject string, data []byte) error {
+	var m route.RegistryMessage
+	Expect(json.Unmarshal(data, &m)).To(Succeed())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sent = append(b.sent, sent{subject, m})
+	return nil
+}
+
+func (b *recordingBus) Subscribe(subject string, handler func([]byte)) (func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.subscriptions[subject] = handler
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.subscriptions, subject)
+	}, nil
+}
+
+func (b *recordingBus) Greet(func([]byte)) (func(), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.greeters++
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.greeters--
+	}, nil
+}
+
+func (b *recordingBus) OnReconnect(fn func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.onReconnect = fn
+}
+
+func (b *recordingBus) take() []sent {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.sent
+	b.sent = nil
+	return out
+}
+
+func (b *recordingBus) state() (subscriptions, greeters int, reconnectSet bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subscriptions), b.greeters, b.onReconnect != nil
+}
+
+// handlerSource hands the emitter's informer handlers to the test.
+type handlerSource struct{ statefulSets, pods cache.ResourceEventHandler }
+
+func (s *handlerSource) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler) error {
+	s.statefulSets, s.pods = statefulSets, pods
+	return nil
+}
+
+func routedStatefulSet(processGUID, hostname string) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{
+		Name:   processGUID,
+		Labels: map[string]string{k8s.LabelAppGUID: "app", k8s.LabelProcessType: "web"},
+		Annotations: map[string]string{
+			k8s.AnnotationProcessGUID: processGUID,
+			k8s.AnnotationRoutes:      `{"cf-router":[{"hostname":"` + hostname + `","port":8080}]}`,
+		},
+	}}
+}
+
+func readyPod(processGUID, name, ip string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, UID: types.UID(name + "-uid"),
+			Labels:      map[string]string{k8s.PodIndexLabel: "0"},
+			Annotations: map[string]string{k8s.AnnotationProcessGUID: processGUID},
+		},
+		Status: corev1.PodStatus{
+			PodIP:      ip,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		},
+	}
+}
+
+var _ = Describe("Emitter leadership", func() {
+	var (
+		bus     *recordingBus
+		source  *handlerSource
+		emitter *route.Emitter
+	)
+
+	BeforeEach(func() {
+		bus = &recordingBus{subscriptions: map[string]func([]byte){}}
+		source = &handlerSource{}
+		var err error
+		emitter, err = route.NewEmitter(lagertest.NewTestLogger("route"), bus, source, 0, time.Hour)
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	subjects := func(msgs []sent) []string {
+		var out []string
+		for _, m := range msgs {
+			out = append(out, m.subject+" "+m.message.URIs[0]+" "+m.message.Host)
+		}
+		return out
+	}
+
+	It("publishes nothing as a standby, and on taking over sends what it withheld, then everything", func() {
+		source.statefulSets.OnAdd(routedStatefulSet("a-v1", "a.example.com"), true)
+		source.pods.OnAdd(readyPod("a-v1", "a-0", "10.0.0.1"), true)
+		source.pods.OnAdd(readyPod("a-v1", "a-1", "10.0.0.2"), true)
+		gone := readyPod("a-v1", "a-1", "10.0.0.2")
+		source.pods.OnDelete(gone)
+		Expect(bus.take()).To(BeEmpty(), "a standby sends nothing")
+
+		process := ifrit.Invoke(emitter)
+		Eventually(func() []string { return subjects(bus.take()) }).Should(Equal([]string{
+			"router.unregister a.example.com 10.0.0.2",
+			"router.register a.example.com 10.0.0.1",
+		}))
+		subs, greeters, reconnect := bus.state()
+		Expect(subs).To(Equal(1), "router.start")
+		Expect(greeters).To(Equal(1))
+		Expect(reconnect).To(BeTrue())
+
+		// While leading, changes go out as they happen.
+		source.pods.OnAdd(readyPod("a-v1", "a-2", "10.0.0.3"), false)
+		Expect(subjects(bus.take())).To(Equal([]string{"router.register a.example.com 10.0.0.3"}))
+
+		process.Signal(os.Interrupt)
+		Eventually(process.Wait()).Should(Receive(BeNil()))
+		subs, greeters, reconnect = bus.state()
+		Expect([]any{subs, greeters, reconnect}).To(Equal([]any{0, 0, false}), "a former leader listens to nothing")
+
+		source.pods.OnDelete(readyPod("a-v1", "a-0", "10.0.0.1"))
+		Expect(bus.take()).To(BeEmpty(), "a former leader sends nothing")
+
+		// Leading again: the unregistration withheld meanwhile goes first.
+		process = ifrit.Invoke(emitter)
+		Eventually(func() []string { return subjects(bus.take()) }).Should(Equal([]string{
+			"router.unregister a.example.com 10.0.0.1",
+			"router.register a.example.com 10.0.0.3",
+		}))
+		process.Signal(os.Interrupt)
+		Eventually(process.Wait()).Should(Receive(BeNil()))
+	})
+
+	It("answers a router.start with a full emit only while leading", func() {
+		source.statefulSets.OnAdd(routedStatefulSet("b-v1", "b.example.com"), true)
+		source.pods.OnAdd(readyPod("b-v1", "b-0", "10.0.1.1"), true)
+		process := ifrit.Invoke(emitter)
+		Eventually(func() []sent { return bus.take() }).Should(HaveLen(1))
+
+		bus.mu.Lock()
+		start := bus.subscriptions[route.SubjectStart]
+		bus.mu.Unlock()
+		start([]byte(`{"id":"router-1","minimumRegisterIntervalInSeconds":20}`))
+		Eventually(func() []string { return subjects(bus.take()) }).Should(Equal([]string{"router.register b.example.com 10.0.1.1"}))
+
+		process.Signal(os.Interrupt)
+		Eventually(process.Wait()).Should(Receive(BeNil()))
+		start([]byte(`{"id":"router-1","minimumRegisterIntervalInSeconds":20}`))
+		Consistently(func() []sent { return bus.take() }, 200*time.Millisecond).Should(BeEmpty())
+	})
+})
