@@ -1,16 +1,30 @@
 package integration_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	natsgo "github.com/nats-io/nats.go"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -25,6 +39,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/route"
 )
 
 // The Helm chart in deploy/helm/iris, checked with the helm binary that
@@ -333,4 +349,170 @@ var _ = Describe("Helm chart", Ordered, func() {
 		forbidden(err)
 		Expect(can(agent, authorizationv1.ResourceAttributes{Resource: "pods", Verb: "delete", Namespace: ns})).To(BeFalse())
 	})
+
+	It("runs the image's Iris with the installed chart's config and ServiceAccount: desire, route, lead, stop", func() {
+		ctx := context.Background()
+		releaseNS := createNamespace("iris-chart-run-")
+		appsNS := releaseNS + "-apps"
+		DeferCleanup(func() {
+			_, err := helm("uninstall", "iris", "--namespace", releaseNS)
+			Expect(err).NotTo(HaveOccurred())
+			for _, ns := range []string{appsNS, releaseNS} {
+				err := clientset.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+				if err != nil && !apierrors.IsNotFound(err) {
+					Expect(err).NotTo(HaveOccurred())
+				}
+			}
+		})
+		_, err := helm("install", "iris", chartDir, "--namespace", releaseNS,
+			"--set", "createNamespaces=true", "--set", "image.repository="+oci.Host()+"/cf/iris", "--set", "image.tag=chart-test",
+			"--set", "loggregator.ingressAddress=metron.cf-system:3458", "--set", "secrets.loggregator=iris-loggregator",
+			"--set-json", fmt.Sprintf(`workloadsNamespaces=[%q]`, appsNS))
+		Expect(err).NotTo(HaveOccurred())
+
+		// The image: the suite's static binary packaged by scripts/image and
+		// pushed to the suite's registry, as an operator would.
+		ref := oci.Host() + "/cf/iris:chart-test"
+		build := exec.Command("go", "run", "./scripts/image", "-binary", irisPath, "-platforms", "linux/"+runtime.GOARCH, "-push", ref, "-insecure")
+		build.Dir = ".."
+		out, err := build.CombinedOutput()
+		Expect(err).NotTo(HaveOccurred(), string(out))
+		deployment, err := clientset.AppsV1().Deployments(releaseNS).Get(ctx, "iris", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		container := deployment.Spec.Template.Spec.Containers[0]
+		Expect(container.Image).To(Equal(ref))
+		Expect(container.Command).To(BeEmpty(), "the chart relies on the image's entrypoint")
+
+		parsed, err := name.ParseReference(ref, name.Insecure)
+		Expect(err).NotTo(HaveOccurred())
+		img, err := remote.Image(parsed, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}))
+		Expect(err).NotTo(HaveOccurred())
+		imageConfig, err := img.ConfigFile()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(imageConfig.Config.Entrypoint).To(Equal([]string{"/usr/local/bin/iris"}))
+		Expect(imageConfig.Config.User).To(Equal("65532:65532"))
+		binary := filepath.Join(GinkgoT().TempDir(), "iris")
+		extractFile(img, "usr/local/bin/iris", binary)
+
+		// The chart's iris.yml as installed, with what only the test
+		// environment knows (CC, NATS, Loggregator, listen addresses) taken
+		// from the suite's config, and a kubeconfig that acts as the
+		// chart's ServiceAccount.
+		cm, err := clientset.CoreV1().ConfigMaps(releaseNS).Get(ctx, "iris", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		var chartConfig, suiteConfig map[string]any
+		Expect(yaml.Unmarshal([]byte(cm.Data["iris.yml"]), &chartConfig)).To(Succeed())
+		Expect(yaml.Unmarshal([]byte(readFile(irisConfigFile)), &suiteConfig)).To(Succeed())
+		for _, key := range []string{"cc", "loggregator", "route"} {
+			chartConfig[key] = suiteConfig[key]
+		}
+		apiAddr, opsAddr := freeAddress(), freeAddress()
+		api := chartConfig["api"].(map[string]any)
+		api["listen_address"], api["tls_listen_address"] = apiAddr, ""
+		chartConfig["ops"] = map[string]any{"listen_address": opsAddr}
+		chartConfig["log_level"] = "debug"
+		chartConfig["kubeconfig"] = impersonatingKubeconfig("system:serviceaccount:" + releaseNS + ":iris")
+		configData, err := yaml.Marshal(chartConfig)
+		Expect(err).NotTo(HaveOccurred())
+		configFile := filepath.Join(GinkgoT().TempDir(), "iris.yml")
+		Expect(os.WriteFile(configFile, configData, 0o600)).To(Succeed())
+
+		session, err := gexec.Start(exec.Command(binary, "--config", configFile), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			session.Signal(syscall.SIGTERM)
+			Eventually(session, 20*time.Second).Should(gexec.Exit(0))
+		})
+		Eventually(func() (int, error) {
+			resp, err := http.Get("http://" + opsAddr + "/readyz")
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}, 30*time.Second, 200*time.Millisecond).Should(Equal(http.StatusOK))
+
+		natsConn, err := natsgo.Connect(nats.URL())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(natsConn.Close)
+		lrp := newLRP(1)
+		rec := &recorder{appGUID: lrp.AppGUID}
+		_, err = natsConn.Subscribe(route.SubjectRegister, rec.handle(route.SubjectRegister))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(natsConn.Flush()).To(Succeed())
+
+		// Everything a desire creates: StatefulSet, registry Secret, egress
+		// NetworkPolicy; then the instance runs, is routed and stops.
+		lrp.Lifecycle.DockerLifecycle.RegistryUsername, lrp.Lifecycle.DockerLifecycle.RegistryPassword = "bob", "hunter2"
+		lrp.EgressRules = []models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0/8"}, Ports: []uint32{443}}}
+		send := func(method, path string, body any) int {
+			var reader io.Reader
+			if body != nil {
+				data, err := json.Marshal(body)
+				Expect(err).NotTo(HaveOccurred())
+				reader = bytes.NewReader(data)
+			}
+			req, err := http.NewRequest(method, "http://"+apiAddr+path, reader)
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			respBody, _ := io.ReadAll(resp.Body)
+			GinkgoWriter.Printf("%s %s: %d %s\n", method, path, resp.StatusCode, respBody)
+			return resp.StatusCode
+		}
+		Expect(send("PUT", "/apps/"+lrp.ProcessGUID, lrp)).To(Equal(http.StatusAccepted))
+		Expect(statefulSets(appsNS, lrp)).To(HaveLen(1))
+		Expect(statefulSets(appsNS, lrp)[0].Spec.Template.Spec.ServiceAccountName).To(Equal("iris-app"))
+		Expect(secrets(appsNS, lrp)).To(HaveLen(1))
+		Expect(networkPolicies(appsNS, lrp)).To(HaveLen(1))
+		Eventually(runningPods(appsNS, lrp), 30*time.Second).Should(Equal(1))
+		Eventually(func() []string { return uris(rec.registers()) }, 30*time.Second).Should(ContainElement("dora.example.com@0"))
+		for _, lease := range []string{"iris-reporters", "iris-route-emitter"} {
+			Eventually(func() string {
+				l, err := clientset.CoordinationV1().Leases(releaseNS).Get(ctx, lease, metav1.GetOptions{})
+				if err != nil || l.Spec.HolderIdentity == nil {
+					return ""
+				}
+				return *l.Spec.HolderIdentity
+			}, 30*time.Second).ShouldNot(BeEmpty(), "lease %s", lease)
+		}
+
+		Expect(send("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)).To(Equal(http.StatusOK))
+		Eventually(func() int { return len(statefulSets(appsNS, lrp)) }, 30*time.Second).Should(BeZero())
+		Expect(string(session.Out.Contents())).NotTo(ContainSubstring("forbidden"))
+	})
 })
+
+// impersonatingKubeconfig writes a copy of the suite's kubeconfig whose
+// requests act as user (a ServiceAccount), and returns its path.
+func impersonatingKubeconfig(user string) string {
+	kubeconfig, err := clientcmd.LoadFromFile(os.Getenv("KUBECONFIG"))
+	Expect(err).NotTo(HaveOccurred())
+	for _, auth := range kubeconfig.AuthInfos {
+		auth.Impersonate = user
+	}
+	path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
+	Expect(clientcmd.WriteToFile(*kubeconfig, path)).To(Succeed())
+	return path
+}
+
+// extractFile writes the file at path in img's filesystem to dest, executable.
+func extractFile(img v1.Image, path, dest string) {
+	fs := mutate.Extract(img)
+	defer fs.Close()
+	tr := tar.NewReader(fs)
+	for {
+		header, err := tr.Next()
+		Expect(err).NotTo(HaveOccurred(), "%s not in the image", path)
+		if strings.TrimPrefix(header.Name, "/") != path {
+			continue
+		}
+		f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = io.Copy(f, tr)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(f.Close()).To(Succeed())
+		return
+	}
+}

@@ -70,7 +70,9 @@ var _ = BeforeSuite(func() {
 	namespace = createNamespace("iris-it-")
 	otherNamespace = createNamespace("iris-it-other-")
 
-	irisPath, err = gexec.Build("github.com/iris-cf/iris/cmd/iris")
+	// Built as the image builds it (scripts/image): static, no cgo, so the
+	// binary under test is the one the image ships.
+	irisPath, err = gexec.BuildWithEnvironment("github.com/iris-cf/iris/cmd/iris", []string{"CGO_ENABLED=0"}, "-trimpath")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(gexec.CleanupBuildArtifacts)
 
