@@ -4,15 +4,11 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
-	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -162,15 +158,7 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 
 	It("fails over to a standby replica without losing a report", func() {
 		// A second Iris running only the reporter waits for the Lease.
-		standbyConfig := secondIrisConfig("events")
-		standbyFile := filepath.Join(GinkgoT().TempDir(), "standby.yml")
-		Expect(os.WriteFile(standbyFile, []byte(standbyConfig), 0o600)).To(Succeed())
-		standby, err := gexec.Start(exec.Command(irisPath, "--config", standbyFile), GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			standby.Signal(syscall.SIGTERM)
-			Eventually(standby, 20*time.Second).Should(gexec.Exit(0))
-		})
+		standby := startExtraIris(irisPath, secondIrisConfig("events"))
 		Eventually(standby, 10*time.Second).Should(gbytes.Say("campaigning"))
 
 		lrp := runningLRP(1)

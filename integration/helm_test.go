@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -24,7 +23,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"github.com/onsi/gomega/gexec"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -414,15 +412,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		chartConfig["kubeconfig"] = impersonatingKubeconfig("system:serviceaccount:" + releaseNS + ":iris")
 		configData, err := yaml.Marshal(chartConfig)
 		Expect(err).NotTo(HaveOccurred())
-		configFile := filepath.Join(GinkgoT().TempDir(), "iris.yml")
-		Expect(os.WriteFile(configFile, configData, 0o600)).To(Succeed())
-
-		session, err := gexec.Start(exec.Command(binary, "--config", configFile), GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			session.Signal(syscall.SIGTERM)
-			Eventually(session, 20*time.Second).Should(gexec.Exit(0))
-		})
+		session := startExtraIris(binary, string(configData))
 		Eventually(func() (int, error) {
 			resp, err := http.Get("http://" + opsAddr + "/readyz")
 			if err != nil {

@@ -167,6 +167,20 @@ func secondIrisConfig(components string) string {
 	return strings.Replace(config, "log_level: debug", "log_level: debug\ncomponents: ["+components+"]", 1)
 }
 
+// startExtraIris runs binary with config (YAML) beside the suite's Iris
+// until the spec ends, when SIGTERM must drain it and exit 0.
+func startExtraIris(binary, config string) *gexec.Session {
+	file := filepath.Join(GinkgoT().TempDir(), "iris.yml")
+	Expect(os.WriteFile(file, []byte(config), 0o600)).To(Succeed())
+	session, err := gexec.Start(exec.Command(binary, "--config", file), GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		session.Signal(syscall.SIGTERM)
+		Eventually(session, 20*time.Second).Should(gexec.Exit(0))
+	})
+	return session
+}
+
 // startIris runs the iris binary with the suite's config and waits until it serves.
 func startIris() {
 	var err error

@@ -7,13 +7,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -195,14 +193,7 @@ var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
 		standbyOps := freeAddress()
 		standbyConfig := strings.Replace(secondIrisConfig("route"), "ops:\n  listen_address: \"\"", "ops:\n  listen_address: "+strconv.Quote(standbyOps), 1)
 		Expect(standbyConfig).To(ContainSubstring(standbyOps))
-		standbyFile := filepath.Join(GinkgoT().TempDir(), "standby.yml")
-		Expect(os.WriteFile(standbyFile, []byte(standbyConfig), 0o600)).To(Succeed())
-		standby, err := gexec.Start(exec.Command(irisPath, "--config", standbyFile), GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			standby.Signal(syscall.SIGTERM)
-			Eventually(standby, 20*time.Second).Should(gexec.Exit(0))
-		})
+		standby := startExtraIris(irisPath, standbyConfig)
 		Eventually(standby, 10*time.Second).Should(gbytes.Say("campaigning"))
 		standbyPublished := func() string {
 			resp, err := http.Get("http://" + standbyOps + "/metrics")
@@ -235,7 +226,7 @@ var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
 		irisSession.Kill()
 		Eventually(irisSession, 10*time.Second).Should(gexec.Exit())
 		sts := theStatefulSet(lrp)
-		_, err = clientset.AppsV1().StatefulSets(namespace).Patch(context.Background(), sts.Name, types.MergePatchType,
+		_, err := clientset.AppsV1().StatefulSets(namespace).Patch(context.Background(), sts.Name, types.MergePatchType,
 			[]byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() bool {
@@ -293,14 +284,7 @@ var _ = Describe("Routes over NATS with TLS and credentials", func() {
 		config = strings.Replace(config, "nats_servers: ["+strconv.Quote(nats.URL())+"]", fmt.Sprintf(
 			"nats_servers: [%q]\n  nats_username: router\n  nats_password_file: %q\n  nats_ca_cert_file: %q\n  nats_cert_file: %q\n  nats_key_file: %q",
 			secure.URL(), passwordFile, caFile, clientCert, clientKey), 1)
-		configFile := filepath.Join(dir, "route-only.yml")
-		Expect(os.WriteFile(configFile, []byte(config), 0o600)).To(Succeed())
-		emitter, err := gexec.Start(exec.Command(irisPath, "--config", configFile), GinkgoWriter, GinkgoWriter)
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			emitter.Signal(syscall.SIGTERM)
-			Eventually(emitter, 20*time.Second).Should(gexec.Exit(0))
-		})
+		startExtraIris(irisPath, config)
 
 		desire(lrp)
 		Eventually(func() []string { return uris(rec.registers()) }, 30*time.Second).Should(ContainElement("dora.example.com@0"))
