@@ -205,6 +205,10 @@ type LRP struct {
 	// DropletRegistry is the registry (host[:port][/path]) holding droplet
 	// images; a buildpack LRP runs DropletRegistry/<droplet_guid>:<droplet_hash>.
 	DropletRegistry string `json:"droplet_registry"`
+	// DropletRegistrySecretName names a kubernetes.io/dockerconfigjson
+	// Secret, present in every workloads namespace, that buildpack app and
+	// task pods pull their droplet images with; empty: no credentials.
+	DropletRegistrySecretName string `json:"droplet_registry_secret_name"`
 	// DropletLauncher is the launcher inside droplet images that runs the start command.
 	DropletLauncher string `json:"droplet_launcher"`
 	// AppUID is the fixed non-root user every app container runs as.

@@ -123,6 +123,7 @@ api:
   max_request_body_bytes: 65536
 lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
+  droplet_registry_secret_name: droplet-registry
 staging:
   iris_url: %q
   timeout_seconds: 600

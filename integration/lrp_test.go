@@ -180,6 +180,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 			app := theStatefulSet(lrp).Spec.Template.Spec.Containers[0]
 			Expect(app.Image).To(Equal("127.0.0.1:5000/cloudfoundry/droplet:sha1"))
 			Expect(app.Command).To(Equal([]string{"/lifecycle/launcher", "app", "./run", ""}))
+			Expect(theStatefulSet(lrp).Spec.Template.Spec.ImagePullSecrets).To(ConsistOf(corev1.LocalObjectReference{Name: "droplet-registry"}))
 			Eventually(runningPods(namespace, lrp), 30*time.Second).Should(Equal(1))
 		})
 	})

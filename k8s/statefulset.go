@@ -118,8 +118,8 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 			return nil, err
 		}
 		objects.RegistrySecret = secret
-		podSpec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
 	}
+	podSpec.ImagePullSecrets = b.pullSecrets(lrp.Lifecycle, objects.RegistrySecret)
 
 	selector := map[string]string{LabelGUID: labels[LabelGUID], LabelVersion: labels[LabelVersion]}
 	objects.StatefulSet = &appsv1.StatefulSet{
@@ -259,6 +259,18 @@ func (b *Builder) imageAndCommand(lrp *models.DesireLRPRequest) (string, []strin
 	default:
 		return "", nil, models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
 	}
+}
+
+// pullSecrets are the pod's imagePullSecrets: the docker image's own
+// credentials, or for droplets the operator's droplet registry Secret.
+func (b *Builder) pullSecrets(lifecycle models.Lifecycle, dockerSecret *corev1.Secret) []corev1.LocalObjectReference {
+	switch {
+	case dockerSecret != nil:
+		return []corev1.LocalObjectReference{{Name: dockerSecret.Name}}
+	case lifecycle.BuildpackLifecycle != nil && b.cfg.DropletRegistrySecretName != "":
+		return []corev1.LocalObjectReference{{Name: b.cfg.DropletRegistrySecretName}}
+	}
+	return nil
 }
 
 func (b *Builder) dropletImage(bp *models.BuildpackLifecycle) string {

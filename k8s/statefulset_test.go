@@ -235,6 +235,26 @@ var _ = Describe("Builder", func() {
 		It("runs the droplet image through the launcher", func() {
 			Expect(app.Image).To(Equal("registry.cf-system.svc.cluster.local:5000/cloudfoundry/droplet-guid:abc123"))
 			Expect(app.Command).To(Equal([]string{"/lifecycle/launcher", "app", "bundle exec rackup", ""}))
+			Expect(sts.Spec.Template.Spec.ImagePullSecrets).To(BeEmpty(), "no droplet registry Secret configured")
+		})
+
+		It("pulls droplets, of apps and tasks, with the operator's droplet registry Secret", func() {
+			cfg := config.Default().LRP
+			cfg.DropletRegistrySecretName = "droplet-registry"
+			builder := k8s.NewBuilder(cfg)
+			want := []corev1.LocalObjectReference{{Name: "droplet-registry"}}
+
+			objects, err := builder.Build(lrp, "ns")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(objects.StatefulSet.Spec.Template.Spec.ImagePullSecrets).To(Equal(want))
+
+			task, err := builder.BuildTask(&models.TaskRequest{GUID: "t", Name: "migrate", AppGUID: "a", Lifecycle: lrp.Lifecycle}, "ns")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(task.Job.Spec.Template.Spec.ImagePullSecrets).To(Equal(want))
+
+			docker, err := builder.Build(dockerLRP(), "ns")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(docker.StatefulSet.Spec.Template.Spec.ImagePullSecrets).To(BeEmpty(), "docker images are not droplets")
 		})
 	})
 

@@ -75,8 +75,8 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 			return nil, err
 		}
 		objects.RegistrySecret = secret
-		podSpec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
 	}
+	podSpec.ImagePullSecrets = b.pullSecrets(task.Lifecycle, objects.RegistrySecret)
 	objects.Job = &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
 		Spec: batchv1.JobSpec{

@@ -104,6 +104,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "api" $api
   "lrp" (dict
     "droplet_registry" $v.lrp.dropletRegistry
+    "droplet_registry_secret_name" $v.lrp.dropletRegistrySecretName
     "droplet_launcher" $v.lrp.dropletLauncher
     "app_uid" $v.lrp.appUid
     "cpu_millicores_per_weight" $v.lrp.cpuMillicoresPerWeight
