@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
 	"github.com/iris-cf/iris/route"
 )
@@ -470,6 +471,22 @@ var _ = Describe("Helm chart", Ordered, func() {
 
 		Expect(send("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)).To(Equal(http.StatusOK))
 		Eventually(func() int { return len(statefulSets(appsNS, lrp)) }, 30*time.Second).Should(BeZero())
+
+		// A task, cancelled: its Job goes and the task reporter (on the
+		// reporters' Lease) tells CC.
+		task := newTask()
+		Expect(send("POST", "/tasks/"+task.GUID, task)).To(Equal(http.StatusAccepted))
+		Eventually(func() (int, error) {
+			jobs, err := clientset.BatchV1().Jobs(appsNS).List(ctx, metav1.ListOptions{LabelSelector: k8s.LabelTaskGUID + "=" + task.GUID})
+			if err != nil {
+				return 0, err
+			}
+			return len(jobs.Items), nil
+		}, 10*time.Second).Should(Equal(1))
+		Expect(send("DELETE", "/tasks/"+task.GUID, nil)).To(Equal(http.StatusNoContent))
+		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(task.GUID, true) }, 30*time.Second).Should(
+			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: true, FailureReason: "task was cancelled"}}))
+
 		Expect(string(session.Out.Contents())).NotTo(ContainSubstring("forbidden"))
 	})
 })
