@@ -99,6 +99,8 @@ var _ = Describe("Handler", func() {
 			Entry("port out of range", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports": [8080]`, `"ports": [70000]`, 1), "out of range"),
 			Entry("routes not a list", "/apps/app-guid-v1", strings.Replace(validDesire, `[{"hostname": "app.example.com", "port": 8080}]`, `"app.example.com"`, 1), "routes"),
 			Entry("unknown health check", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports"`, `"health_check_type": "ping", "ports"`, 1), "health_check_type"),
+			Entry("two placement tags", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports"`, `"placement_tags": ["a", "b"], "ports"`, 1), "one tag (the isolation segment)"),
+			Entry("an empty placement tag", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports"`, `"placement_tags": [""], "ports"`, 1), "must not be empty"),
 			Entry("body over the limit", "/apps/app-guid-v1", strings.Replace(validDesire, `"FOO": "bar"`, `"FOO": "`+strings.Repeat("x", 2048)+`"`, 1), "exceeds 1024 bytes"),
 		)
 

@@ -41,6 +41,13 @@ func validateDesire(pathGUID string, lrp *models.DesireLRPRequest) error {
 	default:
 		return models.Invalidf("health_check_type %q is not one of port, http, process", lrp.HealthCheckType)
 	}
+	// CC sends the space's isolation segment as the only placement tag.
+	if len(lrp.PlacementTags) > 1 {
+		return models.Invalidf("placement_tags: Iris places by one tag (the isolation segment), got %d", len(lrp.PlacementTags))
+	}
+	if len(lrp.PlacementTags) == 1 && lrp.PlacementTags[0] == "" {
+		return models.Invalidf("placement_tags: the tag must not be empty")
+	}
 	if err := lrp.Routes.Validate(); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -236,6 +237,11 @@ type LRP struct {
 	// AllowRootDockerImages lets docker-lifecycle apps and tasks run as the
 	// image's own USER, root included, instead of app_uid.
 	AllowRootDockerImages bool `json:"allow_root_docker_images"`
+	// IsolationSegmentLabel is the node label (and taint key) of isolation
+	// segments: an LRP whose placement tag (its space's segment) is S runs
+	// only on nodes labelled <label>=S and tolerates a <label>=S taint;
+	// an LRP without one only on nodes without the label.
+	IsolationSegmentLabel string `json:"isolation_segment_label"`
 	// EgressPolicies renders the egress_rules CC sends with each LRP (its
 	// space's running application security groups) as a NetworkPolicy.
 	EgressPolicies EgressPolicies `json:"egress_policies"`
@@ -303,6 +309,7 @@ func Default() Config {
 			TerminationGracePeriodSeconds: 10,
 			DefaultStartTimeoutSeconds:    60,
 			AppArmorProfile:               "runtime/default",
+			IsolationSegmentLabel:         "cloudfoundry.org/isolation-segment",
 			EgressPolicies: EgressPolicies{
 				Enabled:        true,
 				DNSNamespace:   "kube-system",
@@ -433,6 +440,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LRP.CPUMillicoresPerWeight <= 0 {
 		errs = append(errs, errors.New("lrp: cpu_millicores_per_weight must be positive"))
+	}
+	if problems := validation.IsQualifiedName(c.LRP.IsolationSegmentLabel); len(problems) > 0 {
+		errs = append(errs, fmt.Errorf("lrp: isolation_segment_label %q is not a label key: %s", c.LRP.IsolationSegmentLabel, strings.Join(problems, "; ")))
 	}
 	if eg := c.LRP.EgressPolicies; eg.Enabled && eg.DNSNamespace != "" {
 		if _, err := labels.ConvertSelectorToLabelsMap(eg.DNSPodSelector); err != nil || eg.DNSPodSelector == "" {

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -352,6 +353,48 @@ var _ = Describe("LRPs on a real cluster", func() {
 			status, body := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop/2", nil)
 			Expect(status).To(Equal(http.StatusBadRequest))
 			Expect(string(body)).To(ContainSubstring("out of range"))
+		})
+	})
+
+	Describe("isolation segments", Serial, func() {
+		It("runs an isolated LRP only on its segment's nodes, the others elsewhere, and reports a segment without nodes", func() {
+			ctx := context.Background()
+			nodes, err := clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(len(nodes.Items)).To(BeNumerically(">=", 2))
+			isolated := nodes.Items[0].Name
+			setLabel := func(value string) {
+				patch := fmt.Sprintf(`{"metadata":{"labels":{"cloudfoundry.org/isolation-segment":%s}}}`, value)
+				_, err := clientset.CoreV1().Nodes().Patch(ctx, isolated, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+				Expect(err).NotTo(HaveOccurred())
+			}
+			setLabel(`"PCI_zone"`)
+			DeferCleanup(setLabel, "null")
+
+			nodesOf := func(lrp *models.DesireLRPRequest) []string {
+				var names []string
+				for _, p := range pods(namespace, lrp) {
+					names = append(names, p.Spec.NodeName)
+				}
+				return names
+			}
+			pci := newLRP(2)
+			pci.PlacementTags = []string{"PCI zone"} // CC's segment name; nodes carry it as a label value
+			shared := newLRP(3)
+			desire(pci)
+			desire(shared)
+			Eventually(runningPods(namespace, pci), 30*time.Second).Should(Equal(2))
+			Eventually(runningPods(namespace, shared), 30*time.Second).Should(Equal(3))
+			Expect(nodesOf(pci)).To(HaveEach(isolated))
+			Expect(nodesOf(shared)).NotTo(ContainElement(isolated))
+
+			nowhere := newLRP(1)
+			nowhere.PlacementTags = []string{"no-such-segment"}
+			desire(nowhere)
+			Eventually(getInstances(nowhere), 30*time.Second).Should(ConsistOf(And(
+				HaveField("State", models.InstanceUnclaimed),
+				HaveField("PlacementError", "found no compatible cell"),
+			)))
 		})
 	})
 

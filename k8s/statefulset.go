@@ -88,6 +88,9 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 	annotations[AnnotationOrgName] = lrp.OrganizationName
 	annotations[AnnotationSpaceName] = lrp.SpaceName
 	annotations[AnnotationPorts] = string(ports)
+	if segment := isolationSegment(lrp); segment != "" {
+		annotations[AnnotationIsolationSegment] = segment
+	}
 
 	// Routes and last_updated change on every update; they stay off the pod
 	// template so that an update never rolls the app's instances.
@@ -106,7 +109,8 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 		EnableServiceLinks:            ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
 		SecurityContext:               b.podSecurityContext(),
-		Affinity:                      spreadInstances(lrp),
+		Affinity:                      b.affinity(lrp),
+		Tolerations:                   b.tolerations(lrp),
 		Volumes:                       volumes(lrp.VolumeMounts),
 	}
 	b.harden(&podSpec, lrp.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
@@ -404,8 +408,21 @@ func (b *Builder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, p
 }
 
 // spreadInstances prefers to put the instances of one LRP on different nodes.
-func spreadInstances(lrp *models.DesireLRPRequest) *corev1.Affinity {
+// affinity spreads instances over nodes and places them by isolation
+// segment: an LRP with a placement tag runs only on nodes labelled with it,
+// one without only on nodes without the label, as Diego places LRPs only on
+// cells with exactly their placement tags.
+func (b *Builder) affinity(lrp *models.DesireLRPRequest) *corev1.Affinity {
+	placement := corev1.NodeSelectorRequirement{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.NodeSelectorOpDoesNotExist}
+	if segment := isolationSegment(lrp); segment != "" {
+		placement.Operator, placement.Values = corev1.NodeSelectorOpIn, []string{sanitizeLabelValue(segment)}
+	}
 	return &corev1.Affinity{
+		NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{placement}}},
+			},
+		},
 		PodAntiAffinity: &corev1.PodAntiAffinity{
 			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
 				Weight: 100,
@@ -419,6 +436,24 @@ func spreadInstances(lrp *models.DesireLRPRequest) *corev1.Affinity {
 			}},
 		},
 	}
+}
+
+// tolerations let an isolated LRP onto its segment's nodes, which operators
+// taint with the same key and value to keep other pods off.
+func (b *Builder) tolerations(lrp *models.DesireLRPRequest) []corev1.Toleration {
+	segment := isolationSegment(lrp)
+	if segment == "" {
+		return nil
+	}
+	return []corev1.Toleration{{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.TolerationOpEqual, Value: sanitizeLabelValue(segment)}}
+}
+
+// isolationSegment is the LRP's placement tag, "" for the shared segment.
+func isolationSegment(lrp *models.DesireLRPRequest) string {
+	if len(lrp.PlacementTags) == 0 {
+		return ""
+	}
+	return lrp.PlacementTags[0]
 }
 
 func volumes(mounts []models.VolumeMount) []corev1.Volume {

@@ -258,6 +258,36 @@ var _ = Describe("Builder", func() {
 		})
 	})
 
+	Describe("isolation segments", func() {
+		placement := func(sts *appsv1.StatefulSet) corev1.NodeSelectorRequirement {
+			terms := sts.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+			Expect(terms).To(HaveLen(1))
+			Expect(terms[0].MatchExpressions).To(HaveLen(1))
+			return terms[0].MatchExpressions[0]
+		}
+
+		It("keeps an LRP without a placement tag off every segment's nodes", func() {
+			Expect(placement(sts)).To(Equal(corev1.NodeSelectorRequirement{Key: "cloudfoundry.org/isolation-segment", Operator: corev1.NodeSelectorOpDoesNotExist}))
+			Expect(sts.Spec.Template.Spec.Tolerations).To(BeEmpty())
+			Expect(sts.Spec.Template.Annotations).NotTo(HaveKey(k8s.AnnotationIsolationSegment))
+		})
+
+		It("runs an LRP with a placement tag only on its segment's nodes, tolerating their taint", func() {
+			lrp.PlacementTags = []string{"PCI zone/1"}
+			objects, err := builder.Build(lrp, "ns")
+			Expect(err).NotTo(HaveOccurred())
+			sts := objects.StatefulSet
+			Expect(placement(sts)).To(Equal(corev1.NodeSelectorRequirement{
+				Key: "cloudfoundry.org/isolation-segment", Operator: corev1.NodeSelectorOpIn, Values: []string{"PCI_zone_1"},
+			}), "the tag made a valid label value")
+			Expect(sts.Spec.Template.Spec.Tolerations).To(ConsistOf(corev1.Toleration{
+				Key: "cloudfoundry.org/isolation-segment", Operator: corev1.TolerationOpEqual, Value: "PCI_zone_1",
+			}))
+			Expect(sts.Annotations).To(HaveKeyWithValue(k8s.AnnotationIsolationSegment, "PCI zone/1"))
+			Expect(sts.Spec.Template.Spec.Affinity.PodAntiAffinity).NotTo(BeNil(), "instances still spread over nodes")
+		})
+	})
+
 	It("mounts volume services' claims", func() {
 		lrp.VolumeMounts = []models.VolumeMount{{VolumeID: "vol-1", MountDir: "/data"}}
 		objects, err := builder.Build(lrp, "ns")

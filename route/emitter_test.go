@@ -182,6 +182,21 @@ var _ = Describe("Emitter leadership", func() {
 		Eventually(process.Wait()).Should(Receive(BeNil()))
 	})
 
+	It("names an isolated LRP's segment in its registrations", func() {
+		sts := routedStatefulSet("c-v1", "c.example.com")
+		sts.Annotations[k8s.AnnotationIsolationSegment] = "Segment One"
+		source.statefulSets.OnAdd(sts, true)
+		source.pods.OnAdd(readyPod("c-v1", "c-0", "10.0.2.1"), true)
+		process := ifrit.Invoke(emitter)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		var got []sent
+		Eventually(func() []sent { got = bus.take(); return got }).Should(HaveLen(1))
+		Expect(got[0].message.IsolationSegment).To(Equal("Segment One"))
+	})
+
 	It("answers a router.start with a full emit only while leading", func() {
 		source.statefulSets.OnAdd(routedStatefulSet("b-v1", "b.example.com"), true)
 		source.pods.OnAdd(readyPod("b-v1", "b-0", "10.0.1.1"), true)

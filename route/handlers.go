@@ -24,6 +24,9 @@ func lrpFromStatefulSet(sts *appsv1.StatefulSet) LRP {
 		OrgName:     sts.Annotations[k8s.AnnotationOrgName],
 		SpaceGUID:   sts.Labels[k8s.LabelSpaceGUID],
 		SpaceName:   sts.Annotations[k8s.AnnotationSpaceName],
+		// Isolated routers (routing_table_sharding_mode: segments) pick
+		// registrations by this.
+		IsolationSegment: sts.Annotations[k8s.AnnotationIsolationSegment],
 	}
 	var routes models.Routes
 	if err := json.Unmarshal([]byte(sts.Annotations[k8s.AnnotationRoutes]), &routes); err != nil {

@@ -115,6 +115,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "read_only_root_filesystem" $v.lrp.readOnlyRootFilesystem
     "user_namespaces" $v.lrp.userNamespaces
     "allow_root_docker_images" $v.lrp.allowRootDockerImages
+    "isolation_segment_label" $v.lrp.isolationSegmentLabel
     "egress_policies" (dict
       "enabled" $v.lrp.egressPolicies.enabled
       "dns_namespace" $v.lrp.egressPolicies.dnsNamespace
