@@ -175,8 +175,14 @@ func (s *Streamer) stream(ctx context.Context, namespace, name, uid, container s
 		}
 		body, err := s.clientset.CoreV1().Pods(namespace).GetLogs(name, opts).Stream(ctx)
 		if err == nil {
+			before := last
 			last, err = s.read(body, src, last)
 			body.Close()
+			if last.After(before) {
+				// The stream worked for a while: a break now is news, not
+				// the same failure again.
+				backoff = time.Second
+			}
 		}
 		if ctx.Err() != nil {
 			return
