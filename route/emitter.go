@@ -167,6 +167,8 @@ func (e *Emitter) activate() []RegistryMessage {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.active = true
+	// apply prunes old entries only when a new one arrives, so the window
+	// is checked here as well.
 	var recent []RegistryMessage
 	for _, w := range e.withheld {
 		if time.Since(w.at) < standbyUnregisterWindow {
@@ -219,8 +221,13 @@ func (e *Emitter) apply(change func(*Table) Changes) {
 		for _, m := range changes.Unregistrations {
 			e.withheld = append(e.withheld, withheldUnregister{at: now, message: m})
 		}
-		if excess := len(e.withheld) - maxStandbyUnregisters; excess > 0 {
-			e.withheld = append(e.withheld[:0], e.withheld[excess:]...)
+		// Oldest first: drop what is past the window or over the bound.
+		drop := max(0, len(e.withheld)-maxStandbyUnregisters)
+		for drop < len(e.withheld) && now.Sub(e.withheld[drop].at) >= standbyUnregisterWindow {
+			drop++
+		}
+		if drop > 0 {
+			e.withheld = append(e.withheld[:0], e.withheld[drop:]...)
 		}
 		e.mu.Unlock()
 		return
