@@ -2,6 +2,8 @@ package k8s_test
 
 import (
 	"encoding/json"
+	"net/netip"
+	"os"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -138,6 +140,32 @@ var _ = Describe("Egress policies from security groups", func() {
 		Expect(unenforced).To(Equal([]models.SecurityGroupRule{{
 			Protocol: "icmp", Destinations: []string{"0.0.0.0/0"}, ICMPInfo: &models.ICMPInfo{Type: 8, Code: 0},
 		}}))
+	})
+
+	It("renders CF's default public_networks group (the example LRP) to exactly the public addresses", func() {
+		data, err := os.ReadFile("../examples/lrp-dora.json")
+		Expect(err).NotTo(HaveOccurred())
+		var lrp models.DesireLRPRequest
+		Expect(json.Unmarshal(data, &lrp)).To(Succeed())
+		objects, err := k8s.NewBuilder(cfg).Build(&lrp, "ns")
+		Expect(err).NotTo(HaveOccurred())
+		public := objects.EgressPolicy.Spec.Egress[1]
+		covered := func(ip string) bool {
+			addr := netip.MustParseAddr(ip)
+			for _, peer := range public.To {
+				if netip.MustParsePrefix(peer.IPBlock.CIDR).Contains(addr) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, ip := range []string{"8.8.8.8", "9.255.255.255", "11.0.0.0", "172.15.255.255", "172.32.0.0", "192.169.0.0", "255.255.255.255"} {
+			Expect(covered(ip)).To(BeTrue(), ip)
+		}
+		for _, ip := range []string{"10.0.0.1", "10.255.255.255", "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.168.1.1"} {
+			Expect(covered(ip)).To(BeFalse(), ip)
+		}
+		Expect(objects.EgressPolicy.Spec.Egress).To(HaveLen(4))
 	})
 
 	DescribeTable("rejects rules it would enforce wrongly, with the rule's index",
