@@ -205,6 +205,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Entry("unknown component", "--set-json", `components=["api","bogus"]`, "at '/components/1': value must be one of"),
 		Entry("a typo in a key", "--set", "replica=2", "additional properties 'replica' not allowed"),
 		Entry("an unknown AppArmor profile", "--set", "lrp.apparmorProfile=strict", "at '/lrp/apparmorProfile'"),
+		Entry("Iris's NetworkPolicy without CC's peers", "--set", "networkPolicy.iris.enabled=true", "at '/networkPolicy/iris/apiFrom'"),
 	)
 
 	It("installs into the cluster with namespaced RBAC only", func() {
@@ -225,6 +226,8 @@ var _ = Describe("Helm chart", Ordered, func() {
 		_, err := helm("install", "iris", chartDir, "--namespace", releaseNS,
 			"--set", "createNamespaces=true",
 			"--set", "loggregator.ingressAddress=metron.cf-system:3458", "--set", "secrets.loggregator=iris-loggregator",
+			"--set", "networkPolicy.iris.enabled=true",
+			"--set-json", `networkPolicy.iris.apiFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kubecf"}}}]`,
 			"--set-json", fmt.Sprintf(`workloadsNamespaces=[%q,%q]`, workloadsNS[0], workloadsNS[1]))
 		Expect(err).NotTo(HaveOccurred())
 
@@ -235,6 +238,17 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Expect(clientset.CoreV1().ServiceAccounts(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
 		Expect(clientset.PolicyV1().PodDisruptionBudgets(releaseNS).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
 		Expect(clientset.RbacV1().Roles(releaseNS).Get(ctx, name+"-leader-election", metav1.GetOptions{})).NotTo(BeNil())
+		// Iris's own NetworkPolicy, as the API server stored it: the API from
+		// CC and the workloads namespaces' staging pods, ops from anywhere.
+		irisPolicy, err := clientset.NetworkingV1().NetworkPolicies(releaseNS).Get(ctx, name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(irisPolicy.Spec.Ingress).To(HaveLen(2))
+		Expect(irisPolicy.Spec.Ingress[0].From).To(HaveLen(3))
+		Expect(irisPolicy.Spec.Ingress[0].From[1].PodSelector.MatchLabels).To(Equal(map[string]string{"cloudfoundry.org/source_type": "STG"}))
+		Expect(irisPolicy.Spec.Ingress[0].Ports).To(HaveLen(1))
+		Expect(irisPolicy.Spec.Ingress[0].Ports[0].Port.IntValue()).To(Equal(8086))
+		Expect(irisPolicy.Spec.Ingress[1].From).To(BeEmpty())
+		Expect(irisPolicy.Spec.Ingress[1].Ports[0].Port.IntValue()).To(Equal(8090))
 		for _, ns := range workloadsNS {
 			Expect(clientset.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})).NotTo(BeNil())
 			Expect(clientset.RbacV1().Roles(ns).Get(ctx, name, metav1.GetOptions{})).NotTo(BeNil())
