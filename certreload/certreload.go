@@ -75,11 +75,8 @@ func (k *KeyPair) Current() *tls.Certificate {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.cert.changed() || k.key.changed() {
-		previous := k.current
+		// load replaces the pair only on success.
 		err := k.load()
-		if err != nil {
-			k.current = previous
-		}
 		if k.onReload != nil {
 			k.onReload(err)
 		}
@@ -123,11 +120,8 @@ func (p *CAPool) Current() *x509.CertPool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.file.changed() {
-		previous := p.current
+		// load replaces the pool only on success.
 		err := p.load()
-		if err != nil {
-			p.current = previous
-		}
 		if p.onReload != nil {
 			p.onReload(err)
 		}

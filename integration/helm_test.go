@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -451,20 +450,9 @@ var _ = Describe("Helm chart", Ordered, func() {
 		lrp.Lifecycle.DockerLifecycle.RegistryUsername, lrp.Lifecycle.DockerLifecycle.RegistryPassword = "bob", "hunter2"
 		lrp.EgressRules = []models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0/8"}, Ports: []uint32{443}}}
 		send := func(method, path string, body any) int {
-			var reader io.Reader
-			if body != nil {
-				data, err := json.Marshal(body)
-				Expect(err).NotTo(HaveOccurred())
-				reader = bytes.NewReader(data)
-			}
-			req, err := http.NewRequest(method, "http://"+apiAddr+path, reader)
-			Expect(err).NotTo(HaveOccurred())
-			resp, err := http.DefaultClient.Do(req)
-			Expect(err).NotTo(HaveOccurred())
-			defer resp.Body.Close()
-			respBody, _ := io.ReadAll(resp.Body)
-			GinkgoWriter.Printf("%s %s: %d %s\n", method, path, resp.StatusCode, respBody)
-			return resp.StatusCode
+			status, resp := requestTo("http://"+apiAddr, method, path, body)
+			GinkgoWriter.Printf("%s %s: %d %s\n", method, path, status, resp)
+			return status
 		}
 		Expect(send("PUT", "/apps/"+lrp.ProcessGUID, lrp)).To(Equal(http.StatusAccepted))
 		Expect(statefulSets(appsNS, lrp)).To(HaveLen(1))

@@ -36,7 +36,14 @@ func newLRP(instances int) *models.DesireLRPRequest {
 	}
 }
 
+// request sends a request to the suite's Iris (plain HTTP).
 func request(method, path string, body any) (int, []byte) {
+	return requestTo(irisURL, method, path, body)
+}
+
+// requestTo sends a request to the Iris API at base; a string body is sent
+// as it is, anything else as JSON.
+func requestTo(base, method, path string, body any) (int, []byte) {
 	var reader io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -47,7 +54,7 @@ func request(method, path string, body any) (int, []byte) {
 		Expect(err).NotTo(HaveOccurred())
 		reader = bytes.NewBuffer(data)
 	}
-	req, err := http.NewRequest(method, irisURL+path, reader)
+	req, err := http.NewRequest(method, base+path, reader)
 	Expect(err).NotTo(HaveOccurred())
 	resp, err := http.DefaultClient.Do(req)
 	Expect(err).NotTo(HaveOccurred())

@@ -30,7 +30,7 @@ const (
 	// AnnotationIsolationSegment is the LRP's placement tag as CC sent it;
 	// the route emitter puts it in registrations for isolated routers.
 	AnnotationIsolationSegment = "cloudfoundry.org/isolation_segment"
-	AnnotationTaskName    = "cloudfoundry.org/task_name"
+	AnnotationTaskName         = "cloudfoundry.org/task_name"
 	// AnnotationCompletionCallback is CC's callback URL for a task; kept on
 	// the Job so a restarted Iris still knows where to report.
 	AnnotationCompletionCallback = "cloudfoundry.org/completion_callback"

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logs/podlogs"
@@ -123,7 +124,7 @@ var _ = Describe("Streamer", func() {
 			},
 			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
 				Name:    k8s.AppContainerName,
-				Started: func() *bool { t := true; return &t }(),
+				Started: ptr.To(true),
 				State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Now().Add(time.Hour))}},
 			}}},
 		}, false)
