@@ -50,6 +50,7 @@ type Config struct {
 	WorkloadsNamespaces []string `json:"workloads_namespaces"`
 
 	API     API     `json:"api"`
+	BBS     BBS     `json:"bbs"`
 	LRP     LRP     `json:"lrp"`
 	Staging Staging `json:"staging"`
 	Route   Route   `json:"route"`
@@ -200,6 +201,22 @@ type API struct {
 	// ShutdownTimeoutSeconds bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeoutSeconds int `json:"shutdown_timeout_seconds"`
 }
+
+// BBS configures the BBS front: Diego's BBS API for current Cloud
+// Controllers, tps-watcher, route-emitter and ssh-proxy. Both addresses
+// empty (the default) leave it off.
+type BBS struct {
+	// ListenAddress serves plain HTTP, for local use only; empty disables it.
+	ListenAddress string `json:"listen_address"`
+	// TLSListenAddress serves HTTPS and requires a client certificate signed by ClientCAFile.
+	TLSListenAddress string `json:"tls_listen_address"`
+	TLSCertFile      string `json:"tls_cert_file"`
+	TLSKeyFile       string `json:"tls_key_file"`
+	ClientCAFile     string `json:"client_ca_file"`
+}
+
+// Enabled reports whether the BBS front serves at all.
+func (b BBS) Enabled() bool { return b.ListenAddress != "" || b.TLSListenAddress != "" }
 
 // LRP configures how LRPs become StatefulSets.
 type LRP struct {
@@ -399,6 +416,9 @@ func (c *Config) Validate() error {
 		if c.API.MaxRequestBodyBytes <= 0 {
 			errs = append(errs, errors.New("api: max_request_body_bytes must be positive"))
 		}
+	}
+	if c.BBS.TLSListenAddress != "" && (c.BBS.TLSCertFile == "" || c.BBS.TLSKeyFile == "" || c.BBS.ClientCAFile == "") {
+		errs = append(errs, errors.New("bbs: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file"))
 	}
 	if c.Runs(ComponentRoute) {
 		if len(c.Route.NATSServers) == 0 {
