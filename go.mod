@@ -3,11 +3,15 @@ module github.com/iris-cf/iris
 go 1.26.2
 
 require (
+	code.cloudfoundry.org/bbs v1.12.0
+	code.cloudfoundry.org/bbs/format v1.9.0
+	code.cloudfoundry.org/bbs/models v1.8.0
 	code.cloudfoundry.org/go-diodes v0.0.0-20260622134745-74c0e1643bdd
 	code.cloudfoundry.org/go-loggregator/v9 v9.2.1
 	code.cloudfoundry.org/lager/v3 v3.75.0
 	code.cloudfoundry.org/tlsconfig v0.60.0
 	github.com/go-logr/logr v1.4.3
+	github.com/gogo/protobuf v1.3.2
 	github.com/google/go-containerregistry v0.22.1
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats.go v1.55.0
@@ -15,6 +19,8 @@ require (
 	github.com/onsi/gomega v1.44.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/tedsuo/ifrit v0.0.0-20260418191334-846868129986
+	github.com/vito/go-sse v1.1.3
+	go4.org/netipx v0.0.0-20260823151212-3075585bcbeb
 	google.golang.org/grpc v1.81.1
 	k8s.io/api v0.36.3
 	k8s.io/apimachinery v0.36.3
@@ -27,10 +33,7 @@ require (
 )
 
 require (
-	code.cloudfoundry.org/bbs v1.12.0 // indirect
 	code.cloudfoundry.org/bbs/encryption v1.9.0 // indirect
-	code.cloudfoundry.org/bbs/format v1.9.0 // indirect
-	code.cloudfoundry.org/bbs/models v1.8.0 // indirect
 	code.cloudfoundry.org/cfhttp/v2 v2.83.0 // indirect
 	github.com/Masterminds/semver/v3 v3.5.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -45,7 +48,6 @@ require (
 	github.com/go-openapi/jsonreference v0.20.2 // indirect
 	github.com/go-openapi/swag v0.23.0 // indirect
 	github.com/go-task/slim-sprig/v3 v3.0.0 // indirect
-	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/google/gnostic-models v0.7.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/pprof v0.0.0-20260604005048-7023385849c0 // indirect
@@ -69,11 +71,9 @@ require (
 	github.com/sirupsen/logrus v1.9.4 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tedsuo/rata v1.0.0 // indirect
-	github.com/vito/go-sse v1.1.3 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 	go.yaml.in/yaml/v2 v2.4.3 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
-	go4.org/netipx v0.0.0-20260823151212-3075585bcbeb // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.59.0 // indirect
