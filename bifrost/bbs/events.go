@@ -16,6 +16,9 @@ const DefaultSubscriberBuffer = 1024
 // ErrHubClosed is returned by Subscribe once the hub has shut down.
 var ErrHubClosed = errors.New("event hub closed")
 
+// ErrSlowSubscriber is logged when a subscriber is cut for falling behind.
+var ErrSlowSubscriber = errors.New("subscriber fell a whole buffer behind")
+
 // EventHub fans the lrp_instances events out to every subscriber: desired
 // LRP created/changed/removed, actual LRP instance created/changed/removed,
 // and crashes. Whatever watches LRPs and pods calls Publish; each open
@@ -76,6 +79,9 @@ func (h *EventHub) Subscribe(cellID string) (*Subscription, error) {
 // events are served in their current (V3) form, as BBS serves the .r1
 // stream.
 func (h *EventHub) Publish(event models.Event) {
+	if event == nil {
+		return
+	}
 	event = models.VersionDesiredLRPsTo(event, format.V3)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -86,7 +92,7 @@ func (h *EventHub) Publish(event models.Event) {
 		select {
 		case s.events <- event:
 		default:
-			h.logger.Info("cut-slow-subscriber", lager.Data{"cell_id": s.cellID, "buffer": h.bufferSize})
+			h.logger.Error("cut-slow-subscriber", ErrSlowSubscriber, lager.Data{"cell_id": s.cellID, "buffer": h.bufferSize})
 			h.removeLocked(s)
 		}
 	}
