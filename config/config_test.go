@@ -71,6 +71,19 @@ var _ = Describe("Config", func() {
 		Expect(err).To(MatchError(ContainSubstring("app_uid")))
 	})
 
+	It("leaves the BBS front off by default, and needs all three files for its mTLS listener", func() {
+		cfg, err := config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.BBS.Enabled()).To(BeFalse())
+
+		_, err = config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\nbbs:\n  tls_listen_address: 127.0.0.1:8889\n  tls_cert_file: /crt\n"))
+		Expect(err).To(MatchError(ContainSubstring("bbs: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file")))
+
+		cfg, err = config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\nbbs:\n  listen_address: 127.0.0.1:8888\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.BBS.Enabled()).To(BeTrue())
+	})
+
 	It("requires a listener for the API", func() {
 		_, err := config.Load(writeConfig("log_level: info\n"))
 		Expect(err).To(MatchError(ContainSubstring("listen_address")))
