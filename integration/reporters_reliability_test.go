@@ -83,14 +83,14 @@ var _ = Describe("Reports that must not be lost", Ordered, Serial, func() {
 		accepted := cc.crashes(lrp.ProcessGUID, true)
 		for i, crash := range accepted {
 			Expect(crash.ExitStatus).To(Equal(i+1), "crash %d in order", i+1)
-			Expect(crash.CrashCount).To(Equal(i+1))
+			Expect(crash.CrashCount).To(Equal(i + 1))
 			Expect(crash.ExitDescription).To(Equal(fmt.Sprintf("APP/PROC/WEB: Exited with status %d", i+1)))
 		}
 		Eventually(unreportedOnPod(lrp), 10*time.Second).Should(BeZero())
 	})
 
 	It("reports a crash, a task and a staging once each after several lost and won leases", func() {
-		lostLease := regexp.QuoteMeta(`"lease":"`+namespace+`/iris-reporters"`)
+		lostLease := regexp.QuoteMeta(`"lease":"` + namespace + `/iris-reporters"`)
 		for range 3 {
 			stealLease("iris-reporters")
 			Eventually(irisSession, 20*time.Second).Should(gbytes.Say(`lost-lease.*` + lostLease))
