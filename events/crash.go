@@ -19,9 +19,9 @@ const AnnotationLastReportedCrash = "cloudfoundry.org/last-reported-crash"
 
 // Crash is one crash of an instance and the key that identifies it.
 type Crash struct {
-	Key         string
-	ProcessGUID string
-	Request     models.AppCrashedRequest
+	Key         string                   `json:"key"`
+	ProcessGUID string                   `json:"process_guid"`
+	Request     models.AppCrashedRequest `json:"request"`
 }
 
 // CrashFromPod returns the pod's most recent crash, if it shows one. Every

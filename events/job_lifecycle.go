@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/cc"
@@ -27,8 +27,10 @@ type jobLifecycle struct {
 	clientset kubernetes.Interface
 	jobs      JobSource
 	cc        CallbackPoster
-	later     workqueue.TypedRateLimitingInterface[string]
-	ttl       time.Duration
+	clock     clock.Clock
+	// later queues a key again after a delay (the worker's addAfter).
+	later func(key string, after time.Duration)
+	ttl   time.Duration
 	// posted remembers Jobs whose callback CC accepted until the cache shows
 	// the delivery record: events arriving in between (the Job's own status,
 	// its pods) must not post the callback again. Only the worker touches it.
@@ -40,8 +42,8 @@ type posted struct {
 	recorded bool // the delivery record is written; the cache just lags
 }
 
-func newJobLifecycle(clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, later workqueue.TypedRateLimitingInterface[string], ttl time.Duration) *jobLifecycle {
-	return &jobLifecycle{clientset: clientset, jobs: jobs, cc: callbacks, later: later, ttl: ttl, posted: map[string]posted{}}
+func newJobLifecycle(clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, w *worker, ttl time.Duration) *jobLifecycle {
+	return &jobLifecycle{clientset: clientset, jobs: jobs, cc: callbacks, clock: w.clock, later: w.addAfter, ttl: ttl, posted: map[string]posted{}}
 }
 
 // outcomeFunc says what to post to CC for a Job (and what to log about it),
@@ -105,7 +107,7 @@ func (l *jobLifecycle) afterPosting(ctx context.Context, key string, job *batchv
 func (l *jobLifecycle) markDelivered(ctx context.Context, key string, job *batchv1.Job) error {
 	l.posted[key] = posted{uid: job.UID}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		k8s.AnnotationCallbackDelivered: time.Now().UTC().Format(time.RFC3339),
+		k8s.AnnotationCallbackDelivered: l.clock.Now().UTC().Format(time.RFC3339),
 	}}})
 	if err != nil {
 		return err
@@ -118,7 +120,7 @@ func (l *jobLifecycle) markDelivered(ctx context.Context, key string, job *batch
 		return fmt.Errorf("recording delivered callback on %s: %w", key, err)
 	}
 	l.posted[key] = posted{uid: job.UID, recorded: true}
-	l.later.AddAfter(key, l.ttl)
+	l.later(key, l.ttl)
 	return nil
 }
 
@@ -129,8 +131,8 @@ func (l *jobLifecycle) expire(ctx context.Context, logger lager.Logger, key stri
 		at = time.Time{}
 	}
 	delete(l.posted, key) // the cache shows the record now
-	if wait := time.Until(at.Add(l.ttl)); wait > 0 {
-		l.later.AddAfter(key, wait)
+	if wait := at.Add(l.ttl).Sub(l.clock.Now()); wait > 0 {
+		l.later(key, wait)
 		return nil
 	}
 	err = l.clientset.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
@@ -141,6 +143,17 @@ func (l *jobLifecycle) expire(ctx context.Context, logger lager.Logger, key stri
 	}
 	logger.Info("deleted-reported-job", lager.Data{"job": key})
 	return nil
+}
+
+// resyncJobs adds the key of every cached Job of one kind (TASK or STG).
+func resyncJobs(jobs JobSource, sourceType string) func(add func(string)) {
+	return func(add func(string)) {
+		jobs.EachJob(func(job *batchv1.Job) {
+			if job.Labels[k8s.LabelSourceType] == sourceType {
+				add(job.Namespace + "/" + job.Name)
+			}
+		})
+	}
 }
 
 // onlySourceType filters Job events to one kind (TASK or STG).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
@@ -59,16 +58,17 @@ type StagingReporter struct {
 }
 
 // NewStagingReporter registers for staging Job and pod events.
-func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, jobs StagingJobSource, callbacks CallbackPoster, images ImageStager, ttl time.Duration, maxRetries int, maxBackoff time.Duration) (*StagingReporter, error) {
+func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, jobs StagingJobSource, callbacks CallbackPoster, images ImageStager, opts Options) (*StagingReporter, error) {
 	r := &StagingReporter{pods: jobs, images: images, secrets: clientset}
-	r.worker = newWorker(logger, "staging-reporter", maxRetries, maxBackoff, func(ctx context.Context, logger lager.Logger, key string) error {
+	r.worker = newWorker(logger, "staging-reporter", opts, func(ctx context.Context, logger lager.Logger, key string) error {
 		return r.deliver(ctx, logger, key, r.callback)
 	})
-	r.jobLifecycle = newJobLifecycle(clientset, jobs, callbacks, r.queue, ttl)
+	r.resync = resyncJobs(jobs, k8s.SourceTypeStaging)
+	r.jobLifecycle = newJobLifecycle(clientset, jobs, callbacks, r.worker, opts.JobTTL)
 
 	enqueueJob := onlySourceType(k8s.SourceTypeStaging, func(obj any) {
 		job := obj.(*batchv1.Job)
-		r.queue.Add(job.Namespace + "/" + job.Name)
+		r.add(job.Namespace + "/" + job.Name)
 	})
 	if err := jobs.AddJobEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueueJob,
@@ -81,7 +81,7 @@ func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, job
 	enqueuePod := func(obj any) {
 		if pod, ok := obj.(*corev1.Pod); ok && pod.Labels[k8s.LabelSourceType] == k8s.SourceTypeStaging {
 			if name := pod.Labels[batchv1.JobNameLabel]; name != "" {
-				r.queue.Add(pod.Namespace + "/" + name)
+				r.add(pod.Namespace + "/" + name)
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
@@ -26,6 +25,7 @@ type JobSource interface {
 	AddJobEventHandler(handler cache.ResourceEventHandler) error
 	Job(namespace, name string) *batchv1.Job
 	JobPods(namespace, jobName string) []*corev1.Pod
+	EachJob(fn func(*batchv1.Job))
 }
 
 // TaskCancelledReason is the failure reason CC gets for a cancelled task.
@@ -41,15 +41,16 @@ type TaskReporter struct {
 }
 
 // NewTaskReporter registers for Job events; Run starts reporting.
-func NewTaskReporter(logger lager.Logger, clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, ttl time.Duration, maxRetries int, maxBackoff time.Duration) (*TaskReporter, error) {
+func NewTaskReporter(logger lager.Logger, clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, opts Options) (*TaskReporter, error) {
 	r := &TaskReporter{}
-	r.worker = newWorker(logger, "task-reporter", maxRetries, maxBackoff, func(ctx context.Context, logger lager.Logger, key string) error {
+	r.worker = newWorker(logger, "task-reporter", opts, func(ctx context.Context, logger lager.Logger, key string) error {
 		return r.deliver(ctx, logger, key, r.outcome)
 	})
-	r.jobLifecycle = newJobLifecycle(clientset, jobs, callbacks, r.queue, ttl)
+	r.resync = resyncJobs(jobs, k8s.SourceTypeTask)
+	r.jobLifecycle = newJobLifecycle(clientset, jobs, callbacks, r.worker, opts.JobTTL)
 	enqueue := func(obj any) {
 		if job, ok := obj.(*batchv1.Job); ok {
-			r.queue.Add(job.Namespace + "/" + job.Name)
+			r.add(job.Namespace + "/" + job.Name)
 		}
 	}
 	enqueue = onlySourceType(k8s.SourceTypeTask, enqueue)

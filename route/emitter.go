@@ -10,6 +10,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 )
 
 // gorouter's subjects.
@@ -68,6 +69,7 @@ type EventSource interface {
 type Emitter struct {
 	logger lager.Logger
 	bus    Bus
+	clock  clock.WithTicker
 
 	mu       sync.Mutex
 	table    *Table
@@ -95,10 +97,11 @@ func (e *Emitter) PublishFailures() uint64 { return e.publishFailed.Load() }
 
 // NewEmitter registers its handlers with source; Run emits. Run may run
 // again after it returned (leadership lost and won back).
-func NewEmitter(logger lager.Logger, bus Bus, source EventSource, tlsPort uint32, defaultInterval time.Duration) (*Emitter, error) {
+func NewEmitter(logger lager.Logger, bus Bus, source EventSource, tlsPort uint32, defaultInterval time.Duration, clock clock.WithTicker) (*Emitter, error) {
 	e := &Emitter{
 		logger:    logger.Session("route-emitter"),
 		bus:       bus,
+		clock:     clock,
 		table:     NewTable(tlsPort),
 		interval:  defaultInterval,
 		reEmitNow: make(chan struct{}, 1),
@@ -140,7 +143,7 @@ func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	e.emitAll(0, nil)
 	e.logger.Info("started", lager.Data{"interval": e.currentInterval().String(), "withheld_unregistrations": len(withheld)})
 
-	timer := time.NewTimer(e.currentInterval())
+	timer := e.clock.NewTimer(e.currentInterval())
 	defer timer.Stop()
 	for {
 		select {
@@ -151,7 +154,7 @@ func (e *Emitter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			e.emitAll(0, nil)
 			// A greeting may have changed the interval: count from now.
 			timer.Reset(e.currentInterval())
-		case <-timer.C:
+		case <-timer.C():
 			if sig, stopped := e.emitAll(e.currentInterval()/2, signals); stopped {
 				e.logger.Info("stopped", lager.Data{"signal": sig.String()})
 				return nil
@@ -171,7 +174,7 @@ func (e *Emitter) activate() []RegistryMessage {
 	// is checked here as well.
 	var recent []RegistryMessage
 	for _, w := range e.withheld {
-		if time.Since(w.at) < standbyUnregisterWindow {
+		if e.clock.Since(w.at) < standbyUnregisterWindow {
 			recent = append(recent, w.message)
 		}
 	}
@@ -217,7 +220,7 @@ func (e *Emitter) apply(change func(*Table) Changes) {
 	e.mu.Lock()
 	changes := change(e.table)
 	if !e.active {
-		now := time.Now()
+		now := e.clock.Now()
 		for _, m := range changes.Unregistrations {
 			e.withheld = append(e.withheld, withheldUnregister{at: now, message: m})
 		}
@@ -246,7 +249,7 @@ func (e *Emitter) apply(change func(*Table) Changes) {
 // time, so informer events keep flowing during a pass. A signal between
 // slices ends the pass early and is returned; so does losing the lead.
 func (e *Emitter) emitAll(spread time.Duration, signals <-chan os.Signal) (os.Signal, bool) {
-	start := time.Now()
+	start := e.clock.Now()
 	e.mu.Lock()
 	guids := e.table.ProcessGUIDs()
 	e.mu.Unlock()
@@ -277,11 +280,11 @@ func (e *Emitter) emitAll(spread time.Duration, signals <-chan os.Signal) (os.Si
 			select {
 			case sig := <-signals:
 				return sig, true
-			case <-time.After(pause):
+			case <-e.clock.After(pause):
 			}
 		}
 	}
-	e.logger.Debug("re-emitted", lager.Data{"registrations": sent, "duration": time.Since(start).String()})
+	e.logger.Debug("re-emitted", lager.Data{"registrations": sent, "duration": e.clock.Since(start).String()})
 	return nil, false
 }
 

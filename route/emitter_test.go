@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/route"
@@ -124,13 +125,15 @@ var _ = Describe("Emitter leadership", func() {
 		bus     *recordingBus
 		source  *handlerSource
 		emitter *route.Emitter
+		clock   *clocktesting.FakeClock
 	)
 
 	BeforeEach(func() {
 		bus = &recordingBus{subscriptions: map[string]func([]byte){}}
 		source = &handlerSource{}
+		clock = clocktesting.NewFakeClock(time.Unix(1700000000, 0))
 		var err error
-		emitter, err = route.NewEmitter(lagertest.NewTestLogger("route"), bus, source, 0, time.Hour)
+		emitter, err = route.NewEmitter(lagertest.NewTestLogger("route"), bus, source, 0, time.Hour, clock)
 		Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -213,5 +216,55 @@ var _ = Describe("Emitter leadership", func() {
 		Eventually(process.Wait()).Should(Receive(BeNil()))
 		start([]byte(`{"id":"router-1","minimumRegisterIntervalInSeconds":20}`))
 		Consistently(func() []sent { return bus.take() }, 200*time.Millisecond).Should(BeEmpty())
+	})
+
+	It("re-registers everything every interval, a router's interval taking over from the default", func() {
+		source.statefulSets.OnAdd(routedStatefulSet("d-v1", "d.example.com"), true)
+		source.pods.OnAdd(readyPod("d-v1", "d-0", "10.0.3.1"), true)
+		process := ifrit.Invoke(emitter)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		Eventually(func() []sent { return bus.take() }).Should(HaveLen(1), "the first emit")
+		Eventually(clock.HasWaiters).Should(BeTrue())
+
+		clock.Step(59 * time.Minute)
+		Consistently(func() []sent { return bus.take() }, 100*time.Millisecond).Should(BeEmpty(), "before the default interval")
+		clock.Step(time.Minute)
+		Eventually(func() []string { return subjects(bus.take()) }).Should(Equal([]string{"router.register d.example.com 10.0.3.1"}))
+
+		// A router asks for 20 s: the emitter counts from the greeting.
+		bus.mu.Lock()
+		start := bus.subscriptions[route.SubjectStart]
+		bus.mu.Unlock()
+		start([]byte(`{"id":"router-1","minimumRegisterIntervalInSeconds":20}`))
+		Eventually(func() []sent { return bus.take() }).Should(HaveLen(1), "a greeting's full emit")
+		Eventually(clock.HasWaiters).Should(BeTrue())
+		clock.Step(19 * time.Second)
+		Consistently(func() []sent { return bus.take() }, 100*time.Millisecond).Should(BeEmpty())
+		clock.Step(time.Second)
+		Eventually(func() []sent { return bus.take() }).Should(HaveLen(1))
+	})
+
+	It("replays only the unregistrations withheld within the last two minutes", func() {
+		source.statefulSets.OnAdd(routedStatefulSet("e-v1", "e.example.com"), true)
+		source.pods.OnAdd(readyPod("e-v1", "e-0", "10.0.4.1"), true)
+		source.pods.OnAdd(readyPod("e-v1", "e-1", "10.0.4.2"), true)
+		source.pods.OnAdd(readyPod("e-v1", "e-2", "10.0.4.3"), true)
+		source.pods.OnDelete(readyPod("e-v1", "e-0", "10.0.4.1"))
+		clock.Step(90 * time.Second)
+		source.pods.OnDelete(readyPod("e-v1", "e-1", "10.0.4.2"))
+		clock.Step(31 * time.Second) // e-0's is now 121 s old, e-1's 31 s
+
+		process := ifrit.Invoke(emitter)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		Eventually(func() []string { return subjects(bus.take()) }).Should(Equal([]string{
+			"router.unregister e.example.com 10.0.4.2",
+			"router.register e.example.com 10.0.4.3",
+		}))
 	})
 })

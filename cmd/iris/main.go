@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+	"k8s.io/utils/clock"
 
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/cc"
@@ -135,7 +136,7 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			return nil, err
 		}
 		emitter, err := route.NewEmitter(logger, bus, caches, cfg.Route.TLSPort,
-			time.Duration(cfg.Route.DefaultRegisterIntervalSeconds)*time.Second)
+			time.Duration(cfg.Route.DefaultRegisterIntervalSeconds)*time.Second, clock.RealClock{})
 		if err != nil {
 			return nil, err
 		}
@@ -244,19 +245,22 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
-	maxBackoff := time.Duration(cfg.Events.MaxBackoffSeconds) * time.Second
-	crashes, err := events.NewCrashReporter(logger, clientset, caches, ccClient, cfg.Events.MaxRetries, maxBackoff)
+	opts := events.Options{
+		MaxRetries: cfg.Events.MaxRetries,
+		MaxBackoff: time.Duration(cfg.Events.MaxBackoffSeconds) * time.Second,
+		JobTTL:     time.Duration(cfg.Events.TaskJobTTLSeconds) * time.Second,
+		Clock:      clock.RealClock{},
+	}
+	crashes, err := events.NewCrashReporter(logger, clientset, caches, ccClient, opts)
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := events.NewTaskReporter(logger, clientset, caches, ccClient,
-		time.Duration(cfg.Events.TaskJobTTLSeconds)*time.Second, cfg.Events.MaxRetries, maxBackoff)
+	tasks, err := events.NewTaskReporter(logger, clientset, caches, ccClient, opts)
 	if err != nil {
 		return nil, err
 	}
 	images := imageStager{stager: docker.NewStager(docker.Options{InsecureRegistries: cfg.Staging.InsecureRegistries})}
-	staging, err := events.NewStagingReporter(logger, clientset, caches, ccClient, images,
-		time.Duration(cfg.Events.TaskJobTTLSeconds)*time.Second, cfg.Events.MaxRetries, maxBackoff)
+	staging, err := events.NewStagingReporter(logger, clientset, caches, ccClient, images, opts)
 	if err != nil {
 		return nil, err
 	}
