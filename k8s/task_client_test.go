@@ -1,0 +1,165 @@
+package k8s_test
+
+import (
+	"context"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/ginkgomon_v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/models"
+)
+
+// The task and staging clients against the fake clientset, with real
+// informer caches on top of it.
+var _ = Describe("TaskClient and StagingClient", func() {
+	const ns = "cf-workloads"
+	var (
+		ctx       context.Context
+		clientset *fake.Clientset
+		caches    *k8s.Caches
+		tasks     *k8s.TaskClient
+		staging   *k8s.StagingClient
+		logger    *lagertest.TestLogger
+	)
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		logger = lagertest.NewTestLogger("k8s")
+		clientset = fake.NewClientset()
+		var err error
+		caches, err = k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+		cfg := config.Default()
+		builder := k8s.NewBuilder(cfg.LRP)
+		tasks = k8s.NewTaskClient(clientset, caches, builder, []string{ns})
+		staging = k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, []string{ns})
+	})
+
+	jobs := func(g Gomega) []batchv1.Job {
+		list, err := clientset.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		return list.Items
+	}
+
+	dockerTask := func() *models.TaskRequest {
+		return &models.TaskRequest{
+			GUID: "task-guid", Name: "migrate", AppGUID: "app-guid", AppName: "dora",
+			CompletionCallback: "https://cc.internal/internal/v4/tasks/task-guid/completed",
+			Command:            "bin/migrate", MemoryMB: 64, DiskMB: 128, CPUWeight: 1,
+			Lifecycle: models.Lifecycle{DockerLifecycle: &models.DockerLifecycle{
+				Image: "registry.example.com/team/app:1", RegistryUsername: "user", RegistryPassword: "secret",
+			}},
+		}
+	}
+
+	It("creates one Job (and its registry Secret, owned by it) however often a task is desired", func() {
+		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+		Eventually(func() []*batchv1.Job { return caches.JobsByTaskGUID("task-guid") }).Should(HaveLen(1))
+		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+		Expect(jobs(Default)).To(HaveLen(1))
+
+		secrets, err := clientset.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(secrets.Items).To(HaveLen(1))
+		Expect(secrets.Items[0].Type).To(Equal(corev1.SecretTypeDockerConfigJson))
+		Expect(secrets.Items[0].OwnerReferences).To(ConsistOf(HaveField("Kind", "Job")))
+	})
+
+	It("answers not found for an unknown task, from the cache and the API alike", func() {
+		_, err := tasks.Get(ctx, "no-such-task")
+		Expect(err).To(MatchError(models.ErrNotFound))
+		Expect(tasks.Cancel(ctx, logger, "no-such-task")).To(MatchError(models.ErrNotFound))
+	})
+
+	It("finds a task the cache has not seen yet through the API", func() {
+		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+		task, err := tasks.Get(ctx, "task-guid")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(task.GUID).To(Equal("task-guid"))
+	})
+
+	It("cancels a running task by marking and suspending its Job, and leaves a finished one alone", func() {
+		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+		Eventually(func() []*batchv1.Job { return caches.JobsByTaskGUID("task-guid") }).Should(HaveLen(1))
+		Expect(tasks.Cancel(ctx, logger, "task-guid")).To(Succeed())
+		job := jobs(Default)[0]
+		Expect(job.Annotations).To(HaveKey(k8s.AnnotationCancelled))
+		Expect(*job.Spec.Suspend).To(BeTrue())
+
+		finished := dockerTask()
+		finished.GUID = "finished-guid"
+		Expect(tasks.Desire(ctx, logger, finished)).To(Succeed())
+		Eventually(func(g Gomega) {
+			list := caches.JobsByTaskGUID("finished-guid")
+			g.Expect(list).To(HaveLen(1))
+			done := list[0].DeepCopy()
+			done.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+			_, err := clientset.BatchV1().Jobs(ns).UpdateStatus(ctx, done, metav1.UpdateOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+		}).Should(Succeed())
+		Eventually(func(g Gomega) string {
+			task, err := tasks.Get(ctx, "finished-guid")
+			g.Expect(err).NotTo(HaveOccurred())
+			return task.State
+		}).Should(Equal("SUCCEEDED"))
+		Expect(tasks.Cancel(ctx, logger, "finished-guid")).To(Succeed())
+		finishedJob, err := clientset.BatchV1().Jobs(ns).Get(ctx, caches.JobsByTaskGUID("finished-guid")[0].Name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(finishedJob.Annotations).NotTo(HaveKey(k8s.AnnotationCancelled))
+	})
+
+	It("lists the tasks it runs, not stagings", func() {
+		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+		Expect(staging.Stage(ctx, logger, "staging-guid", &models.StagingRequest{
+			AppGUID: "app-guid", CompletionCallback: "https://cc.internal/internal/v3/staging/staging-guid/build_completed",
+			MemoryMB: 1024, DiskMB: 4096,
+			Lifecycle: models.StagingLifecycle{DockerLifecycle: &models.StagingDockerLifecycle{Image: "registry.example.com/team/app:1"}},
+		})).To(Succeed())
+		Eventually(func() []models.TaskResponse { return tasks.List() }).Should(ConsistOf(HaveField("GUID", "task-guid")))
+	})
+
+	Describe("staging completion", func() {
+		BeforeEach(func() {
+			Expect(staging.Stage(ctx, logger, "staging-guid", &models.StagingRequest{
+				AppGUID: "app-guid", CompletionCallback: "https://cc.internal/internal/v3/staging/staging-guid/build_completed",
+				MemoryMB: 1024, DiskMB: 4096,
+				Lifecycle: models.StagingLifecycle{DockerLifecycle: &models.StagingDockerLifecycle{Image: "registry.example.com/team/app:1"}},
+			})).To(Succeed())
+		})
+
+		It("records the uploader's result on the Job for the reporter, and a later cancel changes nothing", func() {
+			Expect(staging.Complete(ctx, logger, "staging-guid", &models.StagingCompletedRequest{Result: `{"lifecycle_type":"docker"}`})).To(Succeed())
+			job := jobs(Default)[0]
+			Expect(job.Annotations[k8s.AnnotationStagingResult]).To(MatchJSON(`{"result":{"lifecycle_type":"docker"}}`))
+			Eventually(func(g Gomega) string {
+				list := caches.JobsByTaskGUID("staging-guid")
+				g.Expect(list).To(HaveLen(1))
+				return list[0].Annotations[k8s.AnnotationStagingResult]
+			}).ShouldNot(BeEmpty())
+			Expect(staging.Cancel(ctx, logger, "staging-guid")).To(Succeed())
+			Expect(jobs(Default)[0].Annotations).NotTo(HaveKey(k8s.AnnotationCancelled))
+		})
+
+		It("records a failure with CC's StagingError", func() {
+			Expect(staging.Complete(ctx, logger, "staging-guid", &models.StagingCompletedRequest{Failed: true, FailureReason: "builder exited 222"})).To(Succeed())
+			Expect(jobs(Default)[0].Annotations[k8s.AnnotationStagingResult]).To(MatchJSON(`{"error":{"id":"StagingError","message":"builder exited 222"}}`))
+		})
+
+		It("refuses a result that is not JSON and records nothing", func() {
+			err := staging.Complete(ctx, logger, "staging-guid", &models.StagingCompletedRequest{Result: "not json"})
+			Expect(models.IsInvalid(err)).To(BeTrue(), "%v", err)
+			Expect(jobs(Default)[0].Annotations).NotTo(HaveKey(k8s.AnnotationStagingResult))
+		})
+	})
+})
