@@ -226,7 +226,7 @@ func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Conf
 		if err != nil {
 			return nil, fmt.Errorf("creating metrics client: %w", err)
 		}
-		usage := metrics.NewKubeUsage(clientset, metricsClient)
+		usage := metrics.NewKubeUsage(clientset, metricsClient, cfg.Metrics.DiskFromStatsSummary)
 		members = append(members, grouper.Member{Name: "metrics", Runner: metrics.NewReporter(logger, usage, caches, sender,
 			cfg.WorkloadsNamespaces, time.Duration(cfg.Metrics.IntervalSeconds)*time.Second)})
 	}
