@@ -57,18 +57,29 @@ type Backends struct {
 	Staging StagingBackend
 }
 
-// Handler routes CC's requests.
-type Handler struct {
-	lrps        LRPBackend
-	tasks       TaskBackend
-	staging     StagingBackend
-	logger      lager.Logger
-	maxBodySize int64
+// Limits bound what one request may ask for and how many are served at once.
+type Limits struct {
+	// MaxRequestBodyBytes: larger bodies are refused with 400.
+	MaxRequestBodyBytes int64
+	// MaxInstances: a desire or update asking for more is refused with 400.
+	MaxInstances int
+	// MaxInFlightRequests: more requests at once are answered 503.
+	MaxInFlightRequests int
 }
 
-// NewHandler returns the API's http.Handler.
-func NewHandler(logger lager.Logger, backends Backends, maxBodySize int64) http.Handler {
-	h := &Handler{lrps: backends.LRPs, tasks: backends.Tasks, staging: backends.Staging, logger: logger.Session("bifrost"), maxBodySize: maxBodySize}
+// Handler routes CC's requests.
+type Handler struct {
+	lrps    LRPBackend
+	tasks   TaskBackend
+	staging StagingBackend
+	logger  lager.Logger
+	limits  Limits
+}
+
+// NewHandler returns the API's http.Handler. Every listener serving it
+// shares its bound on in-flight requests.
+func NewHandler(logger lager.Logger, backends Backends, limits Limits) http.Handler {
+	h := &Handler{lrps: backends.LRPs, tasks: backends.Tasks, staging: backends.Staging, logger: logger.Session("bifrost"), limits: limits}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /apps/{process_guid}", h.desireLRP)
 	mux.HandleFunc("GET /apps", h.listLRPs)
@@ -85,7 +96,33 @@ func NewHandler(logger lager.Logger, backends Backends, maxBodySize int64) http.
 	mux.HandleFunc("PUT /stage/{guid}/completed", h.stagingCompleted)
 	mux.HandleFunc("DELETE /stage/{guid}", h.cancelStaging)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	return h.logRequests(mux)
+	return h.logRequests(h.limitInFlight(mux))
+}
+
+// limitInFlight answers 503 with Retry-After at once when MaxInFlightRequests
+// are being served. Shedding rather than queueing keeps memory, goroutines
+// and API-server calls bounded under a burst; CC retries (its periodic sync
+// re-desires what is missing), and a 503 is what its OPI client sees when
+// Iris is down anyway.
+func (h *Handler) limitInFlight(next http.Handler) http.Handler {
+	slots := make(chan struct{}, h.limits.MaxInFlightRequests)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			h.writeError(w, r, errOverloaded{max: h.limits.MaxInFlightRequests})
+		}
+	})
+}
+
+// errOverloaded is answered 503.
+type errOverloaded struct{ max int }
+
+func (e errOverloaded) Error() string {
+	return fmt.Sprintf("Iris is serving its maximum of %d requests at once (api.max_in_flight_requests); retry later", e.max)
 }
 
 func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +130,7 @@ func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &lrp) {
 		return
 	}
-	if err := validateDesire(r.PathValue("process_guid"), &lrp); err != nil {
+	if err := validateDesire(r.PathValue("process_guid"), &lrp, h.limits); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -117,7 +154,7 @@ func (h *Handler) updateLRP(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
-	if err := validateUpdate(r.PathValue("process_guid"), &req); err != nil {
+	if err := validateUpdate(r.PathValue("process_guid"), &req, h.limits); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -225,7 +262,7 @@ func (h *Handler) stage(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
-	if err := validateStaging(&req); err != nil {
+	if err := validateStaging(r.PathValue("guid"), &req); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -259,11 +296,11 @@ func (h *Handler) cancelStaging(w http.ResponseWriter, r *http.Request) {
 // decode reads a JSON body of at most maxBodySize bytes. Unknown fields are
 // accepted: newer CCs send fields older Iris versions do not know.
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, into any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, h.maxBodySize)
+	r.Body = http.MaxBytesReader(w, r.Body, h.limits.MaxRequestBodyBytes)
 	if err := json.NewDecoder(r.Body).Decode(into); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			h.writeError(w, r, models.Invalidf("request body exceeds %d bytes", h.maxBodySize))
+			h.writeError(w, r, models.Invalidf("request body exceeds %d bytes", h.limits.MaxRequestBodyBytes))
 			return false
 		}
 		h.writeError(w, r, models.Invalidf("malformed JSON body: %v", err))
@@ -279,11 +316,14 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusNotFound
 	case models.IsInvalid(err):
 		status = http.StatusBadRequest
-	case errors.Is(err, context.Canceled):
-		// The client went away; nobody reads the answer.
+	case errors.Is(err, context.Canceled), errors.As(err, new(errOverloaded)):
+		// The client went away (nobody reads the answer), or too many
+		// requests are in flight.
 		status = http.StatusServiceUnavailable
 	}
-	if status >= 500 {
+	// Shed requests are counted (api_requests_total, code 503), not logged
+	// as failures: under a burst that would flood the log.
+	if status >= 500 && !errors.As(err, new(errOverloaded)) {
 		h.requestLogger(r).Error("request-failed", err)
 	} else {
 		h.requestLogger(r).Info("request-rejected", lager.Data{"status": status, "reason": err.Error()})

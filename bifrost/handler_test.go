@@ -1,8 +1,10 @@
 package bifrost_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +21,7 @@ import (
 
 const validDesire = `{
   "guid": "app-guid", "version": "v1", "process_guid": "app-guid-v1",
-  "instances": 2, "ports": [8080],
+  "instances": 2, "ports": [8080], "memory_mb": 256, "disk_mb": 1024, "cpu_weight": 3,
   "routes": {"cf-router": [{"hostname": "app.example.com", "port": 8080}]},
   "environment": {"FOO": "bar"},
   "lifecycle": {"docker_lifecycle": {"image": "busybox", "command": []}},
@@ -33,13 +35,14 @@ var _ = Describe("Handler", func() {
 		staging *bifrostfakes.FakeStagingBackend
 		server  *httptest.Server
 	)
+	limits := bifrost.Limits{MaxRequestBodyBytes: 1024, MaxInstances: 10, MaxInFlightRequests: 2}
 
 	BeforeEach(func() {
 		backend = &bifrostfakes.FakeLRPBackend{}
 		tasks = &bifrostfakes.FakeTaskBackend{}
 		staging = &bifrostfakes.FakeStagingBackend{}
 		server = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"),
-			bifrost.Backends{LRPs: backend, Tasks: tasks, Staging: staging}, 1024))
+			bifrost.Backends{LRPs: backend, Tasks: tasks, Staging: staging}, limits))
 		DeferCleanup(server.Close)
 	})
 
@@ -102,7 +105,43 @@ var _ = Describe("Handler", func() {
 			Entry("two placement tags", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports"`, `"placement_tags": ["a", "b"], "ports"`, 1), "one tag (the isolation segment)"),
 			Entry("an empty placement tag", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports"`, `"placement_tags": [""], "ports"`, 1), "must not be empty"),
 			Entry("body over the limit", "/apps/app-guid-v1", strings.Replace(validDesire, `"FOO": "bar"`, `"FOO": "`+strings.Repeat("x", 2048)+`"`, 1), "exceeds 1024 bytes"),
+			Entry("instances over lrp.max_instances", "/apps/app-guid-v1", strings.Replace(validDesire, `"instances": 2`, `"instances": 11`, 1), "instances must be at most 10 (lrp.max_instances), got 11"),
+			Entry("instances that would wrap to 1 as an int32", "/apps/app-guid-v1", strings.Replace(validDesire, `"instances": 2`, `"instances": 4294967297`, 1), "got 4294967297"),
+			Entry("instances beyond any integer", "/apps/app-guid-v1", strings.Replace(validDesire, `"instances": 2`, `"instances": 1e30`, 1), "malformed JSON"),
+			Entry("no memory_mb", "/apps/app-guid-v1", strings.Replace(validDesire, `"memory_mb": 256`, `"memory_mb": 0`, 1), "memory_mb must be between 1 and 2147483647, got 0"),
+			Entry("no disk_mb", "/apps/app-guid-v1", strings.Replace(validDesire, `"disk_mb": 1024`, `"disk_mb": 0`, 1), "disk_mb must be between 1 and 2147483647, got 0"),
+			Entry("negative memory_mb", "/apps/app-guid-v1", strings.Replace(validDesire, `"memory_mb": 256`, `"memory_mb": -1`, 1), "memory_mb must be between"),
+			Entry("memory_mb that would overflow in bytes", "/apps/app-guid-v1", strings.Replace(validDesire, `"memory_mb": 256`, `"memory_mb": 9007199254740993`, 1), "memory_mb must be between"),
+			Entry("cpu_weight over Diego's 100", "/apps/app-guid-v1", strings.Replace(validDesire, `"cpu_weight": 3`, `"cpu_weight": 1000000`, 1), "cpu_weight must be between 0 and 100, got 1000000"),
+			Entry("a NUL in an environment value", "/apps/app-guid-v1", strings.Replace(validDesire, `"FOO": "bar"`, `"FOO": "b\u0000r"`, 1), "the value of FOO contains a NUL byte"),
+			Entry("a NUL in an environment name", "/apps/app-guid-v1", strings.Replace(validDesire, `"FOO": "bar"`, `"F\u0000O": "bar"`, 1), "contains a NUL byte"),
+			Entry("an empty environment name", "/apps/app-guid-v1", strings.Replace(validDesire, `"FOO": "bar"`, `"": "bar"`, 1), "names must not be empty"),
+			Entry("a route to a port the app does not expose", "/apps/app-guid-v1", strings.Replace(validDesire, `"port": 8080}`, `"port": 9090}`, 1), `route "app.example.com" goes to port 9090, which the app does not expose (ports [8080])`),
+			Entry("a route to 8080 when the app exposes other ports", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports": [8080]`, `"ports": [9000]`, 1), "goes to port 8080, which the app does not expose"),
+			Entry("a TCP route to a port the app does not expose", "/apps/app-guid-v1", strings.Replace(validDesire, `"cf-router"`, `"tcp-router": [{"router_group_guid": "rg", "external_port": 61000, "container_port": 5432}], "cf-router"`, 1), "goes to container port 5432, which the app does not expose"),
+			Entry("TCP routes that are not a list", "/apps/app-guid-v1", strings.Replace(validDesire, `"cf-router"`, `"tcp-router": 5, "cf-router"`, 1), `"tcp-router" must be a list`),
+			Entry("an invalid image reference", "/apps/app-guid-v1", strings.Replace(validDesire, `"image": "busybox"`, `"image": "Busy Box::latest"`, 1), `docker_lifecycle.image "Busy Box::latest" is not an image reference`),
+			Entry("a droplet that forms no image reference", "/apps/app-guid-v1", strings.Replace(validDesire, `"docker_lifecycle": {"image": "busybox", "command": []}`, `"buildpack_lifecycle": {"droplet_guid": "d", "droplet_hash": "not a tag!"}`, 1), "do not form an image reference"),
+			Entry("a guid with a path in it", "/apps/..%2F..%2Fx-v1", strings.Replace(strings.Replace(validDesire, `"guid": "app-guid"`, `"guid": "../../x"`, 1), `"process_guid": "app-guid-v1"`, `"process_guid": "../../x-v1"`, 1), `guid "../../x": want 1-63 characters of [A-Za-z0-9._-]`),
+			Entry("a version with dots only", "/apps/app-guid-..", strings.Replace(strings.Replace(validDesire, `"version": "v1"`, `"version": ".."`, 1), `"process_guid": "app-guid-v1"`, `"process_guid": "app-guid-.."`, 1), `version ".."`),
+			Entry("a guid with \"..\" inside", "/apps/a..b-v1", strings.Replace(strings.Replace(validDesire, `"guid": "app-guid"`, `"guid": "a..b"`, 1), `"process_guid": "app-guid-v1"`, `"process_guid": "a..b-v1"`, 1), `without ".."`),
+			Entry("a guid longer than a label value", "/apps/"+strings.Repeat("g", 64)+"-v1", strings.Replace(strings.Replace(validDesire, `"guid": "app-guid"`, `"guid": "`+strings.Repeat("g", 64)+`"`, 1), `"process_guid": "app-guid-v1"`, `"process_guid": "`+strings.Repeat("g", 64)+`-v1"`, 1), "want 1-63 characters"),
 		)
+
+		It("takes instances up to lrp.max_instances and a UUID process guid", func() {
+			body := strings.NewReplacer(`"instances": 2`, `"instances": 10`,
+				`"guid": "app-guid"`, `"guid": "8c1b5c2e-3a9e-4bbd-9e8f-2b7a0d5c6e11"`,
+				`"process_guid": "app-guid-v1"`, `"process_guid": "8c1b5c2e-3a9e-4bbd-9e8f-2b7a0d5c6e11-v1"`).Replace(validDesire)
+			status, resp := do("PUT", "/apps/8c1b5c2e-3a9e-4bbd-9e8f-2b7a0d5c6e11-v1", body)
+			Expect(status).To(Equal(http.StatusAccepted), resp)
+			_, _, lrp := backend.DesireArgsForCall(0)
+			Expect(lrp.NumInstances()).To(Equal(10))
+		})
+
+		It("routes to 8080 when the app names no ports, as it then exposes 8080", func() {
+			status, resp := do("PUT", "/apps/app-guid-v1", strings.Replace(validDesire, `"ports": [8080],`, "", 1))
+			Expect(status).To(Equal(http.StatusAccepted), resp)
+		})
 
 		It("maps backend rejections to 400 and faults to 500", func() {
 			backend.DesireReturns(models.Invalidf("namespace %q is not allowed", "x"))
@@ -161,6 +200,26 @@ var _ = Describe("Handler", func() {
 			Expect(req.Update.Annotation).To(Equal("2.0"))
 		})
 
+		DescribeTable("rejects instances it cannot honour with 400",
+			func(instances, message string) {
+				status, resp := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"instances":`+instances+`}}`)
+				Expect(status).To(Equal(http.StatusBadRequest))
+				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(backend.UpdateCallCount()).To(BeZero())
+			},
+			Entry("negative", "-2", "must not be negative"),
+			Entry("over lrp.max_instances", "11", "at most 10 (lrp.max_instances)"),
+			Entry("2^32, which an int32 makes 0", "4294967296", "got 4294967296"),
+			Entry("beyond any integer", "1e30", "malformed JSON"),
+		)
+
+		It("rejects routes that are not a list, before the backend checks their ports", func() {
+			status, resp := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"routes":{"tcp-router":{}}}}`)
+			Expect(status).To(Equal(http.StatusBadRequest))
+			Expect(errorMessage(resp)).To(ContainSubstring(`"tcp-router" must be a list`))
+			Expect(backend.UpdateCallCount()).To(BeZero())
+		})
+
 		It("rejects negative instances and path mismatches", func() {
 			status, _ := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"instances":-2}}`)
 			Expect(status).To(Equal(http.StatusBadRequest))
@@ -217,6 +276,7 @@ var _ = Describe("Handler", func() {
 
 	Describe("tasks", func() {
 		const task = `{"guid":"t1","name":"migrate","app_guid":"a","completion_callback":"https://cc:9023/internal/v4/tasks/t1/completed",
+			"memory_mb":256,"disk_mb":1024,"cpu_weight":3,
 			"environment":[{"name":"A","value":"1"}],"command":"rake db:migrate","lifecycle":{"docker_lifecycle":{"image":"busybox"}}}`
 
 		It("desires a task: 202", func() {
@@ -238,6 +298,12 @@ var _ = Describe("Handler", func() {
 			Entry("no callback", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `""`, 1), "completion_callback is required"),
 			Entry("callback not a URL", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `"cc:9023"`, 1), "not an http(s) URL"),
 			Entry("no lifecycle", "/tasks/t1", strings.Replace(task, `,"lifecycle":{"docker_lifecycle":{"image":"busybox"}}`, "", 1), "lifecycle"),
+			Entry("a guid with a path in it", "/tasks/..%2F..%2Fx", strings.Replace(task, `"guid":"t1"`, `"guid":"../../x"`, 1), `task guid "../../x"`),
+			Entry("no memory_mb", "/tasks/t1", strings.Replace(task, `"memory_mb":256`, `"memory_mb":0`, 1), "memory_mb must be between 1 and"),
+			Entry("no disk_mb", "/tasks/t1", strings.Replace(task, `"disk_mb":1024`, `"disk_mb":0`, 1), "disk_mb must be between 1 and"),
+			Entry("cpu_weight over 100", "/tasks/t1", strings.Replace(task, `"cpu_weight":3`, `"cpu_weight":101`, 1), "cpu_weight must be between 0 and 100"),
+			Entry("a NUL in an environment value", "/tasks/t1", strings.Replace(task, `"value":"1"`, `"value":"\u0000"`, 1), "the value of A contains a NUL byte"),
+			Entry("an invalid image reference", "/tasks/t1", strings.Replace(task, `"image":"busybox"`, `"image":"busybox:"`, 1), "is not an image reference"),
 		)
 
 		It("lists and gets tasks, 404 for an unknown one", func() {
@@ -261,6 +327,7 @@ var _ = Describe("Handler", func() {
 
 	Describe("staging", func() {
 		const docker = `{"app_guid":"a","completion_callback":"https://cc:9023/internal/v3/staging/s1/build_completed?start=true",
+			"memory_mb":1024,"disk_mb":4096,"cpu_weight":50,"environment":[{"name":"LANG","value":"en_US.UTF-8"}],
 			"lifecycle":{"docker_lifecycle":{"image":"busybox"}}}`
 
 		It("stages: 202", func() {
@@ -282,7 +349,19 @@ var _ = Describe("Handler", func() {
 			Entry("no image", strings.Replace(docker, `"busybox"`, `""`, 1), "image is required"),
 			Entry("buildpack without URIs", strings.Replace(docker, `"docker_lifecycle":{"image":"busybox"}`, `"buildpack_lifecycle":{}`, 1), "app_bits_download_uri"),
 			Entry("no lifecycle", strings.Replace(docker, `"docker_lifecycle":{"image":"busybox"}`, ``, 1), "one of"),
+			Entry("no memory_mb", strings.Replace(docker, `"memory_mb":1024`, `"memory_mb":0`, 1), "memory_mb must be between 1 and"),
+			Entry("no disk_mb", strings.Replace(docker, `"disk_mb":4096`, `"disk_mb":0`, 1), "disk_mb must be between 1 and"),
+			Entry("cpu_weight over 100", strings.Replace(docker, `"cpu_weight":50`, `"cpu_weight":1000000`, 1), "cpu_weight must be between 0 and 100"),
+			Entry("a NUL in an environment value", strings.Replace(docker, `"en_US.UTF-8"`, `"en\u0000US"`, 1), "the value of LANG contains a NUL byte"),
+			Entry("an invalid image reference", strings.Replace(docker, `"busybox"`, `"BusyBox"`, 1), "is not an image reference"),
 		)
+
+		It("rejects a staging guid that is not one plain path segment", func() {
+			status, resp := do("POST", "/stage/a..b", docker)
+			Expect(status).To(Equal(http.StatusBadRequest))
+			Expect(errorMessage(resp)).To(ContainSubstring(`staging guid "a..b"`))
+			Expect(staging.StageCallCount()).To(BeZero())
+		})
 
 		It("takes the uploader's completion and cancels", func() {
 			status, _ := do("PUT", "/stage/s1/completed", `{"task_guid":"s1","failed":false,"result":"{}"}`)
@@ -293,4 +372,92 @@ var _ = Describe("Handler", func() {
 			Expect(status).To(Equal(http.StatusAccepted))
 		})
 	})
+	Describe("environment size, under a body limit that lets it through", func() {
+		var bigServer *httptest.Server
+		BeforeEach(func() {
+			bigServer = httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"),
+				bifrost.Backends{LRPs: backend, Tasks: tasks, Staging: staging},
+				bifrost.Limits{MaxRequestBodyBytes: 8 << 20, MaxInstances: 10, MaxInFlightRequests: 2}))
+			DeferCleanup(bigServer.Close)
+		})
+		put := func(body string) (int, string) {
+			req, err := http.NewRequest("PUT", bigServer.URL+"/apps/app-guid-v1", strings.NewReader(body))
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			data, err := io.ReadAll(resp.Body)
+			Expect(err).NotTo(HaveOccurred())
+			return resp.StatusCode, string(data)
+		}
+		withEnv := func(env string) string { return strings.Replace(validDesire, `"FOO": "bar"`, env, 1) }
+
+		DescribeTable("rejects what no container could start with or etcd store, before the backend",
+			func(env, message string) {
+				status, resp := put(withEnv(env))
+				Expect(status).To(Equal(http.StatusBadRequest))
+				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(backend.DesireCallCount()).To(BeZero())
+			},
+			Entry("a 3 MiB value", `"BIG": "`+strings.Repeat("x", 3<<20)+`"`, "BIG is 3145732 bytes, more than the 131071 a process environment string may have"),
+			Entry("one variable just over execve's limit", `"A": "`+strings.Repeat("x", 128*1024-2)+`"`, "A is 131072 bytes"),
+			Entry("many variables over 1 MiB together", bigEnv(10, 120*1024), "bytes in all, more than the 1048576"),
+		)
+
+		It("takes a variable at execve's limit and a large environment under 1 MiB", func() {
+			status, resp := put(withEnv(`"A": "` + strings.Repeat("x", 128*1024-3) + `"`))
+			Expect(status).To(Equal(http.StatusAccepted), resp)
+			status, resp = put(withEnv(bigEnv(8, 120*1024)))
+			Expect(status).To(Equal(http.StatusAccepted), resp)
+		})
+	})
+
+	Describe("the bound on requests in flight", func() {
+		It("answers 503 with Retry-After beyond it, and serves again once a slot is free", func() {
+			release := make(chan struct{})
+			entered := make(chan struct{}, limits.MaxInFlightRequests)
+			backend.GetStub = func(context.Context, string, string) (*models.DesiredLRP, error) {
+				entered <- struct{}{}
+				<-release
+				return &models.DesiredLRP{ProcessGUID: "g-v"}, nil
+			}
+			done := make(chan int, limits.MaxInFlightRequests)
+			for range limits.MaxInFlightRequests {
+				go func() {
+					defer GinkgoRecover()
+					status, _ := do("GET", "/apps/g/v", "")
+					done <- status
+				}()
+			}
+			for range limits.MaxInFlightRequests {
+				Eventually(entered).Should(Receive())
+			}
+
+			resp, err := http.Get(server.URL + "/apps/g/v")
+			Expect(err).NotTo(HaveOccurred())
+			body, err := io.ReadAll(resp.Body)
+			Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
+			Expect(resp.StatusCode).To(Equal(http.StatusServiceUnavailable))
+			Expect(resp.Header.Get("Retry-After")).To(Equal("1"))
+			Expect(errorMessage(string(body))).To(ContainSubstring("maximum of 2 requests at once"))
+			Expect(backend.GetCallCount()).To(Equal(limits.MaxInFlightRequests))
+
+			close(release)
+			for range limits.MaxInFlightRequests {
+				Eventually(done).Should(Receive(Equal(http.StatusOK)))
+			}
+			status, _ := do("GET", "/apps/g/v", "")
+			Expect(status).To(Equal(http.StatusOK))
+		})
+	})
 })
+
+// bigEnv is n environment entries of size bytes each, as JSON object members.
+func bigEnv(n, size int) string {
+	entries := make([]string, n)
+	for i := range entries {
+		entries[i] = fmt.Sprintf(`"V%d": "%s"`, i, strings.Repeat("x", size))
+	}
+	return strings.Join(entries, ", ")
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -19,22 +20,47 @@ import (
 // accepting, lets in-flight requests finish within the shutdown timeout, and
 // returns nil, so SIGTERM ends Iris with exit code 0.
 type Server struct {
-	logger          lager.Logger
-	address         string
-	handler         http.Handler
-	tlsConfig       *tls.Config
-	shutdownTimeout time.Duration
+	logger    lager.Logger
+	address   string
+	handler   http.Handler
+	tlsConfig *tls.Config
+	timeouts  Timeouts
+	// bound is the address listened on, known once Run is ready.
+	bound atomic.Value
 }
 
+// Timeouts of a server's connections.
+type Timeouts struct {
+	// Read bounds reading one whole request, headers and body: a client
+	// that sends its body slowly is cut off rather than holding a
+	// connection (and a slot of the in-flight bound) for ever.
+	Read time.Duration
+	// Idle closes a keep-alive connection without a request this long.
+	Idle time.Duration
+	// Shutdown bounds how long a signal waits for in-flight requests.
+	Shutdown time.Duration
+}
+
+// headerTimeout bounds reading the request line and headers, which are
+// small; the read timeout, if shorter, wins.
+const headerTimeout = 10 * time.Second
+
 // NewServer serves handler on address in plain HTTP.
-func NewServer(logger lager.Logger, address string, handler http.Handler, shutdownTimeout time.Duration) *Server {
-	return &Server{logger: logger.Session("server", lager.Data{"address": address}), address: address, handler: handler, shutdownTimeout: shutdownTimeout}
+func NewServer(logger lager.Logger, address string, handler http.Handler, timeouts Timeouts) *Server {
+	return &Server{logger: logger.Session("server", lager.Data{"address": address}), address: address, handler: handler, timeouts: timeouts}
+}
+
+// Address is the address the server listens on (with the port chosen when
+// it was asked for port 0), once Run is ready; empty before.
+func (s *Server) Address() string {
+	addr, _ := s.bound.Load().(string)
+	return addr
 }
 
 // NewMutualTLSServer serves handler on address over TLS 1.2+ and accepts
 // only clients whose certificate is signed by the CA in clientCAFile. The
 // files are re-read when they change (a rotated Secret), without a restart.
-func NewMutualTLSServer(logger lager.Logger, address string, handler http.Handler, shutdownTimeout time.Duration, certFile, keyFile, clientCAFile string) (*Server, error) {
+func NewMutualTLSServer(logger lager.Logger, address string, handler http.Handler, timeouts Timeouts, certFile, keyFile, clientCAFile string) (*Server, error) {
 	tlsLogger := logger.Session("tls-server", lager.Data{"address": address})
 	reloaded := func(what string) func(error) {
 		return func(err error) {
@@ -57,7 +83,7 @@ func NewMutualTLSServer(logger lager.Logger, address string, handler http.Handle
 	if err != nil {
 		return nil, fmt.Errorf("building server TLS config: %w", err)
 	}
-	s := NewServer(logger, address, handler, shutdownTimeout)
+	s := NewServer(logger, address, handler, timeouts)
 	s.logger = tlsLogger
 	s.tlsConfig = tlsConfig
 	return s, nil
@@ -69,13 +95,19 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", s.address, err)
 	}
+	s.bound.Store(listener.Addr().String())
 	if s.tlsConfig != nil {
 		listener = tls.NewListener(listener, s.tlsConfig)
 	}
+	readHeader := headerTimeout
+	if s.timeouts.Read > 0 {
+		readHeader = min(readHeader, s.timeouts.Read)
+	}
 	server := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: readHeader,
+		ReadTimeout:       s.timeouts.Read,
+		IdleTimeout:       s.timeouts.Idle,
 	}
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
@@ -87,7 +119,7 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return fmt.Errorf("serving on %s: %w", s.address, err)
 	case sig := <-signals:
 		s.logger.Info("draining", lager.Data{"signal": sig.String()})
-		ctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeouts.Shutdown)
 		defer cancel()
 		if err := server.Shutdown(ctx); err != nil {
 			s.logger.Error("drain-incomplete", err)

@@ -1,16 +1,156 @@
 package bifrost
 
 import (
+	"fmt"
+	"math"
 	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/iris-cf/iris/models"
 )
 
+// Bounds that follow from what runs the request, not from operator choice.
+const (
+	// maxResourceMB is CC's own bound on memory_in_mb and disk_in_mb
+	// (MAX_DB_INT); it also keeps MB*1024*1024 far from int64 overflow.
+	maxResourceMB = math.MaxInt32
+	// maxCPUWeight is Diego's bound (BBS rejects cpu_weight > 100); CC
+	// derives it from memory and never sends more.
+	maxCPUWeight = 100
+	// maxEnvVarBytes bounds one "NAME=value" string: execve(2) refuses any
+	// single environment string longer than MAX_ARG_STRLEN (32 pages,
+	// 131072 bytes with its NUL), so the container could never start.
+	maxEnvVarBytes = 128*1024 - 1
+	// maxEnvTotalBytes bounds all of a request's variables together. The
+	// environment is stored in the StatefulSet (or Job) and again in its
+	// ControllerRevision and each pod, and etcd refuses objects beyond
+	// about 1.5 MiB: 1 MiB leaves room for the rest of the object, and
+	// the API server is never asked to store what it would refuse.
+	maxEnvTotalBytes = 1 << 20
+)
+
+// validateGUID checks a guid that Iris puts into label values, object
+// lookups and URL paths: 1 to 63 of [A-Za-z0-9._-], starting and ending with
+// a letter or digit (a Kubernetes label value, so it is stored unchanged and
+// never collides with another guid), and no "..", so it is always one plain
+// path segment. CC's guids are UUIDs.
+func validateGUID(field, guid string) error {
+	if guid == "" {
+		return models.Invalidf("%s is required", field)
+	}
+	if problems := validation.IsValidLabelValue(guid); len(problems) > 0 || strings.Contains(guid, "..") {
+		return models.Invalidf("%s %q: want 1-63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit, without \"..\"", field, guid)
+	}
+	return nil
+}
+
+// validateResources checks memory_mb and disk_mb (required: Iris never runs
+// a container without limits, and CC always sends both, its own validation
+// requiring them to be positive; Diego's 0 would mean unlimited) and
+// cpu_weight (0 means no CPU request, as in Diego).
+func validateResources(memoryMB, diskMB, cpuWeight int64) error {
+	if memoryMB <= 0 || memoryMB > maxResourceMB {
+		return models.Invalidf("memory_mb must be between 1 and %d, got %d (Iris never runs a container without a memory limit)", maxResourceMB, memoryMB)
+	}
+	if diskMB <= 0 || diskMB > maxResourceMB {
+		return models.Invalidf("disk_mb must be between 1 and %d, got %d (Iris never runs a container without a disk limit)", maxResourceMB, diskMB)
+	}
+	if cpuWeight < 0 || cpuWeight > maxCPUWeight {
+		return models.Invalidf("cpu_weight must be between 0 and %d, got %d", maxCPUWeight, cpuWeight)
+	}
+	return nil
+}
+
+// validateInstances checks an instance count before it is narrowed to the
+// StatefulSet's int32 replicas. The JSON decoder already refuses a number
+// that does not fit an int, so nothing wraps before this check.
+func validateInstances(instances, maxInstances int) error {
+	if instances < 0 {
+		return models.Invalidf("instances must not be negative, got %d", instances)
+	}
+	if instances > maxInstances {
+		return models.Invalidf("instances must be at most %d (lrp.max_instances), got %d", maxInstances, instances)
+	}
+	return nil
+}
+
+// validateEnvironment checks every variable so that the container can start
+// and its object can be stored.
+func validateEnvironment(vars []models.EnvironmentVariable) error {
+	total := 0
+	for _, v := range vars {
+		if v.Name == "" {
+			return models.Invalidf("environment: variable names must not be empty")
+		}
+		if strings.ContainsRune(v.Name, 0) {
+			return models.Invalidf("environment: variable name %q contains a NUL byte", v.Name)
+		}
+		if strings.ContainsRune(v.Value, 0) {
+			return models.Invalidf("environment: the value of %s contains a NUL byte", v.Name)
+		}
+		size := len(v.Name) + 1 + len(v.Value)
+		if size > maxEnvVarBytes {
+			return models.Invalidf("environment: %s is %d bytes, more than the %d a process environment string may have", v.Name, size, maxEnvVarBytes)
+		}
+		total += size
+	}
+	if total > maxEnvTotalBytes {
+		return models.Invalidf("environment: %d bytes in all, more than the %d Iris stores in one object", total, maxEnvTotalBytes)
+	}
+	return nil
+}
+
+// environmentList is an LRP's environment map in a stable order, so the
+// first problem reported is always the same.
+func environmentList(env map[string]string) []models.EnvironmentVariable {
+	vars := make([]models.EnvironmentVariable, 0, len(env))
+	for name, value := range env {
+		vars = append(vars, models.EnvironmentVariable{Name: name, Value: value})
+	}
+	sort.Slice(vars, func(i, j int) bool { return vars[i].Name < vars[j].Name })
+	return vars
+}
+
+// validateImage checks a docker image reference as the kubelet (and the
+// docker stager) will parse it.
+func validateImage(image string) error {
+	if image == "" {
+		return models.Invalidf("lifecycle: docker_lifecycle.image is required")
+	}
+	if _, err := name.ParseReference(image); err != nil {
+		return models.Invalidf("lifecycle: docker_lifecycle.image %q is not an image reference: %v", image, err)
+	}
+	return nil
+}
+
+// validateDroplet checks that droplet_guid and droplet_hash form an image
+// reference (<droplet registry>/<guid>:<hash>); the registry part is the
+// operator's and checked with the config.
+func validateDroplet(b *models.BuildpackLifecycle) error {
+	if b.DropletGUID == "" || b.DropletHash == "" {
+		return models.Invalidf("lifecycle: buildpack_lifecycle.droplet_guid and droplet_hash are required")
+	}
+	if _, err := name.NewTag(fmt.Sprintf("droplets.invalid/%s:%s", b.DropletGUID, b.DropletHash)); err != nil {
+		return models.Invalidf("lifecycle: buildpack_lifecycle droplet_guid %q and droplet_hash %q do not form an image reference: %v", b.DropletGUID, b.DropletHash, err)
+	}
+	return nil
+}
+
 // validateDesire rejects what CC would never send and Kubernetes could not
 // run, before anything is created. pathGUID is the {process_guid} segment.
-func validateDesire(pathGUID string, lrp *models.DesireLRPRequest) error {
+func validateDesire(pathGUID string, lrp *models.DesireLRPRequest, limits Limits) error {
 	if lrp.GUID == "" || lrp.Version == "" {
 		return models.Invalidf("guid and version are required")
+	}
+	if err := validateGUID("guid", lrp.GUID); err != nil {
+		return err
+	}
+	if err := validateGUID("version", lrp.Version); err != nil {
+		return err
 	}
 	processGUID := lrp.GUID + "-" + lrp.Version
 	if lrp.ProcessGUID == "" {
@@ -22,11 +162,11 @@ func validateDesire(pathGUID string, lrp *models.DesireLRPRequest) error {
 	if pathGUID != processGUID {
 		return models.Invalidf("path process guid %q does not match guid-version %q", pathGUID, processGUID)
 	}
-	if lrp.NumInstances() < 0 {
-		return models.Invalidf("instances must not be negative, got %d", lrp.NumInstances())
+	if err := validateInstances(lrp.NumInstances(), limits.MaxInstances); err != nil {
+		return err
 	}
-	if lrp.MemoryMB < 0 || lrp.DiskMB < 0 || lrp.CPUWeight < 0 {
-		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
+	if err := validateResources(lrp.MemoryMB, lrp.DiskMB, lrp.CPUWeight); err != nil {
+		return err
 	}
 	if lrp.HealthCheckTimeoutMs < 0 || lrp.StartTimeoutMs < 0 {
 		return models.Invalidf("health_check_timeout_ms and start_timeout_ms must not be negative")
@@ -48,13 +188,11 @@ func validateDesire(pathGUID string, lrp *models.DesireLRPRequest) error {
 	if len(lrp.PlacementTags) == 1 && lrp.PlacementTags[0] == "" {
 		return models.Invalidf("placement_tags: the tag must not be empty")
 	}
-	if err := lrp.Routes.Validate(); err != nil {
+	if err := lrp.Routes.ValidatePorts(lrp.ExposedPorts()); err != nil {
 		return err
 	}
-	for name := range lrp.Environment {
-		if name == "" {
-			return models.Invalidf("environment: variable names must not be empty")
-		}
+	if err := validateEnvironment(environmentList(lrp.Environment)); err != nil {
+		return err
 	}
 	for _, m := range lrp.VolumeMounts {
 		if m.VolumeID == "" || m.MountDir == "" {
@@ -70,16 +208,14 @@ func validateLifecycle(l models.Lifecycle) error {
 	case docker != nil && buildpack != nil:
 		return models.Invalidf("lifecycle: exactly one of docker_lifecycle and buildpack_lifecycle, not both")
 	case docker != nil:
-		if docker.Image == "" {
-			return models.Invalidf("lifecycle: docker_lifecycle.image is required")
+		if err := validateImage(docker.Image); err != nil {
+			return err
 		}
 		if (docker.RegistryUsername == "") != (docker.RegistryPassword == "") {
 			return models.Invalidf("lifecycle: docker_lifecycle needs both registry_username and registry_password, or neither")
 		}
 	case buildpack != nil:
-		if buildpack.DropletGUID == "" || buildpack.DropletHash == "" {
-			return models.Invalidf("lifecycle: buildpack_lifecycle.droplet_guid and droplet_hash are required")
-		}
+		return validateDroplet(buildpack)
 	default:
 		return models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
 	}
@@ -87,15 +223,18 @@ func validateLifecycle(l models.Lifecycle) error {
 }
 
 // validateUpdate checks an update against the {process_guid} path segment.
-func validateUpdate(pathGUID string, req *models.UpdateDesiredLRPRequest) error {
+// Route ports are checked by the backend, which knows the LRP's ports.
+func validateUpdate(pathGUID string, req *models.UpdateDesiredLRPRequest, limits Limits) error {
 	if req.GUID == "" || req.Version == "" {
 		return models.Invalidf("guid and version are required")
 	}
 	if pathGUID != req.GUID+"-"+req.Version {
 		return models.Invalidf("path process guid %q does not match guid-version %q", pathGUID, req.GUID+"-"+req.Version)
 	}
-	if req.Update.Instances != nil && *req.Update.Instances < 0 {
-		return models.Invalidf("instances must not be negative, got %d", *req.Update.Instances)
+	if req.Update.Instances != nil {
+		if err := validateInstances(*req.Update.Instances, limits.MaxInstances); err != nil {
+			return err
+		}
 	}
 	return req.Update.Routes.Validate()
 }
@@ -108,16 +247,17 @@ func validateTask(pathGUID string, task *models.TaskRequest) error {
 	if task.GUID != pathGUID {
 		return models.Invalidf("task guid %q does not match the path %q", task.GUID, pathGUID)
 	}
+	if err := validateGUID("task guid", task.GUID); err != nil {
+		return err
+	}
 	if err := validateCallback(task.CompletionCallback); err != nil {
 		return err
 	}
-	if task.MemoryMB < 0 || task.DiskMB < 0 || task.CPUWeight < 0 {
-		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
+	if err := validateResources(task.MemoryMB, task.DiskMB, task.CPUWeight); err != nil {
+		return err
 	}
-	for _, e := range task.Environment {
-		if e.Name == "" {
-			return models.Invalidf("environment: variable names must not be empty")
-		}
+	if err := validateEnvironment(task.Environment); err != nil {
+		return err
 	}
 	return validateLifecycle(task.Lifecycle)
 }
@@ -133,21 +273,25 @@ func validateCallback(callback string) error {
 }
 
 // validateStaging rejects a staging request that cannot be carried out.
-func validateStaging(req *models.StagingRequest) error {
+func validateStaging(pathGUID string, req *models.StagingRequest) error {
+	if err := validateGUID("staging guid", pathGUID); err != nil {
+		return err
+	}
 	if err := validateCallback(req.CompletionCallback); err != nil {
 		return err
 	}
-	if req.MemoryMB < 0 || req.DiskMB < 0 || req.CPUWeight < 0 {
-		return models.Invalidf("memory_mb, disk_mb and cpu_weight must not be negative")
+	if err := validateResources(req.MemoryMB, req.DiskMB, req.CPUWeight); err != nil {
+		return err
+	}
+	if err := validateEnvironment(req.Environment); err != nil {
+		return err
 	}
 	docker, buildpack := req.Lifecycle.DockerLifecycle, req.Lifecycle.BuildpackLifecycle
 	switch {
 	case docker != nil && buildpack != nil:
 		return models.Invalidf("lifecycle: exactly one of docker_lifecycle and buildpack_lifecycle, not both")
 	case docker != nil:
-		if docker.Image == "" {
-			return models.Invalidf("lifecycle: docker_lifecycle.image is required")
-		}
+		return validateImage(docker.Image)
 	case buildpack != nil:
 		if buildpack.AppBitsDownloadURI == "" || buildpack.DropletUploadURI == "" {
 			return models.Invalidf("lifecycle: buildpack_lifecycle.app_bits_download_uri and droplet_upload_uri are required")

@@ -130,9 +130,23 @@ func (p *CAPool) Current() *x509.CertPool {
 }
 
 // defaults are tlsconfig's internal-service settings (TLS 1.2+, CF's cipher
-// suites), built without an identity.
+// suites), built without an identity, plus the ECDSA suites.
 func defaults() (*tls.Config, error) {
-	return tlsconfig.Build(tlsconfig.WithInternalServiceDefaults()).Server()
+	return tlsconfig.Build(tlsconfig.WithInternalServiceDefaults(), withECDSASuites).Server()
+}
+
+// withECDSASuites adds the ECDHE-ECDSA AEAD suites for TLS 1.2. The
+// internal-service defaults allow only ECDHE-RSA suites, so a TLS 1.2 peer
+// could not complete a handshake with an ECDSA certificate (cert-manager
+// and many CAs issue ECDSA). These are the same forward-secret AEAD suites
+// with ECDSA signatures; TLS 1.3 is unaffected (Go picks its own suites).
+func withECDSASuites(c *tls.Config) error {
+	c.CipherSuites = append(c.CipherSuites,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	)
+	return nil
 }
 
 // ServerConfig serves pair and requires client certificates signed by a CA

@@ -189,3 +189,51 @@ func TestHalfRotatedPairKeepsThePreviousOne(t *testing.T) {
 		t.Fatalf("the complete new pair was not loaded (err %v)", lastErr)
 	}
 }
+
+// A TLS 1.2-only peer must be able to use an ECDSA certificate, on either
+// side: the suites allowed for TLS 1.2 include ECDHE-ECDSA ones.
+func TestTLS12WithECDSACertificates(t *testing.T) {
+	e := env{t: t, dir: t.TempDir()}
+	serverCA, _ := testcerts.NewCA("server-ca") // testcerts issues ECDSA P-256 keys
+	clientCA, _ := testcerts.NewCA("client-ca")
+	e.writeLeaf(serverCA, "server", "server")
+	e.writeLeaf(clientCA, "client", "client")
+	serverPair, err := certreload.LoadKeyPair(filepath.Join(e.dir, "server.crt"), filepath.Join(e.dir, "server.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPair, err := certreload.LoadKeyPair(filepath.Join(e.dir, "client.crt"), filepath.Join(e.dir, "client.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCAs, err := certreload.LoadCAPool(e.writeCA(clientCA, "client-ca.crt"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := certreload.LoadCAPool(e.writeCA(serverCA, "server-ca.crt"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCfg, err := certreload.ServerConfig(serverPair, clientCAs)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A plain TLS 1.2 client (Go's default suites), as an older CC would be.
+	plain := &tls.Config{MaxVersion: tls.VersionTLS12, ServerName: "server", RootCAs: serverCA.Pool(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return clientPair.Current(), nil }}
+	if _, _, err := handshake(t, serverCfg, plain); err != nil {
+		t.Fatalf("TLS 1.2 client against an ECDSA server certificate: %v", err)
+	}
+
+	// Iris's own client config limited to TLS 1.2 (as against a TLS 1.2-only
+	// CC or NATS), with its ECDSA client certificate.
+	clientCfg, err := certreload.ClientConfig(clientPair, roots, "server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCfg.MaxVersion = tls.VersionTLS12
+	if _, _, err := handshake(t, serverCfg, clientCfg); err != nil {
+		t.Fatalf("Iris's TLS 1.2 client with an ECDSA client certificate: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -108,6 +109,11 @@ type LogAgent struct {
 type Metrics struct {
 	// IntervalSeconds between two emissions per app instance (Diego: 15).
 	IntervalSeconds int `json:"interval_seconds"`
+	// DiskFromStatsSummary reads disk usage from each node's kubelet stats
+	// summary through the API server's node proxy. That needs get on
+	// nodes/proxy, which reaches the whole kubelet API of every node
+	// (exec included), so it is off by default and disk is reported as 0.
+	DiskFromStatsSummary bool `json:"disk_from_stats_summary"`
 }
 
 // CC configures callbacks to Cloud Controller's internal API.
@@ -200,6 +206,14 @@ type API struct {
 	MaxRequestBodyBytes int64 `json:"max_request_body_bytes"`
 	// ShutdownTimeoutSeconds bounds how long SIGTERM waits for in-flight requests.
 	ShutdownTimeoutSeconds int `json:"shutdown_timeout_seconds"`
+	// ReadTimeoutSeconds bounds reading one whole request, headers and
+	// body, so a client that trickles its body cannot hold a connection.
+	ReadTimeoutSeconds int `json:"read_timeout_seconds"`
+	// IdleTimeoutSeconds closes a keep-alive connection idle this long.
+	IdleTimeoutSeconds int `json:"idle_timeout_seconds"`
+	// MaxInFlightRequests bounds the requests served at once (both
+	// listeners together); more are answered 503 with Retry-After.
+	MaxInFlightRequests int `json:"max_in_flight_requests"`
 }
 
 // BBS configures the BBS front: Diego's BBS API for current Cloud
@@ -239,6 +253,11 @@ type LRP struct {
 	TerminationGracePeriodSeconds int64 `json:"termination_grace_period_seconds"`
 	// DefaultStartTimeoutSeconds applies when CC sends no start timeout (Diego: 60).
 	DefaultStartTimeoutSeconds int64 `json:"default_start_timeout_seconds"`
+	// MaxInstances bounds an LRP's instance count; a desire or update
+	// beyond it is refused with 400. Diego has no bound of its own (CC
+	// bounds instances by quota), but one StatefulSet of a billion pods
+	// must never be created by a typo or a hostile client.
+	MaxInstances int `json:"max_instances"`
 
 	// Hardening of app and task pods (staging gets AppArmor and user
 	// namespaces too).
@@ -289,6 +308,9 @@ func Default() Config {
 		API: API{
 			MaxRequestBodyBytes:    4 << 20,
 			ShutdownTimeoutSeconds: 10,
+			ReadTimeoutSeconds:     30,
+			IdleTimeoutSeconds:     120,
+			MaxInFlightRequests:    100,
 		},
 		CC: CC{TimeoutSeconds: 30},
 		Staging: Staging{
@@ -325,6 +347,7 @@ func Default() Config {
 			CPUMillicoresPerWeight:        10,
 			TerminationGracePeriodSeconds: 10,
 			DefaultStartTimeoutSeconds:    60,
+			MaxInstances:                  1000,
 			AppArmorProfile:               "runtime/default",
 			IsolationSegmentLabel:         "cloudfoundry.org/isolation-segment",
 			EgressPolicies: EgressPolicies{
@@ -415,6 +438,16 @@ func (c *Config) Validate() error {
 		}
 		if c.API.MaxRequestBodyBytes <= 0 {
 			errs = append(errs, errors.New("api: max_request_body_bytes must be positive"))
+		}
+		if c.API.ReadTimeoutSeconds <= 0 || c.API.IdleTimeoutSeconds <= 0 {
+			errs = append(errs, errors.New("api: read_timeout_seconds and idle_timeout_seconds must be positive"))
+		}
+		if c.API.MaxInFlightRequests <= 0 {
+			errs = append(errs, errors.New("api: max_in_flight_requests must be positive"))
+		}
+		// Replicas are an int32 in Kubernetes.
+		if c.LRP.MaxInstances <= 0 || c.LRP.MaxInstances > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("lrp: max_instances must be between 1 and %d", math.MaxInt32))
 		}
 	}
 	if c.BBS.TLSListenAddress != "" && (c.BBS.TLSCertFile == "" || c.BBS.TLSKeyFile == "" || c.BBS.ClientCAFile == "") {

@@ -84,6 +84,23 @@ var _ = Describe("Config", func() {
 		Expect(cfg.BBS.Enabled()).To(BeTrue())
 	})
 
+	It("bounds the API and LRPs by default, and keeps the kubelet's node proxy off", func() {
+		cfg, err := config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.API.ReadTimeoutSeconds).To(Equal(30))
+		Expect(cfg.API.IdleTimeoutSeconds).To(Equal(120))
+		Expect(cfg.API.MaxInFlightRequests).To(Equal(100))
+		Expect(cfg.LRP.MaxInstances).To(Equal(1000))
+		Expect(cfg.Metrics.DiskFromStatsSummary).To(BeFalse())
+	})
+
+	It("rejects bounds that would bound nothing", func() {
+		_, err := config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\n  read_timeout_seconds: 0\n  max_in_flight_requests: 0\nlrp:\n  max_instances: 2147483648\n"))
+		Expect(err).To(MatchError(ContainSubstring("read_timeout_seconds and idle_timeout_seconds must be positive")))
+		Expect(err).To(MatchError(ContainSubstring("max_in_flight_requests must be positive")))
+		Expect(err).To(MatchError(ContainSubstring("max_instances must be between 1 and 2147483647")))
+	})
+
 	It("requires a listener for the API", func() {
 		_, err := config.Load(writeConfig("log_level: info\n"))
 		Expect(err).To(MatchError(ContainSubstring("listen_address")))

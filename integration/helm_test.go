@@ -160,12 +160,28 @@ var _ = Describe("Helm chart", Ordered, func() {
 		for _, m := range manifests {
 			kinds = append(kinds, m.Kind)
 		}
-		Expect(kinds).To(ContainElements("DaemonSet", "ClusterRole", "ClusterRoleBinding"))
+		Expect(kinds).To(ContainElement("DaemonSet"))
+		// The kubelet's node proxy is an explicit opt-in, off by default.
+		Expect(kinds).NotTo(ContainElements("ClusterRole", "ClusterRoleBinding"))
 		cfg := loadConfig(manifests)
 		Expect(cfg.Loggregator.IngressAddress).To(Equal("metron.cf-system:3458"))
 		Expect(cfg.Loggregator.CertFile).To(Equal("/etc/iris/loggregator/tls.crt"))
+		Expect(cfg.Metrics.DiskFromStatsSummary).To(BeFalse())
 		cfg.LogAgent.NodeName = "node-from-downward-api"
 		Expect(cfg.ValidateLogAgent()).To(Succeed())
+
+		out, err = helm("template", "iris", chartDir, "--namespace", "cf-system",
+			"--set", "loggregator.ingressAddress=metron.cf-system:3458", "--set", "secrets.loggregator=iris-loggregator",
+			"--set", "metrics.diskFromStatsSummary=true")
+		Expect(err).NotTo(HaveOccurred())
+		manifests = parse(out)
+		kinds = nil
+		for _, m := range manifests {
+			kinds = append(kinds, m.Kind)
+		}
+		Expect(kinds).To(ContainElements("ClusterRole", "ClusterRoleBinding"), "metrics.diskFromStatsSummary=true grants nodes/proxy")
+		Expect(out).To(ContainSubstring(`resources: ["nodes/proxy"]`))
+		Expect(loadConfig(manifests).Metrics.DiskFromStatsSummary).To(BeTrue())
 
 		_, err = helm("template", "iris", chartDir, "--set", "loggregator.ingressAddress=metron:3458")
 		Expect(err).To(MatchError(ContainSubstring("secrets.loggregator is required")))
@@ -326,8 +342,9 @@ var _ = Describe("Helm chart", Ordered, func() {
 		}, dryRun)
 		forbidden(err)
 
-		// Metrics: metrics.k8s.io in its namespaces, and the kubelet stats
-		// summary through the node proxy, the one cluster-scoped grant.
+		// Metrics: metrics.k8s.io in its namespaces. The kubelet's node proxy
+		// (disk from the stats summary) is an opt-in left off here: nothing
+		// cluster-scoped is granted.
 		can := func(client kubernetes.Interface, attrs authorizationv1.ResourceAttributes) bool {
 			GinkgoHelper()
 			review, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
@@ -338,7 +355,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		}
 		Expect(can(iris, authorizationv1.ResourceAttributes{Group: "metrics.k8s.io", Resource: "pods", Verb: "list", Namespace: ns})).To(BeTrue())
 		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "pods", Subresource: "log", Verb: "get", Namespace: ns})).To(BeTrue())
-		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "get"})).To(BeTrue())
+		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "get"})).To(BeFalse())
 		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "create"})).To(BeFalse())
 		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Verb: "list"})).To(BeFalse())
 

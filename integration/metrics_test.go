@@ -42,7 +42,8 @@ var _ = Describe("Container metrics", func() {
 		Expect(m["memory_quota"].GetValue()).To(BeEquivalentTo(lrp.MemoryMB << 20))
 		Expect(m["disk_quota"].GetValue()).To(BeEquivalentTo(lrp.DiskMB << 20))
 		Expect(m).To(HaveKey("cpu_entitlement"))
-		// KWOK serves no kubelet stats summary, so disk usage reads 0 here.
+		// metrics.disk_from_stats_summary is off (the default; KWOK serves no
+		// kubelet stats summary either), so disk usage reads 0 here.
 		Expect(m).To(HaveKey("disk"))
 	})
 })

@@ -246,6 +246,9 @@ func (c *LRPClient) Update(ctx context.Context, logger lager.Logger, req *models
 	}
 	var routes string
 	if req.Update.Routes != nil {
+		if err := req.Update.Routes.ValidatePorts(exposedPorts(cached)); err != nil {
+			return err
+		}
 		if routes, err = marshalRoutes(req.Update.Routes); err != nil {
 			return err
 		}

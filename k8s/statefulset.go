@@ -31,7 +31,6 @@ const (
 	startupPeriodSeconds    = 2
 	readinessPeriodSeconds  = 5
 	readinessFailures       = 3
-	defaultPort             = 8080
 	registrySecretSuffix    = "-registry"
 	healthCheckTypePort     = "port"
 	healthCheckTypeHTTP     = "http"
@@ -222,15 +221,26 @@ func processType(lrp *models.DesireLRPRequest) string {
 	return lrp.ProcessType
 }
 
+// exposedPorts are the container ports of the StatefulSet's app container:
+// the ports its instances can be routed to.
+func exposedPorts(sts *appsv1.StatefulSet) []int32 {
+	var ports []int32
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == AppContainerName {
+			for _, p := range c.Ports {
+				ports = append(ports, p.ContainerPort)
+			}
+		}
+	}
+	return ports
+}
+
 func (b *Builder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, error) {
 	image, command, err := b.imageAndCommand(lrp)
 	if err != nil {
 		return corev1.Container{}, err
 	}
-	ports := lrp.Ports
-	if len(ports) == 0 {
-		ports = []int32{defaultPort}
-	}
+	ports := lrp.ExposedPorts()
 	containerPorts := make([]corev1.ContainerPort, 0, len(ports))
 	for _, p := range ports {
 		containerPorts = append(containerPorts, corev1.ContainerPort{ContainerPort: p, Protocol: corev1.ProtocolTCP})

@@ -16,15 +16,20 @@ import (
 )
 
 // KubeUsage reads usage through the API server: metrics.k8s.io (served by
-// metrics-server) and each node's kubelet stats summary via the node proxy.
+// metrics-server) and, when enabled, each node's kubelet stats summary via
+// the node proxy.
 type KubeUsage struct {
-	clientset kubernetes.Interface
-	metrics   metricsclient.Interface
+	clientset    kubernetes.Interface
+	metrics      metricsclient.Interface
+	statsSummary bool
 }
 
-// NewKubeUsage returns a Usage backed by the API server.
-func NewKubeUsage(clientset kubernetes.Interface, metrics metricsclient.Interface) *KubeUsage {
-	return &KubeUsage{clientset: clientset, metrics: metrics}
+// NewKubeUsage returns a Usage backed by the API server. diskFromStatsSummary
+// (metrics.disk_from_stats_summary) allows reading the kubelets' stats
+// summaries, which needs get on nodes/proxy: that reaches the whole kubelet
+// API of every node, so it is an operator's explicit choice.
+func NewKubeUsage(clientset kubernetes.Interface, metrics metricsclient.Interface, diskFromStatsSummary bool) *KubeUsage {
+	return &KubeUsage{clientset: clientset, metrics: metrics, statsSummary: diskFromStatsSummary}
 }
 
 // PodMetrics lists the app pods' metrics of one namespace in one request.
@@ -38,7 +43,12 @@ func (u *KubeUsage) PodMetrics(ctx context.Context, namespace string) ([]metrics
 }
 
 // StatsSummary reads a node's kubelet stats summary through the node proxy.
+// When that is not enabled it asks nothing and returns an empty summary, so
+// no pod's disk usage is known and disk is reported as 0.
 func (u *KubeUsage) StatsSummary(ctx context.Context, node string) (*statsv1alpha1.Summary, error) {
+	if !u.statsSummary {
+		return &statsv1alpha1.Summary{}, nil
+	}
 	raw, err := u.clientset.CoreV1().RESTClient().Get().
 		Resource("nodes").Name(node).SubResource("proxy").Suffix("stats", "summary").
 		DoRaw(ctx)

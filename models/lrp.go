@@ -50,11 +50,34 @@ func (r *DesireLRPRequest) NumInstances() int {
 	return *r.Instances
 }
 
+// DefaultPort is the one port an LRP exposes when CC sends none (Diego's
+// and CC's default app port).
+const DefaultPort int32 = 8080
+
+// ExposedPorts are the container ports the LRP's instances listen on.
+func (r *DesireLRPRequest) ExposedPorts() []int32 {
+	if len(r.Ports) == 0 {
+		return []int32{DefaultPort}
+	}
+	return r.Ports
+}
+
 // Routes maps a router name to its raw route list.
 type Routes map[string]json.RawMessage
 
-// CFRouterKey is the routes key under which CC sends HTTP routes.
-const CFRouterKey = "cf-router"
+// CFRouterKey is the routes key under which CC sends HTTP routes;
+// TCPRouterKey the one of TCP routes (as in Diego's DesiredLRP routes).
+const (
+	CFRouterKey  = "cf-router"
+	TCPRouterKey = "tcp-router"
+)
+
+// TCPRoute is one entry of the "tcp-router" route list.
+type TCPRoute struct {
+	RouterGroupGUID string `json:"router_group_guid"`
+	ExternalPort    uint32 `json:"external_port"`
+	ContainerPort   uint32 `json:"container_port"`
+}
 
 // HTTPRoute is one entry of the "cf-router" route list.
 type HTTPRoute struct {
@@ -75,11 +98,56 @@ func (r Routes) HTTPRoutes() ([]HTTPRoute, error) {
 	return routes, nil
 }
 
-// Validate reports, as an InvalidRequestError, a "cf-router" value that is
-// not a list of routes.
+// TCPRoutes decodes the "tcp-router" list; a missing key is no routes.
+func (r Routes) TCPRoutes() ([]TCPRoute, error) {
+	raw, ok := r[TCPRouterKey]
+	if !ok || len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var routes []TCPRoute
+	if err := json.Unmarshal(raw, &routes); err != nil {
+		return nil, err
+	}
+	return routes, nil
+}
+
+// Validate reports, as an InvalidRequestError, a "cf-router" or
+// "tcp-router" value that is not a list of routes.
 func (r Routes) Validate() error {
 	if _, err := r.HTTPRoutes(); err != nil {
 		return Invalidf("routes: %q must be a list of {hostname, port}: %v", CFRouterKey, err)
+	}
+	if _, err := r.TCPRoutes(); err != nil {
+		return Invalidf("routes: %q must be a list of {router_group_guid, external_port, container_port}: %v", TCPRouterKey, err)
+	}
+	return nil
+}
+
+// ValidatePorts reports, as an InvalidRequestError, a route to a port the
+// LRP does not expose: it could be registered but never answer.
+func (r Routes) ValidatePorts(exposed []int32) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	isExposed := func(port int64) bool {
+		for _, p := range exposed {
+			if int64(p) == port {
+				return true
+			}
+		}
+		return false
+	}
+	httpRoutes, _ := r.HTTPRoutes()
+	for _, route := range httpRoutes {
+		if !isExposed(int64(route.Port)) {
+			return Invalidf("routes: %q route %q goes to port %d, which the app does not expose (ports %v)", CFRouterKey, route.Hostname, route.Port, exposed)
+		}
+	}
+	tcpRoutes, _ := r.TCPRoutes()
+	for _, route := range tcpRoutes {
+		if !isExposed(int64(route.ContainerPort)) {
+			return Invalidf("routes: %q route from external port %d goes to container port %d, which the app does not expose (ports %v)", TCPRouterKey, route.ExternalPort, route.ContainerPort, exposed)
+		}
 	}
 	return nil
 }

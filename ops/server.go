@@ -94,7 +94,9 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return fmt.Errorf("ops listener %s: %w", s.address, err)
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Probes and scrapes send no body: a request not read within 10 s is
+	// not one of them.
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errs := make(chan error, 1)
 	go func() { errs <- server.Serve(listener) }()
 	s.logger.Info("listening", lager.Data{"address": listener.Addr().String()})

@@ -30,16 +30,21 @@ type Server struct {
 // graceful shutdown for its whole timeout, then drains the listeners.
 func NewServer(logger lager.Logger, cfg config.BBS, handler http.Handler, events *EventHub, shutdownTimeout time.Duration) (*Server, error) {
 	logger = logger.Session("bbs-server")
+	// No read timeout: on net/http a read deadline that passes while a
+	// handler still runs can cancel its request, and the event stream runs
+	// for hours. Headers are bounded by the server's header timeout and
+	// bodies by the handler's size limit.
+	timeouts := bifrost.Timeouts{Idle: 2 * time.Minute, Shutdown: shutdownTimeout}
 	var members grouper.Members
 	if cfg.TLSListenAddress != "" {
-		server, err := bifrost.NewMutualTLSServer(logger, cfg.TLSListenAddress, handler, shutdownTimeout, cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile)
+		server, err := bifrost.NewMutualTLSServer(logger, cfg.TLSListenAddress, handler, timeouts, cfg.TLSCertFile, cfg.TLSKeyFile, cfg.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("bbs tls listener: %w", err)
 		}
 		members = append(members, grouper.Member{Name: "bbs-tls", Runner: server})
 	}
 	if cfg.ListenAddress != "" {
-		members = append(members, grouper.Member{Name: "bbs-plain", Runner: bifrost.NewServer(logger, cfg.ListenAddress, handler, shutdownTimeout)})
+		members = append(members, grouper.Member{Name: "bbs-plain", Runner: bifrost.NewServer(logger, cfg.ListenAddress, handler, timeouts)})
 	}
 	if len(members) == 0 {
 		return nil, errors.New("bbs: no listen_address or tls_listen_address")

@@ -177,14 +177,22 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		staging := k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, cfg.WorkloadsNamespaces)
-		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, cfg.API.MaxRequestBodyBytes)
-		shutdown := time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second
+		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, bifrost.Limits{
+			MaxRequestBodyBytes: cfg.API.MaxRequestBodyBytes,
+			MaxInstances:        cfg.LRP.MaxInstances,
+			MaxInFlightRequests: cfg.API.MaxInFlightRequests,
+		})
+		timeouts := bifrost.Timeouts{
+			Read:     time.Duration(cfg.API.ReadTimeoutSeconds) * time.Second,
+			Idle:     time.Duration(cfg.API.IdleTimeoutSeconds) * time.Second,
+			Shutdown: time.Duration(cfg.API.ShutdownTimeoutSeconds) * time.Second,
+		}
 		if cfg.API.ListenAddress != "" {
 			members = append(members, grouper.Member{Name: "api", Runner: bifrost.NewServer(logger, cfg.API.ListenAddress,
-				opsServer.InstrumentHandler("plain", handler), shutdown)})
+				opsServer.InstrumentHandler("plain", handler), timeouts)})
 		}
 		if cfg.API.TLSListenAddress != "" {
-			server, err := bifrost.NewMutualTLSServer(logger, cfg.API.TLSListenAddress, opsServer.InstrumentHandler("tls", handler), shutdown,
+			server, err := bifrost.NewMutualTLSServer(logger, cfg.API.TLSListenAddress, opsServer.InstrumentHandler("tls", handler), timeouts,
 				cfg.API.TLSCertFile, cfg.API.TLSKeyFile, cfg.API.ClientCAFile)
 			if err != nil {
 				return nil, err
@@ -219,7 +227,7 @@ func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Conf
 		if err != nil {
 			return nil, fmt.Errorf("creating metrics client: %w", err)
 		}
-		usage := metrics.NewKubeUsage(clientset, metricsClient)
+		usage := metrics.NewKubeUsage(clientset, metricsClient, cfg.Metrics.DiskFromStatsSummary)
 		members = append(members, grouper.Member{Name: "metrics", Runner: metrics.NewReporter(logger, usage, caches, sender,
 			cfg.WorkloadsNamespaces, time.Duration(cfg.Metrics.IntervalSeconds)*time.Second)})
 	}

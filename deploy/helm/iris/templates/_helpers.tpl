@@ -47,7 +47,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (include "iris.runsAPI" .) (not $v.api.tls.enabled) (not $v.api.plain.enabled) -}}
 {{- fail "api: enable api.tls and/or api.plain (the api component needs a listener)" -}}
 {{- end -}}
-{{- $api := dict "max_request_body_bytes" $v.api.maxRequestBodyBytes "shutdown_timeout_seconds" $v.api.shutdownTimeoutSeconds -}}
+{{- $api := dict "max_request_body_bytes" $v.api.maxRequestBodyBytes "shutdown_timeout_seconds" $v.api.shutdownTimeoutSeconds "read_timeout_seconds" $v.api.readTimeoutSeconds "idle_timeout_seconds" $v.api.idleTimeoutSeconds "max_in_flight_requests" $v.api.maxInFlightRequests -}}
 {{- if $v.api.plain.enabled -}}
 {{- $_ := set $api "listen_address" (printf "0.0.0.0:%d" (int $v.api.plain.port)) -}}
 {{- end -}}
@@ -111,6 +111,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "service_account_name" $v.appServiceAccount.name
     "termination_grace_period_seconds" $v.lrp.terminationGracePeriodSeconds
     "default_start_timeout_seconds" $v.lrp.defaultStartTimeoutSeconds
+    "max_instances" $v.lrp.maxInstances
     "apparmor_profile" $v.lrp.apparmorProfile
     "read_only_root_filesystem" $v.lrp.readOnlyRootFilesystem
     "user_namespaces" $v.lrp.userNamespaces
@@ -134,7 +135,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "max_backoff_seconds" $v.events.maxBackoffSeconds
     "task_job_ttl_seconds" $v.events.taskJobTtlSeconds)
   "loggregator" $loggregator
-  "metrics" (dict "interval_seconds" $v.metrics.intervalSeconds)
+  "metrics" (dict "interval_seconds" $v.metrics.intervalSeconds "disk_from_stats_summary" $v.metrics.diskFromStatsSummary)
   "ops" (dict "listen_address" (printf "0.0.0.0:%d" (int $v.ops.port)))
   "log_agent" (dict
     "pod_log_dir" $v.logAgent.podLogDir
