@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -65,6 +66,10 @@ type Limits struct {
 	MaxInstances int
 	// MaxInFlightRequests: more requests at once are answered 503.
 	MaxInFlightRequests int
+	// DefaultTaskMemoryMB and DefaultTaskDiskMB limit a task whose request
+	// (and environment) carries no limits of its own; see taskResources.
+	DefaultTaskMemoryMB int64
+	DefaultTaskDiskMB   int64
 }
 
 // Handler routes CC's requests.
@@ -221,7 +226,7 @@ func (h *Handler) desireTask(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &task) {
 		return
 	}
-	if err := validateTask(r.PathValue("guid"), &task); err != nil {
+	if err := validateTask(r.PathValue("guid"), &task, h.limits); err != nil {
 		h.writeError(w, r, err)
 		return
 	}
@@ -332,7 +337,19 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.Is(err, models.ErrNotFound) {
 		message = fmt.Sprintf("%s %s: not found", r.Method, r.URL.Path)
 	}
-	h.writeJSON(w, r, status, models.ErrorResponse{Error: models.Error{Message: message}})
+	h.writeJSON(w, r, status, errorBody(r, message))
+}
+
+// errorBody shapes an error as the CC client calling r reads it: CC's
+// stager and task clients (lib/cloud_controller/opi/stager_client.rb,
+// task_client.rb) raise with the body's top-level "message", so anything
+// else reaches the user as "Runner error: " with no reason; the LRP update
+// reads "error"."message". The other LRP calls read no error body.
+func errorBody(r *http.Request, message string) any {
+	if strings.HasPrefix(r.URL.Path, "/stage/") || r.URL.Path == "/tasks" || strings.HasPrefix(r.URL.Path, "/tasks/") {
+		return models.MessageResponse{Message: message}
+	}
+	return models.ErrorResponse{Error: models.Error{Message: message}}
 }
 
 func (h *Handler) writeJSON(w http.ResponseWriter, r *http.Request, status int, body any) {

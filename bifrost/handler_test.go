@@ -35,7 +35,7 @@ var _ = Describe("Handler", func() {
 		staging *bifrostfakes.FakeStagingBackend
 		server  *httptest.Server
 	)
-	limits := bifrost.Limits{MaxRequestBodyBytes: 1024, MaxInstances: 10, MaxInFlightRequests: 2}
+	limits := bifrost.Limits{MaxRequestBodyBytes: 1024, MaxInstances: 10, MaxInFlightRequests: 2, DefaultTaskMemoryMB: 512, DefaultTaskDiskMB: 2048}
 
 	BeforeEach(func() {
 		backend = &bifrostfakes.FakeLRPBackend{}
@@ -57,10 +57,21 @@ var _ = Describe("Handler", func() {
 		return resp.StatusCode, string(data)
 	}
 
+	// errorMessage reads an error as CC's LRP update does: "error"."message".
 	errorMessage := func(body string) string {
 		var e models.ErrorResponse
 		Expect(json.Unmarshal([]byte(body), &e)).To(Succeed())
 		return e.Error.Message
+	}
+
+	// topLevelMessage reads an error as CC's stager and task clients do: a
+	// top-level "message", and nothing else.
+	topLevelMessage := func(body string) string {
+		var e map[string]any
+		Expect(json.Unmarshal([]byte(body), &e)).To(Succeed())
+		Expect(e).To(HaveKey("message"), body)
+		Expect(e).To(HaveLen(1), body)
+		return e["message"].(string)
 	}
 
 	Describe("PUT /apps/{process_guid}", func() {
@@ -291,7 +302,7 @@ var _ = Describe("Handler", func() {
 			func(path, body, message string) {
 				status, resp := do("POST", path, body)
 				Expect(status).To(Equal(http.StatusBadRequest))
-				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(topLevelMessage(resp)).To(ContainSubstring(message))
 				Expect(tasks.DesireCallCount()).To(BeZero())
 			},
 			Entry("guid mismatch", "/tasks/other", task, "does not match"),
@@ -299,12 +310,47 @@ var _ = Describe("Handler", func() {
 			Entry("callback not a URL", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `"cc:9023"`, 1), "not an http(s) URL"),
 			Entry("no lifecycle", "/tasks/t1", strings.Replace(task, `,"lifecycle":{"docker_lifecycle":{"image":"busybox"}}`, "", 1), "lifecycle"),
 			Entry("a guid with a path in it", "/tasks/..%2F..%2Fx", strings.Replace(task, `"guid":"t1"`, `"guid":"../../x"`, 1), `task guid "../../x"`),
-			Entry("no memory_mb", "/tasks/t1", strings.Replace(task, `"memory_mb":256`, `"memory_mb":0`, 1), "memory_mb must be between 1 and"),
-			Entry("no disk_mb", "/tasks/t1", strings.Replace(task, `"disk_mb":1024`, `"disk_mb":0`, 1), "disk_mb must be between 1 and"),
+			Entry("negative memory_mb", "/tasks/t1", strings.Replace(task, `"memory_mb":256`, `"memory_mb":-1`, 1), "memory_mb must be between 1 and"),
+			Entry("negative disk_mb", "/tasks/t1", strings.Replace(task, `"disk_mb":1024`, `"disk_mb":-1`, 1), "disk_mb must be between 1 and"),
+			Entry("memory_mb beyond CC's bound", "/tasks/t1", strings.Replace(task, `"memory_mb":256`, `"memory_mb":2147483648`, 1), "memory_mb must be between 1 and"),
+			Entry("a MEMORY_LIMIT that is no limit", "/tasks/t1", strings.Replace(strings.Replace(task, `"memory_mb":256,`, ``, 1), `"name":"A"`, `"name":"MEMORY_LIMIT"`, 1), `MEMORY_LIMIT "1" is not a memory limit`),
 			Entry("cpu_weight over 100", "/tasks/t1", strings.Replace(task, `"cpu_weight":3`, `"cpu_weight":101`, 1), "cpu_weight must be between 0 and 100"),
 			Entry("a NUL in an environment value", "/tasks/t1", strings.Replace(task, `"value":"1"`, `"value":"\u0000"`, 1), "the value of A contains a NUL byte"),
 			Entry("an invalid image reference", "/tasks/t1", strings.Replace(task, `"image":"busybox"`, `"image":"busybox:"`, 1), "is not an image reference"),
 		)
+
+		// CC's OPI task client sends no memory_mb, disk_mb or cpu_weight
+		// (cloud_controller_ng lib/cloud_controller/opi/task_client.rb);
+		// its TaskEnvironment sets MEMORY_LIMIT "<memory_in_mb>m" and
+		// VCAP_APPLICATION limits.disk (CC's default_app_disk_in_mb).
+		DescribeTable("limits a task CC sends without memory, disk or cpu",
+			func(env string, memoryMB, diskMB int64) {
+				body := `{"guid":"t1","name":"migrate","app_guid":"a","app_name":"dora","org_guid":"o","org_name":"acme","space_guid":"s","space_name":"dev",
+					"completion_callback":"https://cc:9023/internal/v4/tasks/t1/completed","environment":` + env + `,
+					"lifecycle":{"buildpack_lifecycle":{"droplet_guid":"d","droplet_hash":"h","start_command":"rake db:migrate"}}}`
+				status, resp := do("POST", "/tasks/t1", body)
+				Expect(status).To(Equal(http.StatusAccepted), resp)
+				_, _, t := tasks.DesireArgsForCall(0)
+				Expect(t.MemoryMB).To(Equal(memoryMB))
+				Expect(t.DiskMB).To(Equal(diskMB))
+				Expect(t.CPUWeight).To(BeZero())
+			},
+			Entry("memory from MEMORY_LIMIT, disk from VCAP_APPLICATION",
+				`[{"name":"VCAP_APPLICATION","value":"{\"limits\":{\"mem\":256,\"disk\":4096,\"fds\":16384}}"},{"name":"MEMORY_LIMIT","value":"256m"}]`, int64(256), int64(4096)),
+			Entry("MEMORY_LIMIT in gigabytes", `[{"name":"MEMORY_LIMIT","value":"2G"}]`, int64(2048), int64(2048)),
+			Entry("the operator's defaults when the environment has neither", `[{"name":"A","value":"1"}]`, int64(512), int64(2048)),
+			Entry("the operator's disk when VCAP_APPLICATION is not JSON", `[{"name":"VCAP_APPLICATION","value":"{"},{"name":"MEMORY_LIMIT","value":"64m"}]`, int64(64), int64(2048)),
+			Entry("no environment at all", `null`, int64(512), int64(2048)),
+		)
+
+		It("keeps the limits a request does carry", func() {
+			body := strings.Replace(task, `"name":"A"`, `"name":"MEMORY_LIMIT"`, 1)
+			body = strings.Replace(body, `"value":"1"`, `"value":"64m"`, 1)
+			status, resp := do("POST", "/tasks/t1", body)
+			Expect(status).To(Equal(http.StatusAccepted), resp)
+			_, _, t := tasks.DesireArgsForCall(0)
+			Expect([]int64{t.MemoryMB, t.DiskMB, t.CPUWeight}).To(Equal([]int64{256, 1024, 3}))
+		})
 
 		It("lists and gets tasks, 404 for an unknown one", func() {
 			tasks.ListReturns([]models.TaskResponse{{GUID: "t1", State: "RUNNING"}})
@@ -325,6 +371,46 @@ var _ = Describe("Handler", func() {
 		})
 	})
 
+	// Each endpoint's failure in the shape its CC client reads
+	// (cloud_controller_ng lib/cloud_controller/opi/*_client.rb).
+	Describe("error bodies", func() {
+		const stage = `{"app_guid":"a","completion_callback":"https://cc:9023/internal/v3/staging/s1/build_completed?start=true",
+			"memory_mb":1024,"disk_mb":4096,"lifecycle":{"docker_lifecycle":{"image":"busybox"}}}`
+		const task = `{"app_guid":"a","completion_callback":"https://cc:9023/internal/v4/tasks/t1/completed",
+			"environment":[{"name":"MEMORY_LIMIT","value":"64m"}],"lifecycle":{"docker_lifecycle":{"image":"busybox"}}}`
+
+		BeforeEach(func() {
+			staging.StageReturns(errors.New("the API server is away"))
+			staging.CancelReturns(errors.New("the API server is away"))
+			tasks.DesireReturns(errors.New("the API server is away"))
+			tasks.CancelReturns(errors.New("the API server is away"))
+			tasks.GetReturns(nil, errors.New("the API server is away"))
+			backend.UpdateReturns(errors.New("the API server is away"))
+		})
+
+		DescribeTable("a top-level message for CC's stager and task clients",
+			func(method, path, body string, status int, message string) {
+				code, resp := do(method, path, body)
+				Expect(code).To(Equal(status))
+				Expect(topLevelMessage(resp)).To(ContainSubstring(message))
+			},
+			Entry("POST /stage refused", "POST", "/stage/s1", `{}`, http.StatusBadRequest, "completion_callback is required"),
+			Entry("POST /stage failing", "POST", "/stage/s1", stage, http.StatusInternalServerError, "the API server is away"),
+			Entry("POST /stage malformed", "POST", "/stage/s1", `{`, http.StatusBadRequest, "malformed JSON body"),
+			Entry("DELETE /stage failing", "DELETE", "/stage/s1", "", http.StatusInternalServerError, "the API server is away"),
+			Entry("POST /tasks refused", "POST", "/tasks/t1", `{}`, http.StatusBadRequest, "completion_callback is required"),
+			Entry("POST /tasks failing", "POST", "/tasks/t1", task, http.StatusInternalServerError, "the API server is away"),
+			Entry("GET /tasks/{guid} failing", "GET", "/tasks/t1", "", http.StatusInternalServerError, "the API server is away"),
+			Entry("DELETE /tasks/{guid} failing", "DELETE", "/tasks/t1", "", http.StatusInternalServerError, "the API server is away"),
+		)
+
+		It("a nested error.message for CC's LRP update, which reads only that", func() {
+			code, resp := do("POST", "/apps/g-v", `{"guid":"g","version":"v","update":{"instances":2}}`)
+			Expect(code).To(Equal(http.StatusInternalServerError))
+			Expect(resp).To(MatchJSON(`{"error":{"message":"the API server is away"}}`))
+		})
+	})
+
 	Describe("staging", func() {
 		const docker = `{"app_guid":"a","completion_callback":"https://cc:9023/internal/v3/staging/s1/build_completed?start=true",
 			"memory_mb":1024,"disk_mb":4096,"cpu_weight":50,"environment":[{"name":"LANG","value":"en_US.UTF-8"}],
@@ -342,7 +428,7 @@ var _ = Describe("Handler", func() {
 			func(body, message string) {
 				status, resp := do("POST", "/stage/s1", body)
 				Expect(status).To(Equal(http.StatusBadRequest))
-				Expect(errorMessage(resp)).To(ContainSubstring(message))
+				Expect(topLevelMessage(resp)).To(ContainSubstring(message))
 				Expect(staging.StageCallCount()).To(BeZero())
 			},
 			Entry("no callback", strings.Replace(docker, `"https://cc:9023/internal/v3/staging/s1/build_completed?start=true"`, `""`, 1), "completion_callback"),
@@ -359,7 +445,7 @@ var _ = Describe("Handler", func() {
 		It("rejects a staging guid that is not one plain path segment", func() {
 			status, resp := do("POST", "/stage/a..b", docker)
 			Expect(status).To(Equal(http.StatusBadRequest))
-			Expect(errorMessage(resp)).To(ContainSubstring(`staging guid "a..b"`))
+			Expect(topLevelMessage(resp)).To(ContainSubstring(`staging guid "a..b"`))
 			Expect(staging.StageCallCount()).To(BeZero())
 		})
 

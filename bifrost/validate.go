@@ -1,10 +1,12 @@
 package bifrost
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -239,8 +241,9 @@ func validateUpdate(pathGUID string, req *models.UpdateDesiredLRPRequest, limits
 	return req.Update.Routes.Validate()
 }
 
-// validateTask checks a task request against the {guid} path segment.
-func validateTask(pathGUID string, task *models.TaskRequest) error {
+// validateTask checks a task request against the {guid} path segment and
+// gives it its limits (taskResources).
+func validateTask(pathGUID string, task *models.TaskRequest, limits Limits) error {
 	if task.GUID == "" {
 		task.GUID = pathGUID
 	}
@@ -253,13 +256,91 @@ func validateTask(pathGUID string, task *models.TaskRequest) error {
 	if err := validateCallback(task.CompletionCallback); err != nil {
 		return err
 	}
-	if err := validateResources(task.MemoryMB, task.DiskMB, task.CPUWeight); err != nil {
-		return err
-	}
 	if err := validateEnvironment(task.Environment); err != nil {
 		return err
 	}
+	if err := taskResources(task, limits); err != nil {
+		return err
+	}
+	if err := validateResources(task.MemoryMB, task.DiskMB, task.CPUWeight); err != nil {
+		return err
+	}
 	return validateLifecycle(task.Lifecycle)
+}
+
+// taskResources fills in the memory and disk a task runs with when the
+// request leaves them out (0 or absent), which CC's OPI task client always
+// does: its body carries no memory_mb, disk_mb or cpu_weight. Iris never
+// runs a task without limits, so it takes what CC does pass:
+//   - memory: MEMORY_LIMIT in the task's environment, which CC's
+//     TaskEnvironment sets to "<task.memory_in_mb>m";
+//   - disk: VCAP_APPLICATION's limits.disk, which CC sets to its
+//     default_app_disk_in_mb (the task's own disk_in_mb is not passed);
+//
+// and the operator's defaults (tasks.default_memory_mb, default_disk_mb)
+// where those are missing. Values the request does carry are kept and
+// validated as for apps. cpu_weight 0 stays: no CPU request, as in Diego.
+func taskResources(task *models.TaskRequest, limits Limits) error {
+	if task.MemoryMB == 0 {
+		task.MemoryMB = limits.DefaultTaskMemoryMB
+		if value, ok := lookupEnv(task.Environment, "MEMORY_LIMIT"); ok {
+			mb, err := parseMemoryLimit(value)
+			if err != nil {
+				return err
+			}
+			task.MemoryMB = mb
+		}
+	}
+	if task.DiskMB == 0 {
+		task.DiskMB = limits.DefaultTaskDiskMB
+		if value, ok := lookupEnv(task.Environment, "VCAP_APPLICATION"); ok {
+			// VCAP_APPLICATION is the app's to read; one Iris cannot use
+			// for its disk is no reason to refuse the task.
+			var vcap struct {
+				Limits struct {
+					Disk int64 `json:"disk"`
+				} `json:"limits"`
+			}
+			if json.Unmarshal([]byte(value), &vcap) == nil && vcap.Limits.Disk > 0 {
+				task.DiskMB = vcap.Limits.Disk
+			}
+		}
+	}
+	return nil
+}
+
+// lookupEnv returns the last value of name, the one a process would see.
+func lookupEnv(vars []models.EnvironmentVariable, name string) (string, bool) {
+	value, found := "", false
+	for _, v := range vars {
+		if v.Name == name {
+			value, found = v.Value, true
+		}
+	}
+	return value, found
+}
+
+// parseMemoryLimit reads CC's MEMORY_LIMIT ("1024m"; CC always writes
+// megabytes with a lowercase m) in MB. G is accepted too, as the buildpacks
+// reading the variable accept it.
+func parseMemoryLimit(value string) (int64, error) {
+	// A bare number is refused: bytes or megabytes, nobody can tell.
+	digits, multiplier := strings.TrimSpace(value), int64(0)
+	switch {
+	case strings.HasSuffix(strings.ToLower(digits), "mb"):
+		digits, multiplier = digits[:len(digits)-2], 1
+	case strings.HasSuffix(strings.ToLower(digits), "m"):
+		digits, multiplier = digits[:len(digits)-1], 1
+	case strings.HasSuffix(strings.ToLower(digits), "gb"):
+		digits, multiplier = digits[:len(digits)-2], 1024
+	case strings.HasSuffix(strings.ToLower(digits), "g"):
+		digits, multiplier = digits[:len(digits)-1], 1024
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if multiplier == 0 || err != nil || n <= 0 || n > maxResourceMB/multiplier {
+		return 0, models.Invalidf("environment: MEMORY_LIMIT %q is not a memory limit CC sends (like \"1024m\", at most %dm)", value, maxResourceMB)
+	}
+	return n * multiplier, nil
 }
 
 func validateCallback(callback string) error {

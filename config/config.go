@@ -54,6 +54,7 @@ type Config struct {
 	BBS     BBS     `json:"bbs"`
 	LRP     LRP     `json:"lrp"`
 	Staging Staging `json:"staging"`
+	Tasks   Tasks   `json:"tasks"`
 	Route   Route   `json:"route"`
 	// CC is how Iris reaches Cloud Controller's internal API for callbacks.
 	CC             CC             `json:"cc"`
@@ -153,6 +154,17 @@ type LeaderElection struct {
 	LeaseDurationSeconds int `json:"lease_duration_seconds"`
 	RenewDeadlineSeconds int `json:"renew_deadline_seconds"`
 	RetryPeriodSeconds   int `json:"retry_period_seconds"`
+}
+
+// Tasks configures how CC's tasks become Jobs.
+type Tasks struct {
+	// DefaultMemoryMB and DefaultDiskMB limit a task when CC passes no
+	// limits: its OPI task body has none, and Iris reads memory from the
+	// task's MEMORY_LIMIT and disk from VCAP_APPLICATION's limits.disk,
+	// falling back to these. A task never runs unlimited. CC's own
+	// defaults (default_app_memory, default_app_disk_in_mb) are 1024.
+	DefaultMemoryMB int64 `json:"default_memory_mb"`
+	DefaultDiskMB   int64 `json:"default_disk_mb"`
 }
 
 // Staging configures buildpack and docker staging.
@@ -329,6 +341,7 @@ func Default() Config {
 		},
 		Metrics: Metrics{IntervalSeconds: 15},
 		Events:  Events{MaxRetries: 20, MaxBackoffSeconds: 60, TaskJobTTLSeconds: 300},
+		Tasks:   Tasks{DefaultMemoryMB: 1024, DefaultDiskMB: 1024},
 		LeaderElection: LeaderElection{
 			Name:                 "iris-reporters",
 			RouteEmitterName:     "iris-route-emitter",
@@ -448,6 +461,10 @@ func (c *Config) Validate() error {
 		// Replicas are an int32 in Kubernetes.
 		if c.LRP.MaxInstances <= 0 || c.LRP.MaxInstances > math.MaxInt32 {
 			errs = append(errs, fmt.Errorf("lrp: max_instances must be between 1 and %d", math.MaxInt32))
+		}
+		// CC's bound on memory_in_mb and disk_in_mb (MAX_DB_INT).
+		if c.Tasks.DefaultMemoryMB <= 0 || c.Tasks.DefaultMemoryMB > math.MaxInt32 || c.Tasks.DefaultDiskMB <= 0 || c.Tasks.DefaultDiskMB > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("tasks: default_memory_mb and default_disk_mb must be between 1 and %d (a task never runs unlimited)", math.MaxInt32))
 		}
 	}
 	if c.BBS.TLSListenAddress != "" && (c.BBS.TLSCertFile == "" || c.BBS.TLSKeyFile == "" || c.BBS.ClientCAFile == "") {

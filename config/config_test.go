@@ -101,6 +101,15 @@ var _ = Describe("Config", func() {
 		Expect(err).To(MatchError(ContainSubstring("max_instances must be between 1 and 2147483647")))
 	})
 
+	It("gives tasks CC's default limits and never lets them be unlimited", func() {
+		cfg := config.Default()
+		Expect([]int64{cfg.Tasks.DefaultMemoryMB, cfg.Tasks.DefaultDiskMB}).To(Equal([]int64{1024, 1024}))
+		_, err := config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\ntasks:\n  default_memory_mb: 0\n"))
+		Expect(err).To(MatchError(ContainSubstring("tasks: default_memory_mb and default_disk_mb must be between 1 and 2147483647")))
+		_, err = config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\ntasks:\n  default_disk_mb: -1\n"))
+		Expect(err).To(MatchError(ContainSubstring("tasks: default_memory_mb and default_disk_mb")))
+	})
+
 	It("requires a listener for the API", func() {
 		_, err := config.Load(writeConfig("log_level: info\n"))
 		Expect(err).To(MatchError(ContainSubstring("listen_address")))

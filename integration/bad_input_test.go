@@ -56,9 +56,17 @@ var _ = Describe("Bad input", func() {
 		GinkgoHelper()
 		status, resp := requestTo(base, method, path, body)
 		Expect(status).To(Equal(http.StatusBadRequest), string(resp))
-		var e models.ErrorResponse
-		Expect(json.Unmarshal(resp, &e)).To(Succeed(), string(resp))
-		Expect(e.Error.Message).To(ContainSubstring(message))
+		// Read as the CC client of the path does: its stager and task
+		// clients a top-level message, the LRP calls error.message.
+		if strings.HasPrefix(path, "/stage/") || strings.HasPrefix(path, "/tasks/") {
+			var e models.MessageResponse
+			Expect(json.Unmarshal(resp, &e)).To(Succeed(), string(resp))
+			Expect(e.Message).To(ContainSubstring(message))
+		} else {
+			var e models.ErrorResponse
+			Expect(json.Unmarshal(resp, &e)).To(Succeed(), string(resp))
+			Expect(e.Error.Message).To(ContainSubstring(message))
+		}
 		Consistently(func(g Gomega) int { return objectsOfApp(g, appGUID) }, time.Second, 200*time.Millisecond).Should(BeZero())
 	}
 
@@ -122,8 +130,13 @@ var _ = Describe("Bad input", func() {
 			mutate(task)
 			rejected(irisURL, "POST", "/tasks/"+strings.ReplaceAll(task.GUID, "/", "%2F"), task, task.AppGUID, message)
 		},
-		Entry("memory_mb 0", func(t *models.TaskRequest) { t.MemoryMB = 0 }, "memory_mb must be between 1"),
-		Entry("disk_mb 0", func(t *models.TaskRequest) { t.DiskMB = 0 }, "disk_mb must be between 1"),
+		// CC sends none (0 is "take MEMORY_LIMIT or the default"); one
+		// that is sent is checked.
+		Entry("memory_mb -1", func(t *models.TaskRequest) { t.MemoryMB = -1 }, "memory_mb must be between 1"),
+		Entry("disk_mb -1", func(t *models.TaskRequest) { t.DiskMB = -1 }, "disk_mb must be between 1"),
+		Entry("a MEMORY_LIMIT that is no limit", func(t *models.TaskRequest) {
+			t.Environment = append(t.Environment, models.EnvironmentVariable{Name: "MEMORY_LIMIT", Value: "lots"})
+		}, `MEMORY_LIMIT "lots" is not a memory limit`),
 		Entry("cpu_weight 101", func(t *models.TaskRequest) { t.CPUWeight = 101 }, "cpu_weight must be between 0 and 100"),
 		Entry("an environment name with NUL", func(t *models.TaskRequest) {
 			t.Environment = append(t.Environment, models.EnvironmentVariable{Name: "A\x00", Value: "1"})

@@ -494,7 +494,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		// A task, cancelled: its Job goes and the task reporter (on the
 		// reporters' Lease) tells CC.
 		task := newTask()
-		Expect(send("POST", "/tasks/"+task.GUID, task)).To(Equal(http.StatusAccepted))
+		Expect(send("POST", "/tasks/"+task.GUID, ccTaskBody(task))).To(Equal(http.StatusAccepted))
 		Eventually(func() (int, error) {
 			jobs, err := clientset.BatchV1().Jobs(appsNS).List(ctx, metav1.ListOptions{LabelSelector: k8s.LabelTaskGUID + "=" + task.GUID})
 			if err != nil {

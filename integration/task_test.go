@@ -17,21 +17,39 @@ import (
 	"github.com/iris-cf/iris/models"
 )
 
+// newTask is a task as CC's OPI task client sends it: no memory_mb, disk_mb
+// or cpu_weight (CC passes the task's memory as MEMORY_LIMIT and its default
+// disk in VCAP_APPLICATION's limits), the command as the buildpack
+// lifecycle's start_command. Send it with desireTask or ccTaskBody.
 func newTask() *models.TaskRequest {
 	guid := uuid.NewString()
 	return &models.TaskRequest{
 		GUID: guid, Name: "migrate", AppGUID: uuid.NewString(), AppName: "dora",
 		OrgGUID: "org-guid", OrgName: "acme", SpaceGUID: "space-guid", SpaceName: "dev",
 		CompletionCallback: cc.URL() + "/internal/v4/tasks/" + guid + "/completed",
-		Environment:        []models.EnvironmentVariable{{Name: "VCAP_APPLICATION", Value: `{"name":"dora"}`}},
-		Command:            "bin/rake db:migrate",
-		MemoryMB:           64, DiskMB: 128, CPUWeight: 1,
-		Lifecycle: models.Lifecycle{BuildpackLifecycle: &models.BuildpackLifecycle{DropletGUID: "droplet", DropletHash: "sha"}},
+		Environment: []models.EnvironmentVariable{
+			{Name: "VCAP_APPLICATION", Value: `{"name":"dora","limits":{"mem":64,"disk":128,"fds":16384}}`},
+			{Name: "MEMORY_LIMIT", Value: "64m"},
+		},
+		Lifecycle: models.Lifecycle{BuildpackLifecycle: &models.BuildpackLifecycle{DropletGUID: "droplet", DropletHash: "sha", StartCommand: "bin/rake db:migrate"}},
 	}
 }
 
+// ccTaskBody is task's JSON without the fields CC never sends for a task,
+// so no spec depends on Iris's own resource fields by accident.
+func ccTaskBody(task *models.TaskRequest) map[string]any {
+	data, err := json.Marshal(task)
+	Expect(err).NotTo(HaveOccurred())
+	var body map[string]any
+	Expect(json.Unmarshal(data, &body)).To(Succeed())
+	for _, field := range []string{"memory_mb", "disk_mb", "cpu_weight", "command", "guid", "namespace"} {
+		delete(body, field)
+	}
+	return body
+}
+
 func desireTask(task *models.TaskRequest) {
-	status, body := request("POST", "/tasks/"+task.GUID, task)
+	status, body := request("POST", "/tasks/"+task.GUID, ccTaskBody(task))
 	Expect(status).To(Equal(http.StatusAccepted), string(body))
 }
 
@@ -104,7 +122,9 @@ var _ = Describe("Tasks", Serial, func() {
 		container := job.Spec.Template.Spec.Containers[0]
 		Expect(container.Command).To(Equal([]string{"/lifecycle/launcher", "app", "bin/rake db:migrate", ""}))
 		Expect(container.Image).To(Equal("127.0.0.1:5000/cloudfoundry/droplet:sha"))
+		// CC sent no limits: memory from MEMORY_LIMIT, disk from VCAP_APPLICATION.
 		Expect(container.Resources.Limits.Memory().Value()).To(Equal(int64(64 << 20)))
+		Expect(container.Resources.Limits.StorageEphemeral().Value()).To(Equal(int64(128 << 20)))
 
 		Eventually(func() string { _, state := getTaskState(task); return state }, 10*time.Second).Should(Equal(models.TaskRunning))
 		status, body := request("GET", "/tasks", nil)

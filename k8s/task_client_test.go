@@ -163,3 +163,18 @@ var _ = Describe("TaskClient and StagingClient", func() {
 		})
 	})
 })
+
+var _ = Describe("BuildTask", func() {
+	It("limits the task's container to the memory and disk it was given, and requests them", func() {
+		objects, err := k8s.NewBuilder(config.Default().LRP).BuildTask(&models.TaskRequest{
+			GUID: "t", Name: "migrate", AppGUID: "a", MemoryMB: 256, DiskMB: 1024,
+			Lifecycle: models.Lifecycle{DockerLifecycle: &models.DockerLifecycle{Image: "busybox"}},
+		}, "ns")
+		Expect(err).NotTo(HaveOccurred())
+		resources := objects.Job.Spec.Template.Spec.Containers[0].Resources
+		Expect(resources.Limits.Memory().Value()).To(BeEquivalentTo(256 << 20))
+		Expect(resources.Limits.StorageEphemeral().Value()).To(BeEquivalentTo(1024 << 20))
+		Expect(resources.Requests.Memory().Value()).To(BeEquivalentTo(256 << 20))
+		Expect(resources.Requests.StorageEphemeral().Value()).To(BeEquivalentTo(1024 << 20))
+	})
+})

@@ -259,3 +259,9 @@ type ErrorResponse struct {
 type Error struct {
 	Message string `json:"message"`
 }
+
+// MessageResponse is the error body CC's stager and task clients read: a
+// top-level message (only the LRP update reads ErrorResponse's nesting).
+type MessageResponse struct {
+	Message string `json:"message"`
+}

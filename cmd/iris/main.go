@@ -181,6 +181,8 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			MaxRequestBodyBytes: cfg.API.MaxRequestBodyBytes,
 			MaxInstances:        cfg.LRP.MaxInstances,
 			MaxInFlightRequests: cfg.API.MaxInFlightRequests,
+			DefaultTaskMemoryMB: cfg.Tasks.DefaultMemoryMB,
+			DefaultTaskDiskMB:   cfg.Tasks.DefaultDiskMB,
 		})
 		timeouts := bifrost.Timeouts{
 			Read:     time.Duration(cfg.API.ReadTimeoutSeconds) * time.Second,

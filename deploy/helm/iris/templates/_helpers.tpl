@@ -128,6 +128,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     "iris_url" $irisUrl
     "timeout_seconds" $v.staging.timeoutSeconds
     "insecure_registries" $v.staging.insecureRegistries)
+  "tasks" (dict
+    "default_memory_mb" $v.tasks.defaultMemoryMb
+    "default_disk_mb" $v.tasks.defaultDiskMb)
   "route" $route
   "cc" $cc
   "events" (dict
