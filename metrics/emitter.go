@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+	"k8s.io/utils/clock"
 
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logs"
@@ -49,7 +50,10 @@ type Reporter struct {
 	emitter    Emitter
 	namespaces []string
 	interval   time.Duration
-	now        func() time.Time
+	clock      clock.PassiveClock
+
+	// logSamples are the last log byte count seen per pod, for log_rate.
+	logSamples map[types.UID]logSample
 
 	// problems logged once each until they go away, so a missing
 	// metrics-server or an RBAC denial is visible without flooding the log.
@@ -66,9 +70,22 @@ func NewReporter(logger lager.Logger, usage Usage, pods AppPods, emitter Emitter
 		emitter:    emitter,
 		namespaces: namespaces,
 		interval:   interval,
-		now:        time.Now,
+		clock:      clock.RealClock{},
+		logSamples: map[types.UID]logSample{},
 		problems:   map[string]bool{},
 	}
+}
+
+// WithClock makes the reporter read time from c (a fake clock in tests).
+func (r *Reporter) WithClock(c clock.PassiveClock) *Reporter {
+	r.clock = c
+	return r
+}
+
+// logSample is a container's log size at one time.
+type logSample struct {
+	bytes uint64
+	at    time.Time
 }
 
 // Run emits once per interval until signalled.
@@ -98,6 +115,8 @@ type containerUsage struct {
 	known        bool
 	diskBytes    int64
 	diskKnown    bool
+	logBytes     uint64
+	logsKnown    bool
 }
 
 // EmitOnce reads usage and emits one envelope per running app instance
@@ -154,11 +173,16 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 			if ps.EphemeralStorage != nil && ps.EphemeralStorage.UsedBytes != nil {
 				u.diskBytes, u.diskKnown = int64(*ps.EphemeralStorage.UsedBytes), true
 			}
+			for _, c := range ps.Containers {
+				if c.Name == k8s.AppContainerName && c.Logs != nil && c.Logs.UsedBytes != nil {
+					u.logBytes, u.logsKnown = *c.Logs.UsedBytes, true
+				}
+			}
 		}
 	}
 
 	r.forgetPodsOtherThan(pods)
-	now := r.now()
+	now := r.clock.Now()
 	for _, pod := range pods {
 		u := usage[pod.UID]
 		if !u.known {
@@ -166,16 +190,38 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 			continue
 		}
 		r.problem(podProblemKey(pod), nil)
-		if e := gauge(pod, u, now); e != nil {
+		if e := gauge(pod, u, r.logRate(pod.UID, u, now), now); e != nil {
 			r.emitter.Emit(e)
 		}
 	}
 }
 
+// logRate is the bytes per second the container logged since the previous
+// round: the growth of its log files in the kubelet's stats summary. 0 when
+// there is no earlier sample yet, the summary is not read
+// (metrics.disk_from_stats_summary off) or the log was rotated meanwhile.
+func (r *Reporter) logRate(uid types.UID, u *containerUsage, now time.Time) float64 {
+	if !u.logsKnown {
+		return 0
+	}
+	prev, seen := r.logSamples[uid]
+	r.logSamples[uid] = logSample{bytes: u.logBytes, at: now}
+	elapsed := now.Sub(prev.at).Seconds()
+	if !seen || elapsed <= 0 || u.logBytes < prev.bytes {
+		return 0
+	}
+	return float64(u.logBytes-prev.bytes) / elapsed
+}
+
 // gauge builds Diego's container metric envelope for pod. Quotas are the
 // container's limits; cpu is a percentage of one core; cpu_entitlement is
 // usage as a percentage of the CPU request, when there is one.
-func gauge(pod *corev1.Pod, u *containerUsage, now time.Time) *loggregator_v2.Envelope {
+//
+// log_rate and log_rate_limit are always present: CC from 2022-08 on reads
+// the gauge only when it carries them and shows every stat as zero
+// otherwise. Iris does not limit an app's log rate, which Diego's executor
+// reports as log_rate_limit -1.
+func gauge(pod *corev1.Pod, u *containerUsage, logRate float64, now time.Time) *loggregator_v2.Envelope {
 	src, ok := logs.SourceForPod(pod)
 	if !ok {
 		return nil
@@ -197,6 +243,9 @@ func gauge(pod *corev1.Pod, u *containerUsage, now time.Time) *loggregator_v2.En
 		"disk":         {Unit: "bytes", Value: float64(u.diskBytes)},
 		"memory_quota": {Unit: "bytes", Value: float64(limits.Memory().Value())},
 		"disk_quota":   {Unit: "bytes", Value: float64(limits.StorageEphemeral().Value())},
+		// Diego's executor reports both in bytes per second.
+		"log_rate":       {Unit: "B/s", Value: logRate},
+		"log_rate_limit": {Unit: "B/s", Value: -1},
 	}
 	if request := requests.Cpu().MilliValue(); request > 0 {
 		values["cpu_entitlement"] = &loggregator_v2.GaugeValue{Unit: "percentage", Value: float64(u.cpuNanoCores) / 1e6 / float64(request) * 100}
@@ -234,11 +283,21 @@ func (r *Reporter) problem(key string, err error) bool {
 	return true
 }
 
-// forgetPodsOtherThan drops per-pod problems of pods that are gone.
+// forgetPodsOtherThan drops per-pod problems and log samples of pods that
+// are gone.
 func (r *Reporter) forgetPodsOtherThan(pods []*corev1.Pod) {
 	current := make(map[string]bool, len(pods))
 	for _, pod := range pods {
 		current[podProblemKey(pod)] = true
+	}
+	uids := make(map[types.UID]bool, len(pods))
+	for _, pod := range pods {
+		uids[pod.UID] = true
+	}
+	for uid := range r.logSamples {
+		if !uids[uid] {
+			delete(r.logSamples, uid)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"time"
 
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
 	"code.cloudfoundry.org/lager/v3/lagertest"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/metrics"
@@ -120,6 +122,28 @@ var _ = Describe("Reporter", func() {
 		Expect(m["disk"].Value).To(BeEquivalentTo(used))
 		Expect(m["disk_quota"].Value).To(BeEquivalentTo(1 << 30))
 		Expect(m["memory"].Unit).To(Equal("bytes"))
+	})
+
+	It("carries log_rate and log_rate_limit, without which CC from 2022-08 shows every stat as zero", func() {
+		logs := uint64(1000)
+		usage.summary["node-a"].Pods[0].Containers = []statsv1alpha1.ContainerStats{{Name: k8s.AppContainerName, Logs: &statsv1alpha1.FsStats{UsedBytes: &logs}}}
+		clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+		r := reporter(appPod("ns1", "dora-0", "uid-0", "0")).WithClock(clk)
+		r.EmitOnce(context.Background())
+		m := out.envelopes[0].GetGauge().GetMetrics()
+		Expect(m).To(HaveKeyWithValue("log_rate", &loggregator_v2.GaugeValue{Unit: "B/s", Value: 0}), "no earlier sample")
+		Expect(m).To(HaveKeyWithValue("log_rate_limit", &loggregator_v2.GaugeValue{Unit: "B/s", Value: -1}), "Iris does not limit log rates")
+
+		clk.Step(15 * time.Second)
+		logs = 4000
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes[1].GetGauge().GetMetrics()["log_rate"].Value).To(BeNumerically("~", 200.0, 1e-9))
+
+		clk.Step(15 * time.Second)
+		logs = 10 // rotated
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes[2].GetGauge().GetMetrics()["log_rate"].Value).To(BeZero())
+		Expect(out.envelopes[2].Timestamp).To(Equal(time.Unix(1030, 0).UnixNano()))
 	})
 
 	It("lists metrics once per namespace, not per pod", func() {
