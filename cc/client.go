@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/iris-cf/iris/certreload"
@@ -17,21 +19,73 @@ import (
 
 // StatusError is a non-2xx answer from CC.
 type StatusError struct {
+	// URL is the callback without its user and password (RedactURL).
 	URL        string
 	StatusCode int
 	Body       string
+	// RetryAfter is CC's Retry-After, 0 when it sent none.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("POST %s: %d %s", e.URL, e.StatusCode, e.Body)
 }
 
-// IsFinal reports whether retrying err cannot help: CC answered 4xx (for
-// example 404 ProcessNotFound), so the request itself is wrong or moot.
-// Network errors and 5xx are worth retrying.
+// IsFinal reports whether retrying err cannot help: CC answered one of the
+// 4xx codes that mean "never" (400 bad request, 403, 404 e.g.
+// ProcessNotFound, 409, 422), so the request itself is wrong or moot.
+// Everything else is retried: network errors, 5xx, 408 Request Timeout,
+// 429 Too Many Requests and any other 4xx, which a proxy or an overloaded
+// CC may answer for a request that would succeed later.
 func IsFinal(err error) bool {
 	var status *StatusError
-	return errors.As(err, &status) && status.StatusCode >= 400 && status.StatusCode < 500
+	if !errors.As(err, &status) {
+		return false
+	}
+	switch status.StatusCode {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+// maxRetryAfter bounds how long a Retry-After may hold a report back.
+const maxRetryAfter = 15 * time.Minute
+
+// RetryAfter is how long CC asked Iris to wait before retrying err (its
+// Retry-After header, in seconds or as an HTTP date), at most 15 minutes.
+func RetryAfter(err error) (time.Duration, bool) {
+	var status *StatusError
+	if !errors.As(err, &status) || status.RetryAfter <= 0 {
+		return 0, false
+	}
+	return min(status.RetryAfter, maxRetryAfter), true
+}
+
+func parseRetryAfter(value string, now time.Time) time.Duration {
+	if value == "" {
+		return 0
+	}
+	if seconds, err := strconv.Atoi(value); err == nil {
+		return time.Duration(max(seconds, 0)) * time.Second
+	}
+	if at, err := http.ParseTime(value); err == nil {
+		return max(at.Sub(now), 0)
+	}
+	return 0
+}
+
+// RedactURL returns rawURL without its user information: a staging's
+// completion callback carries CC's internal API user and password, which
+// must never reach a log, an error or an object others can read.
+func RedactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Parse's own error would quote the URL: say nothing of it.
+		return "<unparseable URL>"
+	}
+	u.User = nil
+	return u.String()
 }
 
 // Options configure the client. CACertFile (CC's server CA) and a client
@@ -89,24 +143,33 @@ func (c *Client) Post(ctx context.Context, path string, body any) error {
 
 // PostURL sends body as JSON to an absolute URL, such as the completion
 // callback CC put in a task or staging request.
-func (c *Client) PostURL(ctx context.Context, url string, body any) error {
+func (c *Client) PostURL(ctx context.Context, rawURL string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("encoding CC request: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	redacted := RedactURL(rawURL)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(data))
 	if err != nil {
-		return fmt.Errorf("building CC request: %w", err)
+		// Not wrapped: the parse error quotes the whole URL.
+		return fmt.Errorf("building CC request for %s: not a valid URL", redacted)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", url, err)
+		// net/http's *url.Error names the URL with its user: keep only
+		// the cause.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return fmt.Errorf("POST %s: %w", redacted, err)
 	}
 	defer resp.Body.Close()
 	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &StatusError{URL: url, StatusCode: resp.StatusCode, Body: string(respBody)}
+		return &StatusError{URL: redacted, StatusCode: resp.StatusCode, Body: string(respBody),
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	return nil
 }

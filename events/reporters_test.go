@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -34,6 +35,9 @@ type fakeCC struct {
 	down      bool
 	crashes   []models.AppCrashedRequest
 	callbacks []string
+	// answers are returned, in order, to the next PostURL calls.
+	answers  []error
+	attempts int
 }
 
 func (f *fakeCC) Post(_ context.Context, path string, body any) error {
@@ -49,8 +53,14 @@ func (f *fakeCC) Post(_ context.Context, path string, body any) error {
 func (f *fakeCC) PostURL(_ context.Context, url string, _ any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.attempts++
 	if f.down {
 		return errors.New("connection refused")
+	}
+	if len(f.answers) > 0 {
+		err := f.answers[0]
+		f.answers = f.answers[1:]
+		return err
 	}
 	f.callbacks = append(f.callbacks, url)
 	return nil
@@ -376,5 +386,39 @@ var _ = Describe("Job lifecycle timing", func() {
 		Consistently(jobExists, 200*time.Millisecond).Should(BeTrue())
 		clock.Step(time.Second)
 		Eventually(jobExists).Should(BeFalse())
+	})
+})
+
+var _ = Describe("Retry-After", func() {
+	It("retries a 429 no sooner than CC's Retry-After, though the backoff would be shorter", func() {
+		ctx := context.Background()
+		clientset := fake.NewClientset()
+		caches, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		clock := clocktesting.NewFakeClock(time.Unix(1700000000, 0))
+		ccServer := &fakeCC{answers: []error{&cc.StatusError{URL: "https://cc/task-1", StatusCode: http.StatusTooManyRequests, RetryAfter: 2 * time.Minute}}}
+		tasks, err := events.NewTaskReporter(lagertest.NewTestLogger("task"), clientset, caches, ccServer,
+			events.Options{MaxBackoff: time.Second, JobTTL: time.Hour, Clock: clock})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-1", UID: "job-1",
+				Labels:      map[string]string{k8s.LabelSourceType: k8s.SourceTypeTask, k8s.LabelTaskGUID: "task-guid"},
+				Annotations: map[string]string{k8s.AnnotationCompletionCallback: "https://cc/task-1"}},
+			Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}},
+		}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		for _, r := range []ifrit.Runner{ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))), tasks} {
+			process := ifrit.Invoke(r)
+			DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+		}
+		attempts := func() int { ccServer.mu.Lock(); defer ccServer.mu.Unlock(); return ccServer.attempts }
+
+		Eventually(attempts).Should(Equal(1))
+		Eventually(clock.HasWaiters).Should(BeTrue())
+		clock.Step(119 * time.Second) // far beyond the 1 s backoff
+		Consistently(attempts, 200*time.Millisecond).Should(Equal(1))
+		clock.Step(time.Second)
+		Eventually(func(g Gomega) []string { _, cbs := ccServer.reported(); return cbs }).Should(Equal([]string{"https://cc/task-1"}))
+		Expect(attempts()).To(Equal(2))
 	})
 })

@@ -10,6 +10,8 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+
+	"github.com/iris-cf/iris/cc"
 )
 
 // Options are the settings every reporter shares.
@@ -52,8 +54,9 @@ type worker struct {
 	// resync adds every key that may have work; set by the reporter.
 	resync func(add func(key string))
 
-	mu    sync.Mutex
-	queue workqueue.TypedRateLimitingInterface[string] // nil while stopped
+	mu      sync.Mutex
+	queue   workqueue.TypedRateLimitingInterface[string] // nil while stopped
+	limiter *retryAfterLimiter                           // the queue's
 
 	retried atomic.Uint64 // handler errors that were retried
 	failed  atomic.Uint64 // keys given up after maxRetries
@@ -107,11 +110,14 @@ func (w *worker) addAfter(key string, d time.Duration) {
 
 // Run is an ifrit runner; it can run again after it was stopped.
 func (w *worker) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
-	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, w.maxBackoff),
+	limiter := &retryAfterLimiter{
+		TypedRateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, w.maxBackoff),
+		floor:            map[string]time.Duration{},
+	}
+	queue := workqueue.NewTypedRateLimitingQueueWithConfig[string](limiter,
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: w.name, Clock: w.clock})
 	w.mu.Lock()
-	w.queue = queue
+	w.queue, w.limiter = queue, limiter
 	w.mu.Unlock()
 	w.resync(queue.Add)
 
@@ -154,9 +160,60 @@ func (w *worker) processNext(ctx context.Context, queue workqueue.TypedRateLimit
 		w.failed.Add(1)
 		queue.Forget(key)
 	default:
-		logger.Info("will-retry", lager.Data{"reason": err.Error(), "attempt": queue.NumRequeues(key) + 1})
+		data := lager.Data{"reason": err.Error(), "attempt": queue.NumRequeues(key) + 1}
+		if after, ok := cc.RetryAfter(err); ok {
+			// CC (429, 503) said when to come back: not sooner.
+			data["retry_after"] = after.String()
+			w.limiterOf(queue).atLeast(key, after)
+		}
+		logger.Info("will-retry", data)
 		w.retried.Add(1)
 		queue.AddRateLimited(key)
 	}
 	return true
+}
+
+// limiterOf returns the limiter of queue; nil (no floor) after a Lease was
+// lost and the worker restarted with another queue.
+func (w *worker) limiterOf(queue workqueue.TypedRateLimitingInterface[string]) *retryAfterLimiter {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.queue != queue {
+		return nil
+	}
+	return w.limiter
+}
+
+// retryAfterLimiter is the exponential backoff, but never shorter than the
+// Retry-After CC gave for the key's last attempt.
+type retryAfterLimiter struct {
+	workqueue.TypedRateLimiter[string]
+	mu    sync.Mutex
+	floor map[string]time.Duration
+}
+
+// atLeast makes the key's next delay at least d.
+func (l *retryAfterLimiter) atLeast(key string, d time.Duration) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.floor[key] = d
+}
+
+func (l *retryAfterLimiter) When(key string) time.Duration {
+	backoff := l.TypedRateLimiter.When(key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	floor := l.floor[key]
+	delete(l.floor, key)
+	return max(backoff, floor)
+}
+
+func (l *retryAfterLimiter) Forget(key string) {
+	l.TypedRateLimiter.Forget(key)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.floor, key)
 }
