@@ -308,6 +308,7 @@ var _ = Describe("Handler", func() {
 			Entry("guid mismatch", "/tasks/other", task, "does not match"),
 			Entry("no callback", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `""`, 1), "completion_callback is required"),
 			Entry("callback not a URL", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `"cc:9023"`, 1), "not an http(s) URL"),
+			Entry("callback not http, its credentials not repeated", "/tasks/t1", strings.Replace(task, `"https://cc:9023/internal/v4/tasks/t1/completed"`, `"ftp://user:s3cr3t@cc:9023/x"`, 1), `completion_callback "ftp://cc:9023/x" is not an http(s) URL`),
 			Entry("no lifecycle", "/tasks/t1", strings.Replace(task, `,"lifecycle":{"docker_lifecycle":{"image":"busybox"}}`, "", 1), "lifecycle"),
 			Entry("a guid with a path in it", "/tasks/..%2F..%2Fx", strings.Replace(task, `"guid":"t1"`, `"guid":"../../x"`, 1), `task guid "../../x"`),
 			Entry("negative memory_mb", "/tasks/t1", strings.Replace(task, `"memory_mb":256`, `"memory_mb":-1`, 1), "memory_mb must be between 1 and"),

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/models"
 )
 
@@ -348,7 +349,9 @@ func validateCallback(callback string) error {
 		return models.Invalidf("completion_callback is required")
 	}
 	if u, err := url.Parse(callback); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return models.Invalidf("completion_callback %q is not an http(s) URL", callback)
+		// Quoted without user and password: the message is logged and
+		// answered.
+		return models.Invalidf("completion_callback %q is not an http(s) URL", cc.RedactURL(callback))
 	}
 	return nil
 }

@@ -72,7 +72,11 @@ func (l *jobLifecycle) deliver(ctx context.Context, logger lager.Logger, key str
 	if err != nil || !done {
 		return err
 	}
-	err = l.cc.PostURL(ctx, job.Annotations[k8s.AnnotationCompletionCallback], body)
+	callback, err := k8s.CompletionCallbackURL(ctx, l.clientset, job)
+	if err != nil {
+		return err
+	}
+	err = l.cc.PostURL(ctx, callback, body)
 	switch {
 	case err == nil:
 		logger.Info("reported", data)

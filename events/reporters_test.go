@@ -422,3 +422,36 @@ var _ = Describe("Retry-After", func() {
 		Expect(attempts()).To(Equal(2))
 	})
 })
+
+var _ = Describe("A completion callback kept in a Secret", func() {
+	It("is posted to with the credentials the Secret holds", func() {
+		ctx := context.Background()
+		clientset := fake.NewClientset()
+		caches, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		ccServer := &fakeCC{}
+		tasks, err := events.NewTaskReporter(lagertest.NewTestLogger("task"), clientset, caches, ccServer,
+			events.Options{MaxBackoff: 50 * time.Millisecond, JobTTL: time.Hour})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-1-callback"},
+			Data:       map[string][]byte{"url": []byte("https://user:pass@cc/task-1")},
+		}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-1", UID: "job-1",
+				Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeTask, k8s.LabelTaskGUID: "task-guid"},
+				Annotations: map[string]string{
+					k8s.AnnotationCompletionCallback:       "https://cc/task-1",
+					k8s.AnnotationCompletionCallbackSecret: "task-1-callback",
+				}},
+			Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}},
+		}, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		for _, r := range []ifrit.Runner{ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))), tasks} {
+			process := ifrit.Invoke(r)
+			DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+		}
+		Eventually(func(g Gomega) []string { _, cbs := ccServer.reported(); return cbs }).Should(Equal([]string{"https://user:pass@cc/task-1"}))
+	})
+})

@@ -30,6 +30,8 @@ type ccRequest struct {
 	Path   string
 	Status int
 	Body   []byte
+	// Auth is the request's basic auth "user:password", "" without.
+	Auth string
 }
 
 // startFakeCC serves CC's internal API over TLS and, like CC's nginx
@@ -41,7 +43,11 @@ func startFakeCC(serverLeaf *testcerts.Leaf, clientCA *testcerts.CA) *fakeCC {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		status := f.status
-		f.requests = append(f.requests, ccRequest{Path: r.URL.Path, Status: status, Body: body})
+		auth := ""
+		if user, pass, ok := r.BasicAuth(); ok {
+			auth = user + ":" + pass
+		}
+		f.requests = append(f.requests, ccRequest{Path: r.URL.Path, Status: status, Body: body, Auth: auth})
 		f.mu.Unlock()
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte("{}"))
@@ -125,6 +131,20 @@ func (f *fakeCC) stagingCallbacks(stagingGUID string, acceptedOnly bool) []model
 		var c models.StagingCallback
 		if json.Unmarshal(r.Body, &c) == nil {
 			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// stagingCallbackAuths returns the basic auth of each staging completion
+// callback for stagingGUID.
+func (f *fakeCC) stagingCallbackAuths(stagingGUID string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.requests {
+		if r.Path == "/internal/v3/staging/"+stagingGUID+"/build_completed" {
+			out = append(out, r.Auth)
 		}
 	}
 	return out

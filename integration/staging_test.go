@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -18,10 +19,14 @@ import (
 	"github.com/iris-cf/iris/models"
 )
 
+// ccInternalAuth is the user and password CC puts in staging callbacks.
+const ccInternalAuth = "internal_user:internal-pa55"
+
 func stagingRequest(guid string) *models.StagingRequest {
 	return &models.StagingRequest{
 		AppGUID: uuid.NewString(), AppName: "dora", OrgGUID: "org-guid", OrgName: "acme", SpaceGUID: "space-guid", SpaceName: "dev",
-		CompletionCallback: cc.URL() + "/internal/v3/staging/" + guid + "/build_completed?start=true",
+		// As CC builds it: its internal API user and password in the URL.
+		CompletionCallback: strings.Replace(cc.URL(), "https://", "https://"+ccInternalAuth+"@", 1) + "/internal/v3/staging/" + guid + "/build_completed?start=true",
 		Environment:        []models.EnvironmentVariable{{Name: "LANG", Value: "en_US.UTF-8"}},
 		MemoryMB:           1024, DiskMB: 4096, CPUWeight: 50,
 	}
@@ -104,6 +109,7 @@ var _ = Describe("Staging", Serial, func() {
 
 			callback := oneStagingCallback(guid)
 			Expect(callback.Error).To(BeNil())
+			Expect(cc.stagingCallbackAuths(guid)).To(HaveEach(ccInternalAuth), "the callback carries CC's credentials")
 			var result struct {
 				LifecycleType     string            `json:"lifecycle_type"`
 				LifecycleMetadata map[string]string `json:"lifecycle_metadata"`
@@ -149,6 +155,11 @@ var _ = Describe("Staging", Serial, func() {
 			jobs := stagingJobs(guid)
 			Expect(jobs).To(HaveLen(1))
 			job := jobs[0]
+			// CC's credentials are in a Secret, not on the Job or its pods.
+			jobJSON, err := json.Marshal(job)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(jobJSON)).NotTo(ContainSubstring("internal-pa55"))
+			Expect(job.Annotations).To(HaveKey(k8s.AnnotationCompletionCallbackSecret))
 			Expect(job.Labels).To(HaveKeyWithValue(k8s.LabelSourceType, "STG"))
 			Expect(*job.Spec.BackoffLimit).To(BeZero())
 			Expect(*job.Spec.ActiveDeadlineSeconds).To(Equal(int64(600)))

@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -46,15 +47,75 @@ func jobLabels(guidLabel, guid, sourceType, appGUID, orgGUID, spaceGUID string) 
 	return labels
 }
 
-// createJob creates job, and first its registry secret if it has one. A Job
-// that exists already is success (CC retries); any other failure removes
-// the secret again, so bad input leaves nothing behind. what names the kind
-// of Job in errors ("task", "staging").
-func createJob(ctx context.Context, clientset kubernetes.Interface, logger lager.Logger, what string, job *batchv1.Job, secret *corev1.Secret) error {
-	if secret != nil {
+// callbackSecretSuffix names the Secret of a Job's completion callback.
+const callbackSecretSuffix = "-callback"
+
+// callbackSecretKey is the key of the callback URL in its Secret.
+const callbackSecretKey = "url"
+
+// completionCallback records a Job's completion callback in annotations.
+// A callback with a user or password (a staging's: CC's internal API
+// credentials) goes into a Secret, returned, that only Iris reads; the
+// annotations, which anyone who may read Jobs or pods sees, then carry it
+// without them and the Secret's name.
+func completionCallback(annotations map[string]string, jobName, namespace string, labels map[string]string, callback string) (*corev1.Secret, error) {
+	u, err := url.Parse(callback)
+	if err != nil {
+		return nil, models.Invalidf("completion_callback is not a URL")
+	}
+	if u.User == nil {
+		annotations[AnnotationCompletionCallback] = callback
+		return nil, nil
+	}
+	u.User = nil
+	annotations[AnnotationCompletionCallback] = u.String()
+	annotations[AnnotationCompletionCallbackSecret] = jobName + callbackSecretSuffix
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: jobName + callbackSecretSuffix, Namespace: namespace, Labels: labels},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{callbackSecretKey: []byte(callback)},
+	}, nil
+}
+
+// CompletionCallbackURL is the URL to report job's outcome to, credentials
+// included: from the Job's callback Secret if it has one.
+func CompletionCallbackURL(ctx context.Context, clientset kubernetes.Interface, job *batchv1.Job) (string, error) {
+	name := job.Annotations[AnnotationCompletionCallbackSecret]
+	if name == "" {
+		return job.Annotations[AnnotationCompletionCallback], nil
+	}
+	secret, err := clientset.CoreV1().Secrets(job.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("reading the completion callback of job %s/%s from secret %s: %w", job.Namespace, job.Name, name, err)
+	}
+	callback := string(secret.Data[callbackSecretKey])
+	if callback == "" {
+		return "", fmt.Errorf("secret %s/%s holds no completion callback", job.Namespace, name)
+	}
+	return callback, nil
+}
+
+// createJob creates job, and first its secrets (registry credentials, the
+// completion callback; nil ones are skipped). A Job that exists already is
+// success (CC retries); any other failure removes the secrets again, so bad
+// input leaves nothing behind. what names the kind of Job in errors ("task",
+// "staging").
+func createJob(ctx context.Context, clientset kubernetes.Interface, logger lager.Logger, what string, job *batchv1.Job, secrets ...*corev1.Secret) error {
+	var applied []*corev1.Secret
+	removeSecrets := func() {
+		for _, secret := range applied {
+			deleteSecret(ctx, clientset, logger, secret)
+		}
+	}
+	for _, secret := range secrets {
+		if secret == nil {
+			continue
+		}
 		if err := applySecret(ctx, clientset, secret); err != nil {
+			removeSecrets()
 			return err
 		}
+		applied = append(applied, secret)
 	}
 	created, err := clientset.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -62,17 +123,17 @@ func createJob(ctx context.Context, clientset kubernetes.Interface, logger lager
 		return nil
 	}
 	if err != nil {
-		deleteSecret(ctx, clientset, logger, secret)
+		removeSecrets()
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return models.Invalidf("invalid %s: %s", what, apiErrorMessage(err))
 		}
 		return fmt.Errorf("creating %s job %s/%s: %w", what, job.Namespace, job.Name, err)
 	}
-	if secret != nil {
-		owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: created.Name, UID: created.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
+	owner := metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: created.Name, UID: created.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}
+	for _, secret := range applied {
 		if err := adopt(ctx, clientset.CoreV1().Secrets(secret.Namespace), secret.Name, owner); err != nil {
 			// The Job runs; only garbage collection of the secret is at stake.
-			logger.Error("adopting-registry-secret", err)
+			logger.Error("adopting-secret", err, lager.Data{"secret": secret.Name})
 		}
 	}
 	logger.Info("created", lager.Data{"job": created.Name, "namespace": created.Namespace})

@@ -34,6 +34,11 @@ const (
 	// AnnotationCompletionCallback is CC's callback URL for a task; kept on
 	// the Job so a restarted Iris still knows where to report.
 	AnnotationCompletionCallback = "cloudfoundry.org/completion_callback"
+	// AnnotationCompletionCallbackSecret names the Secret (key "url") that
+	// holds the callback when it carries credentials: CC puts its internal
+	// API user and password into a staging's callback URL, so the
+	// annotation then shows it without them (CompletionCallbackURL).
+	AnnotationCompletionCallbackSecret = "cloudfoundry.org/completion_callback_secret"
 	// AnnotationCancelled marks a task CC cancelled; the Job stays (suspended)
 	// until the cancellation is reported.
 	AnnotationCancelled = "cloudfoundry.org/cancelled"

@@ -35,6 +35,9 @@ const (
 type StagingObjects struct {
 	Job            *batchv1.Job
 	RegistrySecret *corev1.Secret
+	// CallbackSecret holds the completion callback when it carries CC's
+	// credentials (see completionCallback).
+	CallbackSecret *corev1.Secret
 }
 
 // BuildStaging returns the Job for one staging. A buildpack staging runs
@@ -46,10 +49,13 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 	name := StatefulSetName(req.AppName, "staging", guid)
 	labels := jobLabels(LabelStagingGUID, guid, SourceTypeStaging, req.AppGUID, req.OrgGUID, req.SpaceGUID)
 	annotations := map[string]string{
-		AnnotationAppName:            req.AppName,
-		AnnotationOrgName:            req.OrgName,
-		AnnotationSpaceName:          req.SpaceName,
-		AnnotationCompletionCallback: req.CompletionCallback,
+		AnnotationAppName:   req.AppName,
+		AnnotationOrgName:   req.OrgName,
+		AnnotationSpaceName: req.SpaceName,
+	}
+	callbackSecret, err := completionCallback(annotations, name, namespace, labels, req.CompletionCallback)
+	if err != nil {
+		return nil, err
 	}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
@@ -74,7 +80,7 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 		// and the reporter tells CC.
 		job.Spec.ActiveDeadlineSeconds = ptr.To(cfg.TimeoutSeconds)
 	}
-	objects := &StagingObjects{Job: job}
+	objects := &StagingObjects{Job: job, CallbackSecret: callbackSecret}
 
 	switch {
 	case req.Lifecycle.DockerLifecycle != nil:
@@ -182,7 +188,7 @@ func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid str
 		logger.Info("already-staging")
 		return nil
 	}
-	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret)
+	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret, objects.CallbackSecret)
 }
 
 // Complete records the uploader's outcome on the staging Job; the reporter

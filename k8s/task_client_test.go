@@ -2,6 +2,7 @@ package k8s_test
 
 import (
 	"context"
+	"encoding/json"
 
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
@@ -127,6 +128,58 @@ var _ = Describe("TaskClient and StagingClient", func() {
 			Lifecycle: models.StagingLifecycle{DockerLifecycle: &models.StagingDockerLifecycle{Image: "registry.example.com/team/app:1"}},
 		})).To(Succeed())
 		Eventually(func() []models.TaskResponse { return tasks.List() }).Should(ConsistOf(HaveField("GUID", "task-guid")))
+	})
+
+	Describe("a staging callback with CC's credentials in it", func() {
+		const callback = "https://internal_user:s3cr3t-pa55@cc.internal:9023/internal/v3/staging/staging-guid/build_completed?start=true"
+		stage := func(lifecycle models.StagingLifecycle) {
+			Expect(staging.Stage(ctx, logger, "staging-guid", &models.StagingRequest{
+				AppGUID: "app-guid", AppName: "dora", CompletionCallback: callback, MemoryMB: 1024, DiskMB: 4096, Lifecycle: lifecycle,
+			})).To(Succeed())
+		}
+		lifecycles := []models.StagingLifecycle{
+			{DockerLifecycle: &models.StagingDockerLifecycle{Image: "registry.example.com/team/app:1"}},
+			{BuildpackLifecycle: &models.StagingBuildpackLifecycle{AppBitsDownloadURI: "https://cc/bits", DropletUploadURI: "https://cc/droplet"}},
+		}
+
+		It("keeps them out of the Job and its pods, in a Secret owned by the Job that the reporter reads", func() {
+			for _, lifecycle := range lifecycles {
+				stage(lifecycle)
+				job := jobs(Default)[0]
+				// Nothing a reader of Jobs or pods sees carries them.
+				data, err := json.Marshal(job)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(string(data)).NotTo(ContainSubstring("s3cr3t-pa55"))
+				Expect(string(data)).NotTo(ContainSubstring("internal_user"))
+				Expect(job.Annotations).To(HaveKeyWithValue(k8s.AnnotationCompletionCallback, "https://cc.internal:9023/internal/v3/staging/staging-guid/build_completed?start=true"))
+				Expect(job.Spec.Template.Annotations).To(HaveKeyWithValue(k8s.AnnotationCompletionCallback, "https://cc.internal:9023/internal/v3/staging/staging-guid/build_completed?start=true"))
+
+				secret, err := clientset.CoreV1().Secrets(ns).Get(ctx, job.Annotations[k8s.AnnotationCompletionCallbackSecret], metav1.GetOptions{})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(secret.OwnerReferences).To(ConsistOf(HaveField("UID", job.UID)))
+				Expect(k8s.CompletionCallbackURL(ctx, clientset, &job)).To(Equal(callback))
+
+				Expect(clientset.BatchV1().Jobs(ns).Delete(ctx, job.Name, metav1.DeleteOptions{})).To(Succeed())
+				Expect(clientset.CoreV1().Secrets(ns).Delete(ctx, secret.Name, metav1.DeleteOptions{})).To(Succeed())
+				Eventually(func() []*batchv1.Job { return caches.JobsByTaskGUID("staging-guid") }).Should(BeEmpty())
+			}
+		})
+
+		It("says which Secret is missing, never the callback, when it is gone", func() {
+			stage(lifecycles[0])
+			job := jobs(Default)[0]
+			Expect(clientset.CoreV1().Secrets(ns).Delete(ctx, job.Annotations[k8s.AnnotationCompletionCallbackSecret], metav1.DeleteOptions{})).To(Succeed())
+			_, err := k8s.CompletionCallbackURL(ctx, clientset, &job)
+			Expect(err).To(MatchError(ContainSubstring("-callback")))
+			Expect(err.Error()).NotTo(ContainSubstring("s3cr3t-pa55"))
+		})
+
+		It("keeps a callback without credentials on the Job, with no Secret", func() {
+			Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+			job := jobs(Default)[0]
+			Expect(job.Annotations).NotTo(HaveKey(k8s.AnnotationCompletionCallbackSecret))
+			Expect(k8s.CompletionCallbackURL(ctx, clientset, &job)).To(Equal("https://cc.internal/internal/v4/tasks/task-guid/completed"))
+		})
 	})
 
 	Describe("staging completion", func() {
