@@ -185,6 +185,24 @@ var _ = Describe("Emitter leadership", func() {
 		Eventually(process.Wait()).Should(Receive(BeNil()))
 	})
 
+	It("tags registrations as CC's metric tags: process_id the unversioned process guid, process_instance_id the instance guid", func() {
+		sts := routedStatefulSet("proc-guid-v7", "d.example.com")
+		sts.Labels[k8s.LabelGUID] = "proc-guid"
+		source.statefulSets.OnAdd(sts, true)
+		source.pods.OnAdd(readyPod("proc-guid-v7", "d-0", "10.0.3.1"), true)
+		process := ifrit.Invoke(emitter)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		var got []sent
+		Eventually(func() []sent { got = bus.take(); return got }).Should(HaveLen(1))
+		Expect(got[0].message.Tags).To(HaveKeyWithValue("process_id", "proc-guid"))
+		Expect(got[0].message.Tags).To(HaveKeyWithValue("process_instance_id", "d-0-uid"))
+		Expect(got[0].message.Tags).To(HaveKeyWithValue("app_id", "app"))
+		Expect(got[0].message.PrivateInstanceID).To(Equal("d-0-uid"))
+	})
+
 	It("names an isolated LRP's segment in its registrations", func() {
 		sts := routedStatefulSet("c-v1", "c.example.com")
 		sts.Annotations[k8s.AnnotationIsolationSegment] = "Segment One"

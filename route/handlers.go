@@ -18,6 +18,7 @@ func lrpFromStatefulSet(sts *appsv1.StatefulSet) LRP {
 	lrp := LRP{
 		AppGUID:     sts.Labels[k8s.LabelAppGUID],
 		AppName:     sts.Annotations[k8s.AnnotationAppName],
+		GUID:        sts.Labels[k8s.LabelGUID],
 		ProcessGUID: sts.Annotations[k8s.AnnotationProcessGUID],
 		ProcessType: sts.Labels[k8s.LabelProcessType],
 		OrgGUID:     sts.Labels[k8s.LabelOrgGUID],

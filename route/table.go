@@ -24,8 +24,10 @@ type RegistryMessage struct {
 
 // LRP is what the table needs to know of a StatefulSet.
 type LRP struct {
-	AppGUID          string
-	AppName          string
+	AppGUID string
+	AppName string
+	// GUID is CC's process guid; ProcessGUID is GUID-version.
+	GUID             string
 	ProcessGUID      string
 	ProcessType      string
 	OrgGUID          string
@@ -190,17 +192,20 @@ func (t *Table) messages(e *entry, fn func(RegistryMessage)) {
 	for _, ep := range e.endpoints {
 		index := strconv.Itoa(ep.Index)
 		tags := map[string]string{
-			"component":         "route-emitter",
-			"app_id":            lrp.AppGUID,
-			"app_name":          lrp.AppName,
-			"source_id":         lrp.AppGUID,
-			"process_id":        lrp.ProcessGUID,
-			"process_type":      lrp.ProcessType,
-			"instance_id":       index,
-			"organization_id":   lrp.OrgGUID,
-			"organization_name": lrp.OrgName,
-			"space_id":          lrp.SpaceGUID,
-			"space_name":        lrp.SpaceName,
+			"component": "route-emitter",
+			"app_id":    lrp.AppGUID,
+			"app_name":  lrp.AppName,
+			"source_id": lrp.AppGUID,
+			// As CC's metric tags, which Diego's route-emitter passes
+			// through: the unversioned process guid and the instance guid.
+			"process_id":          lrp.GUID,
+			"process_instance_id": ep.InstanceGUID,
+			"process_type":        lrp.ProcessType,
+			"instance_id":         index,
+			"organization_id":     lrp.OrgGUID,
+			"organization_name":   lrp.OrgName,
+			"space_id":            lrp.SpaceGUID,
+			"space_name":          lrp.SpaceName,
 		}
 		for _, r := range lrp.Routes {
 			fn(RegistryMessage{

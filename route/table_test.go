@@ -10,7 +10,7 @@ import (
 
 func lrp(routes ...route.Route) route.LRP {
 	return route.LRP{
-		AppGUID: "app", AppName: "dora", ProcessGUID: "app-v1", ProcessType: "web",
+		AppGUID: "app", AppName: "dora", GUID: "app", ProcessGUID: "app-v1", ProcessType: "web",
 		OrgGUID: "org", OrgName: "acme", SpaceGUID: "space", SpaceName: "dev", Routes: routes,
 	}
 }
@@ -44,7 +44,9 @@ var _ = Describe("Table", func() {
 			EndpointUpdatedAtNs: 2,
 			Tags: map[string]string{
 				"component": "route-emitter", "app_id": "app", "app_name": "dora", "source_id": "app",
-				"process_id": "app-v1", "process_type": "web", "instance_id": "1",
+				// CC's metric tags: the unversioned process guid (CC's
+				// process guid is the app guid for web) and the instance guid.
+				"process_id": "app", "process_instance_id": "uid-1", "process_type": "web", "instance_id": "1",
 				"organization_id": "org", "organization_name": "acme", "space_id": "space", "space_name": "dev",
 			},
 		}))
