@@ -3,6 +3,7 @@ package k8s
 import (
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/iris-cf/iris/models"
@@ -107,6 +108,23 @@ func since(pod *corev1.Pod) int64 {
 		return status.State.Running.StartedAt.UnixNano()
 	}
 	return pod.CreationTimestamp.UnixNano()
+}
+
+// unclaimedSince is the since of an instance that has no pod yet (0 would
+// read as 1970 in CC): when it was asked for, which is at latest the last
+// change of the StatefulSet's spec (a scale, a new desire; its managed
+// fields' newest time outside the status), else the StatefulSet's creation.
+func unclaimedSince(sts *appsv1.StatefulSet) int64 {
+	since := sts.CreationTimestamp.Time
+	for _, f := range sts.ManagedFields {
+		if f.Time != nil && f.Subresource == "" && f.Time.After(since) {
+			since = f.Time.Time
+		}
+	}
+	if since.IsZero() {
+		return 0
+	}
+	return since.UnixNano()
 }
 
 // ContainerStarted reports whether the container ever ran (it runs, ran

@@ -5,6 +5,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -71,5 +72,24 @@ var _ = Describe("InstanceFromPod", func() {
 
 	It("falls back to the pod's creation for since", func() {
 		Expect(k8s.InstanceFromPod(pod(corev1.PodPending, nil, nil), 0).Since).To(Equal(int64(100_000_000_000)))
+	})
+})
+
+var _ = Describe("the since of an instance without a pod", func() {
+	created := metav1.NewTime(time.Unix(100, 0))
+	scaled := metav1.NewTime(time.Unix(300, 0))
+	statusAt := metav1.NewTime(time.Unix(900, 0))
+
+	It("is the StatefulSet's creation when its spec never changed, not 1970", func() {
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: created}}
+		Expect(k8s.UnclaimedSince(sts)).To(Equal(int64(100_000_000_000)))
+	})
+
+	It("is the last change of its spec (a scale), not of its status", func() {
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: created, ManagedFields: []metav1.ManagedFieldsEntry{
+			{Manager: "iris", Operation: metav1.ManagedFieldsOperationApply, Time: &scaled},
+			{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "status", Time: &statusAt},
+		}}}
+		Expect(k8s.UnclaimedSince(sts)).To(Equal(int64(300_000_000_000)))
 	})
 })

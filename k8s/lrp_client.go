@@ -371,7 +371,7 @@ func (c *LRPClient) Instances(ctx context.Context, guid, version string) ([]*mod
 	}
 	for i := 0; i < replicas; i++ {
 		if _, ok := byIndex[i]; !ok {
-			byIndex[i] = &models.Instance{Index: i, State: models.InstanceUnclaimed}
+			byIndex[i] = &models.Instance{Index: i, State: models.InstanceUnclaimed, Since: unclaimedSince(sts)}
 		}
 	}
 	instances := make([]*models.Instance, 0, len(byIndex))
