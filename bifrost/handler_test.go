@@ -67,9 +67,9 @@ var _ = Describe("Handler", func() {
 			Expect(backend.DesireCallCount()).To(Equal(1))
 			_, _, lrp := backend.DesireArgsForCall(0)
 			Expect(lrp.GUID).To(Equal("app-guid"))
-			Expect(lrp.NumInstances()).To(Equal(2))
-			Expect(lrp.Environment).To(HaveKeyWithValue("FOO", "bar"))
-			Expect(lrp.Lifecycle.DockerLifecycle.Image).To(Equal("busybox"))
+			Expect(lrp.Instances).To(BeEquivalentTo(2))
+			Expect(lrp.Env).To(HaveKeyWithValue("FOO", "bar"))
+			Expect(lrp.Process.Image).To(Equal("busybox"))
 		})
 
 		It("fills in a missing process_guid from guid and version", func() {
