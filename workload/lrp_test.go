@@ -13,8 +13,8 @@ import (
 func validLRP() *workload.DesiredLRP {
 	return &workload.DesiredLRP{
 		ProcessGUID: "g-v", GUID: "g", Version: "v", Instances: 1,
-		Ports:  []int32{8080},
-		Routes: workload.Routes{"cf-router": json.RawMessage(`[{"hostnames":["a.example.com"],"port":8080}]`)},
+		Ports:   []int32{8080},
+		Routes:  workload.Routes{"cf-router": json.RawMessage(`[{"hostnames":["a.example.com"],"port":8080}]`)},
 		Process: workload.Process{Image: "busybox"},
 		HealthChecks: workload.HealthChecks{
 			Liveness: &workload.HealthCheck{Type: workload.CheckTCP},
