@@ -13,12 +13,14 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/google/uuid"
+	natsgo "github.com/nats-io/nats.go"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/route"
 )
 
 // newBBSClient is the real BBS Go client, as CC's and tps-watcher's
@@ -212,6 +214,13 @@ var _ = Describe("The BBS front on a real cluster", func() {
 	It("runs a docker LRP through CC's calls: desire, list actual LRPs with pod IPs, update, retire, remove, with events", func() {
 		events := recordEvents(client)
 		lrp := bbsDockerLRP(2, "dora-bbs.example.com")
+		conn, err := natsgo.Connect(nats.URL())
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+		routes := &recorder{appGUID: lrp.LogGuid}
+		_, err = conn.Subscribe(route.SubjectRegister, routes.handle(route.SubjectRegister))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.Flush()).To(Succeed())
 		Expect(client.DesireLRP(logger, "trace", lrp)).To(Succeed())
 
 		By("running an instance per pod, listed with the pod's IP, node and uid")
@@ -241,6 +250,10 @@ var _ = Describe("The BBS front on a real cluster", func() {
 			Expect(a.PreferredAddress).To(Equal(models.ActualLRPNetInfo_PreferredAddressInstance))
 			Expect(a.Ports).To(ConsistOf(models.NewPortMapping(8080, 8080)))
 		}
+		By("registering its cf-router hostnames with gorouter, as OPI LRPs")
+		Eventually(func() []string { return uris(routes.registers()) }, 30*time.Second).Should(ContainElements(
+			"dora-bbs.example.com@0", "dora-bbs.example.com@1"))
+
 		byGuids, err := client.ActualLRPsByProcessGuids(logger, "trace", []string{lrp.ProcessGuid})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(byGuids).To(HaveLen(2))
