@@ -9,14 +9,13 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
+	"github.com/google/uuid"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sclient "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
-
-	"github.com/google/uuid"
 
 	"github.com/iris-cf/iris/k8s"
 	irismodels "github.com/iris-cf/iris/models"
@@ -86,10 +85,10 @@ func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, pro
 	if cached == nil {
 		return models.ErrResourceNotFound
 	}
-	var routes string
+	var routesJSON string
 	if update.Routes != nil {
 		var err error
-		if routes, err = workload.MarshalRoutes(routesOf(update.Routes)); err != nil {
+		if routesJSON, err = workload.MarshalRoutes(routes(update.Routes)); err != nil {
 			return bbsError(err)
 		}
 	}
@@ -112,7 +111,7 @@ func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, pro
 		sts.Annotations[AnnotationDesiredLRP] = state
 		sts.Spec.Replicas = ptr.To(lrp.Instances)
 		if update.Routes != nil {
-			sts.Annotations[k8s.AnnotationRoutes] = routes
+			sts.Annotations[k8s.AnnotationRoutes] = routesJSON
 		}
 		sts.Annotations[k8s.AnnotationLastUpdated] = lrp.Annotation
 		updated, err = statefulSets.Update(ctx, sts, metav1.UpdateOptions{})
@@ -321,8 +320,6 @@ func storedCopy(lrp *models.DesiredLRP) *models.DesiredLRP {
 	stored.ImageUsername, stored.ImagePassword = "", ""
 	return &stored
 }
-
-func routesOf(r *models.Routes) workload.Routes { return routes(r) }
 
 // bbsError turns the k8s package's errors into BBS's: invalid input is an
 // InvalidRequest with its message; anything else stays as it is.
