@@ -54,6 +54,8 @@ var (
 	serverCA       *testcerts.CA
 	// serverCertDir holds Iris's server certificate (server.crt, server.key).
 	serverCertDir string
+	// bbsURL is Iris's BBS front (mTLS, the same certificates as the API).
+	bbsURL string
 )
 
 var _ = BeforeSuite(func() {
@@ -107,7 +109,8 @@ var _ = BeforeSuite(func() {
 	ingress = startLoggregator(dir)
 	DeferCleanup(ingress.Stop)
 
-	addr, tlsAddr, opsAddr := freeAddress(), freeAddress(), freeAddress()
+	addr, tlsAddr, opsAddr, bbsAddr := freeAddress(), freeAddress(), freeAddress(), freeAddress()
+	bbsURL = "https://" + bbsAddr
 	irisURL, irisTLSURL, irisOpsURL = "http://"+addr, "https://"+tlsAddr, "http://"+opsAddr
 	irisConfigFile = filepath.Join(dir, "iris.yml")
 	Expect(os.WriteFile(irisConfigFile, []byte(fmt.Sprintf(`
@@ -152,19 +155,27 @@ metrics:
   interval_seconds: 1
 ops:
   listen_address: %q
+bbs:
+  tls_listen_address: %q
+  tls_cert_file: %q
+  tls_key_file: %q
+  client_ca_file: %q
 `, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
-		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr)), 0o600)).To(Succeed())
+		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
+		bbsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
 
 	startIris()
 })
 
 // secondIrisConfig is the suite's config for a second Iris process: the
-// same, without the ops listener (which the first one holds) and with the
-// components given.
+// same, without the ops and BBS listeners (which the first one holds) and
+// with the components given.
 func secondIrisConfig(components string) string {
 	config := readFile(irisConfigFile)
 	opsAddr := strings.TrimPrefix(irisOpsURL, "http://")
 	config = strings.Replace(config, "listen_address: "+strconv.Quote(opsAddr), `listen_address: ""`, 1)
+	// The BBS listener (the config's last section) is the first one's too.
+	config, _, _ = strings.Cut(config, "\nbbs:\n")
 	return strings.Replace(config, "log_level: debug", "log_level: debug\ncomponents: ["+components+"]", 1)
 }
 

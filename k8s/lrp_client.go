@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/workload"
 )
 
 // LRPClient carries out CC's LRP requests against Kubernetes. Reads come from
@@ -42,7 +43,7 @@ func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *Build
 // Desiring an existing process guid again changes nothing: CC retries and
 // re-desires freely, and the first desire wins. On any failure the objects
 // created so far are removed again.
-func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models.DesireLRPRequest) error {
+func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error {
 	logger = logger.Session("desire", lager.Data{"process_guid": lrp.ProcessGUID})
 	namespace, err := chooseNamespace(lrp.Namespace, c.namespaces)
 	if err != nil {
@@ -249,7 +250,7 @@ func (c *LRPClient) Update(ctx context.Context, logger lager.Logger, req *models
 		if err := req.Update.Routes.ValidatePorts(exposedPorts(cached)); err != nil {
 			return err
 		}
-		if routes, err = marshalRoutes(req.Update.Routes); err != nil {
+		if routes, err = workload.MarshalRoutes(req.Update.Routes); err != nil {
 			return err
 		}
 	}

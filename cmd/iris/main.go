@@ -21,7 +21,9 @@ import (
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 	"k8s.io/utils/clock"
 
+	bbsbackend "github.com/iris-cf/iris/backends/kubernetes"
 	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/bifrost/bbs"
 	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/events"
@@ -199,8 +201,32 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			}
 			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
 		}
+		if cfg.BBS.Enabled() {
+			server, err := bbsServer(logger, cfg, clientset, caches, lrps, opsServer)
+			if err != nil {
+				return nil, err
+			}
+			members = append(members, grouper.Member{Name: "bbs", Runner: server})
+		}
 	}
 	return members, nil
+}
+
+// bbsServer is the BBS front over the Kubernetes backend. Its event feed
+// registers with the caches here, before they start.
+func bbsServer(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, lrps *k8s.LRPClient, opsServer *ops.Server) (ifrit.Runner, error) {
+	hub := bbs.NewEventHub(logger, bbs.DefaultSubscriberBuffer)
+	if _, err := bbsbackend.NewFeed(logger, caches, hub); err != nil {
+		return nil, err
+	}
+	backend := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged})
+	handler := bbs.NewHandler(logger, bbs.Backends{
+		DesiredLRPs: backend,
+		ActualLRPs:  backend,
+		Domains:     bbs.NewDomainStore(clock.RealClock{}),
+	}, hub, cfg.API.MaxRequestBodyBytes)
+	return bbs.NewServer(logger, cfg.BBS, opsServer.InstrumentHandler("bbs", handler), hub,
+		time.Duration(cfg.API.ShutdownTimeoutSeconds)*time.Second)
 }
 
 // leaderElected are the members that must run on one replica at a time:

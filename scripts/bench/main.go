@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
@@ -154,7 +155,7 @@ func createDirect(clientset kubernetes.Interface, namespace string, n, clients i
 				body, _ := desireBody(i, 0)
 				var lrp models.DesireLRPRequest
 				_ = json.Unmarshal(body, &lrp)
-				objects, err := builder.Build(&lrp, namespace)
+				objects, err := builder.Build(bifrost.DesiredLRP(&lrp), namespace)
 				if err != nil {
 					continue
 				}
