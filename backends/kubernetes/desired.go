@@ -31,7 +31,7 @@ const (
 	// AnnotationDomain is the LRP's BBS domain, on the StatefulSet and its
 	// pods (instance events need it after the StatefulSet is gone). Its
 	// presence marks an LRP desired through the BBS front.
-	AnnotationDomain = "cloudfoundry.org/bbs_domain"
+	AnnotationDomain = k8s.AnnotationBBSDomain
 )
 
 // LRPWriter is what the backend needs of k8s.LRPClient to create and
