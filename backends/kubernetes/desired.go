@@ -85,6 +85,11 @@ func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, pro
 	if cached == nil {
 		return models.ErrResourceNotFound
 	}
+	if update.InstancesExists() {
+		if err := b.opts.checkInstances(update.GetInstances()); err != nil {
+			return err
+		}
+	}
 	var routesJSON string
 	if update.Routes != nil {
 		var err error

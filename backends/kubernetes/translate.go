@@ -52,6 +52,18 @@ var ccProcessGUID = regexp.MustCompile(`^([0-9a-fA-F-]{36})-([0-9a-fA-F-]{36})$`
 type TranslateOptions struct {
 	// AllowPrivileged lets privileged LRPs run (as their image's user).
 	AllowPrivileged bool
+	// MaxInstances bounds instances on desire and update (lrp.max_instances,
+	// shared with the OPI front); 0 leaves them unbounded.
+	MaxInstances int
+}
+
+// checkInstances refuses more instances than the operator allows: a typo
+// of a few zeros must not become a StatefulSet of that size.
+func (o TranslateOptions) checkInstances(instances int32) error {
+	if o.MaxInstances > 0 && int(instances) > o.MaxInstances {
+		return invalid("instances: %d is more than this Iris allows (lrp.max_instances %d)", instances, o.MaxInstances)
+	}
+	return nil
 }
 
 // invalid is BBS's InvalidRequest with Iris's reason: CC shows it, and
@@ -71,6 +83,9 @@ func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.Desired
 	}
 	image, err := dockerImage(lrp.RootFs)
 	if err != nil {
+		return nil, err
+	}
+	if err := opts.checkInstances(lrp.Instances); err != nil {
 		return nil, err
 	}
 	if lrp.Privileged && !opts.AllowPrivileged {

@@ -161,6 +161,16 @@ var _ = Describe("Translate", func() {
 		Expect(translate().Privileged).To(BeTrue())
 	})
 
+	It("bounds instances by lrp.max_instances", func() {
+		opts.MaxInstances = 1000
+		lrp.Instances = 1000
+		Expect(translate().Instances).To(Equal(int32(1000)))
+		lrp.Instances = 1001
+		_, err := bbsk8s.Translate(lrp, opts)
+		Expect(models.ConvertError(err).Type).To(Equal(models.Error_InvalidRequest))
+		Expect(err).To(MatchError(ContainSubstring("lrp.max_instances 1000")))
+	})
+
 	DescribeTable("refuses what Iris cannot run with InvalidRequest and a clear message",
 		func(change func(*models.DesiredLRP), message string) {
 			change(lrp)
