@@ -315,8 +315,6 @@ var _ = Describe("Helm chart", Ordered, func() {
 		forbidden(err)
 		_, err = iris.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{})
 		forbidden(err)
-		_, err = iris.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}) // get, never list
-		forbidden(err)
 		_, err = iris.AppsV1().StatefulSets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 		forbidden(err)
 		_, err = iris.AppsV1().StatefulSets("default").List(ctx, metav1.ListOptions{})
@@ -337,6 +335,28 @@ var _ = Describe("Helm chart", Ordered, func() {
 			return review.Status.Allowed
 		}
 		Expect(can(iris, authorizationv1.ResourceAttributes{Group: "metrics.k8s.io", Resource: "pods", Verb: "list", Namespace: ns})).To(BeTrue())
+		// LRP objects are written with server-side apply (patch) and watched
+		// by the reconciler; nothing else is granted.
+		for _, attrs := range []authorizationv1.ResourceAttributes{
+			{Group: "apps", Resource: "statefulsets", Verb: "patch"},
+			{Resource: "secrets", Verb: "watch"},
+			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "watch"},
+			{Group: "policy", Resource: "poddisruptionbudgets", Verb: "patch"},
+		} {
+			attrs.Namespace = ns
+			Expect(can(iris, attrs)).To(BeTrue(), "%+v", attrs)
+		}
+		for _, attrs := range []authorizationv1.ResourceAttributes{
+			{Group: "apps", Resource: "statefulsets", Verb: "create"},
+			{Resource: "pods", Verb: "get"},
+			{Resource: "secrets", Verb: "create"},
+			{Resource: "secrets", Verb: "update"},
+			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "get"},
+			{Group: "policy", Resource: "poddisruptionbudgets", Verb: "get"},
+		} {
+			attrs.Namespace = ns
+			Expect(can(iris, attrs)).To(BeFalse(), "%+v", attrs)
+		}
 		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "pods", Subresource: "log", Verb: "get", Namespace: ns})).To(BeTrue())
 		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "get"})).To(BeTrue())
 		Expect(can(iris, authorizationv1.ResourceAttributes{Resource: "nodes", Subresource: "proxy", Verb: "create"})).To(BeFalse())
