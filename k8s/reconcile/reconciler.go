@@ -65,6 +65,10 @@ type Options struct {
 	// its StatefulSet is left alone after a desire last wrote it: a desire
 	// writes the Secret and NetworkPolicy before the StatefulSet.
 	OrphanGracePeriod time.Duration
+	// DesireGracePeriod is how long a new StatefulSet is left to the desire
+	// that created it, which writes what it owns a moment later: repairing
+	// it at once would only write everything twice.
+	DesireGracePeriod time.Duration
 	// Workers sync this many StatefulSets at once.
 	Workers int
 }
@@ -72,7 +76,7 @@ type Options struct {
 // DefaultOptions are the settings Iris runs with. The grace period is far
 // longer than any desire takes (the API's write timeout bounds it).
 func DefaultOptions() Options {
-	return Options{OrphanGracePeriod: 5 * time.Minute, Workers: 2}
+	return Options{OrphanGracePeriod: 5 * time.Minute, DesireGracePeriod: 10 * time.Second, Workers: 2}
 }
 
 // Reconciler is an ifrit runner; see the package comment.
@@ -233,6 +237,9 @@ func (r *Reconciler) Sync(ctx context.Context, key string) (time.Duration, error
 	sts := r.cache.StatefulSet(namespace, name)
 	if sts == nil || sts.DeletionTimestamp != nil {
 		return r.deleteOrphans(ctx, namespace, name)
+	}
+	if wait := sts.CreationTimestamp.Add(r.opts.DesireGracePeriod).Sub(r.clock.Now()); wait > 0 {
+		return wait, nil
 	}
 	owned, err := r.builder.OwnedObjects(sts)
 	if err != nil {

@@ -148,7 +148,7 @@ var _ = Describe("Reconciler.Sync", func() {
 		builder = k8s.NewBuilder(config.Default().LRP)
 		clock = clocktesting.NewFakeClock(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
 		reconciler = reconcile.NewWithCache(lagertest.NewTestLogger("reconcile"), clientset, cache, builder, clock,
-			reconcile.Options{OrphanGracePeriod: 5 * time.Minute, Workers: 1})
+			reconcile.Options{OrphanGracePeriod: 5 * time.Minute, DesireGracePeriod: 10 * time.Second, Workers: 1})
 		var err error
 		objects, err = builder.Build(lrpRequest(instances), ns)
 		Expect(err).NotTo(HaveOccurred())
@@ -201,6 +201,20 @@ var _ = Describe("Reconciler.Sync", func() {
 			Expect(owners(pdb)).To(Equal([]types.UID{"sts-uid"}))
 			Expect(pdb.Spec.MinAvailable.IntValue()).To(Equal(1))
 			Expect(reconciler.Repairs()).To(BeNumerically("==", 3), "policy, PDB, and the unowned secret")
+		})
+
+		It("leaves a StatefulSet created a moment ago to the desire that created it", func() {
+			created, err := clientset.AppsV1().StatefulSets(ns).Get(ctx, sts.Name, metav1.GetOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			created.CreationTimestamp = metav1.NewTime(clock.Now().Add(-4 * time.Second))
+			_, err = clientset.AppsV1().StatefulSets(ns).Update(ctx, created, metav1.UpdateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(sync()).To(Equal(6 * time.Second))
+			Expect(writes(clientset)).To(BeEmpty())
+
+			clock.Step(6 * time.Second)
+			Expect(sync()).To(BeZero())
+			Expect(writes(clientset)).To(ContainElements("patch networkpolicies", "patch poddisruptionbudgets"))
 		})
 
 		It("writes nothing when everything is in order, however often it runs", func() {
