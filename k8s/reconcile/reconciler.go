@@ -299,7 +299,10 @@ func (r *Reconciler) syncPDB(ctx context.Context, logger lager.Logger, sts *apps
 		err := r.clientset.PolicyV1().PodDisruptionBudgets(current.Namespace).Delete(ctx, current.Name, metav1.DeleteOptions{
 			Preconditions: &metav1.Preconditions{UID: ptr.To(current.UID)},
 		})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // gone already, or replaced: its event brings the key back
+		}
+		if err != nil {
 			return fmt.Errorf("deleting pdb %s/%s: %w", current.Namespace, current.Name, err)
 		}
 		r.deletions.Add(1)
