@@ -150,11 +150,10 @@ func OwnedSecret(secret *corev1.Secret, sts *appsv1.StatefulSet) *corev1.Secret 
 // LastDesired is when obj was last written by a desire: its desired-at stamp,
 // or its creation if it has none.
 func LastDesired(obj metav1.Object) time.Time {
-	last := obj.GetCreationTimestamp().Time
-	if stamp, err := time.Parse(time.RFC3339Nano, obj.GetAnnotations()[AnnotationDesiredAt]); err == nil && stamp.After(last) {
+	if stamp, err := time.Parse(time.RFC3339Nano, obj.GetAnnotations()[AnnotationDesiredAt]); err == nil {
 		return stamp
 	}
-	return last
+	return obj.GetCreationTimestamp().Time
 }
 
 func stampDesiredAt(obj metav1.Object, now time.Time) {
