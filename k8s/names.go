@@ -23,7 +23,7 @@ const (
 	AnnotationProcessGUID = "cloudfoundry.org/process_guid"
 	// AnnotationBBSDomain marks an LRP desired through the BBS front (its
 	// Diego domain), on the StatefulSet and its pods.
-	AnnotationBBSDomain = "cloudfoundry.org/bbs_domain"
+	AnnotationBBSDomain   = "cloudfoundry.org/bbs_domain"
 	AnnotationAppName     = "cloudfoundry.org/application_name"
 	AnnotationOrgName     = "cloudfoundry.org/org_name"
 	AnnotationSpaceName   = "cloudfoundry.org/space_name"

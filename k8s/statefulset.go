@@ -106,6 +106,16 @@ func (b *Builder) Build(lrp *workload.DesiredLRP, namespace string) (*LRPObjects
 	for k, v := range annotations {
 		stsAnnotations[k] = v
 	}
+	// The record the owned NetworkPolicy is rebuilt from (see owned.go).
+	egressRules := lrp.EgressRules
+	if egressRules == nil {
+		egressRules = []models.SecurityGroupRule{}
+	}
+	recorded, err := json.Marshal(egressRules)
+	if err != nil {
+		return nil, models.Invalidf("egress_rules: %v", err)
+	}
+	stsAnnotations[AnnotationEgressRules] = string(recorded)
 
 	podSpec := corev1.PodSpec{
 		Containers:                    []corev1.Container{container},

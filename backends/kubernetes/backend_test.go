@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/clock"
 
 	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
 	"github.com/iris-cf/iris/config"
@@ -70,7 +71,7 @@ var _ = Describe("Backend", func() {
 			process.Signal(os.Interrupt)
 			Eventually(process.Wait()).Should(Receive())
 		})
-		lrps := k8s.NewLRPClient(clientset, caches, k8s.NewBuilder(config.Default().LRP), []string{ns})
+		lrps := k8s.NewLRPClient(clientset, caches, k8s.NewBuilder(config.Default().LRP), []string{ns}, clock.RealClock{})
 		backend = bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
 		lrp = ccDockerLRP(processGUID, "")
 		lrp.PlacementTags = nil

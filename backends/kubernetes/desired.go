@@ -39,6 +39,7 @@ const (
 type LRPWriter interface {
 	Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
 	Stop(ctx context.Context, logger lager.Logger, guid, version string) error
+	EnsurePDB(ctx context.Context, sts *appsv1.StatefulSet) error
 }
 
 // Backend carries out the BBS front's desired and actual LRP routes on
@@ -131,7 +132,7 @@ func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, pro
 	if err != nil {
 		return fmt.Errorf("updating statefulset %s/%s: %w", cached.Namespace, cached.Name, err)
 	}
-	if err := b.reconcilePDB(ctx, updated); err != nil {
+	if err := b.lrps.EnsurePDB(ctx, updated); err != nil {
 		return err
 	}
 	logger.Info("updated", lager.Data{"statefulset": updated.Name, "instances": *updated.Spec.Replicas})
@@ -158,27 +159,6 @@ func applyUpdate(lrp *models.DesiredLRP, update *models.DesiredLRPUpdate) {
 		lrp.ModificationTag = &models.ModificationTag{}
 	}
 	lrp.ModificationTag.Increment()
-}
-
-func (b *Backend) reconcilePDB(ctx context.Context, sts *appsv1.StatefulSet) error {
-	pdbs := b.clientset.PolicyV1().PodDisruptionBudgets(sts.Namespace)
-	want := k8s.PodDisruptionBudget(sts)
-	if want == nil {
-		err := pdbs.Delete(ctx, sts.Name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting pdb %s/%s: %w", sts.Namespace, sts.Name, err)
-		}
-		return nil
-	}
-	want.OwnerReferences = []metav1.OwnerReference{{
-		APIVersion: "apps/v1", Kind: "StatefulSet", Name: sts.Name, UID: sts.UID,
-		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
-	}}
-	_, err := pdbs.Create(ctx, want, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating pdb %s/%s: %w", sts.Namespace, sts.Name, err)
-	}
-	return nil
 }
 
 // RemoveDesiredLRP deletes the LRP and everything it owns.

@@ -28,6 +28,7 @@ import (
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/events"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/k8s/reconcile"
 	"github.com/iris-cf/iris/leader"
 	"github.com/iris-cf/iris/logs"
 	"github.com/iris-cf/iris/logs/podlogs"
@@ -176,7 +177,16 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 
 	if cfg.Runs(config.ComponentAPI) {
 		builder := k8s.NewBuilder(cfg.LRP)
-		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
+		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces, clock.RealClock{})
+		// Every API replica repairs what LRPs own (see k8s/reconcile for
+		// why no Lease); it runs before the API serves and stops after it.
+		reconciler, err := reconcile.New(logger, clientset, caches, builder, clock.RealClock{}, reconcile.DefaultOptions())
+		if err != nil {
+			return nil, err
+		}
+		opsServer.CounterFunc("lrp_owned_objects_repaired_total", "Secrets, NetworkPolicies and PDBs of LRPs written because they were missing, unowned or different.", counter(reconciler.Repairs))
+		opsServer.CounterFunc("lrp_owned_objects_deleted_total", "Orphaned Secrets, NetworkPolicies and PDBs of LRPs, and surplus PDBs, deleted.", counter(reconciler.Deletions))
+		members = append(members, grouper.Member{Name: "lrp-reconciler", Runner: reconciler})
 		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		staging := k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, cfg.WorkloadsNamespaces)
 		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, bifrost.Limits{
