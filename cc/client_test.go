@@ -34,6 +34,10 @@ type received struct {
 type fakeCC struct {
 	server *httptest.Server
 
+	// released ends every delay: closed when the test ends, so no answer
+	// comes late (not even when a client gives up and hangs up).
+	released chan struct{}
+
 	mu       sync.Mutex
 	status   int
 	delay    time.Duration
@@ -56,7 +60,7 @@ func (f *fakeCC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
-		case <-r.Context().Done():
+		case <-f.released:
 			return
 		}
 	}
@@ -125,6 +129,7 @@ var _ = Describe("Client", func() {
 		}
 		fake.server.StartTLS()
 		DeferCleanup(fake.server.Close)
+		DeferCleanup(func() { close(fake.released) }) // runs first
 		opts.InternalAPIURL = fake.server.URL
 	}
 
@@ -137,7 +142,7 @@ var _ = Describe("Client", func() {
 
 	BeforeEach(func() {
 		dir = GinkgoT().TempDir()
-		fake = &fakeCC{status: http.StatusOK}
+		fake = &fakeCC{status: http.StatusOK, released: make(chan struct{})}
 		ccCA, irisCA = newCA("cc-ca"), newCA("iris-ca")
 		caFile = writeCA(ccCA, dir, "cc-ca")
 		certFile, keyF, _ = issue(irisCA, "iris", dir)

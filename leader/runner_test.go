@@ -208,10 +208,10 @@ var _ = Describe("Runner", func() {
 	})
 
 	It("waits while another identity holds the Lease and leads once that expires", func() {
-		hold("iris-other", time.Second)
+		hold("iris-other", 2*time.Second)
 		start(options("iris-a"), inner)
-		Consistently(inner.startedRuns, 300*time.Millisecond).Should(BeZero())
-		Eventually(inner.answer, 5*time.Second).Should(Equal(1))
+		Consistently(inner.startedRuns, 500*time.Millisecond).Should(BeZero())
+		Eventually(inner.answer, 10*time.Second).Should(Equal(1))
 		Expect(holder(Default)).To(Equal("iris-a"))
 	})
 
