@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/iris-cf/iris/certreload"
@@ -17,7 +18,7 @@ import (
 
 // StatusError is a non-2xx answer from CC.
 type StatusError struct {
-	URL        string
+	URL        string // without its password
 	StatusCode int
 	Body       string
 }
@@ -26,12 +27,28 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("POST %s: %d %s", e.URL, e.StatusCode, e.Body)
 }
 
+// ErrUnsendable marks a request that cannot be sent at all (a body that
+// does not encode, a callback URL that does not parse): final, like a 4xx.
+var ErrUnsendable = errors.New("request cannot be sent")
+
 // IsFinal reports whether retrying err cannot help: CC answered 4xx (for
-// example 404 ProcessNotFound), so the request itself is wrong or moot.
-// Network errors and 5xx are worth retrying.
+// example 404 ProcessNotFound), so the request itself is wrong or moot, or
+// the request could not even be built. Network errors, timeouts and 5xx are
+// worth retrying, and so are 408 and 429, which ask the client to come back
+// later rather than saying the request is wrong.
 func IsFinal(err error) bool {
+	if errors.Is(err, ErrUnsendable) {
+		return true
+	}
 	var status *StatusError
-	return errors.As(err, &status) && status.StatusCode >= 400 && status.StatusCode < 500
+	if !errors.As(err, &status) {
+		return false
+	}
+	switch status.StatusCode {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return false
+	}
+	return status.StatusCode >= 400 && status.StatusCode < 500
 }
 
 // Options configure the client. CACertFile (CC's server CA) and a client
@@ -88,25 +105,38 @@ func (c *Client) Post(ctx context.Context, path string, body any) error {
 }
 
 // PostURL sends body as JSON to an absolute URL, such as the completion
-// callback CC put in a task or staging request.
-func (c *Client) PostURL(ctx context.Context, url string, body any) error {
+// callback CC put in a task or staging request. A password in the URL (CC's
+// staging callbacks carry one) is sent as basic auth and never appears in
+// an error, since errors are logged.
+func (c *Client) PostURL(ctx context.Context, rawURL string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
-		return fmt.Errorf("encoding CC request: %w", err)
+		return fmt.Errorf("encoding CC request: %w: %w", ErrUnsendable, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(data))
+	target, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("building CC request: %w", err)
+		// url.Parse's error quotes the whole URL, password included.
+		var parseErr *url.Error
+		if errors.As(err, &parseErr) {
+			err = parseErr.Err
+		}
+		return fmt.Errorf("parsing CC URL: %w: %w", ErrUnsendable, err)
+	}
+	redacted := target.Redacted()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("building CC request to %s: %w: %w", redacted, ErrUnsendable, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", url, err)
+		// net/http's own error names the URL without its password.
+		return fmt.Errorf("POST to CC: %w", err)
 	}
 	defer resp.Body.Close()
 	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &StatusError{URL: url, StatusCode: resp.StatusCode, Body: string(respBody)}
+		return &StatusError{URL: redacted, StatusCode: resp.StatusCode, Body: string(respBody)}
 	}
 	return nil
 }

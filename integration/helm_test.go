@@ -515,7 +515,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		}
 
 		Expect(send("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)).To(Equal(http.StatusOK))
-		Eventually(func() int { return len(statefulSets(appsNS, lrp)) }, 30*time.Second).Should(BeZero())
+		Eventually(func(g Gomega) int { return len(statefulSetsWith(g, appsNS, lrp)) }, 30*time.Second).Should(BeZero())
 
 		// A task, cancelled: its Job goes and the task reporter (on the
 		// reporters' Lease) tells CC.
