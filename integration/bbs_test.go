@@ -105,10 +105,15 @@ func bbsRoutes(hostname string) models.Routes {
 
 // bbsPods are the pods of a BBS LRP, by its process guid halves.
 func bbsPods(lrp *models.DesiredLRP) []corev1.Pod {
+	GinkgoHelper()
+	return bbsPodsWith(Default, lrp)
+}
+
+func bbsPodsWith(g Gomega, lrp *models.DesiredLRP) []corev1.Pod {
 	list, err := clientset.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{
 		LabelSelector: k8s.LabelGUID + "=" + lrp.ProcessGuid[:36] + "," + k8s.LabelVersion + "=" + lrp.ProcessGuid[37:],
 	})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
@@ -325,7 +330,7 @@ var _ = Describe("The BBS front on a real cluster", func() {
 			_, err := client.DesiredLRPByProcessGuid(logger, "trace", lrp.ProcessGuid)
 			g.Expect(bbsErrorType(err)).To(Equal(models.Error_ResourceNotFound))
 		}, 10*time.Second).Should(Succeed())
-		Eventually(func() []corev1.Pod { return bbsPods(lrp) }, 60*time.Second).Should(BeEmpty())
+		Eventually(func(g Gomega) []corev1.Pod { return bbsPodsWith(g, lrp) }, 60*time.Second).Should(BeEmpty())
 
 		By("having told the subscriber, in order")
 		Eventually(func(g Gomega) {
@@ -352,8 +357,8 @@ var _ = Describe("The BBS front on a real cluster", func() {
 		}, 60*time.Second).Should(Succeed())
 
 		// Play the kubelet: the container exited with 3 and is backing off.
-		Eventually(func() error {
-			pods := bbsPods(lrp)
+		Eventually(func(g Gomega) error {
+			pods := bbsPodsWith(g, lrp)
 			if len(pods) != 1 {
 				return errFewPods
 			}
