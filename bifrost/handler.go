@@ -17,6 +17,7 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 
 	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/workload"
 )
 
 //counterfeiter:generate . LRPBackend
@@ -27,7 +28,7 @@ import (
 // Errors: models.ErrNotFound → 404, models.InvalidRequestError → 400,
 // anything else → 500.
 type LRPBackend interface {
-	Desire(ctx context.Context, logger lager.Logger, lrp *models.DesireLRPRequest) error
+	Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
 	Get(ctx context.Context, guid, version string) (*models.DesiredLRP, error)
 	List() []models.DesiredLRPSchedulingInfo
 	Update(ctx context.Context, logger lager.Logger, req *models.UpdateDesiredLRPRequest) error
@@ -139,7 +140,7 @@ func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	if err := h.lrps.Desire(r.Context(), h.requestLogger(r), &lrp); err != nil {
+	if err := h.lrps.Desire(r.Context(), h.requestLogger(r), DesiredLRP(&lrp)); err != nil {
 		h.writeError(w, r, err)
 		return
 	}

@@ -81,9 +81,9 @@ var _ = Describe("Handler", func() {
 			Expect(backend.DesireCallCount()).To(Equal(1))
 			_, _, lrp := backend.DesireArgsForCall(0)
 			Expect(lrp.GUID).To(Equal("app-guid"))
-			Expect(lrp.NumInstances()).To(Equal(2))
-			Expect(lrp.Environment).To(HaveKeyWithValue("FOO", "bar"))
-			Expect(lrp.Lifecycle.DockerLifecycle.Image).To(Equal("busybox"))
+			Expect(lrp.Instances).To(BeEquivalentTo(2))
+			Expect(lrp.Env).To(HaveKeyWithValue("FOO", "bar"))
+			Expect(lrp.Process.Image).To(Equal("busybox"))
 		})
 
 		It("fills in a missing process_guid from guid and version", func() {
@@ -146,7 +146,7 @@ var _ = Describe("Handler", func() {
 			status, resp := do("PUT", "/apps/8c1b5c2e-3a9e-4bbd-9e8f-2b7a0d5c6e11-v1", body)
 			Expect(status).To(Equal(http.StatusAccepted), resp)
 			_, _, lrp := backend.DesireArgsForCall(0)
-			Expect(lrp.NumInstances()).To(Equal(10))
+			Expect(lrp.Instances).To(Equal(int32(10)))
 		})
 
 		It("routes to 8080 when the app names no ports, as it then exposes 8080", func() {

@@ -19,8 +19,7 @@ import (
 
 // StatusError is a non-2xx answer from CC.
 type StatusError struct {
-	// URL is the callback without its user and password (RedactURL).
-	URL        string
+	URL        string // without its password
 	StatusCode int
 	Body       string
 	// RetryAfter is CC's Retry-After, 0 when it sent none.
@@ -31,13 +30,21 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("POST %s: %d %s", e.URL, e.StatusCode, e.Body)
 }
 
+// ErrUnsendable marks a request that cannot be sent at all (a body that
+// does not encode, a callback URL that does not parse): final, like a 4xx.
+var ErrUnsendable = errors.New("request cannot be sent")
+
 // IsFinal reports whether retrying err cannot help: CC answered one of the
 // 4xx codes that mean "never" (400 bad request, 403, 404 e.g.
-// ProcessNotFound, 409, 422), so the request itself is wrong or moot.
-// Everything else is retried: network errors, 5xx, 408 Request Timeout,
-// 429 Too Many Requests and any other 4xx, which a proxy or an overloaded
-// CC may answer for a request that would succeed later.
+// ProcessNotFound, 409, 422), so the request itself is wrong or moot, or
+// the request could not even be built. Everything else is retried: network
+// errors, timeouts, 5xx, 408 Request Timeout and 429 Too Many Requests
+// (which ask the client to come back later), and any other status, which a
+// proxy in front of CC may answer for a request that would succeed later.
 func IsFinal(err error) bool {
+	if errors.Is(err, ErrUnsendable) {
+		return true
+	}
 	var status *StatusError
 	if !errors.As(err, &status) {
 		return false
@@ -75,9 +82,9 @@ func parseRetryAfter(value string, now time.Time) time.Duration {
 	return 0
 }
 
-// RedactURL returns rawURL without its user information: a staging's
-// completion callback carries CC's internal API user and password, which
-// must never reach a log, an error or an object others can read.
+// RedactURL returns rawURL without its user information, for objects and
+// messages others read: a staging's completion callback carries CC's
+// internal API user and password.
 func RedactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -142,28 +149,33 @@ func (c *Client) Post(ctx context.Context, path string, body any) error {
 }
 
 // PostURL sends body as JSON to an absolute URL, such as the completion
-// callback CC put in a task or staging request.
+// callback CC put in a task or staging request. A password in the URL (CC's
+// staging callbacks carry one) is sent as basic auth and never appears in
+// an error, since errors are logged.
 func (c *Client) PostURL(ctx context.Context, rawURL string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
-		return fmt.Errorf("encoding CC request: %w", err)
+		return fmt.Errorf("encoding CC request: %w: %w", ErrUnsendable, err)
 	}
-	redacted := RedactURL(rawURL)
+	target, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Parse's error quotes the whole URL, password included.
+		var parseErr *url.Error
+		if errors.As(err, &parseErr) {
+			err = parseErr.Err
+		}
+		return fmt.Errorf("parsing CC URL: %w: %w", ErrUnsendable, err)
+	}
+	redacted := target.Redacted()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(data))
 	if err != nil {
-		// Not wrapped: the parse error quotes the whole URL.
-		return fmt.Errorf("building CC request for %s: not a valid URL", redacted)
+		return fmt.Errorf("building CC request to %s: %w: %w", redacted, ErrUnsendable, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// net/http's *url.Error names the URL with its user: keep only
-		// the cause.
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		return fmt.Errorf("POST %s: %w", redacted, err)
+		// net/http's own error names the URL without its password.
+		return fmt.Errorf("POST to CC: %w", err)
 	}
 	defer resp.Body.Close()
 	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

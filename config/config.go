@@ -239,6 +239,9 @@ type BBS struct {
 	TLSCertFile      string `json:"tls_cert_file"`
 	TLSKeyFile       string `json:"tls_key_file"`
 	ClientCAFile     string `json:"client_ca_file"`
+	// AllowPrivileged lets LRPs CC desires as privileged run as their
+	// image's user (possibly root); otherwise they are refused.
+	AllowPrivileged bool `json:"allow_privileged"`
 }
 
 // Enabled reports whether the BBS front serves at all.

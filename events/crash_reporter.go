@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/iris-cf/iris/cc"
+	"github.com/iris-cf/iris/k8s"
 )
 
 // CCPoster sends a callback to Cloud Controller; *cc.Client implements it.
@@ -114,6 +115,12 @@ func instanceKey(pod *corev1.Pod) string {
 func (r *CrashReporter) observe(obj any) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
+		return
+	}
+	// A BBS-desired LRP's crashes reach CC through Diego's tps-watcher,
+	// which reads them from the BBS front's event stream; posting them here
+	// too would count each crash twice.
+	if _, bbs := pod.Annotations[k8s.AnnotationBBSDomain]; bbs {
 		return
 	}
 	crash, crashed := CrashFromPod(pod)

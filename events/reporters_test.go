@@ -260,6 +260,19 @@ var _ = Describe("Reporters", func() {
 			Consistently(exitStatuses, 300*time.Millisecond).Should(BeEmpty())
 		})
 
+		It("leaves the crashes of BBS-desired LRPs to tps-watcher, which reads the BBS event stream", func() {
+			pod := crashingPod("app-0", "uid-1")
+			pod.Annotations[k8s.AnnotationBBSDomain] = "cf-apps"
+			createPod(pod)
+			startCaches()
+			run(reporter)
+			updateStatus("app-0", func(g Gomega, pod *corev1.Pod) { crashAgain(g, pod, 1) })
+			Eventually(func(g Gomega) int32 {
+				return caches.Pod(ns, "app-0").Status.ContainerStatuses[0].RestartCount
+			}).Should(Equal(int32(1)))
+			Consistently(exitStatuses, 300*time.Millisecond).Should(BeEmpty())
+		})
+
 		It("reports crashes seen before the pod was deleted", func() {
 			createPod(crashingPod("app-0", "uid-1"))
 			startCaches()

@@ -21,15 +21,15 @@ var _ = Describe("Certificate rotation", func() {
 		client, err := clientLeaf.TLSCertificate()
 		Expect(err).NotTo(HaveOccurred())
 
-		served := func() string {
+		served := func(g Gomega) string {
 			conn, err := tls.Dial("tcp", strings.TrimPrefix(irisTLSURL, "https://"), &tls.Config{
 				RootCAs: serverCA.Pool(), ServerName: "iris.local", Certificates: []tls.Certificate{client},
 			})
-			Expect(err).NotTo(HaveOccurred())
+			g.Expect(err).NotTo(HaveOccurred())
 			defer conn.Close()
 			return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
 		}
-		Expect(served()).NotTo(Equal(rotated.SerialNumber.String()))
+		Expect(served(Default)).NotTo(Equal(rotated.SerialNumber.String()))
 
 		// As the kubelet updates a mounted Secret.
 		_, _, err = leaf.WriteFiles(serverCertDir, "server")

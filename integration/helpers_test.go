@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/google/uuid"
+	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,12 +39,20 @@ func newLRP(instances int) *models.DesireLRPRequest {
 
 // request sends a request to the suite's Iris (plain HTTP).
 func request(method, path string, body any) (int, []byte) {
+	GinkgoHelper()
 	return requestTo(irisURL, method, path, body)
 }
 
 // requestTo sends a request to the Iris API at base; a string body is sent
 // as it is, anything else as JSON.
 func requestTo(base, method, path string, body any) (int, []byte) {
+	GinkgoHelper()
+	return requestWith(Default, base, method, path, body)
+}
+
+// requestWith is requestTo asserting with g: in a polled function, pass the
+// poll's Gomega so a failed request is retried, not fatal.
+func requestWith(g Gomega, base, method, path string, body any) (int, []byte) {
 	var reader io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -51,16 +60,16 @@ func requestTo(base, method, path string, body any) (int, []byte) {
 		reader = bytes.NewBufferString(b)
 	default:
 		data, err := json.Marshal(b)
-		Expect(err).NotTo(HaveOccurred())
+		g.Expect(err).NotTo(HaveOccurred())
 		reader = bytes.NewBuffer(data)
 	}
 	req, err := http.NewRequest(method, base+path, reader)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	resp, err := http.DefaultClient.Do(req)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return resp.StatusCode, data
 }
 
@@ -74,21 +83,23 @@ func update(lrp *models.DesireLRPRequest, u models.DesiredLRPUpdate) {
 	Expect(status).To(Equal(http.StatusOK), string(body))
 }
 
-func getInstances(lrp *models.DesireLRPRequest) func() []*models.Instance {
-	return func() []*models.Instance {
-		status, body := request("GET", "/apps/"+lrp.GUID+"/"+lrp.Version+"/instances", nil)
-		Expect(status).To(Equal(http.StatusOK), string(body))
+// getInstances polls the LRP's instances through Iris's API.
+func getInstances(lrp *models.DesireLRPRequest) func(Gomega) []*models.Instance {
+	return func(g Gomega) []*models.Instance {
+		status, body := requestWith(g, irisURL, "GET", "/apps/"+lrp.GUID+"/"+lrp.Version+"/instances", nil)
+		g.Expect(status).To(Equal(http.StatusOK), string(body))
 		var resp models.GetInstancesResponse
-		Expect(json.Unmarshal(body, &resp)).To(Succeed())
-		Expect(resp.ProcessGUID).To(Equal(lrp.ProcessGUID))
+		g.Expect(json.Unmarshal(body, &resp)).To(Succeed())
+		g.Expect(resp.ProcessGUID).To(Equal(lrp.ProcessGUID))
 		return resp.Instances
 	}
 }
 
-func states(lrp *models.DesireLRPRequest) func() []string {
-	return func() []string {
+// states polls the states of the LRP's instances.
+func states(lrp *models.DesireLRPRequest) func(Gomega) []string {
+	return func(g Gomega) []string {
 		var out []string
-		for _, inst := range getInstances(lrp)() {
+		for _, inst := range getInstances(lrp)(g) {
 			out = append(out, inst.State)
 		}
 		return out
@@ -100,22 +111,36 @@ func selectorFor(lrp *models.DesireLRPRequest) string {
 	return k8s.LabelGUID + "=" + lrp.GUID + "," + k8s.LabelVersion + "=" + lrp.Version
 }
 
+// The listing helpers below assert that the API server answered; each has
+// a ...With form that asserts with the Gomega of a polled function.
+
 func statefulSets(ns string, lrp *models.DesireLRPRequest) []appsv1.StatefulSet {
+	GinkgoHelper()
+	return statefulSetsWith(Default, ns, lrp)
+}
+
+func statefulSetsWith(g Gomega, ns string, lrp *models.DesireLRPRequest) []appsv1.StatefulSet {
 	list, err := clientset.AppsV1().StatefulSets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selectorFor(lrp)})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
 func pods(ns string, lrp *models.DesireLRPRequest) []corev1.Pod {
+	GinkgoHelper()
+	return podsWith(Default, ns, lrp)
+}
+
+func podsWith(g Gomega, ns string, lrp *models.DesireLRPRequest) []corev1.Pod {
 	list, err := clientset.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selectorFor(lrp)})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
-func runningPods(ns string, lrp *models.DesireLRPRequest) func() int {
-	return func() int {
+// runningPods polls how many of the LRP's pods run and are not being deleted.
+func runningPods(ns string, lrp *models.DesireLRPRequest) func(Gomega) int {
+	return func(g Gomega) int {
 		n := 0
-		for _, p := range pods(ns, lrp) {
+		for _, p := range podsWith(g, ns, lrp) {
 			if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 				n++
 			}
@@ -125,19 +150,34 @@ func runningPods(ns string, lrp *models.DesireLRPRequest) func() int {
 }
 
 func secrets(ns string, lrp *models.DesireLRPRequest) []corev1.Secret {
+	GinkgoHelper()
+	return secretsWith(Default, ns, lrp)
+}
+
+func secretsWith(g Gomega, ns string, lrp *models.DesireLRPRequest) []corev1.Secret {
 	list, err := clientset.CoreV1().Secrets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selectorFor(lrp)})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
 func networkPolicies(ns string, lrp *models.DesireLRPRequest) []networkingv1.NetworkPolicy {
+	GinkgoHelper()
+	return networkPoliciesWith(Default, ns, lrp)
+}
+
+func networkPoliciesWith(g Gomega, ns string, lrp *models.DesireLRPRequest) []networkingv1.NetworkPolicy {
 	list, err := clientset.NetworkingV1().NetworkPolicies(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selectorFor(lrp)})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
 func theStatefulSet(lrp *models.DesireLRPRequest) *appsv1.StatefulSet {
-	list := statefulSets(namespace, lrp)
-	Expect(list).To(HaveLen(1))
+	GinkgoHelper()
+	return theStatefulSetWith(Default, lrp)
+}
+
+func theStatefulSetWith(g Gomega, lrp *models.DesireLRPRequest) *appsv1.StatefulSet {
+	list := statefulSetsWith(g, namespace, lrp)
+	g.Expect(list).To(HaveLen(1))
 	return &list[0]
 }

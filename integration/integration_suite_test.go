@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,6 +56,8 @@ var (
 	serverCA       *testcerts.CA
 	// serverCertDir holds Iris's server certificate (server.crt, server.key).
 	serverCertDir string
+	// bbsURL is Iris's BBS front (mTLS, the same certificates as the API).
+	bbsURL string
 )
 
 var _ = BeforeSuite(func() {
@@ -107,7 +111,8 @@ var _ = BeforeSuite(func() {
 	ingress = startLoggregator(dir)
 	DeferCleanup(ingress.Stop)
 
-	addr, tlsAddr, opsAddr := freeAddress(), freeAddress(), freeAddress()
+	addr, tlsAddr, opsAddr, bbsAddr := freeAddress(), freeAddress(), freeAddress(), freeAddress()
+	bbsURL = "https://" + bbsAddr
 	irisURL, irisTLSURL, irisOpsURL = "http://"+addr, "https://"+tlsAddr, "http://"+opsAddr
 	irisConfigFile = filepath.Join(dir, "iris.yml")
 	Expect(os.WriteFile(irisConfigFile, []byte(fmt.Sprintf(`
@@ -152,19 +157,27 @@ metrics:
   interval_seconds: 1
 ops:
   listen_address: %q
+bbs:
+  tls_listen_address: %q
+  tls_cert_file: %q
+  tls_key_file: %q
+  client_ca_file: %q
 `, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
-		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr)), 0o600)).To(Succeed())
+		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
+		bbsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
 
 	startIris()
 })
 
 // secondIrisConfig is the suite's config for a second Iris process: the
-// same, without the ops listener (which the first one holds) and with the
-// components given.
+// same, without the ops and BBS listeners (which the first one holds) and
+// with the components given.
 func secondIrisConfig(components string) string {
 	config := readFile(irisConfigFile)
 	opsAddr := strings.TrimPrefix(irisOpsURL, "http://")
 	config = strings.Replace(config, "listen_address: "+strconv.Quote(opsAddr), `listen_address: ""`, 1)
+	// The BBS listener (the config's last section) is the first one's too.
+	config, _, _ = strings.Cut(config, "\nbbs:\n")
 	return strings.Replace(config, "log_level: debug", "log_level: debug\ncomponents: ["+components+"]", 1)
 }
 
@@ -182,31 +195,82 @@ func startExtraIris(binary, config string) *gexec.Session {
 	return session
 }
 
-// startIris runs the iris binary with the suite's config and waits until it serves.
+// startIris runs the iris binary with the suite's config and waits until
+// every member started (ops /readyz answers 200 only then). If Iris exits
+// because a listener's port was taken (see freeAddress), its listeners move
+// to new ports and it starts again.
 func startIris() {
-	var err error
-	irisSession, err = gexec.Start(exec.Command(irisPath, "--config", irisConfigFile), GinkgoWriter, GinkgoWriter)
-	Expect(err).NotTo(HaveOccurred())
-	Eventually(func() (int, error) {
-		resp, err := http.Get(irisURL + "/healthz")
-		if err != nil {
-			return 0, err
+	GinkgoHelper()
+	for attempt := 1; ; attempt++ {
+		var err error
+		irisSession, err = gexec.Start(exec.Command(irisPath, "--config", irisConfigFile), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			if irisSession.ExitCode() != -1 {
+				return // exited: told apart below
+			}
+			resp, err := http.Get(irisOpsURL + "/readyz")
+			g.Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
+			g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+		}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+		if irisSession.ExitCode() == -1 {
+			return
 		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK))
+		Expect(string(irisSession.Out.Contents())).To(ContainSubstring("address already in use"), "Iris exited while starting")
+		Expect(attempt).To(BeNumerically("<", 3), "Iris found its ports taken %d times", attempt)
+		moveIrisListeners()
+	}
 }
 
-// stopIris sends SIGTERM, which must drain and exit 0.
+// moveIrisListeners gives the suite's Iris new listen addresses, in its
+// config and in the URLs the specs use.
+func moveIrisListeners() {
+	config := readFile(irisConfigFile)
+	for _, url := range []*string{&irisURL, &irisTLSURL, &irisOpsURL} {
+		scheme, old, _ := strings.Cut(*url, "://")
+		moved := freeAddress()
+		// Addresses are quoted in the config, alone or ending a URL.
+		config = strings.ReplaceAll(config, old+`"`, moved+`"`)
+		*url = scheme + "://" + moved
+	}
+	Expect(os.WriteFile(irisConfigFile, []byte(config), 0o600)).To(Succeed())
+}
+
+// stopIris stops the suite's Iris in a spec: SIGTERM must drain it and exit
+// 0. The spec's cleanup starts it again if the spec did not get that far.
 func stopIris() {
+	GinkgoHelper()
+	terminateIris()
+	DeferCleanup(ensureIrisRuns)
+}
+
+// killIris kills the suite's Iris (SIGKILL: nothing is released); the
+// spec's cleanup starts it again if the spec did not.
+func killIris() {
+	GinkgoHelper()
+	irisSession.Kill()
+	Eventually(irisSession, 10*time.Second).Should(gexec.Exit())
+	DeferCleanup(ensureIrisRuns)
+}
+
+func ensureIrisRuns() {
+	if irisSession.ExitCode() != -1 {
+		startIris()
+	}
+}
+
+// terminateIris sends SIGTERM, which must drain and exit 0.
+func terminateIris() {
+	GinkgoHelper()
 	irisSession.Signal(syscall.SIGTERM)
 	Eventually(irisSession, 20*time.Second).Should(gexec.Exit(0))
 }
 
 var _ = AfterSuite(func() {
-	if irisSession != nil {
+	if irisSession != nil && irisSession.ExitCode() == -1 {
 		// SIGTERM drains and exits 0: part of the contract, checked here.
-		stopIris()
+		terminateIris()
 	}
 	if nats != nil {
 		nats.Stop()
@@ -232,11 +296,72 @@ func newCA(cn string) *testcerts.CA {
 	return ca
 }
 
+// freeAddress returns a loopback address with a port nobody listens on now,
+// for a listener the suite starts later. Such a port is free only until
+// someone binds it, so the ports come from outside the kernel's ephemeral
+// range (net.ipv4.ip_local_port_range): a port picked with ":0" and closed
+// again could be handed to any outgoing connection (the suite makes many)
+// before Iris binds it, or while a spec restarts Iris or NATS on it. Outside
+// that range only explicit binds take ports: each process starts at a random
+// port, hands none out twice, and startIris moves Iris if one was taken all
+// the same (another suite picked it at the same moment).
 func freeAddress() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	Expect(err).NotTo(HaveOccurred())
-	defer l.Close()
-	return l.Addr().String()
+	GinkgoHelper()
+	ports.mu.Lock()
+	defer ports.mu.Unlock()
+	if ports.handedOut == nil {
+		ports.low, ports.high = suitePortRange()
+		ports.next = ports.low + rand.IntN(ports.high-ports.low)
+		ports.handedOut = map[int]bool{}
+	}
+	for range ports.high - ports.low {
+		port := ports.next
+		ports.next++
+		if ports.next == ports.high {
+			ports.next = ports.low
+		}
+		if ports.handedOut[port] {
+			continue
+		}
+		address := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", address)
+		if err != nil {
+			continue
+		}
+		Expect(l.Close()).To(Succeed())
+		ports.handedOut[port] = true
+		return address
+	}
+	Fail(fmt.Sprintf("no free port in [%d, %d)", ports.low, ports.high))
+	return ""
+}
+
+// ports is freeAddress's bookkeeping.
+var ports struct {
+	mu        sync.Mutex
+	low, high int
+	next      int
+	handedOut map[int]bool
+}
+
+// suitePortRange is [27000, 32768) without the kernel's ephemeral ports,
+// or above them if that leaves too few. 27000 stays clear of the fixed
+// ports of the dev and test clusters (scripts/cluster, scripts/test).
+func suitePortRange() (low, high int) {
+	low, high = 27000, 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var ephemeralLow, ephemeralHigh int
+		if _, err := fmt.Sscan(string(data), &ephemeralLow, &ephemeralHigh); err == nil {
+			if ephemeralLow < high && ephemeralHigh >= low {
+				high = max(low, ephemeralLow)
+			}
+			if high-low < 1000 {
+				low, high = ephemeralHigh+1, 65536
+			}
+		}
+	}
+	Expect(high-low).To(BeNumerically(">=", 1000), "too few ports outside the ephemeral range [%d, %d)", low, high)
+	return low, high
 }
 
 // mtlsClient presents cert (nil: none) and trusts Iris's server CA.

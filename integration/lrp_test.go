@@ -98,7 +98,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 			desire(lrp)
 			Expect(statefulSets(namespace, lrp)).To(HaveLen(1))
 			Eventually(runningPods(namespace, lrp), 30*time.Second).Should(Equal(1))
-			Consistently(func() int { return len(pods(namespace, lrp)) }, 2*time.Second).Should(Equal(1))
+			Consistently(func(g Gomega) int { return len(podsWith(g, namespace, lrp)) }, 2*time.Second).Should(Equal(1))
 		})
 
 		It("pulls private images with a registry secret owned by the StatefulSet", func() {
@@ -119,7 +119,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 
 			status, _ := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)
 			Expect(status).To(Equal(http.StatusOK))
-			Eventually(func() []corev1.Secret { return secrets(namespace, lrp) }, 30*time.Second).Should(BeEmpty())
+			Eventually(func(g Gomega) []corev1.Secret { return secretsWith(g, namespace, lrp) }, 30*time.Second).Should(BeEmpty())
 		})
 
 		It("limits egress to the space's security groups with a NetworkPolicy owned by the StatefulSet", func() {
@@ -163,7 +163,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 
 			status, _ := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)
 			Expect(status).To(Equal(http.StatusOK))
-			Eventually(func() []networkingv1.NetworkPolicy { return networkPolicies(namespace, lrp) }, 30*time.Second).Should(BeEmpty())
+			Eventually(func(g Gomega) []networkingv1.NetworkPolicy { return networkPoliciesWith(g, namespace, lrp) }, 30*time.Second).Should(BeEmpty())
 		})
 
 		It("honours the namespace CC names, if Iris watches it", func() {
@@ -200,10 +200,10 @@ var _ = Describe("LRPs on a real cluster", func() {
 				Expect(json.Unmarshal(resp, &e)).To(Succeed())
 				Expect(e.Error.Message).To(ContainSubstring(message))
 
-				Consistently(func() int {
-					return len(statefulSets(namespace, lrp)) + len(statefulSets(otherNamespace, lrp)) +
-						len(secrets(namespace, lrp)) + len(secrets(otherNamespace, lrp)) +
-						len(networkPolicies(namespace, lrp)) + len(networkPolicies(otherNamespace, lrp))
+				Consistently(func(g Gomega) int {
+					return len(statefulSetsWith(g, namespace, lrp)) + len(statefulSetsWith(g, otherNamespace, lrp)) +
+						len(secretsWith(g, namespace, lrp)) + len(secretsWith(g, otherNamespace, lrp)) +
+						len(networkPoliciesWith(g, namespace, lrp)) + len(networkPoliciesWith(g, otherNamespace, lrp))
 				}, time.Second).Should(BeZero())
 			},
 			Entry("malformed JSON", func(*models.DesireLRPRequest) any { return `{"guid": "x",` }, "malformed JSON"),
@@ -272,10 +272,10 @@ var _ = Describe("LRPs on a real cluster", func() {
 			Expect(pdbExists()).To(BeTrue())
 
 			update(lrp, models.DesiredLRPUpdate{Instances: ptr.To(2), Annotation: "1700000002.0"})
-			Eventually(func() int { return len(pods(namespace, lrp)) }, 30*time.Second).Should(Equal(2))
+			Eventually(func(g Gomega) int { return len(podsWith(g, namespace, lrp)) }, 30*time.Second).Should(Equal(2))
 
 			update(lrp, models.DesiredLRPUpdate{Instances: ptr.To(0), Annotation: "1700000003.0"})
-			Eventually(func() int { return len(pods(namespace, lrp)) }, 30*time.Second).Should(BeZero())
+			Eventually(func(g Gomega) int { return len(podsWith(g, namespace, lrp)) }, 30*time.Second).Should(BeZero())
 			Expect(pdbExists()).To(BeFalse())
 			Expect(statefulSets(namespace, lrp)).To(HaveLen(1), "scaling to zero keeps the LRP")
 			Eventually(getInstances(lrp), 10*time.Second).Should(BeEmpty(), "the pod cache catches up with the deletions")
@@ -303,11 +303,11 @@ var _ = Describe("LRPs on a real cluster", func() {
 			Expect(sts.Annotations[k8s.AnnotationRoutes]).To(MatchJSON(`{"cf-router":[{"hostname":"new.example.com","port":8080},{"hostname":"other.example.com","port":8080}]}`))
 			Expect(sts.Annotations[k8s.AnnotationLastUpdated]).To(Equal("1700000100.0"))
 
-			Eventually(func() string {
-				_, body := request("GET", "/apps/"+lrp.GUID+"/"+lrp.Version, nil)
+			Eventually(func(g Gomega) string {
+				_, body := requestWith(g, irisURL, "GET", "/apps/"+lrp.GUID+"/"+lrp.Version, nil)
 				return string(body)
 			}, 10*time.Second).Should(ContainSubstring("new.example.com"))
-			Consistently(func() []string { return podUIDs(lrp) }, 2*time.Second).Should(ConsistOf(uids))
+			Consistently(func(g Gomega) []string { return podUIDsWith(g, lrp) }, 2*time.Second).Should(ConsistOf(uids))
 		})
 
 		It("answers 404 for an unknown LRP", func() {
@@ -324,10 +324,10 @@ var _ = Describe("LRPs on a real cluster", func() {
 
 			status, _ := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)
 			Expect(status).To(Equal(http.StatusOK))
-			Eventually(func() int { return len(statefulSets(namespace, lrp)) }, 30*time.Second).Should(BeZero())
-			Eventually(func() int { return len(pods(namespace, lrp)) }, 60*time.Second).Should(BeZero())
-			Eventually(func() int {
-				status, _ := request("GET", "/apps/"+lrp.GUID+"/"+lrp.Version, nil)
+			Eventually(func(g Gomega) int { return len(statefulSetsWith(g, namespace, lrp)) }, 30*time.Second).Should(BeZero())
+			Eventually(func(g Gomega) int { return len(podsWith(g, namespace, lrp)) }, 60*time.Second).Should(BeZero())
+			Eventually(func(g Gomega) int {
+				status, _ := requestWith(g, irisURL, "GET", "/apps/"+lrp.GUID+"/"+lrp.Version, nil)
 				return status
 			}, 10*time.Second).Should(Equal(http.StatusNotFound))
 
@@ -343,8 +343,8 @@ var _ = Describe("LRPs on a real cluster", func() {
 
 			status, _ := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop/1", nil)
 			Expect(status).To(Equal(http.StatusOK))
-			Eventually(func() bool {
-				after := podUIDsByIndex(lrp)
+			Eventually(func(g Gomega) bool {
+				after := podUIDsByIndexWith(g, lrp)
 				return after["1"] != "" && after["1"] != before["1"]
 			}, 30*time.Second).Should(BeTrue())
 			Expect(podUIDsByIndex(lrp)["0"]).To(Equal(before["0"]))
@@ -415,7 +415,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 			lrp := newLRP(2)
 			desire(lrp)
 			Eventually(states(lrp), 30*time.Second).Should(Equal([]string{"RUNNING", "RUNNING"}))
-			for _, inst := range getInstances(lrp)() {
+			for _, inst := range getInstances(lrp)(Default) {
 				Expect(inst.Since).To(BeNumerically(">", time.Now().Add(-5*time.Minute).UnixNano()))
 			}
 
@@ -458,15 +458,15 @@ var _ = Describe("LRPs on a real cluster", func() {
 			for _, lrp := range lrps {
 				want[lrp.ProcessGUID] = lrp.LastUpdated
 			}
-			Eventually(func() map[string]string {
-				status, body := request("GET", "/apps", nil)
-				Expect(status).To(Equal(http.StatusOK))
+			Eventually(func(g Gomega) map[string]string {
+				status, body := requestWith(g, irisURL, "GET", "/apps", nil)
+				g.Expect(status).To(Equal(http.StatusOK))
 				var resp models.DesiredLRPSchedulingInfosResponse
-				Expect(json.Unmarshal(body, &resp)).To(Succeed())
+				g.Expect(json.Unmarshal(body, &resp)).To(Succeed())
 				got := map[string]string{}
 				for _, info := range resp.DesiredLRPSchedulingInfos {
 					if _, ours := want[info.DesiredLRPKey.ProcessGUID]; ours {
-						Expect(info.DesiredLRPKey.ProcessGUID).To(Equal(info.GUID + "-" + info.Version))
+						g.Expect(info.DesiredLRPKey.ProcessGUID).To(Equal(info.GUID + "-" + info.Version))
 						got[info.DesiredLRPKey.ProcessGUID] = info.Annotation
 					}
 				}
@@ -494,16 +494,26 @@ var _ = Describe("LRPs on a real cluster", func() {
 })
 
 func podUIDs(lrp *models.DesireLRPRequest) []string {
+	GinkgoHelper()
+	return podUIDsWith(Default, lrp)
+}
+
+func podUIDsWith(g Gomega, lrp *models.DesireLRPRequest) []string {
 	var uids []string
-	for _, p := range pods(namespace, lrp) {
+	for _, p := range podsWith(g, namespace, lrp) {
 		uids = append(uids, string(p.UID))
 	}
 	return uids
 }
 
 func podUIDsByIndex(lrp *models.DesireLRPRequest) map[string]string {
+	GinkgoHelper()
+	return podUIDsByIndexWith(Default, lrp)
+}
+
+func podUIDsByIndexWith(g Gomega, lrp *models.DesireLRPRequest) map[string]string {
 	out := map[string]string{}
-	for _, p := range pods(namespace, lrp) {
+	for _, p := range podsWith(g, namespace, lrp) {
 		if p.DeletionTimestamp == nil {
 			out[p.Labels[k8s.PodIndexLabel]] = string(p.UID)
 		}

@@ -52,6 +52,19 @@ func (n *natsServer) Start() {
 	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 }
 
+// Restart stops and starts the server on its port; the spec's cleanup
+// starts it if the spec did not get that far.
+func (n *natsServer) Restart() {
+	GinkgoHelper()
+	n.Stop()
+	DeferCleanup(func() {
+		if n.session.ExitCode() != -1 {
+			n.Start()
+		}
+	})
+	n.Start()
+}
+
 func (n *natsServer) Stop() {
 	n.session.Interrupt()
 	Eventually(n.session, 10*time.Second).Should(gexec.Exit())

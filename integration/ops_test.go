@@ -10,11 +10,16 @@ import (
 )
 
 func opsGet(path string) (int, string) {
+	GinkgoHelper()
+	return opsGetWith(Default, path)
+}
+
+func opsGetWith(g Gomega, path string) (int, string) {
 	resp, err := http.Get(irisOpsURL + path)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return resp.StatusCode, string(body)
 }
 
@@ -26,7 +31,7 @@ var _ = Describe("Ops metrics", func() {
 		Expect(code).To(Equal(http.StatusOK))
 
 		runningLRP(1) // an API request, NATS registrations and CELL logs
-		Eventually(func() string { _, body := opsGet("/metrics"); return body }, 10*time.Second).Should(And(
+		Eventually(func(g Gomega) string { _, body := opsGetWith(g, "/metrics"); return body }, 10*time.Second).Should(And(
 			MatchRegexp(`iris_api_requests_total\{code="202",listener="plain",method="put"\} [1-9]`),
 			ContainSubstring(`iris_api_request_duration_seconds_bucket{listener="plain",method="put"`),
 			ContainSubstring(`iris_reporter_queue_depth{reporter="crash"}`),

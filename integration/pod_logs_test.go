@@ -59,17 +59,38 @@ leader_election:
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { stopLogAgent(session) })
 		Eventually(session.Out, 15*time.Second).Should(gbytes.Say(`"iris.leader.leading"`))
-		time.Sleep(time.Second) // the container started before the leader: lines from now on
+		// The container started before the leader, so it is read from the
+		// moment the streamer started: once a marker written now arrives,
+		// every later line is newer than that.
+		const marker = "marker"
+		Eventually(func(g Gomega) {
+			app.out(marker)
+			g.Expect(ingress.payloads(lrp.AppGUID, "APP/PROC/WEB")).To(ContainElement(marker))
+		}, 20*time.Second, 500*time.Millisecond).Should(Succeed())
 
 		app.out("first via the API")
 		app.write("stderr", "F", "second via the API")
-		lines := func() []string { return ingress.payloads(lrp.AppGUID, "APP/PROC/WEB") }
+		lines := func() []string {
+			var out []string
+			for _, line := range ingress.payloads(lrp.AppGUID, "APP/PROC/WEB") {
+				if line != marker {
+					out = append(out, line)
+				}
+			}
+			return out
+		}
 		Eventually(lines, 20*time.Second).Should(Equal([]string{"first via the API", "second via the API"}))
 		app.out("third, followed")
 		Eventually(lines, 10*time.Second).Should(HaveLen(3))
 		Consistently(lines, 2*time.Second).Should(Equal([]string{"first via the API", "second via the API", "third, followed"}))
-		e := ingress.logs(lrp.AppGUID, "APP/PROC/WEB")[1]
-		Expect(e.GetLog().Type).To(Equal(loggregator_v2.Log_OUT), "the pods/log API does not tell stdout from stderr")
-		Expect(e.InstanceId).To(Equal("0"))
+		var second *loggregator_v2.Envelope
+		for _, e := range ingress.logs(lrp.AppGUID, "APP/PROC/WEB") {
+			if string(e.GetLog().GetPayload()) == "second via the API" {
+				second = e
+			}
+		}
+		Expect(second).NotTo(BeNil())
+		Expect(second.GetLog().Type).To(Equal(loggregator_v2.Log_OUT), "the pods/log API does not tell stdout from stderr")
+		Expect(second.InstanceId).To(Equal("0"))
 	})
 })

@@ -18,7 +18,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gbytes"
-	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -181,8 +180,7 @@ var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
 
 	It("re-registers everything after NATS restarts", func() {
 		rec.reset()
-		nats.Stop()
-		nats.Start()
+		nats.Restart()
 		Eventually(conn.IsConnected, 10*time.Second).Should(BeTrue())
 		Eventually(func() []string { return uris(rec.registers()) }, 10*time.Second).Should(ContainElements("dora.example.com@1", "new.example.com@1"))
 	})
@@ -223,8 +221,7 @@ var _ = Describe("Routes to gorouter over NATS", Ordered, Serial, func() {
 
 		// The leader dies without releasing the Lease. While nobody leads,
 		// instance 2 is scaled away: only the standby can tell gorouter.
-		irisSession.Kill()
-		Eventually(irisSession, 10*time.Second).Should(gexec.Exit())
+		killIris()
 		sts := theStatefulSet(lrp)
 		_, err := clientset.AppsV1().StatefulSets(namespace).Patch(context.Background(), sts.Name, types.MergePatchType,
 			[]byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{})

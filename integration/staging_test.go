@@ -55,8 +55,13 @@ func stage(guid string, req *models.StagingRequest) {
 }
 
 func stagingJobs(guid string) []batchv1.Job {
+	GinkgoHelper()
+	return stagingJobsWith(Default, guid)
+}
+
+func stagingJobsWith(g Gomega, guid string) []batchv1.Job {
 	list, err := clientset.BatchV1().Jobs(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelStagingGUID + "=" + guid})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
@@ -121,7 +126,7 @@ var _ = Describe("Staging", Serial, func() {
 			Expect(result.LifecycleMetadata).To(HaveKeyWithValue("docker_image", image))
 			Expect(result.ProcessTypes).To(HaveKey("web"))
 			Expect(result.ExecutionMetadata).To(MatchJSON(`{"cmd":["--listen",":8080"],"entrypoint":["/bin/app"],"workdir":"/home/vcap/app","user":"vcap","ports":[{"Port":8080,"Protocol":"tcp"}]}`))
-			Eventually(func() []batchv1.Job { return stagingJobs(guid) }, 20*time.Second).Should(BeEmpty())
+			Eventually(func(g Gomega) []batchv1.Job { return stagingJobsWith(g, guid) }, 20*time.Second).Should(BeEmpty())
 		})
 
 		It("reads a private image with the credentials CC sent", func() {
@@ -192,7 +197,7 @@ var _ = Describe("Staging", Serial, func() {
 			callback := oneStagingCallback(guid)
 			Expect(callback.Error).To(BeNil())
 			Expect(string(callback.Result)).To(MatchJSON(result))
-			Eventually(func() []batchv1.Job { return stagingJobs(guid) }, 20*time.Second).Should(BeEmpty())
+			Eventually(func(g Gomega) []batchv1.Job { return stagingJobsWith(g, guid) }, 20*time.Second).Should(BeEmpty())
 		})
 
 		It("reports a failing buildpack without waiting for the uploader", func() {
@@ -231,7 +236,7 @@ var _ = Describe("Staging", Serial, func() {
 			status, _ := request("DELETE", "/stage/"+guid, nil)
 			Expect(status).To(Equal(http.StatusAccepted))
 			Expect(oneStagingCallback(guid).Error).To(Equal(&models.StagingError{ID: "StagingError", Message: "staging was cancelled"}))
-			Eventually(func() []batchv1.Job { return stagingJobs(guid) }, 20*time.Second).Should(BeEmpty())
+			Eventually(func(g Gomega) []batchv1.Job { return stagingJobsWith(g, guid) }, 20*time.Second).Should(BeEmpty())
 		})
 	})
 
@@ -241,6 +246,6 @@ var _ = Describe("Staging", Serial, func() {
 		req.Lifecycle.BuildpackLifecycle.DropletUploadURI = ""
 		status, _ := request("POST", "/stage/"+guid, req)
 		Expect(status).To(Equal(http.StatusBadRequest))
-		Consistently(func() []batchv1.Job { return stagingJobs(guid) }, time.Second).Should(BeEmpty())
+		Consistently(func(g Gomega) []batchv1.Job { return stagingJobsWith(g, guid) }, time.Second).Should(BeEmpty())
 	})
 })

@@ -54,17 +54,22 @@ func desireTask(task *models.TaskRequest) {
 }
 
 func taskJobs(task *models.TaskRequest) []batchv1.Job {
+	GinkgoHelper()
+	return taskJobsWith(Default, task)
+}
+
+func taskJobsWith(g Gomega, task *models.TaskRequest) []batchv1.Job {
 	list, err := clientset.BatchV1().Jobs(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelTaskGUID + "=" + task.GUID})
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	return list.Items
 }
 
 // runningTaskPod waits for the task's pod to run and returns it.
 func runningTaskPod(task *models.TaskRequest) *corev1.Pod {
 	var pod *corev1.Pod
-	Eventually(func() bool {
+	Eventually(func(g Gomega) bool {
 		list, err := clientset.CoreV1().Pods(namespace).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelTaskGUID + "=" + task.GUID})
-		Expect(err).NotTo(HaveOccurred())
+		g.Expect(err).NotTo(HaveOccurred())
 		for i := range list.Items {
 			if list.Items[i].Status.Phase == corev1.PodRunning {
 				pod = &list.Items[i]
@@ -98,8 +103,9 @@ func finishTask(task *models.TaskRequest, code int32) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
-func getTaskState(task *models.TaskRequest) (int, string) {
-	status, body := request("GET", "/tasks/"+task.GUID, nil)
+// getTaskState asks Iris for the task: the HTTP status and the task's state.
+func getTaskState(g Gomega, task *models.TaskRequest) (int, string) {
+	status, body := requestWith(g, irisURL, "GET", "/tasks/"+task.GUID, nil)
 	var resp models.TaskResponse
 	_ = json.Unmarshal(body, &resp)
 	return status, resp.State
@@ -126,7 +132,7 @@ var _ = Describe("Tasks", Serial, func() {
 		Expect(container.Resources.Limits.Memory().Value()).To(Equal(int64(64 << 20)))
 		Expect(container.Resources.Limits.StorageEphemeral().Value()).To(Equal(int64(128 << 20)))
 
-		Eventually(func() string { _, state := getTaskState(task); return state }, 10*time.Second).Should(Equal(models.TaskRunning))
+		Eventually(func(g Gomega) string { _, state := getTaskState(g, task); return state }, 10*time.Second).Should(Equal(models.TaskRunning))
 		status, body := request("GET", "/tasks", nil)
 		Expect(status).To(Equal(http.StatusOK))
 		Expect(string(body)).To(ContainSubstring(task.GUID))
@@ -135,9 +141,9 @@ var _ = Describe("Tasks", Serial, func() {
 		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(task.GUID, true) }, 30*time.Second).Should(
 			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: false, FailureReason: ""}}))
 		// Removed a TTL (3 s here) after CC took the callback, and never reported again.
-		Eventually(func() []batchv1.Job { return taskJobs(task) }, 20*time.Second).Should(BeEmpty())
+		Eventually(func(g Gomega) []batchv1.Job { return taskJobsWith(g, task) }, 20*time.Second).Should(BeEmpty())
 		Expect(cc.taskCallbacks(task.GUID, false)).To(HaveLen(1))
-		Eventually(func() int { status, _ := getTaskState(task); return status }, 10*time.Second).Should(Equal(http.StatusNotFound))
+		Eventually(func(g Gomega) int { status, _ := getTaskState(g, task); return status }, 10*time.Second).Should(Equal(http.StatusNotFound))
 	})
 
 	It("reports a failed task with its exit status", func() {
@@ -157,7 +163,7 @@ var _ = Describe("Tasks", Serial, func() {
 
 		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(task.GUID, true) }, 30*time.Second).Should(
 			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: true, FailureReason: "task was cancelled"}}))
-		Eventually(func() []batchv1.Job { return taskJobs(task) }, 20*time.Second).Should(BeEmpty())
+		Eventually(func(g Gomega) []batchv1.Job { return taskJobsWith(g, task) }, 20*time.Second).Should(BeEmpty())
 		Expect(cc.taskCallbacks(task.GUID, false)).To(HaveLen(1))
 
 		status, _ = request("DELETE", "/tasks/"+task.GUID, nil)
@@ -173,7 +179,7 @@ var _ = Describe("Tasks", Serial, func() {
 		task.Environment = append(task.Environment, models.EnvironmentVariable{Name: "A=B", Value: "x"})
 		status, body := request("POST", "/tasks/"+task.GUID, task)
 		Expect(status).To(Equal(http.StatusBadRequest), string(body))
-		Consistently(func() []batchv1.Job { return taskJobs(task) }, time.Second).Should(BeEmpty())
+		Consistently(func(g Gomega) []batchv1.Job { return taskJobsWith(g, task) }, time.Second).Should(BeEmpty())
 	})
 
 	It("retries the callback through a CC outage", func() {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
@@ -36,7 +37,7 @@ var _ = Describe("Egress policies from security groups", func() {
 		GinkgoHelper()
 		lrp := dockerLRP()
 		lrp.EgressRules = rules
-		objects, err := k8s.NewBuilder(cfg).Build(lrp, "ns")
+		objects, err := k8s.NewBuilder(cfg).Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(objects.EgressPolicy).NotTo(BeNil())
 		return objects.EgressPolicy
@@ -45,7 +46,7 @@ var _ = Describe("Egress policies from security groups", func() {
 	buildErr := func(rules []models.SecurityGroupRule) error {
 		lrp := dockerLRP()
 		lrp.EgressRules = rules
-		_, err := k8s.NewBuilder(cfg).Build(lrp, "ns")
+		_, err := k8s.NewBuilder(cfg).Build(bifrost.DesiredLRP(lrp), "ns")
 		return err
 	}
 
@@ -62,7 +63,7 @@ var _ = Describe("Egress policies from security groups", func() {
 
 	It("selects exactly the LRP's pods, for egress only, named and labelled like its StatefulSet", func() {
 		lrp := dockerLRP()
-		objects, err := k8s.NewBuilder(cfg).Build(lrp, "ns")
+		objects, err := k8s.NewBuilder(cfg).Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		policy := objects.EgressPolicy
 		Expect(policy.Name).To(Equal(objects.StatefulSet.Name))
@@ -91,7 +92,7 @@ var _ = Describe("Egress policies from security groups", func() {
 		cfg.EgressPolicies.Enabled = false
 		lrp := dockerLRP()
 		lrp.EgressRules = rulesFromCC(`[{"protocol":"all","destinations":["0.0.0.0/0"]}]`)
-		objects, err := k8s.NewBuilder(cfg).Build(lrp, "ns")
+		objects, err := k8s.NewBuilder(cfg).Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(objects.EgressPolicy).To(BeNil())
 	})
@@ -147,7 +148,7 @@ var _ = Describe("Egress policies from security groups", func() {
 		Expect(err).NotTo(HaveOccurred())
 		var lrp models.DesireLRPRequest
 		Expect(json.Unmarshal(data, &lrp)).To(Succeed())
-		objects, err := k8s.NewBuilder(cfg).Build(&lrp, "ns")
+		objects, err := k8s.NewBuilder(cfg).Build(bifrost.DesiredLRP(&lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		public := objects.EgressPolicy.Spec.Egress[1]
 		covered := func(ip string) bool {

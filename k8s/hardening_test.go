@@ -5,6 +5,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
@@ -13,7 +14,7 @@ import (
 var _ = Describe("Hardening options", func() {
 	build := func(cfg config.LRP, lrp *models.DesireLRPRequest) corev1.PodSpec {
 		GinkgoHelper()
-		objects, err := k8s.NewBuilder(cfg).Build(lrp, "ns")
+		objects, err := k8s.NewBuilder(cfg).Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		return objects.StatefulSet.Spec.Template.Spec
 	}

@@ -10,6 +10,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -32,11 +34,19 @@ const (
 // workloads namespaces. They serve every read of the API, so that CC's
 // polling costs no API-server traffic.
 type Caches struct {
+	clientset    kubernetes.Interface
+	namespaces   []string
 	factories    []informers.SharedInformerFactory
 	statefulSets []cache.SharedIndexInformer
 	pods         []cache.SharedIndexInformer
 	jobs         []cache.SharedIndexInformer
 	jobPods      []cache.SharedIndexInformer
+	// appFactories watch source_type=APP objects, one per namespace.
+	appFactories []informers.SharedInformerFactory
+	// The objects LRPs own, watched only once WatchLRPOwnedObjects is called.
+	networkPolicies []cache.SharedIndexInformer
+	pdbs            []cache.SharedIndexInformer
+	secrets         []cache.SharedIndexInformer
 }
 
 // NewCaches prepares informers for the given namespaces; Run starts them.
@@ -44,7 +54,7 @@ type Caches struct {
 // source_type=APP, and task and staging Jobs and their pods
 // (source_type=TASK or STG).
 func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, error) {
-	c := &Caches{}
+	c := &Caches{clientset: clientset, namespaces: namespaces}
 	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
 	taskSelector := LabelSourceType + " in (" + SourceTypeTask + "," + SourceTypeStaging + ")"
 	for _, ns := range namespaces {
@@ -93,6 +103,7 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 			}
 		}
 		c.factories = append(c.factories, factory)
+		c.appFactories = append(c.appFactories, factory)
 		c.statefulSets = append(c.statefulSets, sts)
 		c.pods = append(c.pods, pods)
 	}
@@ -160,6 +171,11 @@ func (c *Caches) WaitForSync(ctx context.Context) bool {
 	var syncs []cache.InformerSynced
 	for i := range c.statefulSets {
 		syncs = append(syncs, c.statefulSets[i].HasSynced, c.pods[i].HasSynced, c.jobs[i].HasSynced, c.jobPods[i].HasSynced)
+	}
+	for _, owned := range [][]cache.SharedIndexInformer{c.networkPolicies, c.pdbs, c.secrets} {
+		for _, inf := range owned {
+			syncs = append(syncs, inf.HasSynced)
+		}
 	}
 	return cache.WaitForCacheSync(ctx.Done(), syncs...)
 }
@@ -275,6 +291,93 @@ func (c *Caches) EachAppPod(fn func(*corev1.Pod)) {
 	for _, inf := range c.pods {
 		for _, o := range inf.GetStore().List() {
 			fn(o.(*corev1.Pod))
+		}
+	}
+}
+
+// WatchLRPOwnedObjects adds informers for the NetworkPolicies, PDBs and
+// registry Secrets of LRPs (labelled source_type=APP, like their
+// StatefulSets); call it before Run. Only the reconciler needs them. Secrets
+// are cached without their data: the reconciler needs to know that a Secret
+// exists and who owns it, and credentials kept in memory could only leak.
+func (c *Caches) WatchLRPOwnedObjects() {
+	if len(c.secrets) > 0 {
+		return
+	}
+	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
+	for i, factory := range c.appFactories {
+		c.networkPolicies = append(c.networkPolicies, factory.Networking().V1().NetworkPolicies().Informer())
+		c.pdbs = append(c.pdbs, factory.Policy().V1().PodDisruptionBudgets().Informer())
+		secretFactory := informers.NewSharedInformerFactoryWithOptions(c.clientset, 0,
+			informers.WithNamespace(c.namespaces[i]),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
+			informers.WithTransform(stripSecretData),
+		)
+		c.secrets = append(c.secrets, secretFactory.Core().V1().Secrets().Informer())
+		c.factories = append(c.factories, secretFactory)
+	}
+}
+
+// stripSecretData keeps a Secret's metadata only.
+func stripSecretData(obj any) (any, error) {
+	if secret, ok := obj.(*corev1.Secret); ok {
+		secret.Data, secret.StringData = nil, nil
+	}
+	return stripManagedFields(obj)
+}
+
+// AddLRPOwnedObjectEventHandler registers handler for the objects
+// WatchLRPOwnedObjects watches.
+func (c *Caches) AddLRPOwnedObjectEventHandler(handler cache.ResourceEventHandler) error {
+	for _, owned := range [][]cache.SharedIndexInformer{c.networkPolicies, c.pdbs, c.secrets} {
+		for _, inf := range owned {
+			if _, err := inf.AddEventHandler(handler); err != nil {
+				return fmt.Errorf("adding owned object handler: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// AddStatefulSetEventHandler registers handler for app StatefulSet events.
+func (c *Caches) AddStatefulSetEventHandler(handler cache.ResourceEventHandler) error {
+	for _, inf := range c.statefulSets {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("adding statefulset handler: %w", err)
+		}
+	}
+	return nil
+}
+
+// StatefulSet returns the cached app StatefulSet namespace/name, or nil.
+func (c *Caches) StatefulSet(namespace, name string) *appsv1.StatefulSet {
+	return byKey[*appsv1.StatefulSet](c.statefulSets, namespace+"/"+name)
+}
+
+// NetworkPolicy returns the cached LRP NetworkPolicy namespace/name, or nil.
+func (c *Caches) NetworkPolicy(namespace, name string) *networkingv1.NetworkPolicy {
+	return byKey[*networkingv1.NetworkPolicy](c.networkPolicies, namespace+"/"+name)
+}
+
+// PodDisruptionBudget returns the cached LRP PDB namespace/name, or nil.
+func (c *Caches) PodDisruptionBudget(namespace, name string) *policyv1.PodDisruptionBudget {
+	return byKey[*policyv1.PodDisruptionBudget](c.pdbs, namespace+"/"+name)
+}
+
+// SecretMeta returns the cached LRP registry Secret namespace/name without
+// its data, or nil.
+func (c *Caches) SecretMeta(namespace, name string) *corev1.Secret {
+	return byKey[*corev1.Secret](c.secrets, namespace+"/"+name)
+}
+
+// EachLRPOwnedObject calls fn for every cached LRP NetworkPolicy, PDB and
+// registry Secret. Objects are shared with the cache and must not be modified.
+func (c *Caches) EachLRPOwnedObject(fn func(metav1.Object)) {
+	for _, owned := range [][]cache.SharedIndexInformer{c.networkPolicies, c.pdbs, c.secrets} {
+		for _, inf := range owned {
+			for _, o := range inf.GetStore().List() {
+				fn(o.(metav1.Object))
+			}
 		}
 	}
 }

@@ -11,15 +11,18 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/workload"
 )
 
 // LRPClient carries out CC's LRP requests against Kubernetes. Reads come from
@@ -30,19 +33,22 @@ type LRPClient struct {
 	caches     *Caches
 	builder    *Builder
 	namespaces []string
+	clock      clock.PassiveClock
 }
 
 // NewLRPClient returns a client for LRPs in namespaces; the first is the
 // default for requests that name none.
-func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *Builder, namespaces []string) *LRPClient {
-	return &LRPClient{clientset: clientset, caches: caches, builder: builder, namespaces: namespaces}
+func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *Builder, namespaces []string, clock clock.PassiveClock) *LRPClient {
+	return &LRPClient{clientset: clientset, caches: caches, builder: builder, namespaces: namespaces, clock: clock}
 }
 
-// Desire creates the StatefulSet (and its registry Secret and PDB) for lrp.
-// Desiring an existing process guid again changes nothing: CC retries and
-// re-desires freely, and the first desire wins. On any failure the objects
-// created so far are removed again.
-func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models.DesireLRPRequest) error {
+// Desire makes the StatefulSet of lrp and everything it owns (registry
+// Secret, egress NetworkPolicy, PDB) exist. Desiring an existing process
+// guid again leaves the StatefulSet as first desired (CC retries and
+// re-desires freely, and the first desire wins) but still ensures what it
+// owns: a desire cut short by a crash is completed by CC's retry. When
+// creating the StatefulSet fails, the objects written for it are removed.
+func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error {
 	logger = logger.Session("desire", lager.Data{"process_guid": lrp.ProcessGUID})
 	namespace, err := chooseNamespace(lrp.Namespace, c.namespaces)
 	if err != nil {
@@ -52,112 +58,133 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *models
 	if err != nil {
 		return err
 	}
-	// The cache answers re-desires of known LRPs without an API call; a
-	// desire racing its own cache entry is caught by AlreadyExists below.
-	if existing := c.cached(lrp.ProcessGUID); existing != nil {
+	existing, err := c.existing(ctx, lrp.ProcessGUID, objects.StatefulSet)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		if err := c.ensureOwned(ctx, existing, objects, false); err != nil {
+			return err
+		}
 		logger.Info("already-desired", lager.Data{"statefulset": existing.Name})
 		return nil
 	}
 
 	// The secret and the egress policy exist before the StatefulSet, so no
 	// instance ever starts without its pull credentials or unrestricted.
-	if objects.RegistrySecret != nil {
-		if err := applySecret(ctx, c.clientset, objects.RegistrySecret); err != nil {
+	// Until the StatefulSet owns them they carry the desire's time, which
+	// keeps the reconciler from taking them for orphans.
+	now := c.clock.Now()
+	if secret := objects.RegistrySecret; secret != nil {
+		stampDesiredAt(secret, now)
+		if err := applySecret(ctx, c.clientset, secret); err != nil {
 			return err
 		}
 	}
-	if objects.EgressPolicy != nil {
-		if err := applyNetworkPolicy(ctx, c.clientset, objects.EgressPolicy); err != nil {
+	if policy := objects.EgressPolicy; policy != nil {
+		stampDesiredAt(policy, now)
+		if _, err := Apply(ctx, c.clientset, policy); err != nil {
 			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
-			return err
+			if apierrors.IsInvalid(err) {
+				return models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
+			}
+			return fmt.Errorf("applying egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
 		}
 	}
-	sts, err := c.clientset.AppsV1().StatefulSets(namespace).Create(ctx, objects.StatefulSet, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		logger.Info("already-desired", lager.Data{"statefulset": objects.StatefulSet.Name})
-		return nil
-	}
+	applied, err := Apply(ctx, c.clientset, objects.StatefulSet)
 	if err != nil {
 		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
 		deleteNetworkPolicy(ctx, c.clientset, logger, objects.EgressPolicy)
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
 		}
-		return fmt.Errorf("creating statefulset %s/%s: %w", namespace, objects.StatefulSet.Name, err)
+		return fmt.Errorf("applying statefulset %s/%s: %w", namespace, objects.StatefulSet.Name, err)
 	}
-
-	// Adoption only matters for garbage collection: Stop deletes the secret
-	// and the policy by name as well. The app runs either way.
-	owner := ownerReference(sts)
-	if objects.RegistrySecret != nil {
-		if err := adopt(ctx, c.clientset.CoreV1().Secrets(namespace), objects.RegistrySecret.Name, owner); err != nil {
-			logger.Error("adopting-registry-secret", err)
-		}
-	}
-	if objects.EgressPolicy != nil {
-		if err := adopt(ctx, c.clientset.NetworkingV1().NetworkPolicies(namespace), objects.EgressPolicy.Name, owner); err != nil {
-			logger.Error("adopting-egress-policy", err)
-		}
-	}
-	if pdb := objects.PodDisruptionBudget; pdb != nil {
-		pdb.OwnerReferences = []metav1.OwnerReference{owner}
-		if _, err := c.clientset.PolicyV1().PodDisruptionBudgets(namespace).Create(ctx, pdb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			logger.Error("creating-pdb", err)
-		}
+	sts := applied.(*appsv1.StatefulSet)
+	// A failure from here on leaves a running app whose owned objects the
+	// reconciler, or CC's retry of this desire, completes.
+	if err := c.ensureOwned(ctx, sts, objects, true); err != nil {
+		return err
 	}
 	logger.Info("desired", lager.Data{"statefulset": sts.Name, "namespace": namespace, "instances": *sts.Spec.Replicas})
 	return nil
 }
 
-func applySecret(ctx context.Context, clientset kubernetes.Interface, secret *corev1.Secret) error {
-	secrets := clientset.CoreV1().Secrets(secret.Namespace)
-	_, err := secrets.Create(ctx, secret, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		// Left over from a desire that failed half way: take the new credentials.
-		_, err = secrets.Update(ctx, secret, metav1.UpdateOptions{})
+// existing returns the live StatefulSet of processGUID: from the cache, or,
+// for a desire racing its own cache entry, from the API server by the name
+// the request gives it.
+func (c *LRPClient) existing(ctx context.Context, processGUID string, want *appsv1.StatefulSet) (*appsv1.StatefulSet, error) {
+	if sts := c.cached(processGUID); sts != nil {
+		return sts, nil
 	}
+	sts, err := c.clientset.AppsV1().StatefulSets(want.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("getting statefulset %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	if sts.DeletionTimestamp != nil {
+		// Applying to it would revive nothing: it is going away.
+		return nil, fmt.Errorf("statefulset %s/%s is being deleted: desire again once it is gone", sts.Namespace, sts.Name)
+	}
+	return sts, nil
+}
+
+// ensureOwned writes, owned by sts, what sts should own (see OwnedObjects).
+// fromRequest supplies what the StatefulSet cannot: the registry credentials,
+// and the egress policy of a StatefulSet that predates the record of its
+// rules. created says sts was just created, so it has no PDB to delete.
+func (c *LRPClient) ensureOwned(ctx context.Context, sts *appsv1.StatefulSet, fromRequest *LRPObjects, created bool) error {
+	owned, err := c.builder.OwnedObjects(sts)
+	if err != nil {
+		return err
+	}
+	policy := owned.EgressPolicy
+	if !owned.EgressRecorded && fromRequest.EgressPolicy != nil {
+		policy = fromRequest.EgressPolicy.DeepCopy()
+		policy.Name, policy.Namespace = sts.Name, sts.Namespace
+		policy.OwnerReferences = []metav1.OwnerReference{OwnerReference(sts)}
+		delete(policy.Annotations, AnnotationDesiredAt)
+	}
+	if policy != nil {
+		if _, err := Apply(ctx, c.clientset, policy); err != nil {
+			return fmt.Errorf("applying egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
+		}
+	}
+	if name := owned.RegistrySecretName; name != "" && fromRequest.RegistrySecret != nil {
+		secret := fromRequest.RegistrySecret.DeepCopy()
+		secret.Name, secret.Namespace = name, sts.Namespace
+		if err := applySecret(ctx, c.clientset, OwnedSecret(secret, sts)); err != nil {
+			return err
+		}
+	}
+	if created && owned.PodDisruptionBudget == nil {
+		return nil
+	}
+	return c.reconcilePDB(ctx, sts, owned.PodDisruptionBudget)
+}
+
+// applySecret writes a registry secret. A secret left over from a desire
+// that failed half way takes the new credentials.
+func applySecret(ctx context.Context, clientset kubernetes.Interface, secret *corev1.Secret) error {
+	_, err := Apply(ctx, clientset, secret)
 	if apierrors.IsInvalid(err) {
 		return models.Invalidf("invalid registry credentials: %s", apiErrorMessage(err))
 	}
 	if err != nil {
-		return fmt.Errorf("creating registry secret %s/%s: %w", secret.Namespace, secret.Name, err)
+		return fmt.Errorf("applying registry secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
 	return nil
 }
 
-// applyNetworkPolicy creates the LRP's egress policy, or takes the new rules
-// into one left over from a desire that failed half way.
-func applyNetworkPolicy(ctx context.Context, clientset kubernetes.Interface, policy *networkingv1.NetworkPolicy) error {
-	policies := clientset.NetworkingV1().NetworkPolicies(policy.Namespace)
-	_, err := policies.Create(ctx, policy, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			existing, err := policies.Get(ctx, policy.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			existing.Labels, existing.Annotations, existing.Spec = policy.Labels, policy.Annotations, policy.Spec
-			_, err = policies.Update(ctx, existing, metav1.UpdateOptions{})
-			return err
-		})
-	}
-	if apierrors.IsInvalid(err) {
-		return models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
-	}
-	if err != nil {
-		return fmt.Errorf("creating egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
-	}
-	return nil
-}
-
-// patcher is the method of a typed client (Secrets, NetworkPolicies) that
-// adopt needs.
+// patcher is the method of a typed client (Secrets) that adopt needs.
 type patcher[T any] interface {
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
 }
 
 // adopt makes owner the owner of the named object, so that deleting the
-// StatefulSet collects it.
+// owner collects it.
 func adopt[T any](ctx context.Context, client patcher[T], name string, owner metav1.OwnerReference) error {
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{owner}}})
 	if err != nil {
@@ -184,17 +211,6 @@ func deleteNetworkPolicy(ctx context.Context, clientset kubernetes.Interface, lo
 	err := clientset.NetworkingV1().NetworkPolicies(policy.Namespace).Delete(ctx, policy.Name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		logger.Error("deleting-egress-policy", err, lager.Data{"network_policy": policy.Name})
-	}
-}
-
-func ownerReference(sts *appsv1.StatefulSet) metav1.OwnerReference {
-	return metav1.OwnerReference{
-		APIVersion:         "apps/v1",
-		Kind:               "StatefulSet",
-		Name:               sts.Name,
-		UID:                sts.UID,
-		Controller:         ptr.To(true),
-		BlockOwnerDeletion: ptr.To(true),
 	}
 }
 
@@ -249,7 +265,7 @@ func (c *LRPClient) Update(ctx context.Context, logger lager.Logger, req *models
 		if err := req.Update.Routes.ValidatePorts(exposedPorts(cached)); err != nil {
 			return err
 		}
-		if routes, err = marshalRoutes(req.Update.Routes); err != nil {
+		if routes, err = workload.MarshalRoutes(req.Update.Routes); err != nil {
 			return err
 		}
 	}
@@ -282,28 +298,32 @@ func (c *LRPClient) Update(ctx context.Context, logger lager.Logger, req *models
 	if err != nil {
 		return fmt.Errorf("updating statefulset %s/%s: %w", cached.Namespace, cached.Name, err)
 	}
-	if err := c.reconcilePDB(ctx, updated); err != nil {
+	if err := c.reconcilePDB(ctx, updated, PodDisruptionBudget(updated)); err != nil {
 		return err
 	}
 	logger.Info("updated", lager.Data{"statefulset": updated.Name, "instances": *updated.Spec.Replicas})
 	return nil
 }
 
-// reconcilePDB makes the PDB's existence follow the instance count.
-func (c *LRPClient) reconcilePDB(ctx context.Context, sts *appsv1.StatefulSet) error {
-	pdbs := c.clientset.PolicyV1().PodDisruptionBudgets(sts.Namespace)
-	want := PodDisruptionBudget(sts)
+// EnsurePDB makes sts's PDB follow its instance count, for a front that
+// changed the StatefulSet itself (the BBS front's update).
+func (c *LRPClient) EnsurePDB(ctx context.Context, sts *appsv1.StatefulSet) error {
+	return c.reconcilePDB(ctx, sts, PodDisruptionBudget(sts))
+}
+
+// reconcilePDB makes the PDB's existence follow the instance count: want
+// (nil for none) is applied, owned by sts, or the PDB deleted.
+func (c *LRPClient) reconcilePDB(ctx context.Context, sts *appsv1.StatefulSet, want *policyv1.PodDisruptionBudget) error {
 	if want == nil {
-		err := pdbs.Delete(ctx, sts.Name, metav1.DeleteOptions{})
+		err := c.clientset.PolicyV1().PodDisruptionBudgets(sts.Namespace).Delete(ctx, sts.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting pdb %s/%s: %w", sts.Namespace, sts.Name, err)
 		}
 		return nil
 	}
-	want.OwnerReferences = []metav1.OwnerReference{ownerReference(sts)}
-	_, err := pdbs.Create(ctx, want, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating pdb %s/%s: %w", sts.Namespace, sts.Name, err)
+	want.OwnerReferences = []metav1.OwnerReference{OwnerReference(sts)}
+	if _, err := Apply(ctx, c.clientset, want); err != nil {
+		return fmt.Errorf("applying pdb %s/%s: %w", sts.Namespace, sts.Name, err)
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ const (
 	LabelStagingGUID = "cloudfoundry.org/staging_guid"
 
 	AnnotationProcessGUID = "cloudfoundry.org/process_guid"
+	// AnnotationBBSDomain marks an LRP desired through the BBS front (its
+	// Diego domain), on the StatefulSet and its pods.
+	AnnotationBBSDomain   = "cloudfoundry.org/bbs_domain"
 	AnnotationAppName     = "cloudfoundry.org/application_name"
 	AnnotationOrgName     = "cloudfoundry.org/org_name"
 	AnnotationSpaceName   = "cloudfoundry.org/space_name"

@@ -90,9 +90,7 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 		job.Spec.Suspend = ptr.To(true)
 		job.Spec.Template.Spec.Containers = []corev1.Container{{Name: "record", Image: d.Image, SecurityContext: containerSecurityContext()}}
 		if d.RegistryUsername != "" {
-			secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, &models.DockerLifecycle{
-				Image: d.Image, RegistryUsername: d.RegistryUsername, RegistryPassword: d.RegistryPassword,
-			})
+			secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, d.Image, d.RegistryUsername, d.RegistryPassword)
 			if err != nil {
 				return nil, err
 			}

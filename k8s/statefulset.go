@@ -21,6 +21,7 @@ import (
 
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/workload"
 )
 
 const (
@@ -32,10 +33,6 @@ const (
 	readinessPeriodSeconds  = 5
 	readinessFailures       = 3
 	registrySecretSuffix    = "-registry"
-	healthCheckTypePort     = "port"
-	healthCheckTypeHTTP     = "http"
-	healthCheckTypeProcess  = "process"
-	healthCheckTypeNone     = "none"
 	dockerConfigJSONAuthKey = "auths"
 )
 
@@ -62,7 +59,10 @@ func NewBuilder(cfg config.LRP) *Builder {
 
 // Build returns the objects for lrp in namespace. It fails only for input
 // that cannot be represented, with an InvalidRequestError.
-func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObjects, error) {
+func (b *Builder) Build(lrp *workload.DesiredLRP, namespace string) (*LRPObjects, error) {
+	if err := lrp.Validate(); err != nil {
+		return nil, err
+	}
 	name := StatefulSetName(lrp.AppName, lrp.SpaceName, lrp.ProcessGUID)
 	labels := lrpLabels(lrp)
 
@@ -71,35 +71,51 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 		return nil, err
 	}
 
-	routes, err := marshalRoutes(lrp.Routes)
+	routes, err := workload.MarshalRoutes(lrp.Routes)
 	if err != nil {
 		return nil, err
 	}
 	ports, _ := json.Marshal(lrp.Ports)
 
 	annotations := map[string]string{}
-	for k, v := range lrp.UserDefinedAnnotations {
+	for k, v := range lrp.UserAnnotations {
+		annotations[k] = v
+	}
+	for k, v := range lrp.FrontAnnotations {
 		annotations[k] = v
 	}
 	// Iris's own keys are written last so a user annotation cannot shadow them.
 	annotations[AnnotationProcessGUID] = lrp.ProcessGUID
 	annotations[AnnotationAppName] = lrp.AppName
-	annotations[AnnotationOrgName] = lrp.OrganizationName
+	annotations[AnnotationOrgName] = lrp.OrgName
 	annotations[AnnotationSpaceName] = lrp.SpaceName
 	annotations[AnnotationPorts] = string(ports)
-	if segment := isolationSegment(lrp); segment != "" {
+	if segment := lrp.IsolationSegment(); segment != "" {
 		annotations[AnnotationIsolationSegment] = segment
 	}
 
 	// Routes and last_updated change on every update; they stay off the pod
 	// template so that an update never rolls the app's instances.
 	stsAnnotations := map[string]string{
-		AnnotationLastUpdated: lrp.LastUpdated,
+		AnnotationLastUpdated: lrp.Annotation,
 		AnnotationRoutes:      routes,
+	}
+	for k, v := range lrp.FrontState {
+		stsAnnotations[k] = v
 	}
 	for k, v := range annotations {
 		stsAnnotations[k] = v
 	}
+	// The record the owned NetworkPolicy is rebuilt from (see owned.go).
+	egressRules := lrp.EgressRules
+	if egressRules == nil {
+		egressRules = []models.SecurityGroupRule{}
+	}
+	recorded, err := json.Marshal(egressRules)
+	if err != nil {
+		return nil, models.Invalidf("egress_rules: %v", err)
+	}
+	stsAnnotations[AnnotationEgressRules] = string(recorded)
 
 	podSpec := corev1.PodSpec{
 		Containers:                    []corev1.Container{container},
@@ -112,17 +128,19 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 		Tolerations:                   b.tolerations(lrp),
 		Volumes:                       volumes(lrp.VolumeMounts),
 	}
-	b.harden(&podSpec, lrp.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
+	// A privileged LRP (only let through where the operator allows it) runs
+	// as its image's user, like a root docker image.
+	b.harden(&podSpec, lrp.IsDocker() && (b.cfg.AllowRootDockerImages || lrp.Privileged))
 
 	objects := &LRPObjects{}
-	if docker := lrp.Lifecycle.DockerLifecycle; docker != nil && docker.RegistryUsername != "" {
-		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, docker)
+	if creds := lrp.RegistryCredentials; lrp.IsDocker() && creds != nil && creds.Username != "" {
+		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, lrp.Process.Image, creds.Username, creds.Password)
 		if err != nil {
 			return nil, err
 		}
 		objects.RegistrySecret = secret
 	}
-	podSpec.ImagePullSecrets = b.pullSecrets(lrp.Lifecycle, objects.RegistrySecret)
+	podSpec.ImagePullSecrets = b.pullSecrets(!lrp.IsDocker(), objects.RegistrySecret)
 
 	selector := map[string]string{LabelGUID: labels[LabelGUID], LabelVersion: labels[LabelVersion]}
 	objects.StatefulSet = &appsv1.StatefulSet{
@@ -133,7 +151,7 @@ func (b *Builder) Build(lrp *models.DesireLRPRequest, namespace string) (*LRPObj
 			Annotations: stsAnnotations,
 		},
 		Spec: appsv1.StatefulSetSpec{
-			Replicas:            ptr.To(int32(lrp.NumInstances())),
+			Replicas:            ptr.To(lrp.Instances),
 			PodManagementPolicy: appsv1.ParallelPodManagement,
 			Selector:            &metav1.LabelSelector{MatchLabels: selector},
 			Template: corev1.PodTemplateSpec{
@@ -194,14 +212,14 @@ func containerSecurityContext() *corev1.SecurityContext {
 	}
 }
 
-func lrpLabels(lrp *models.DesireLRPRequest) map[string]string {
+func lrpLabels(lrp *workload.DesiredLRP) map[string]string {
 	labels := map[string]string{
 		LabelGUID:        sanitizeLabelValue(lrp.GUID),
 		LabelVersion:     sanitizeLabelValue(lrp.Version),
 		LabelAppGUID:     sanitizeLabelValue(lrp.AppGUID),
 		LabelProcessType: sanitizeLabelValue(processType(lrp)),
 		LabelSourceType:  SourceTypeApp,
-		LabelOrgGUID:     sanitizeLabelValue(lrp.OrganizationGUID),
+		LabelOrgGUID:     sanitizeLabelValue(lrp.OrgGUID),
 		LabelSpaceGUID:   sanitizeLabelValue(lrp.SpaceGUID),
 	}
 	for k, v := range labels {
@@ -214,7 +232,7 @@ func lrpLabels(lrp *models.DesireLRPRequest) map[string]string {
 
 // processType defaults to "web": older CCs send no process_type, and every
 // process they desire through OPI is the web process.
-func processType(lrp *models.DesireLRPRequest) string {
+func processType(lrp *workload.DesiredLRP) string {
 	if lrp.ProcessType == "" {
 		return "web"
 	}
@@ -235,12 +253,12 @@ func exposedPorts(sts *appsv1.StatefulSet) []int32 {
 	return ports
 }
 
-func (b *Builder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, error) {
-	image, command, err := b.imageAndCommand(lrp)
-	if err != nil {
-		return corev1.Container{}, err
+func (b *Builder) appContainer(lrp *workload.DesiredLRP) (corev1.Container, error) {
+	image, command := b.imageAndCommand(lrp.Process)
+	ports := lrp.Ports
+	if len(ports) == 0 {
+		ports = []int32{models.DefaultPort}
 	}
-	ports := lrp.ExposedPorts()
 	containerPorts := make([]corev1.ContainerPort, 0, len(ports))
 	for _, p := range ports {
 		containerPorts = append(containerPorts, corev1.ContainerPort{ContainerPort: p, Protocol: corev1.ProtocolTCP})
@@ -250,38 +268,34 @@ func (b *Builder) appContainer(lrp *models.DesireLRPRequest) (corev1.Container, 
 		Name:            AppContainerName,
 		Image:           image,
 		Command:         command,
-		Env:             environment(lrp.Environment, ports),
+		Args:            lrp.Process.Args,
+		WorkingDir:      lrp.Process.WorkingDir,
+		Env:             environment(lrp.Env, ports),
 		Ports:           containerPorts,
-		Resources:       b.resources(lrp.MemoryMB, lrp.DiskMB, lrp.CPUWeight),
+		Resources:       b.resources(lrp.Resources.MemoryMB, lrp.Resources.DiskMB, lrp.Resources.CPUWeight),
 		SecurityContext: containerSecurityContext(),
 		VolumeMounts:    volumeMounts(lrp.VolumeMounts),
 	}
-	b.addProbes(&container, lrp, ports[0])
+	b.addProbes(&container, lrp.HealthChecks, ports[0])
 	return container, nil
 }
 
-func (b *Builder) imageAndCommand(lrp *models.DesireLRPRequest) (string, []string, error) {
-	switch {
-	case lrp.Lifecycle.DockerLifecycle != nil:
-		d := lrp.Lifecycle.DockerLifecycle
-		// CC sends ["/bin/sh","-c",cmd] for a custom command and [] to run
-		// the image's own entrypoint.
-		return d.Image, d.Command, nil
-	case lrp.Lifecycle.BuildpackLifecycle != nil:
-		bp := lrp.Lifecycle.BuildpackLifecycle
-		return b.dropletImage(bp), b.launch(bp.StartCommand), nil
-	default:
-		return "", nil, models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
+func (b *Builder) imageAndCommand(p workload.Process) (string, []string) {
+	if p.Droplet != nil {
+		return b.dropletImage(&models.BuildpackLifecycle{DropletGUID: p.Droplet.GUID, DropletHash: p.Droplet.Hash}), b.launch(p.Droplet.StartCommand)
 	}
+	// CC sends ["/bin/sh","-c",cmd] for a custom command and [] to run
+	// the image's own entrypoint.
+	return p.Image, p.Command
 }
 
 // pullSecrets are the pod's imagePullSecrets: the docker image's own
 // credentials, or for droplets the operator's droplet registry Secret.
-func (b *Builder) pullSecrets(lifecycle models.Lifecycle, dockerSecret *corev1.Secret) []corev1.LocalObjectReference {
+func (b *Builder) pullSecrets(droplet bool, dockerSecret *corev1.Secret) []corev1.LocalObjectReference {
 	switch {
 	case dockerSecret != nil:
 		return []corev1.LocalObjectReference{{Name: dockerSecret.Name}}
-	case lifecycle.BuildpackLifecycle != nil && b.cfg.DropletRegistrySecretName != "":
+	case droplet && b.cfg.DropletRegistrySecretName != "":
 		return []corev1.LocalObjectReference{{Name: b.cfg.DropletRegistrySecretName}}
 	}
 	return nil
@@ -365,28 +379,23 @@ func environment(ccEnv map[string]string, ports []int32) []corev1.EnvVar {
 	return append(env, instanceEnv...)
 }
 
-// addProbes maps CC's health check to Kubernetes probes. A startup probe
+// addProbes maps the health checks to Kubernetes probes. A startup probe
 // gives the app its whole start timeout before liveness takes over, so slow
 // starters are not killed, as in Diego.
-func (b *Builder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, port int32) {
-	var handler corev1.ProbeHandler
-	switch lrp.HealthCheckType {
-	case healthCheckTypeHTTP:
-		path := lrp.HealthCheckHTTPEndpoint
-		if path == "" {
-			path = "/"
-		}
-		handler.HTTPGet = &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(port)}
-	case healthCheckTypeProcess, healthCheckTypeNone:
+func (b *Builder) addProbes(c *corev1.Container, checks workload.HealthChecks, firstPort int32) {
+	liveness, readiness := checks.Liveness, checks.Readiness
+	if liveness == nil && readiness == nil {
 		return
-	default: // "port" and empty, Diego's default
-		handler.TCPSocket = &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}
+	}
+	if readiness == nil {
+		readiness = liveness
+	}
+	startupCheck := liveness
+	if startupCheck == nil {
+		startupCheck = readiness
 	}
 
-	startTimeoutMs := lrp.StartTimeoutMs
-	if startTimeoutMs <= 0 {
-		startTimeoutMs = lrp.HealthCheckTimeoutMs
-	}
+	startTimeoutMs := checks.StartTimeoutMs
 	if startTimeoutMs <= 0 {
 		startTimeoutMs = b.cfg.DefaultStartTimeoutSeconds * 1000
 	}
@@ -396,25 +405,51 @@ func (b *Builder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, p
 	}
 
 	c.StartupProbe = &corev1.Probe{
-		ProbeHandler:     handler,
-		TimeoutSeconds:   checkTimeoutSeconds,
+		ProbeHandler:     probeHandler(startupCheck, firstPort),
+		TimeoutSeconds:   seconds(startupCheck.TimeoutMs, checkTimeoutSeconds),
 		PeriodSeconds:    startupPeriodSeconds,
 		FailureThreshold: startupFailures,
 	}
-	c.LivenessProbe = &corev1.Probe{
-		ProbeHandler:     handler,
-		TimeoutSeconds:   checkTimeoutSeconds,
-		PeriodSeconds:    livenessPeriodSeconds,
-		FailureThreshold: 1,
+	if liveness != nil {
+		c.LivenessProbe = &corev1.Probe{
+			ProbeHandler:     probeHandler(liveness, firstPort),
+			TimeoutSeconds:   seconds(liveness.TimeoutMs, checkTimeoutSeconds),
+			PeriodSeconds:    seconds(liveness.IntervalMs, livenessPeriodSeconds),
+			FailureThreshold: 1,
+		}
 	}
 	// Readiness decides routability; it tolerates a brief blip so that one
 	// slow response does not pull an instance out of the router.
 	c.ReadinessProbe = &corev1.Probe{
-		ProbeHandler:     handler,
-		TimeoutSeconds:   checkTimeoutSeconds,
-		PeriodSeconds:    readinessPeriodSeconds,
+		ProbeHandler:     probeHandler(readiness, firstPort),
+		TimeoutSeconds:   seconds(readiness.TimeoutMs, checkTimeoutSeconds),
+		PeriodSeconds:    seconds(readiness.IntervalMs, readinessPeriodSeconds),
 		FailureThreshold: readinessFailures,
 	}
+}
+
+func probeHandler(check *workload.HealthCheck, firstPort int32) corev1.ProbeHandler {
+	port := check.Port
+	if port == 0 {
+		port = firstPort
+	}
+	if check.Type == workload.CheckHTTP {
+		path := check.Path
+		if path == "" {
+			path = "/"
+		}
+		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(port)}}
+	}
+	return corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}
+}
+
+// seconds rounds ms up to whole seconds (probes count in seconds), or is
+// def for 0.
+func seconds(ms int64, def int32) int32 {
+	if ms <= 0 {
+		return def
+	}
+	return int32((ms + 999) / 1000)
 }
 
 // spreadInstances prefers to put the instances of one LRP on different nodes.
@@ -422,9 +457,9 @@ func (b *Builder) addProbes(c *corev1.Container, lrp *models.DesireLRPRequest, p
 // segment: an LRP with a placement tag runs only on nodes labelled with it,
 // one without only on nodes without the label, as Diego places LRPs only on
 // cells with exactly their placement tags.
-func (b *Builder) affinity(lrp *models.DesireLRPRequest) *corev1.Affinity {
+func (b *Builder) affinity(lrp *workload.DesiredLRP) *corev1.Affinity {
 	placement := corev1.NodeSelectorRequirement{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.NodeSelectorOpDoesNotExist}
-	if segment := isolationSegment(lrp); segment != "" {
+	if segment := lrp.IsolationSegment(); segment != "" {
 		placement.Operator, placement.Values = corev1.NodeSelectorOpIn, []string{sanitizeLabelValue(segment)}
 	}
 	return &corev1.Affinity{
@@ -450,23 +485,15 @@ func (b *Builder) affinity(lrp *models.DesireLRPRequest) *corev1.Affinity {
 
 // tolerations let an isolated LRP onto its segment's nodes, which operators
 // taint with the same key and value to keep other pods off.
-func (b *Builder) tolerations(lrp *models.DesireLRPRequest) []corev1.Toleration {
-	segment := isolationSegment(lrp)
+func (b *Builder) tolerations(lrp *workload.DesiredLRP) []corev1.Toleration {
+	segment := lrp.IsolationSegment()
 	if segment == "" {
 		return nil
 	}
 	return []corev1.Toleration{{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.TolerationOpEqual, Value: sanitizeLabelValue(segment)}}
 }
 
-// isolationSegment is the LRP's placement tag, "" for the shared segment.
-func isolationSegment(lrp *models.DesireLRPRequest) string {
-	if len(lrp.PlacementTags) == 0 {
-		return ""
-	}
-	return lrp.PlacementTags[0]
-}
-
-func volumes(mounts []models.VolumeMount) []corev1.Volume {
+func volumes(mounts []workload.VolumeMount) []corev1.Volume {
 	var vols []corev1.Volume
 	for _, m := range mounts {
 		vols = append(vols, corev1.Volume{
@@ -479,7 +506,7 @@ func volumes(mounts []models.VolumeMount) []corev1.Volume {
 	return vols
 }
 
-func volumeMounts(mounts []models.VolumeMount) []corev1.VolumeMount {
+func volumeMounts(mounts []workload.VolumeMount) []corev1.VolumeMount {
 	var vms []corev1.VolumeMount
 	for _, m := range mounts {
 		vms = append(vms, corev1.VolumeMount{Name: m.VolumeID, MountPath: m.MountDir})
@@ -487,28 +514,14 @@ func volumeMounts(mounts []models.VolumeMount) []corev1.VolumeMount {
 	return vms
 }
 
-func marshalRoutes(routes models.Routes) (string, error) {
-	if err := routes.Validate(); err != nil {
-		return "", err
-	}
-	if routes == nil {
-		routes = models.Routes{}
-	}
-	data, err := json.Marshal(routes)
-	if err != nil {
-		return "", models.Invalidf("routes: %v", err)
-	}
-	return string(data), nil
-}
-
 // registrySecret holds the docker registry credentials CC sent, in the
 // dockerconfigjson form the kubelet reads for imagePullSecrets.
-func registrySecret(name, namespace string, labels map[string]string, docker *models.DockerLifecycle) (*corev1.Secret, error) {
-	server := registryServer(docker.Image)
-	auth := base64.StdEncoding.EncodeToString([]byte(docker.RegistryUsername + ":" + docker.RegistryPassword))
+func registrySecret(name, namespace string, labels map[string]string, image, username, password string) (*corev1.Secret, error) {
+	server := registryServer(image)
+	auth := base64.StdEncoding.EncodeToString([]byte(username + ":" + password))
 	config := map[string]any{dockerConfigJSONAuthKey: map[string]any{server: map[string]string{
-		"username": docker.RegistryUsername,
-		"password": docker.RegistryPassword,
+		"username": username,
+		"password": password,
 		"auth":     auth,
 	}}}
 	data, err := json.Marshal(config)

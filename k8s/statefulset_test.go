@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
@@ -57,7 +58,7 @@ var _ = Describe("Builder", func() {
 
 	JustBeforeEach(func() {
 		var err error
-		objects, err = builder.Build(lrp, "cf-workloads")
+		objects, err = builder.Build(bifrost.DesiredLRP(lrp), "cf-workloads")
 		Expect(err).NotTo(HaveOccurred())
 		sts = objects.StatefulSet
 		Expect(sts.Spec.Template.Spec.Containers).To(HaveLen(1))
@@ -122,7 +123,7 @@ var _ = Describe("Builder", func() {
 
 	It("keeps CC's PORT when it sends one", func() {
 		lrp.Environment["PORT"] = "9090"
-		objects, err := builder.Build(lrp, "ns")
+		objects, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(envByName(objects.StatefulSet.Spec.Template.Spec.Containers[0])["PORT"].Value).To(Equal("9090"))
 	})
@@ -220,7 +221,7 @@ var _ = Describe("Builder", func() {
 
 		It("uses Docker Hub for an image without a registry host", func() {
 			lrp.Lifecycle.DockerLifecycle.Image = "library/busybox"
-			objects, err := builder.Build(lrp, "ns")
+			objects, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(objects.RegistrySecret.Data[corev1.DockerConfigJsonKey])).To(ContainSubstring("https://index.docker.io/v1/"))
 		})
@@ -244,7 +245,7 @@ var _ = Describe("Builder", func() {
 			builder := k8s.NewBuilder(cfg)
 			want := []corev1.LocalObjectReference{{Name: "droplet-registry"}}
 
-			objects, err := builder.Build(lrp, "ns")
+			objects, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(objects.StatefulSet.Spec.Template.Spec.ImagePullSecrets).To(Equal(want))
 
@@ -252,7 +253,7 @@ var _ = Describe("Builder", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(task.Job.Spec.Template.Spec.ImagePullSecrets).To(Equal(want))
 
-			docker, err := builder.Build(dockerLRP(), "ns")
+			docker, err := builder.Build(bifrost.DesiredLRP(dockerLRP()), "ns")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(docker.StatefulSet.Spec.Template.Spec.ImagePullSecrets).To(BeEmpty(), "docker images are not droplets")
 		})
@@ -274,7 +275,7 @@ var _ = Describe("Builder", func() {
 
 		It("runs an LRP with a placement tag only on its segment's nodes, tolerating their taint", func() {
 			lrp.PlacementTags = []string{"PCI zone/1"}
-			objects, err := builder.Build(lrp, "ns")
+			objects, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 			Expect(err).NotTo(HaveOccurred())
 			sts := objects.StatefulSet
 			Expect(placement(sts)).To(Equal(corev1.NodeSelectorRequirement{
@@ -290,7 +291,7 @@ var _ = Describe("Builder", func() {
 
 	It("mounts volume services' claims", func() {
 		lrp.VolumeMounts = []models.VolumeMount{{VolumeID: "vol-1", MountDir: "/data"}}
-		objects, err := builder.Build(lrp, "ns")
+		objects, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		spec := objects.StatefulSet.Spec.Template.Spec
 		Expect(spec.Volumes[0].PersistentVolumeClaim.ClaimName).To(Equal("vol-1"))
@@ -299,14 +300,14 @@ var _ = Describe("Builder", func() {
 
 	It("defaults the process type to web for CCs that send none", func() {
 		lrp.ProcessType = ""
-		objects, err := builder.Build(lrp, "ns")
+		objects, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(objects.StatefulSet.Labels).To(HaveKeyWithValue(k8s.LabelProcessType, "web"))
 	})
 
 	It("rejects a request without a lifecycle", func() {
 		lrp.Lifecycle = models.Lifecycle{}
-		_, err := builder.Build(lrp, "ns")
+		_, err := builder.Build(bifrost.DesiredLRP(lrp), "ns")
 		Expect(models.IsInvalid(err)).To(BeTrue())
 	})
 })

@@ -70,13 +70,13 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 	b.harden(&podSpec, task.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
 	objects := &TaskObjects{}
 	if docker := task.Lifecycle.DockerLifecycle; docker != nil && docker.RegistryUsername != "" {
-		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, docker)
+		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, docker.Image, docker.RegistryUsername, docker.RegistryPassword)
 		if err != nil {
 			return nil, err
 		}
 		objects.RegistrySecret = secret
 	}
-	podSpec.ImagePullSecrets = b.pullSecrets(task.Lifecycle, objects.RegistrySecret)
+	podSpec.ImagePullSecrets = b.pullSecrets(task.Lifecycle.BuildpackLifecycle != nil, objects.RegistrySecret)
 	objects.Job = &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
 		Spec: batchv1.JobSpec{

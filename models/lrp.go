@@ -82,7 +82,18 @@ type TCPRoute struct {
 // HTTPRoute is one entry of the "cf-router" route list.
 type HTTPRoute struct {
 	Hostname string `json:"hostname"`
-	Port     int32  `json:"port"`
+	// Hostnames is the BBS form of the entry (CC's cf-router routes for
+	// Diego list every hostname of one port); OPI sends Hostname.
+	Hostnames []string `json:"hostnames,omitempty"`
+	Port      int32    `json:"port"`
+}
+
+// AllHostnames are the entry's hostnames in either form.
+func (r HTTPRoute) AllHostnames() []string {
+	if r.Hostname == "" {
+		return r.Hostnames
+	}
+	return append([]string{r.Hostname}, r.Hostnames...)
 }
 
 // HTTPRoutes decodes the "cf-router" list; a missing key is no routes.

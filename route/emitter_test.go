@@ -218,6 +218,22 @@ var _ = Describe("Emitter leadership", func() {
 		Expect(got[0].message.IsolationSegment).To(Equal("Segment One"))
 	})
 
+	It("registers every hostname of a BBS cf-router entry (a hostnames list)", func() {
+		sts := routedStatefulSet("d-v1", "unused.example.com")
+		sts.Annotations[k8s.AnnotationRoutes] = `{"cf-router":[{"hostnames":["d.example.com","www.d.example.com"],"port":8080,"route_service_url":null}],"tcp-router":[]}`
+		source.statefulSets.OnAdd(sts, true)
+		source.pods.OnAdd(readyPod("d-v1", "d-0", "10.0.3.1"), true)
+		process := ifrit.Invoke(emitter)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		Eventually(func() []string { return subjects(bus.take()) }).Should(ConsistOf(
+			"router.register d.example.com 10.0.3.1",
+			"router.register www.d.example.com 10.0.3.1",
+		))
+	})
+
 	It("answers a router.start with a full emit only while leading", func() {
 		source.statefulSets.OnAdd(routedStatefulSet("b-v1", "b.example.com"), true)
 		source.pods.OnAdd(readyPod("b-v1", "b-0", "10.0.1.1"), true)

@@ -38,8 +38,10 @@ func lrpFromStatefulSet(sts *appsv1.StatefulSet) LRP {
 		return lrp
 	}
 	for _, r := range httpRoutes {
-		if r.Hostname != "" && r.Port > 0 {
-			lrp.Routes = append(lrp.Routes, Route{Hostname: r.Hostname, Port: uint32(r.Port)})
+		for _, hostname := range r.AllHostnames() {
+			if hostname != "" && r.Port > 0 {
+				lrp.Routes = append(lrp.Routes, Route{Hostname: hostname, Port: uint32(r.Port)})
+			}
 		}
 	}
 	return lrp

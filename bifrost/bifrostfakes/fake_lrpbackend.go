@@ -8,10 +8,11 @@ import (
 	lager "code.cloudfoundry.org/lager/v3"
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/workload"
 )
 
 type FakeLRPBackend struct {
-	DesireStub        func(context.Context, lager.Logger, *models.DesireLRPRequest) error
+	DesireStub        func(context.Context, lager.Logger, *workload.DesiredLRP) error
 	desireMutex       sync.RWMutex
 	desireArgsForCall []FakeLRPBackendDesireArgs
 	desireReturns     struct {
@@ -87,7 +88,7 @@ type FakeLRPBackend struct {
 type FakeLRPBackendDesireArgs struct {
 	Arg1 context.Context
 	Arg2 lager.Logger
-	Arg3 *models.DesireLRPRequest
+	Arg3 *workload.DesiredLRP
 }
 
 // FakeLRPBackendGetArgs holds the arguments of one call to Get.
@@ -128,7 +129,7 @@ type FakeLRPBackendUpdateArgs struct {
 	Arg3 *models.UpdateDesiredLRPRequest
 }
 
-func (fake *FakeLRPBackend) Desire(arg1 context.Context, arg2 lager.Logger, arg3 *models.DesireLRPRequest) error {
+func (fake *FakeLRPBackend) Desire(arg1 context.Context, arg2 lager.Logger, arg3 *workload.DesiredLRP) error {
 	fake.desireMutex.Lock()
 	ret, specificReturn := fake.desireReturnsOnCall[len(fake.desireArgsForCall)]
 	fake.desireArgsForCall = append(fake.desireArgsForCall, FakeLRPBackendDesireArgs{arg1, arg2, arg3})
@@ -151,13 +152,13 @@ func (fake *FakeLRPBackend) DesireCallCount() int {
 	return len(fake.desireArgsForCall)
 }
 
-func (fake *FakeLRPBackend) DesireCalls(stub func(context.Context, lager.Logger, *models.DesireLRPRequest) error) {
+func (fake *FakeLRPBackend) DesireCalls(stub func(context.Context, lager.Logger, *workload.DesiredLRP) error) {
 	fake.desireMutex.Lock()
 	defer fake.desireMutex.Unlock()
 	fake.DesireStub = stub
 }
 
-func (fake *FakeLRPBackend) DesireArgsForCall(i int) (context.Context, lager.Logger, *models.DesireLRPRequest) {
+func (fake *FakeLRPBackend) DesireArgsForCall(i int) (context.Context, lager.Logger, *workload.DesiredLRP) {
 	fake.desireMutex.RLock()
 	defer fake.desireMutex.RUnlock()
 	argsForCall := fake.desireArgsForCall[i]

@@ -21,11 +21,14 @@ import (
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 	"k8s.io/utils/clock"
 
+	bbsbackend "github.com/iris-cf/iris/backends/kubernetes"
 	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/bifrost/bbs"
 	"github.com/iris-cf/iris/cc"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/events"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/k8s/reconcile"
 	"github.com/iris-cf/iris/leader"
 	"github.com/iris-cf/iris/logs"
 	"github.com/iris-cf/iris/logs/podlogs"
@@ -174,7 +177,16 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 
 	if cfg.Runs(config.ComponentAPI) {
 		builder := k8s.NewBuilder(cfg.LRP)
-		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
+		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces, clock.RealClock{})
+		// Every API replica repairs what LRPs own (see k8s/reconcile for
+		// why no Lease); it runs before the API serves and stops after it.
+		reconciler, err := reconcile.New(logger, clientset, caches, builder, clock.RealClock{}, reconcile.DefaultOptions())
+		if err != nil {
+			return nil, err
+		}
+		opsServer.CounterFunc("lrp_owned_objects_repaired_total", "Secrets, NetworkPolicies and PDBs of LRPs written because they were missing, unowned or different.", counter(reconciler.Repairs))
+		opsServer.CounterFunc("lrp_owned_objects_deleted_total", "Orphaned Secrets, NetworkPolicies and PDBs of LRPs, and surplus PDBs, deleted.", counter(reconciler.Deletions))
+		members = append(members, grouper.Member{Name: "lrp-reconciler", Runner: reconciler})
 		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		staging := k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, cfg.WorkloadsNamespaces)
 		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, bifrost.Limits{
@@ -201,8 +213,32 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			}
 			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
 		}
+		if cfg.BBS.Enabled() {
+			server, err := bbsServer(logger, cfg, clientset, caches, lrps, opsServer)
+			if err != nil {
+				return nil, err
+			}
+			members = append(members, grouper.Member{Name: "bbs", Runner: server})
+		}
 	}
 	return members, nil
+}
+
+// bbsServer is the BBS front over the Kubernetes backend. Its event feed
+// registers with the caches here, before they start.
+func bbsServer(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, lrps *k8s.LRPClient, opsServer *ops.Server) (ifrit.Runner, error) {
+	hub := bbs.NewEventHub(logger, bbs.DefaultSubscriberBuffer)
+	if _, err := bbsbackend.NewFeed(logger, caches, hub); err != nil {
+		return nil, err
+	}
+	backend := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances})
+	handler := bbs.NewHandler(logger, bbs.Backends{
+		DesiredLRPs: backend,
+		ActualLRPs:  backend,
+		Domains:     bbs.NewDomainStore(clock.RealClock{}),
+	}, hub, cfg.API.MaxRequestBodyBytes)
+	return bbs.NewServer(logger, cfg.BBS, opsServer.InstrumentHandler("bbs", handler), hub,
+		time.Duration(cfg.API.ShutdownTimeoutSeconds)*time.Second)
 }
 
 // leaderElected are the members that must run on one replica at a time:

@@ -1,6 +1,8 @@
 // Command bench measures Iris's LRP API on the local real cluster: desire
 // latency and throughput, time until every pod runs, GET /apps latency at
-// scale, and Iris's peak RSS. It prints numbers; it asserts nothing.
+// scale, and Iris's peak RSS. With -kill-rounds it instead kills Iris in the
+// middle of desires and counts whether every LRP ends up owning exactly its
+// objects (crash.go). It prints numbers; it asserts nothing.
 package main
 
 import (
@@ -28,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
@@ -41,6 +44,8 @@ type options struct {
 	listLRPs   int
 	listRounds int
 	keep       bool
+	// crashRounds > 0 runs the kill -9 benchmark (crash.go) instead.
+	crashRounds int
 }
 
 func main() {
@@ -52,6 +57,7 @@ func main() {
 	flag.IntVar(&o.listLRPs, "list-lrps", 0, "if larger than -lrps, desire more LRPs (0 instances) up to this total and time GET /apps again")
 	flag.IntVar(&o.listRounds, "list-rounds", 20, "GET /apps requests per measurement")
 	flag.BoolVar(&o.keep, "keep", false, "keep the benchmark namespace afterwards")
+	flag.IntVar(&o.crashRounds, "kill-rounds", 0, "instead: rounds of the kill -9 benchmark (desire -lrps, kill -9 Iris at a random moment, restart, re-desire, count owned objects)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -74,6 +80,9 @@ func run(o options) error {
 		return err
 	}
 	ctx := context.Background()
+	if o.crashRounds > 0 {
+		return runCrash(ctx, o, clientset, kubeconfig)
+	}
 	ns, err := clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "iris-bench-"}}, metav1.CreateOptions{})
 	if err != nil {
 		return err
@@ -154,7 +163,7 @@ func createDirect(clientset kubernetes.Interface, namespace string, n, clients i
 				body, _ := desireBody(i, 0)
 				var lrp models.DesireLRPRequest
 				_ = json.Unmarshal(body, &lrp)
-				objects, err := builder.Build(&lrp, namespace)
+				objects, err := builder.Build(bifrost.DesiredLRP(&lrp), namespace)
 				if err != nil {
 					continue
 				}

@@ -1,0 +1,161 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/workload"
+)
+
+// ActualLRPs lists the instances filter selects, from the pod cache.
+func (b *Backend) ActualLRPs(ctx context.Context, logger lager.Logger, filter models.ActualLRPFilter) ([]*models.ActualLRP, error) {
+	var statefulSets []*appsv1.StatefulSet
+	if filter.ProcessGuid != "" {
+		if sts := b.statefulSet(filter.ProcessGuid); sts != nil {
+			statefulSets = append(statefulSets, sts)
+		}
+	} else {
+		b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
+			if sts.DeletionTimestamp == nil && isBBS(sts) {
+				statefulSets = append(statefulSets, sts)
+			}
+		})
+	}
+	var out []*models.ActualLRP
+	for _, sts := range statefulSets {
+		if filter.Domain != "" && sts.Annotations[AnnotationDomain] != filter.Domain {
+			continue
+		}
+		for _, actual := range b.actualLRPs(sts) {
+			if filter.CellID != "" && actual.CellId != filter.CellID {
+				continue
+			}
+			if filter.Index != nil && actual.Index != *filter.Index {
+				continue
+			}
+			out = append(out, actual)
+		}
+	}
+	sortActual(out)
+	return out, nil
+}
+
+// ActualLRPsByProcessGuids lists every instance of the named LRPs.
+func (b *Backend) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Logger, filter models.ActualLRPsByProcessGuidsFilter) ([]*models.ActualLRP, error) {
+	var out []*models.ActualLRP
+	for _, guid := range filter.ProcessGuids {
+		if sts := b.statefulSet(guid); sts != nil {
+			out = append(out, b.actualLRPs(sts)...)
+		}
+	}
+	sortActual(out)
+	return out, nil
+}
+
+// RetireActualLRP deletes the instance's pod; the StatefulSet controller
+// starts a new one in its place, as Diego replaces a retired instance.
+func (b *Backend) RetireActualLRP(ctx context.Context, logger lager.Logger, key *models.ActualLRPKey) error {
+	sts := b.statefulSet(key.ProcessGuid)
+	if sts == nil {
+		return models.ErrResourceNotFound
+	}
+	var pod *corev1.Pod
+	for _, p := range b.caches.PodsByProcessGUID(key.ProcessGuid) {
+		if p.Namespace == sts.Namespace && p.Labels[k8s.PodIndexLabel] == strconv.Itoa(int(key.Index)) {
+			pod = p
+		}
+	}
+	if pod == nil {
+		return models.ErrResourceNotFound
+	}
+	err := b.clientset.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return models.ErrResourceNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	logger.Info("retired", lager.Data{"pod": pod.Name})
+	return nil
+}
+
+// actualLRPs are the instances of one LRP: one per pod, and an UNCLAIMED
+// one for each desired index without a pod yet (BBS creates those at once).
+func (b *Backend) actualLRPs(sts *appsv1.StatefulSet) []*models.ActualLRP {
+	processGUID := sts.Annotations[k8s.AnnotationProcessGUID]
+	domain := sts.Annotations[AnnotationDomain]
+	seen := map[int32]bool{}
+	var out []*models.ActualLRP
+	for _, pod := range b.caches.PodsByProcessGUID(processGUID) {
+		if pod.Namespace != sts.Namespace {
+			continue
+		}
+		if inst, ok := k8s.ActualInstance(pod); ok {
+			seen[inst.Index] = true
+			out = append(out, ActualLRP(inst, domain))
+		}
+	}
+	for i := int32(0); i < ptr.Deref(sts.Spec.Replicas, 0); i++ {
+		if !seen[i] {
+			out = append(out, ActualLRP(workload.Instance{ProcessGUID: processGUID, Index: i, State: workload.InstanceUnclaimed}, domain))
+		}
+	}
+	return out
+}
+
+// ActualLRP is inst as BBS reports it: UNCLAIMED and CRASHED instances
+// have no cell, CLAIMED ones no address yet; a running instance's address
+// and instance address are both the pod IP (no host port mapping: the
+// container port is reachable as it is), preferring the instance address.
+func ActualLRP(inst workload.Instance, domain string) *models.ActualLRP {
+	state := inst.State
+	if state == workload.InstanceUnknown {
+		// Diego reschedules the instances of a lost cell: they are unclaimed.
+		state = models.ActualLRPStateUnclaimed
+	}
+	actual := &models.ActualLRP{
+		ActualLRPKey:   models.NewActualLRPKey(inst.ProcessGUID, inst.Index, domain),
+		State:          state,
+		Since:          inst.Since,
+		CrashCount:     inst.CrashCount,
+		CrashReason:    inst.CrashReason,
+		PlacementError: k8s.DiegoPlacementError(inst.PlacementError),
+		Presence:       models.ActualLRP_Ordinary,
+		ModificationTag: models.ModificationTag{
+			Epoch: inst.InstanceGUID,
+			Index: uint32(inst.CrashCount),
+		},
+	}
+	if state == models.ActualLRPStateClaimed || state == models.ActualLRPStateRunning {
+		actual.ActualLRPInstanceKey = models.NewActualLRPInstanceKey(inst.InstanceGUID, inst.CellID)
+	}
+	if state == models.ActualLRPStateRunning && inst.Address != "" {
+		ports := make([]*models.PortMapping, 0, len(inst.Ports))
+		for _, p := range inst.Ports {
+			ports = append(ports, models.NewPortMapping(uint32(p), uint32(p)))
+		}
+		actual.ActualLRPNetInfo = models.NewActualLRPNetInfo(inst.Address, inst.Address, models.ActualLRPNetInfo_PreferredAddressInstance, ports...)
+	}
+	actual.SetRoutable(inst.Routable && state == models.ActualLRPStateRunning)
+	return actual
+}
+
+func sortActual(lrps []*models.ActualLRP) {
+	sort.Slice(lrps, func(i, j int) bool {
+		if lrps[i].ProcessGuid != lrps[j].ProcessGuid {
+			return lrps[i].ProcessGuid < lrps[j].ProcessGuid
+		}
+		return lrps[i].Index < lrps[j].Index
+	})
+}

@@ -1,0 +1,69 @@
+package k8s
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/iris-cf/iris/workload"
+)
+
+// ActualInstance reads one app pod as the front-neutral instance: its
+// index, incarnation (pod uid), cell (node), address (pod IP), state as
+// InstanceFromPod derives it, crash count (container restarts) and the
+// last crash's reason, and routability (pod Ready). ok is false for a pod
+// without an index label.
+func ActualInstance(pod *corev1.Pod) (inst workload.Instance, ok bool) {
+	index, err := strconv.Atoi(pod.Labels[PodIndexLabel])
+	if err != nil {
+		return workload.Instance{}, false
+	}
+	opi := InstanceFromPod(pod, index)
+	inst = workload.Instance{
+		ProcessGUID:    pod.Annotations[AnnotationProcessGUID],
+		Index:          int32(index),
+		InstanceGUID:   string(pod.UID),
+		CellID:         pod.Spec.NodeName,
+		Address:        pod.Status.PodIP,
+		State:          opi.State,
+		Since:          opi.Since,
+		PlacementError: opi.PlacementError,
+	}
+	if c := PodCondition(pod, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue && pod.DeletionTimestamp == nil {
+		inst.Routable = true
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name != AppContainerName {
+			continue
+		}
+		for _, p := range c.Ports {
+			inst.Ports = append(inst.Ports, p.ContainerPort)
+		}
+	}
+	if status := AppContainerStatus(pod); status != nil {
+		inst.CrashCount = status.RestartCount
+		last := status.LastTerminationState.Terminated
+		if t := status.State.Terminated; t != nil {
+			last = t
+		}
+		if last != nil {
+			inst.CrashReason = fmt.Sprintf("%s: Exited with status %d", AppSourceType(pod), last.ExitCode)
+			if last.Reason == "OOMKilled" {
+				inst.CrashReason += " (out of memory)"
+			}
+		}
+	}
+	return inst, true
+}
+
+// DiegoPlacementError is a placement error in Diego's own wording
+// ("insufficient resources: memory"), which the BBS front reports; the OPI
+// front reports CC's capitalised form.
+func DiegoPlacementError(placementError string) string {
+	if strings.HasPrefix(placementError, "Insufficient resources") {
+		return "i" + strings.TrimPrefix(placementError, "I")
+	}
+	return placementError
+}

@@ -1,0 +1,151 @@
+package k8s_test
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/models"
+)
+
+var _ = Describe("LRPClient.Desire", func() {
+	const ns = "cf-workloads"
+	var (
+		ctx       context.Context
+		clientset *fake.Clientset
+		client    *k8s.LRPClient
+		lrp       *models.DesireLRPRequest
+		objects   *k8s.LRPObjects
+		now       time.Time
+	)
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		clientset = fake.NewClientset()
+		caches, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		builder := k8s.NewBuilder(config.Default().LRP)
+		now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+		client = k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clocktesting.NewFakePassiveClock(now))
+		lrp = dockerLRP()
+		lrp.Lifecycle.DockerLifecycle.RegistryUsername = "bob"
+		lrp.Lifecycle.DockerLifecycle.RegistryPassword = "hunter2"
+		lrp.EgressRules = []models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0/8"}, Ports: []uint32{5432}}}
+		objects, err = builder.Build(bifrost.DesiredLRP(lrp), ns)
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	// writes lists the clientset's writes in order.
+	writes := func() []string {
+		var out []string
+		for _, a := range clientset.Actions() {
+			if a.GetVerb() == "patch" || a.GetVerb() == "create" || a.GetVerb() == "update" || a.GetVerb() == "delete" {
+				out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+			}
+		}
+		return out
+	}
+	getSTS := func() *appsv1.StatefulSet {
+		GinkgoHelper()
+		sts, err := clientset.AppsV1().StatefulSets(ns).Get(ctx, objects.StatefulSet.Name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		return sts
+	}
+	expectAllOwned := func() {
+		GinkgoHelper()
+		name := objects.StatefulSet.Name
+		owner := k8s.OwnerReference(getSTS())
+		secret, err := clientset.CoreV1().Secrets(ns).Get(ctx, name+"-registry", metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(secret.OwnerReferences).To(Equal([]metav1.OwnerReference{owner}))
+		Expect(secret.Data).To(Equal(objects.RegistrySecret.Data))
+		policy, err := clientset.NetworkingV1().NetworkPolicies(ns).Get(ctx, name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(policy.OwnerReferences).To(Equal([]metav1.OwnerReference{owner}))
+		Expect(policy.Spec).To(Equal(objects.EgressPolicy.Spec))
+		Expect(policy.Annotations).NotTo(HaveKey(k8s.AnnotationDesiredAt), "owned: no longer a desire in progress")
+		pdb, err := clientset.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pdb.OwnerReferences).To(Equal([]metav1.OwnerReference{owner}))
+	}
+
+	It("applies the Secret and the egress policy before the StatefulSet, then makes the StatefulSet own them and its PDB", func() {
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
+		Expect(writes()).To(Equal([]string{
+			"patch secrets", "patch networkpolicies", "patch statefulsets",
+			"patch networkpolicies", "patch secrets", "patch poddisruptionbudgets",
+		}))
+		for _, a := range clientset.Actions() {
+			if patch, ok := a.(clienttesting.PatchAction); ok {
+				Expect(patch.GetPatchType()).To(Equal(types.ApplyPatchType))
+			}
+		}
+		expectAllOwned()
+		Expect(getSTS().Annotations).To(HaveKeyWithValue(k8s.AnnotationEgressRules, `[{"protocol":"tcp","destinations":["10.0.0.0/8"],"ports":[5432]}]`))
+	})
+
+	It("stamps what it writes before the StatefulSet with the desire's time", func() {
+		clientset.PrependReactor("patch", "statefulsets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("connection reset")
+		})
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).NotTo(Succeed())
+		for _, a := range clientset.Actions() {
+			if patch, ok := a.(clienttesting.PatchAction); ok && a.GetResource().Resource == "networkpolicies" {
+				Expect(string(patch.GetPatch())).To(ContainSubstring(`"` + k8s.AnnotationDesiredAt + `":"` + now.Format(time.RFC3339Nano) + `"`))
+			}
+		}
+	})
+
+	It("ensures on a re-desire what the existing StatefulSet owns, and leaves the StatefulSet as first desired", func() {
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
+		name := objects.StatefulSet.Name
+		Expect(clientset.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, name, metav1.DeleteOptions{})).To(Succeed())
+		Expect(clientset.CoreV1().Secrets(ns).Delete(ctx, name+"-registry", metav1.DeleteOptions{})).To(Succeed())
+		policy, err := clientset.NetworkingV1().NetworkPolicies(ns).Get(ctx, name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		policy.OwnerReferences = nil
+		_, err = clientset.NetworkingV1().NetworkPolicies(ns).Update(ctx, policy, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		clientset.ClearActions()
+
+		lrp.Instances = ptr.To(7) // the first desire wins
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
+		Expect(writes()).NotTo(ContainElement("patch statefulsets"))
+		Expect(*getSTS().Spec.Replicas).To(BeNumerically("==", 3))
+		expectAllOwned()
+	})
+
+	It("removes the Secret and policy again when Kubernetes refuses the StatefulSet", func() {
+		clientset.PrependReactor("patch", "statefulsets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, "x",
+				field.ErrorList{field.Invalid(field.NewPath("spec"), "x", "bad env name")})
+		})
+		err := client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))
+		var invalid *models.InvalidRequestError
+		Expect(errors.As(err, &invalid)).To(BeTrue(), "%v", err)
+		secrets, err := clientset.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(secrets.Items).To(BeEmpty())
+		policies, err := clientset.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(policies.Items).To(BeEmpty())
+	})
+})
