@@ -34,6 +34,10 @@ const (
 	// the route emitter puts it in registrations for isolated routers.
 	AnnotationIsolationSegment = "cloudfoundry.org/isolation_segment"
 	AnnotationTaskName         = "cloudfoundry.org/task_name"
+	// AnnotationLogRateLimit is an app instance's log rate limit in bytes
+	// per second (absent: unlimited), on the pod: the log agent on its
+	// node enforces it and the metrics reporter reports it.
+	AnnotationLogRateLimit = "cloudfoundry.org/log_rate_limit"
 	// AnnotationCompletionCallback is CC's callback URL for a task; kept on
 	// the Job so a restarted Iris still knows where to report.
 	AnnotationCompletionCallback = "cloudfoundry.org/completion_callback"

@@ -93,6 +93,9 @@ func (b *Builder) Build(lrp *workload.DesiredLRP, namespace string) (*LRPObjects
 	if segment := lrp.IsolationSegment(); segment != "" {
 		annotations[AnnotationIsolationSegment] = segment
 	}
+	if limit := lrp.Resources.LogRateLimit; limit != nil && *limit >= 0 {
+		annotations[AnnotationLogRateLimit] = strconv.FormatInt(*limit, 10)
+	}
 
 	// Routes and last_updated change on every update; they stay off the pod
 	// template so that an update never rolls the app's instances.

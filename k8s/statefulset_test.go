@@ -136,6 +136,15 @@ var _ = Describe("Builder", func() {
 		Expect(app.Resources.Limits).NotTo(HaveKey(corev1.ResourceCPU))
 	})
 
+	It("puts a log rate limit on the pods for the log agent, and none for an unlimited LRP", func() {
+		Expect(sts.Spec.Template.Annotations).NotTo(HaveKey(k8s.AnnotationLogRateLimit))
+		w := bifrost.DesiredLRP(lrp)
+		w.Resources.LogRateLimit = ptr.To[int64](16384)
+		limited, err := builder.Build(w, "cf-workloads")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(limited.StatefulSet.Spec.Template.Annotations).To(HaveKeyWithValue(k8s.AnnotationLogRateLimit, "16384"))
+	})
+
 	It("hardens the pod", func() {
 		spec := sts.Spec.Template.Spec
 		Expect(*spec.AutomountServiceAccountToken).To(BeFalse())

@@ -60,6 +60,9 @@ type Agent struct {
 	wg          sync.WaitGroup
 	mu          sync.Mutex
 	following   map[string]context.CancelFunc
+	// limits are the log rate limits of the followed pods, by pod UID:
+	// one per instance, shared by its files (containers and restarts).
+	limits map[types.UID]*logRateLimit
 }
 
 // New returns an agent; Run starts it.
@@ -73,6 +76,7 @@ func New(logger lager.Logger, cfg Config, sources SourceLookup, emitter Emitter)
 		sources:   sources,
 		emitter:   emitter,
 		following: map[string]context.CancelFunc{},
+		limits:    map[types.UID]*logRateLimit{},
 	}
 }
 
@@ -105,6 +109,7 @@ func (a *Agent) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			a.scan(ctx)
 			a.sources.Prune(now)
 			a.pruneCheckpoints()
+			a.pruneLimits()
 			if err := a.checkpoints.Save(); err != nil {
 				a.logger.Error("saving-positions-failed", err)
 			}
@@ -128,7 +133,8 @@ func (a *Agent) scan(ctx context.Context) {
 		}
 		// Unknown pods are not Iris's or not in the cache yet; looked at
 		// again on the next scan.
-		src, ok := a.sources.Lookup(types.UID(parts[2]))
+		uid := types.UID(parts[2])
+		src, ok := a.sources.Lookup(uid)
 		if !ok {
 			continue
 		}
@@ -137,7 +143,7 @@ func (a *Agent) scan(ctx context.Context) {
 			continue
 		}
 		for _, file := range files {
-			a.follow(ctx, file, src)
+			a.follow(ctx, file, uid, src)
 		}
 		a.stopReplaced(files)
 	}
@@ -179,11 +185,16 @@ func restartCount(path string) int {
 	return n
 }
 
-func (a *Agent) follow(ctx context.Context, path string, src logs.Source) {
+func (a *Agent) follow(ctx context.Context, path string, uid types.UID, src logs.Source) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.following[path] != nil || ctx.Err() != nil {
 		return
+	}
+	limit, known := a.limits[uid]
+	if !known {
+		limit = newLogRateLimit(src.LogRateLimit)
+		a.limits[uid] = limit
 	}
 	followCtx, cancel := context.WithCancel(ctx)
 	a.following[path] = cancel
@@ -196,7 +207,13 @@ func (a *Agent) follow(ctx context.Context, path string, src logs.Source) {
 		defer a.wg.Done()
 		defer cancel()
 		err := follower.Run(followCtx, func(rec crilog.Record, pos crilog.Position) {
-			a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, rec.Stdout, rec.Line)...)
+			// Dropped lines count as handed on: their position is saved
+			// too, so a restart does not ship what the limit dropped.
+			if ok, report := limit.admit(rec.Timestamp, len(rec.Line)); ok {
+				a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, rec.Stdout, rec.Line)...)
+			} else if report != "" {
+				a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, true, []byte(report))...)
+			}
 			a.checkpoints.Set(path, pos)
 		})
 		if err != nil {
@@ -214,6 +231,26 @@ func (a *Agent) follow(ctx context.Context, path string, src logs.Source) {
 			}
 		}
 	}()
+}
+
+// pruneLimits forgets the limits of pods none of whose files is followed
+// any more.
+func (a *Agent) pruneLimits() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	followed := map[types.UID]bool{}
+	for path := range a.following {
+		// .../<namespace>_<pod>_<uid>/<container>/<n>.log
+		parts := strings.SplitN(filepath.Base(filepath.Dir(filepath.Dir(path))), "_", 3)
+		if len(parts) == 3 {
+			followed[types.UID(parts[2])] = true
+		}
+	}
+	for uid := range a.limits {
+		if !followed[uid] {
+			delete(a.limits, uid)
+		}
+	}
 }
 
 // pruneCheckpoints forgets positions of files that are gone and not

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logagent"
@@ -39,9 +41,13 @@ func (k *knownSources) Lookup(uid types.UID) (logs.Source, bool) {
 func (k *knownSources) Prune(time.Time) {}
 
 func (k *knownSources) add(uid types.UID, appGUID string) {
+	k.addLimited(uid, appGUID, nil)
+}
+
+func (k *knownSources) addLimited(uid types.UID, appGUID string, logRateLimit *int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.byID[uid] = logs.Source{SourceID: appGUID, InstanceID: "0", SourceType: "APP/PROC/WEB"}
+	k.byID[uid] = logs.Source{SourceID: appGUID, InstanceID: "0", SourceType: "APP/PROC/WEB", LogRateLimit: logRateLimit}
 }
 
 // recordingEmitter keeps "source_id: payload" of every log envelope.
@@ -112,6 +118,16 @@ var _ = Describe("Agent", func() {
 		defer f.Close()
 		for _, line := range lines {
 			_, err := fmt.Fprintf(f, "%s stdout F %s\n", time.Now().UTC().Format(time.RFC3339Nano), line)
+			Expect(err).NotTo(HaveOccurred())
+		}
+	}
+	// writeAt writes lines as the container wrote them at t, on stream.
+	writeAt := func(path string, t time.Time, stream string, lines ...string) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		Expect(err).NotTo(HaveOccurred())
+		defer f.Close()
+		for _, line := range lines {
+			_, err := fmt.Fprintf(f, "%s %s F %s\n", t.UTC().Format(time.RFC3339Nano), stream, line)
 			Expect(err).NotTo(HaveOccurred())
 		}
 	}
@@ -190,6 +206,53 @@ var _ = Describe("Agent", func() {
 		Expect(os.RemoveAll(filepath.Join(podLogDir, "apps_dora-0_uid-1"))).To(Succeed())
 		start()
 		Eventually(savedPaths).Should(BeEmpty())
+	})
+
+	Describe("an app instance's log rate limit, as Diego's executor enforces it", func() {
+		// 30-byte lines against a limit of 100 bytes/s: three fit into
+		// the first second's burst.
+		line := func(n int) string { return fmt.Sprintf("line %02d %s", n, strings.Repeat("x", 22)) }
+		t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+		It("drops what goes over it for a second, saying so once, across the instance's stdout, stderr and containers", func() {
+			sources.addLimited("uid-1", "dora", ptr.To[int64](100))
+			app := logFile("apps", "dora-0", "uid-1", "app", 0)
+			sidecar := logFile("apps", "dora-0", "uid-1", "sidecar", 0)
+			writeAt(app, t0, "stdout", line(1), line(2))
+			writeAt(app, t0.Add(10*time.Millisecond), "stderr", line(3))
+			start()
+			Eventually(emitter.got).Should(HaveLen(3))
+			// Over the limit: one report, then silence for that second,
+			// whichever file the instance writes to.
+			writeAt(app, t0.Add(20*time.Millisecond), "stdout", line(4))
+			Eventually(emitter.got).Should(HaveLen(4))
+			writeAt(sidecar, t0.Add(500*time.Millisecond), "stdout", line(5))
+			writeAt(app, t0.Add(900*time.Millisecond), "stdout", line(6))
+			// A second later the bucket has refilled.
+			writeAt(app, t0.Add(2100*time.Millisecond), "stdout", line(7))
+			Eventually(emitter.got).Should(Equal([]string{
+				"dora: " + line(1), "dora: " + line(2), "dora: " + line(3),
+				"dora: app instance exceeded log rate limit (100 bytes/sec)",
+				"dora: " + line(7),
+			}))
+		})
+
+		It("ships nothing of an instance whose limit is 0, and everything of an unlimited one", func() {
+			sources.addLimited("uid-1", "muted", ptr.To[int64](0))
+			sources.add("uid-2", "chatty")
+			muted := logFile("apps", "muted-0", "uid-1", "app", 0)
+			chatty := logFile("apps", "chatty-0", "uid-2", "app", 0)
+			for i := 0; i < 20; i++ {
+				writeAt(muted, t0, "stdout", line(i))
+				writeAt(chatty, t0, "stdout", line(i))
+			}
+			writeAt(muted, t0, "stdout", "last")
+			writeAt(chatty, t0, "stdout", "last")
+			start()
+			Eventually(emitter.got).Should(ContainElement("chatty: last"))
+			Expect(emitter.got()).To(HaveLen(21))
+			Consistently(emitter.got, "200ms").ShouldNot(ContainElement(HavePrefix("muted:")))
+		})
 	})
 })
 

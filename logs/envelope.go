@@ -37,6 +37,9 @@ type Source struct {
 	// Tags are the CF metadata tags (app_id, app_name, space_*, organization_*,
 	// process_id, process_type, process_instance_id).
 	Tags map[string]string
+	// LogRateLimit is the app instance's log rate limit in bytes per
+	// second; nil: unlimited (so a Source built without one is unlimited).
+	LogRateLimit *int64
 }
 
 // WithSourceType is a copy of s with another source type, for Iris's own
@@ -104,6 +107,16 @@ func splitPayload(b []byte, max int) [][]byte {
 	return chunks
 }
 
+// LogRateLimit is pod's log rate limit in bytes per second as its LRP asked
+// for it (k8s.AnnotationLogRateLimit); nil, unlimited, when it has none.
+func LogRateLimit(pod *corev1.Pod) *int64 {
+	limit, err := strconv.ParseInt(pod.Annotations[k8s.AnnotationLogRateLimit], 10, 64)
+	if err != nil || limit < 0 {
+		return nil
+	}
+	return &limit
+}
+
 // SourceForPod derives the log source of a pod Iris created: an app
 // instance, a task or a staging. ok is false for pods that are not Iris's.
 func SourceForPod(pod *corev1.Pod) (Source, bool) {
@@ -120,7 +133,7 @@ func SourceForPod(pod *corev1.Pod) (Source, bool) {
 		"organization_id":   labels[k8s.LabelOrgGUID],
 		"organization_name": annotations[k8s.AnnotationOrgName],
 	}
-	src := Source{SourceID: appGUID, InstanceID: "0", Tags: tags}
+	src := Source{SourceID: appGUID, InstanceID: "0", Tags: tags, LogRateLimit: LogRateLimit(pod)}
 	switch labels[k8s.LabelSourceType] {
 	case k8s.SourceTypeApp:
 		processType := labels[k8s.LabelProcessType]

@@ -213,14 +213,23 @@ func (r *Reporter) logRate(uid types.UID, u *containerUsage, now time.Time) floa
 	return float64(u.logBytes-prev.bytes) / elapsed
 }
 
+// logRateLimit is the gauge's log_rate_limit: -1 for unlimited, as Diego's
+// executor reports it.
+func logRateLimit(src logs.Source) float64 {
+	if src.LogRateLimit == nil {
+		return -1
+	}
+	return float64(*src.LogRateLimit)
+}
+
 // gauge builds Diego's container metric envelope for pod. Quotas are the
 // container's limits; cpu is a percentage of one core; cpu_entitlement is
 // usage as a percentage of the CPU request, when there is one.
 //
 // log_rate and log_rate_limit are always present: CC from 2022-08 on reads
 // the gauge only when it carries them and shows every stat as zero
-// otherwise. Iris does not limit an app's log rate, which Diego's executor
-// reports as log_rate_limit -1.
+// otherwise. log_rate_limit is the limit the LRP asked for, which Iris's log
+// agent enforces, or -1 for unlimited, as Diego's executor reports it.
 func gauge(pod *corev1.Pod, u *containerUsage, logRate float64, now time.Time) *loggregator_v2.Envelope {
 	src, ok := logs.SourceForPod(pod)
 	if !ok {
@@ -245,7 +254,7 @@ func gauge(pod *corev1.Pod, u *containerUsage, logRate float64, now time.Time) *
 		"disk_quota":   {Unit: "bytes", Value: float64(limits.StorageEphemeral().Value())},
 		// Diego's executor reports both in bytes per second.
 		"log_rate":       {Unit: "B/s", Value: logRate},
-		"log_rate_limit": {Unit: "B/s", Value: -1},
+		"log_rate_limit": {Unit: "B/s", Value: logRateLimit(src)},
 	}
 	if request := requests.Cpu().MilliValue(); request > 0 {
 		values["cpu_entitlement"] = &loggregator_v2.GaugeValue{Unit: "percentage", Value: float64(u.cpuNanoCores) / 1e6 / float64(request) * 100}

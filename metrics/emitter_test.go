@@ -132,7 +132,7 @@ var _ = Describe("Reporter", func() {
 		r.EmitOnce(context.Background())
 		m := out.envelopes[0].GetGauge().GetMetrics()
 		Expect(m).To(HaveKeyWithValue("log_rate", &loggregator_v2.GaugeValue{Unit: "B/s", Value: 0}), "no earlier sample")
-		Expect(m).To(HaveKeyWithValue("log_rate_limit", &loggregator_v2.GaugeValue{Unit: "B/s", Value: -1}), "Iris does not limit log rates")
+		Expect(m).To(HaveKeyWithValue("log_rate_limit", &loggregator_v2.GaugeValue{Unit: "B/s", Value: -1}), "an LRP without a limit is unlimited")
 
 		clk.Step(15 * time.Second)
 		logs = 4000
@@ -144,6 +144,13 @@ var _ = Describe("Reporter", func() {
 		r.EmitOnce(context.Background())
 		Expect(out.envelopes[2].GetGauge().GetMetrics()["log_rate"].Value).To(BeZero())
 		Expect(out.envelopes[2].Timestamp).To(Equal(time.Unix(1030, 0).UnixNano()))
+	})
+
+	It("reports the log rate limit the LRP asked for", func() {
+		pod := appPod("ns1", "dora-0", "uid-0", "0")
+		pod.Annotations = map[string]string{k8s.AnnotationLogRateLimit: "4096"}
+		reporter(pod).EmitOnce(context.Background())
+		Expect(out.envelopes[0].GetGauge().GetMetrics()).To(HaveKeyWithValue("log_rate_limit", &loggregator_v2.GaugeValue{Unit: "B/s", Value: 4096}))
 	})
 
 	It("lists metrics once per namespace, not per pod", func() {

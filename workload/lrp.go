@@ -141,8 +141,10 @@ type Resources struct {
 	DiskMB    int64
 	CPUWeight int64
 	MaxPids   int64
-	// LogRateLimitBytesPerSecond; negative: unlimited, as CC sends -1.
-	LogRateLimitBytesPerSecond int64
+	// LogRateLimit is the instance's log rate limit in bytes per second:
+	// nil or negative is unlimited (CC sends -1), 0 ships no app log line,
+	// as Diego's executor does.
+	LogRateLimit *int64
 }
 
 // VolumeMount binds a volume service's claim into the container.

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"code.cloudfoundry.org/bbs/models"
+	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/workload"
 )
@@ -117,8 +118,8 @@ func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.Desired
 			MaxPids:   int64(lrp.MaxPids),
 		},
 	}
-	if lrp.LogRateLimit != nil {
-		w.Resources.LogRateLimitBytesPerSecond = lrp.LogRateLimit.BytesPerSecond
+	if lrp.LogRateLimit != nil && lrp.LogRateLimit.BytesPerSecond >= 0 {
+		w.Resources.LogRateLimit = ptr.To(lrp.LogRateLimit.BytesPerSecond)
 	}
 	for _, p := range lrp.Ports {
 		if p < 1 || p > 65535 {

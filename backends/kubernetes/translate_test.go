@@ -100,8 +100,17 @@ var _ = Describe("Translate", func() {
 	It("maps ports, resources and placement", func() {
 		w := translate()
 		Expect(w.Ports).To(Equal([]int32{8080, 2222}))
-		Expect(w.Resources).To(Equal(workload.Resources{MemoryMB: 256, DiskMB: 1024, CPUWeight: 8, MaxPids: 1024, LogRateLimitBytesPerSecond: -1}))
+		Expect(w.Resources).To(Equal(workload.Resources{MemoryMB: 256, DiskMB: 1024, CPUWeight: 8, MaxPids: 1024}), "log_rate_limit -1 is unlimited")
 		Expect(w.PlacementTags).To(Equal([]string{"segment-a"}))
+	})
+
+	It("keeps a log rate limit, 0 included (Diego then ships no app log line)", func() {
+		lrp.LogRateLimit = &models.LogRateLimit{BytesPerSecond: 0}
+		Expect(translate().Resources.LogRateLimit).To(HaveValue(BeEquivalentTo(0)))
+		lrp.LogRateLimit = &models.LogRateLimit{BytesPerSecond: 4096}
+		Expect(translate().Resources.LogRateLimit).To(HaveValue(BeEquivalentTo(4096)))
+		lrp.LogRateLimit = nil
+		Expect(translate().Resources.LogRateLimit).To(BeNil())
 	})
 
 	It("keeps every router's routes verbatim", func() {
