@@ -62,7 +62,7 @@ type Agent struct {
 	following   map[string]context.CancelFunc
 	// limits are the log rate limits of the followed pods, by pod UID:
 	// one per instance, shared by its files (containers and restarts).
-	limits map[types.UID]*logRateLimit
+	limits map[types.UID]*logs.RateLimit
 }
 
 // New returns an agent; Run starts it.
@@ -76,7 +76,7 @@ func New(logger lager.Logger, cfg Config, sources SourceLookup, emitter Emitter)
 		sources:   sources,
 		emitter:   emitter,
 		following: map[string]context.CancelFunc{},
-		limits:    map[types.UID]*logRateLimit{},
+		limits:    map[types.UID]*logs.RateLimit{},
 	}
 }
 
@@ -193,7 +193,7 @@ func (a *Agent) follow(ctx context.Context, path string, uid types.UID, src logs
 	}
 	limit, known := a.limits[uid]
 	if !known {
-		limit = newLogRateLimit(src.LogRateLimit)
+		limit = logs.NewRateLimit(src.LogRateLimit)
 		a.limits[uid] = limit
 	}
 	followCtx, cancel := context.WithCancel(ctx)
@@ -209,7 +209,7 @@ func (a *Agent) follow(ctx context.Context, path string, uid types.UID, src logs
 		err := follower.Run(followCtx, func(rec crilog.Record, pos crilog.Position) {
 			// Dropped lines count as handed on: their position is saved
 			// too, so a restart does not ship what the limit dropped.
-			if ok, report := limit.admit(rec.Timestamp, len(rec.Line)); ok {
+			if ok, report := limit.Admit(rec.Timestamp, len(rec.Line)); ok {
 				a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, rec.Stdout, rec.Line)...)
 			} else if report != "" {
 				a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, true, []byte(report))...)

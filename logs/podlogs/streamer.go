@@ -51,7 +51,10 @@ type Streamer struct {
 	since   time.Time       // containers started before this are read from here on
 	pods    map[string]*corev1.Pod
 	streams map[string]bool // uid/container being streamed or finished
-	wg      sync.WaitGroup
+	// limits are the pods' log rate limits by pod UID, one per instance
+	// shared by its containers, as Diego shares one per container.
+	limits map[string]*logs.RateLimit
+	wg     sync.WaitGroup
 }
 
 // NewStreamer registers for pod events; Run starts streaming.
@@ -62,6 +65,7 @@ func NewStreamer(logger lager.Logger, clientset kubernetes.Interface, events Pod
 		emitter:   emitter,
 		pods:      map[string]*corev1.Pod{},
 		streams:   map[string]bool{},
+		limits:    map[string]*logs.RateLimit{},
 	}
 	handler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.seen,
@@ -118,6 +122,7 @@ func (s *Streamer) deleted(obj any) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.pods, string(pod.UID))
+		delete(s.limits, string(pod.UID))
 	}
 }
 
@@ -131,6 +136,11 @@ func (s *Streamer) startLocked(pod *corev1.Pod) {
 	if !ok {
 		return
 	}
+	limit, known := s.limits[string(pod.UID)]
+	if !known {
+		limit = logs.NewRateLimit(src.LogRateLimit)
+		s.limits[string(pod.UID)] = limit
+	}
 	statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 	for _, status := range statuses {
 		key := string(pod.UID) + "/" + status.Name
@@ -143,7 +153,7 @@ func (s *Streamer) startLocked(pod *corev1.Pod) {
 			since = s.since
 		}
 		s.wg.Add(1)
-		go s.stream(s.ctx, pod.Namespace, pod.Name, string(pod.UID), status.Name, src, since)
+		go s.stream(s.ctx, pod.Namespace, pod.Name, string(pod.UID), status.Name, src, limit, since)
 	}
 }
 
@@ -162,7 +172,7 @@ func containerStart(status corev1.ContainerStatus) time.Time {
 // stream follows one container's log, reconnecting after errors from the
 // last timestamp seen, until the pod is gone or the container finished and
 // its log was read to the end.
-func (s *Streamer) stream(ctx context.Context, namespace, name, uid, container string, src logs.Source, since time.Time) {
+func (s *Streamer) stream(ctx context.Context, namespace, name, uid, container string, src logs.Source, limit *logs.RateLimit, since time.Time) {
 	defer s.wg.Done()
 	logger := s.logger.Session("stream", lager.Data{"pod": namespace + "/" + name, "container": container})
 	last := since
@@ -176,7 +186,7 @@ func (s *Streamer) stream(ctx context.Context, namespace, name, uid, container s
 		body, err := s.clientset.CoreV1().Pods(namespace).GetLogs(name, opts).Stream(ctx)
 		if err == nil {
 			before := last
-			last, err = s.read(body, src, last)
+			last, err = s.read(body, src, limit, last)
 			body.Close()
 			if last.After(before) {
 				// The stream worked for a while: a break now is news, not
@@ -204,8 +214,9 @@ func (s *Streamer) stream(ctx context.Context, namespace, name, uid, container s
 	}
 }
 
-// read emits each line newer than last and returns the newest timestamp.
-func (s *Streamer) read(body io.Reader, src logs.Source, last time.Time) (time.Time, error) {
+// read emits each line newer than last that limit admits and returns the
+// newest timestamp.
+func (s *Streamer) read(body io.Reader, src logs.Source, limit *logs.RateLimit, last time.Time) (time.Time, error) {
 	scanner := bufio.NewScanner(body)
 	scanner.Buffer(make([]byte, 64<<10), maxLineBytes)
 	for scanner.Scan() {
@@ -220,7 +231,11 @@ func (s *Streamer) read(body io.Reader, src logs.Source, last time.Time) (time.T
 		}
 		last = ts
 		msg := append([]byte(nil), line[space+1:]...)
-		s.emitter.Emit(src.LogEnvelopes(ts, true, msg)...)
+		if ok, report := limit.Admit(ts, len(msg)); ok {
+			s.emitter.Emit(src.LogEnvelopes(ts, true, msg)...)
+		} else if report != "" {
+			s.emitter.Emit(src.LogEnvelopes(ts, true, []byte(report))...)
+		}
 	}
 	if err := scanner.Err(); err != nil {
 		return last, fmt.Errorf("reading log stream: %w", err)

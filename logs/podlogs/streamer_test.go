@@ -138,4 +138,45 @@ var _ = Describe("Streamer", func() {
 		Expect(since[3]).To(Equal(base.Format(time.RFC3339)), "a refused retry does not move it")
 		Consistently(emitter.got, 300*time.Millisecond).Should(HaveLen(3))
 	})
+
+	It("drops an instance's lines over its log rate limit, reporting the overage once, as Diego does", func() {
+		base := time.Now().UTC().Truncate(time.Second)
+		line := func(offset time.Duration, text string) string {
+			return fmt.Sprintf("%s %s\n", base.Add(offset).Format(time.RFC3339Nano), text)
+		}
+		// 9-byte lines written within 30 ms against 25 bytes/s: two fit.
+		server := &logServer{answers: []func(http.ResponseWriter){func(w http.ResponseWriter) {
+			fmt.Fprint(w, line(100*time.Millisecond, "line-0001"), line(110*time.Millisecond, "line-0002"),
+				line(120*time.Millisecond, "line-0003"), line(130*time.Millisecond, "line-0004"),
+				line(2500*time.Millisecond, "line-0005"))
+		}}}
+		httpServer := httptest.NewServer(server)
+		DeferCleanup(httpServer.Close)
+		clientset, err := kubernetes.NewForConfig(&rest.Config{Host: httpServer.URL})
+		Expect(err).NotTo(HaveOccurred())
+		handlers := &podHandlers{}
+		emitter := &payloads{}
+		streamer, err := podlogs.NewStreamer(lagertest.NewTestLogger("pod-logs"), clientset, handlers, emitter)
+		Expect(err).NotTo(HaveOccurred())
+		process := ifrit.Invoke(streamer)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		handlers.pods.OnAdd(&corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: "dora-0", Namespace: "apps", UID: "uid-1",
+				Labels:      map[string]string{k8s.LabelAppGUID: "app", k8s.LabelSourceType: k8s.SourceTypeApp, k8s.PodIndexLabel: "0"},
+				Annotations: map[string]string{k8s.AnnotationLogRateLimit: "25"},
+			},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
+				Name:    k8s.AppContainerName,
+				Started: ptr.To(true),
+				State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Now().Add(time.Hour))}},
+			}}},
+		}, false)
+		Eventually(emitter.got, 10*time.Second).Should(Equal([]string{
+			"line-0001", "line-0002", "app instance exceeded log rate limit (25 bytes/sec)", "line-0005",
+		}))
+	})
 })

@@ -1,4 +1,4 @@
-package logagent
+package logs
 
 import (
 	"fmt"
@@ -13,13 +13,13 @@ import (
 // overage once for that second.
 const overageMute = time.Second
 
-// logRateLimit is one app instance's log rate limit (CC's log_rate_limit,
+// RateLimit is one app instance's log rate limit (CC's log_rate_limit,
 // bytes per second), shared by all of the instance's log files as Diego's
 // executor shares one limiter between stdout and stderr. Lines are measured
-// at the time the container wrote them, not when the agent reads them, so
-// an agent catching up after a restart does not drop what the app logged
-// within its limit.
-type logRateLimit struct {
+// at the time the container wrote them, not when they are read, so a
+// shipper catching up after a restart does not drop what the app logged
+// within its limit. Safe for concurrent use.
+type RateLimit struct {
 	bytesPerSecond int64
 
 	mu         sync.Mutex
@@ -27,27 +27,27 @@ type logRateLimit struct {
 	mutedUntil time.Time
 }
 
-// newLogRateLimit returns the limit, or nil for an unlimited instance (no
+// NewRateLimit returns the limit, or nil for an unlimited instance (no
 // limit or a negative one).
-func newLogRateLimit(limit *int64) *logRateLimit {
+func NewRateLimit(limit *int64) *RateLimit {
 	if limit == nil || *limit < 0 {
 		return nil
 	}
 	bytesPerSecond := *limit
-	return &logRateLimit{
+	return &RateLimit{
 		bytesPerSecond: bytesPerSecond,
 		// A burst of one second's worth, as Diego's executor allows.
 		limiter: rate.NewLimiter(rate.Limit(bytesPerSecond), int(min(bytesPerSecond, int64(^uint32(0)>>1)))),
 	}
 }
 
-// admit reports whether a line of n bytes written at t is shipped. When it
+// Admit reports whether a line of n bytes written at t is shipped. When it
 // is not and it starts an overage, report is Diego's message for the app's
 // log stream ("app instance exceeded log rate limit (N bytes/sec)");
 // further lines of the same second are dropped without a report. A limit
 // of 0 ships nothing and reports nothing, as Diego does. A nil limit
 // admits everything.
-func (l *logRateLimit) admit(t time.Time, n int) (ok bool, report string) {
+func (l *RateLimit) Admit(t time.Time, n int) (ok bool, report string) {
 	if l == nil {
 		return true, ""
 	}
