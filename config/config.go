@@ -242,6 +242,11 @@ type BBS struct {
 	// AllowPrivileged lets LRPs CC desires as privileged run as their
 	// image's user (possibly root); otherwise they are refused.
 	AllowPrivileged bool `json:"allow_privileged"`
+	// Stacks maps a CF stack (a root_fs of preloaded:<stack>) to the image
+	// that stands in for its root file system, e.g. cflinuxfs4:
+	// registry.example.com/cf/cflinuxfs4:1.200. An LRP on a stack missing
+	// here is refused.
+	Stacks map[string]string `json:"stacks"`
 }
 
 // Enabled reports whether the BBS front serves at all.
@@ -472,6 +477,11 @@ func (c *Config) Validate() error {
 	}
 	if c.BBS.TLSListenAddress != "" && (c.BBS.TLSCertFile == "" || c.BBS.TLSKeyFile == "" || c.BBS.ClientCAFile == "") {
 		errs = append(errs, errors.New("bbs: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file"))
+	}
+	for stack, image := range c.BBS.Stacks {
+		if stack == "" || image == "" || strings.ContainsAny(stack+image, " \t\n") {
+			errs = append(errs, fmt.Errorf("bbs: stacks: %q: want a stack name and an image reference", stack))
+		}
 	}
 	if c.Runs(ComponentRoute) {
 		if len(c.Route.NATSServers) == 0 {

@@ -79,6 +79,8 @@ var _ = Describe("Config", func() {
 		_, err = config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\nbbs:\n  tls_listen_address: 127.0.0.1:8889\n  tls_cert_file: /crt\n"))
 		Expect(err).To(MatchError(ContainSubstring("bbs: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file")))
 
+		_, err = config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\nbbs:\n  listen_address: 127.0.0.1:8888\n  stacks:\n    cflinuxfs4: \"\"\n"))
+		Expect(err).To(MatchError(ContainSubstring(`bbs: stacks: "cflinuxfs4": want a stack name and an image reference`)))
 		cfg, err = config.Load(writeConfig("components: [api]\napi:\n  listen_address: 127.0.0.1:1\nbbs:\n  listen_address: 127.0.0.1:8888\n"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cfg.BBS.Enabled()).To(BeTrue())

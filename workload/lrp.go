@@ -76,9 +76,14 @@ type DesiredLRP struct {
 // Process is what the app container runs: a docker image, or a staged
 // droplet (which the builder turns into an image and its launcher).
 type Process struct {
-	// Image is a docker image reference; empty when Droplet is set.
+	// Image is a docker image reference, or the image of Stack; empty
+	// when Droplet is set.
 	Image   string
 	Droplet *Droplet
+	// Stack names the CF stack (BBS's preloaded:<stack> root_fs) whose
+	// operator-configured image is Image: trusted like a droplet, it runs
+	// as the app user, never as its image's user.
+	Stack string
 	// Command replaces the image's entrypoint; empty runs the image's own
 	// entrypoint and cmd.
 	Command    []string
@@ -167,7 +172,7 @@ type (
 type Routes = models.Routes
 
 // IsDocker reports whether the process runs a user-provided image.
-func (l *DesiredLRP) IsDocker() bool { return l.Process.Droplet == nil }
+func (l *DesiredLRP) IsDocker() bool { return l.Process.Droplet == nil && l.Process.Stack == "" }
 
 // IsolationSegment is the LRP's placement tag, "" for the shared segment.
 func (l *DesiredLRP) IsolationSegment() string {

@@ -56,6 +56,8 @@ type TranslateOptions struct {
 	// MaxInstances bounds instances on desire and update (lrp.max_instances,
 	// shared with the OPI front); 0 leaves them unbounded.
 	MaxInstances int
+	// Stacks maps a stack of preloaded:<stack> to its image (bbs.stacks).
+	Stacks map[string]string
 }
 
 // checkInstances refuses more instances than the operator allows: a typo
@@ -82,7 +84,7 @@ func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.Desired
 	if err != nil {
 		return nil, err
 	}
-	image, err := dockerImage(lrp.RootFs)
+	image, stack, err := rootFSImage(lrp, opts.Stacks)
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +141,7 @@ func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.Desired
 		return nil, invalid("action: no run action to start the app with")
 	}
 	w.Process = process(image, run)
+	w.Process.Stack = stack
 	for _, e := range run.Env {
 		w.Env[e.Name] = e.Value
 	}
@@ -173,17 +176,34 @@ func splitProcessGUID(processGUID string) (string, string, error) {
 	return processGUID[:i], processGUID[i+1:], nil
 }
 
+// rootFSImage is the image lrp runs in, and its stack for a preloaded
+// root_fs: a docker root_fs names its image; preloaded:<stack> runs the
+// image the operator configured for the stack. A buildpack app's recipe
+// (setup downloading the droplet, image layers) needs Diego's download
+// actions, which Iris does not run yet: such an LRP is refused rather than
+// started without its droplet.
+func rootFSImage(lrp *models.DesiredLRP, stacks map[string]string) (image, stack string, err error) {
+	rootFS := lrp.RootFs
+	switch {
+	case strings.HasPrefix(rootFS, dockerRootFSScheme):
+		image, err = dockerImage(rootFS)
+		return image, "", err
+	case strings.HasPrefix(rootFS, preloadedLayerRootFSScheme), strings.HasPrefix(rootFS, preloadedRootFSScheme) && (lrp.Setup != nil || len(lrp.ImageLayers) > 0):
+		return "", "", invalid("root_fs %q: buildpack apps need Diego's download actions (droplet and lifecycle), which Iris does not run yet; only docker:// root file systems and preloaded stacks without setup or image layers are supported", rootFS)
+	case strings.HasPrefix(rootFS, preloadedRootFSScheme):
+		stack = strings.TrimPrefix(rootFS, preloadedRootFSScheme)
+		if image = stacks[stack]; image == "" {
+			return "", "", invalid("root_fs %q: this Iris has no image for stack %q (bbs.stacks)", rootFS, stack)
+		}
+		return image, stack, nil
+	}
+	return "", "", invalid("root_fs %q: want docker://<image> or preloaded:<stack>", rootFS)
+}
+
 // dockerImage reads the image reference out of a docker root_fs:
 // docker:///library/busybox (Docker Hub) or docker://host:5000/team/app#1.2,
 // the tag after '#'.
 func dockerImage(rootFS string) (string, error) {
-	switch {
-	case strings.HasPrefix(rootFS, dockerRootFSScheme):
-	case strings.HasPrefix(rootFS, preloadedRootFSScheme), strings.HasPrefix(rootFS, preloadedLayerRootFSScheme):
-		return "", invalid("root_fs %q: buildpack apps need Diego's download actions (droplet and lifecycle), which Iris does not run yet; only docker:// root file systems are supported", rootFS)
-	default:
-		return "", invalid("root_fs %q: want docker://<image>", rootFS)
-	}
 	ref := strings.TrimPrefix(strings.TrimPrefix(rootFS, dockerRootFSScheme), "/")
 	ref, tag, hasTag := strings.Cut(ref, "#")
 	if ref == "" || (hasTag && tag == "") {

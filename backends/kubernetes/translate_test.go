@@ -170,6 +170,15 @@ var _ = Describe("Translate", func() {
 		Expect(translate().Privileged).To(BeTrue())
 	})
 
+	It("runs a preloaded stack's LRP in the image the operator configured for it, trusted as a droplet", func() {
+		opts.Stacks = map[string]string{"cflinuxfs4": "registry.example.com/cf/cflinuxfs4:1.200"}
+		lrp.RootFs = "preloaded:cflinuxfs4"
+		w := translate()
+		Expect(w.Process.Image).To(Equal("registry.example.com/cf/cflinuxfs4:1.200"))
+		Expect(w.Process.Stack).To(Equal("cflinuxfs4"))
+		Expect(w.IsDocker()).To(BeFalse(), "a stack image never runs as its image's user")
+	})
+
 	It("bounds instances by lrp.max_instances", func() {
 		opts.MaxInstances = 1000
 		lrp.Instances = 1000
@@ -189,11 +198,19 @@ var _ = Describe("Translate", func() {
 			Expect(bbsErr.Type).To(Equal(models.Error_InvalidRequest))
 			Expect(bbsErr.Message).To(ContainSubstring(message))
 		},
-		Entry("a buildpack (preloaded) root_fs", func(l *models.DesiredLRP) { l.RootFs = "preloaded:cflinuxfs4" },
-			"buildpack apps need Diego's download actions"),
+		Entry("a buildpack app's recipe (a preloaded root_fs with a setup downloading the droplet)", func(l *models.DesiredLRP) {
+			l.RootFs = "preloaded:cflinuxfs4"
+			l.Setup = models.WrapAction(&models.DownloadAction{From: "https://cc/droplet", To: ".", User: "vcap"})
+		}, "buildpack apps need Diego's download actions"),
+		Entry("a preloaded root_fs with image layers", func(l *models.DesiredLRP) {
+			l.RootFs = "preloaded:cflinuxfs4"
+			l.ImageLayers = []*models.ImageLayer{{Url: "https://cc/droplet", DestinationPath: "/home/vcap", MediaType: models.MediaTypeTgz, LayerType: models.LayerTypeExclusive}}
+		}, "buildpack apps need Diego's download actions"),
+		Entry("a stack without an image (bbs.stacks)", func(l *models.DesiredLRP) { l.RootFs = "preloaded:cflinuxfs3" },
+			`no image for stack "cflinuxfs3" (bbs.stacks)`),
 		Entry("a preloaded+layer root_fs", func(l *models.DesiredLRP) { l.RootFs = "preloaded+layer:cflinuxfs4?layer=x" },
 			"buildpack apps need Diego's download actions"),
-		Entry("an unknown root_fs scheme", func(l *models.DesiredLRP) { l.RootFs = "oci://x" }, "want docker://<image>"),
+		Entry("an unknown root_fs scheme", func(l *models.DesiredLRP) { l.RootFs = "oci://x" }, "want docker://<image> or preloaded:<stack>"),
 		Entry("a docker root_fs without an image", func(l *models.DesiredLRP) { l.RootFs = "docker://" }, "no image"),
 		Entry("no run action", func(l *models.DesiredLRP) {
 			l.Action = models.WrapAction(&models.DownloadAction{From: "http://x", To: "/tmp", User: "vcap"})

@@ -231,7 +231,7 @@ func bbsServer(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	if _, err := bbsbackend.NewFeed(logger, caches, hub); err != nil {
 		return nil, err
 	}
-	backend := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances})
+	backend := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances, Stacks: cfg.BBS.Stacks})
 	handler := bbs.NewHandler(logger, bbs.Backends{
 		DesiredLRPs: backend,
 		ActualLRPs:  backend,
