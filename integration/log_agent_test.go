@@ -9,12 +9,15 @@ import (
 	"syscall"
 	"time"
 
+	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
+	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logs"
 )
 
@@ -171,5 +174,40 @@ var _ = Describe("Log agent", Ordered, func() {
 		e := ingress.logs(task.AppGUID, "APP/TASK/"+task.Name)[0]
 		Expect(e.InstanceId).To(Equal("0"))
 		Expect(e.Tags).To(HaveKeyWithValue("process_id", task.GUID))
+	})
+})
+
+var _ = Describe("Log agent and a BBS LRP's log_rate_limit", func() {
+	It("ships the instance's lines up to its limit, then Diego's overage message once, and drops the rest of that second", func() {
+		client := newBBSClient()
+		logger := lagertest.NewTestLogger("bbs-log-rate")
+		lrp := bbsDockerLRP(1, "chatty.example.com")
+		lrp.LogRateLimit = &models.LogRateLimit{BytesPerSecond: 64}
+		Expect(client.DesireLRP(logger, "trace", lrp)).To(Succeed())
+		DeferCleanup(func() { Expect(client.RemoveDesiredLRP(logger, "trace", lrp.ProcessGuid)).To(Succeed()) })
+		var pod corev1.Pod
+		Eventually(func(g Gomega) {
+			pods := bbsPodsWith(g, lrp)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].Spec.NodeName).NotTo(BeEmpty())
+			pod = pods[0]
+		}, 60*time.Second).Should(Succeed())
+		Expect(pod.Annotations).To(HaveKeyWithValue(k8s.AnnotationLogRateLimit, "64"))
+
+		podLogDir, configFile := writeAgentConfig(pod.Spec.NodeName)
+		app := newCRILog(podLogDir, pod, "app")
+		// 20-byte lines written within microseconds: three fit into 64 bytes.
+		for i := 1; i <= 10; i++ {
+			app.out(fmt.Sprintf("chatty line %02d ....", i))
+		}
+		agent := startLogAgent(configFile)
+		DeferCleanup(stopLogAgent, agent)
+
+		appGUID := lrp.MetricTags["app_id"].Static
+		lines := func() []string { return ingress.payloads(appGUID, "APP/PROC/WEB") }
+		want := []string{"chatty line 01 ....", "chatty line 02 ....", "chatty line 03 ....",
+			"app instance exceeded log rate limit (64 bytes/sec)"}
+		Eventually(lines, 15*time.Second).Should(Equal(want))
+		Consistently(lines, "1s").Should(Equal(want))
 	})
 })
