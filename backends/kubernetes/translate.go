@@ -140,6 +140,11 @@ func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.Desired
 	if run == nil {
 		return nil, invalid("action: no run action to start the app with")
 	}
+	// Sidecars are further run actions beside the app's: running the app
+	// without a process it relies on would fail in ways CC never reports.
+	if n := countRuns(lrp.Action, func(r *models.RunAction) bool { return r.Path != sshdPath }); n > 1 {
+		return nil, invalid("action: %d processes (the app and its sidecars); Iris runs only the app's process yet, not sidecars", n)
+	}
 	w.Process = process(image, run)
 	w.Process.Stack = stack
 	for _, e := range run.Env {
@@ -353,6 +358,18 @@ func findRun(action *models.Action, match func(*models.RunAction) bool) *models.
 		}
 	}
 	return nil
+}
+
+// countRuns counts the run actions in action's tree that match.
+func countRuns(action *models.Action, match func(*models.RunAction) bool) int {
+	n := 0
+	findRun(action, func(r *models.RunAction) bool {
+		if match(r) {
+			n++
+		}
+		return false // visit them all
+	})
+	return n
 }
 
 func egressRule(r *models.SecurityGroupRule) workload.EgressRule {

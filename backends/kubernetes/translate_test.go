@@ -210,6 +210,13 @@ var _ = Describe("Translate", func() {
 			`no image for stack "cflinuxfs3" (bbs.stacks)`),
 		Entry("a preloaded+layer root_fs", func(l *models.DesiredLRP) { l.RootFs = "preloaded+layer:cflinuxfs4?layer=x" },
 			"buildpack apps need Diego's download actions"),
+		Entry("sidecars beside the app (further run actions in CC's codependent action)", func(l *models.DesiredLRP) {
+			l.Action = models.WrapAction(models.Codependent(
+				&models.RunAction{Path: "/tmp/lifecycle/launcher", Args: []string{"app", "./server", "{}"}, User: "vcap"},
+				&models.RunAction{Path: "/tmp/lifecycle/launcher", Args: []string{"app", "./config-agent", ""}, User: "vcap"},
+				&models.RunAction{Path: "/tmp/lifecycle/diego-sshd", Args: []string{"-address=0.0.0.0:2222"}, User: "vcap"},
+			))
+		}, "2 processes (the app and its sidecars); Iris runs only the app's process yet"),
 		Entry("an unknown root_fs scheme", func(l *models.DesiredLRP) { l.RootFs = "oci://x" }, "want docker://<image> or preloaded:<stack>"),
 		Entry("a docker root_fs without an image", func(l *models.DesiredLRP) { l.RootFs = "docker://" }, "no image"),
 		Entry("no run action", func(l *models.DesiredLRP) {
