@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,10 +78,10 @@ func runActions(args []string) int {
 	defer cancel()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	var stoppedBy syscall.Signal
+	var stoppedBy atomic.Int32
 	go func() {
 		if sig, ok := (<-signals).(syscall.Signal); ok {
-			stoppedBy = sig
+			stoppedBy.Store(int32(sig))
 			logger.Info("stopping", lager.Data{"signal": sig.String()})
 			cancel()
 		}
@@ -119,8 +120,8 @@ func runActions(args []string) int {
 		fmt.Fprintln(os.Stderr, actions.FormatLine("CELL", "Failure reason: "+result.FailureReason))
 	}
 	switch {
-	case ctx.Err() != nil && stoppedBy != 0:
-		return 128 + int(stoppedBy)
+	case ctx.Err() != nil && stoppedBy.Load() != 0:
+		return 128 + int(stoppedBy.Load())
 	case result.Failed:
 		return actionsExitFailed
 	}
