@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
@@ -20,6 +21,9 @@ type downloadStep struct {
 	fetcher  *Fetcher
 	streamer Streamer
 	logger   lager.Logger
+	// baseDir resolves a relative `to` (CC's droplet goes to "."): Garden
+	// takes it relative to the user's home directory.
+	baseDir string
 }
 
 func (s *downloadStep) Run(ctx context.Context) error {
@@ -28,7 +32,7 @@ func (s *downloadStep) Run(ctx context.Context) error {
 		logger.Info("user-not-switched", lager.Data{"requested_user": s.model.User})
 	}
 	s.emit("Downloading %s...", s.model.Artifact)
-	err := fetchAndExtract(ctx, s.fetcher, s.model.From, s.model.To, s.model.CacheKey, s.model.ChecksumAlgorithm, s.model.ChecksumValue, func(size int64) {
+	err := fetchAndExtract(ctx, s.fetcher, s.model.From, resolve(s.baseDir, s.model.To), s.model.CacheKey, s.model.ChecksumAlgorithm, s.model.ChecksumValue, func(size int64) {
 		if size != 0 {
 			s.emit("Downloaded %s (%s)", s.model.Artifact, byteSize(uint64(size)))
 		} else {
@@ -102,4 +106,12 @@ func fetchAndExtract(ctx context.Context, fetcher *Fetcher, from, to, cacheKey, 
 	}
 	downloaded(file.size)
 	return nil
+}
+
+// resolve makes a relative container path absolute against base.
+func resolve(base, p string) string {
+	if filepath.IsAbs(p) || base == "" {
+		return p
+	}
+	return filepath.Join(base, p)
 }

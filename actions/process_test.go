@@ -292,6 +292,20 @@ var _ = Describe("iris actions (as a process)", func() {
 			Entry("tar", tarBytes(files)),
 		)
 
+		It("takes a relative `to` and a run without `dir` relative to $HOME, as Garden does (CC's droplet goes to \".\")", func() {
+			home := GinkgoT().TempDir()
+			url := blobs.put("/droplet", tgzBytes(files))
+			recipe := recipeOf(models.Serial(
+				&models.DownloadAction{Artifact: "droplet", From: url, To: ".", User: "vcap"},
+				sh("cat app/data.txt; echo; pwd"),
+			))
+			recipe.EnvironmentVariables = []*models.EnvironmentVariable{{Name: "HOME", Value: home}}
+			r := startRunner(recipe)
+			Expect(r.waitExit()).To(Equal(0))
+			Expect(filepath.Join(home, "app/data.txt")).To(BeARegularFile())
+			Expect(r.stdout()).To(ContainElements("CELL| data", "CELL| "+home))
+		})
+
 		It("fails on a checksum mismatch, without retrying, with Diego's texts", func() {
 			archive := tgzBytes(files)
 			url := blobs.put("/droplet", archive)

@@ -42,9 +42,9 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 			currentUserID: strconv.Itoa(os.Getuid()),
 		}, nil
 	case *models.DownloadAction:
-		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger}, nil
+		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
 	case *models.UploadAction:
-		return &uploadStep{model: a, client: b.client, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger}, nil
+		return &uploadStep{model: a, client: b.client, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
 	case *models.EmitProgressAction:
 		// The member writes to the parent's stream; only the progress
 		// messages take this action's source.

@@ -43,6 +43,8 @@ type uploadStep struct {
 	tempDir  string
 	streamer Streamer
 	logger   lager.Logger
+	// baseDir resolves a relative `from`, as for downloads.
+	baseDir string
 }
 
 func (s *uploadStep) Run(ctx context.Context) error {
@@ -81,20 +83,21 @@ func (s *uploadStep) Run(ctx context.Context) error {
 // payload is the file to send: From itself, or a tgz of it when it is a
 // directory.
 func (s *uploadStep) payload(logger lager.Logger) (string, func(), error) {
-	info, err := os.Stat(s.model.From)
+	from := resolve(s.baseDir, s.model.From)
+	info, err := os.Stat(from)
 	if err != nil {
 		logger.Error("failed-to-stream-out", err)
 		return "", nil, s.failure(errEstablishStream, err)
 	}
 	if !info.IsDir() {
-		return s.model.From, func() {}, nil
+		return from, func() {}, nil
 	}
 	tmp, err := os.CreateTemp(s.tempDir, "compressed")
 	if err != nil {
 		return "", nil, s.failure(errCreateTmpFile, err)
 	}
 	cleanup := func() { _ = os.Remove(tmp.Name()) }
-	err = writeTgz(tmp, s.model.From)
+	err = writeTgz(tmp, from)
 	if closeErr := tmp.Close(); err == nil {
 		err = closeErr
 	}
