@@ -248,3 +248,15 @@ var _ = Describe("lookPath", func() {
 		Expect(err).To(MatchError(ContainSubstring("executable file not found")))
 	})
 })
+
+var _ = Describe("oomKills", func() {
+	It("reads cgroup v2's oom_kill counter, and nothing from a missing file", func() {
+		events := filepath.Join(GinkgoT().TempDir(), "memory.events")
+		Expect(os.WriteFile(events, []byte("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\noom_group_kill 0\n"), 0o600)).To(Succeed())
+		n, ok := oomKills(events)
+		Expect(ok).To(BeTrue())
+		Expect(n).To(Equal(uint64(2)))
+		_, ok = oomKills(filepath.Join(GinkgoT().TempDir(), "none"))
+		Expect(ok).To(BeFalse())
+	})
+})

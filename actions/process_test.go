@@ -134,6 +134,17 @@ var _ = Describe("iris actions (as a process)", func() {
 			Expect(r.stderr()).To(ContainElement("CELL| Failure reason: APP/TASK/migrate: Exited with status 3"))
 		})
 
+		It("adds Diego's (out of memory) when the container's cgroup counted an OOM kill during the process", func() {
+			events := filepath.Join(GinkgoT().TempDir(), "memory.events")
+			Expect(os.WriteFile(events, []byte("low 0\noom 0\noom_kill 0\n"), 0o600)).To(Succeed())
+			// The "kernel" here is the process itself, bumping the counter.
+			r := startRunner(recipeOf(withSource(sh(`printf 'oom 1\noom_kill 1\n' > `+events+`; kill -9 $$`), "APP/PROC/WEB")),
+				"--memory-events-file", events)
+			Expect(r.waitExit()).To(Equal(1))
+			Expect(r.stdout()).To(ContainElement("APP/PROC/WEB| Exit status 137 (out of memory)"))
+			Expect(r.result().FailureReason).To(Equal("APP/PROC/WEB: Exited with status 137 (out of memory)"))
+		})
+
 		It("writes nothing for suppress_log_output", func() {
 			action := sh("echo secret; exit 4")
 			action.SuppressLogOutput = true

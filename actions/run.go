@@ -35,6 +35,9 @@ type runStep struct {
 	suppressExit  bool
 	logger        lager.Logger
 	currentUserID string
+	// memoryEvents is the container's cgroup memory.events: an OOM kill
+	// while the process ran adds Diego's " (out of memory)" to its exit.
+	memoryEvents string
 }
 
 func (s *runStep) Run(ctx context.Context) error {
@@ -76,6 +79,7 @@ func (s *runStep) Run(ctx context.Context) error {
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 	}
 
+	oomBefore, _ := oomKills(s.memoryEvents)
 	if err := cmd.Start(); err != nil {
 		return s.failedToCreate(logger, err)
 	}
@@ -105,7 +109,8 @@ func (s *runStep) Run(ctx context.Context) error {
 				return err
 			}
 			logger.Info("process-exit", lager.Data{"exit_status": status, "cancelled": cancelled})
-			return s.exited(status, cancelled, killed)
+			oomAfter, _ := oomKills(s.memoryEvents)
+			return s.exited(status, cancelled, killed, oomAfter > oomBefore)
 
 		case <-done:
 			logger.Debug("signalling-terminate")
@@ -130,7 +135,7 @@ func (s *runStep) Run(ctx context.Context) error {
 	}
 }
 
-func (s *runStep) exited(status int, cancelled, killed bool) error {
+func (s *runStep) exited(status int, cancelled, killed, outOfMemory bool) error {
 	var exitMessage, emittableMessage string
 	if !s.suppressExit {
 		exitMessage = fmt.Sprintf("Exit status %d", status)
@@ -138,6 +143,10 @@ func (s *runStep) exited(status int, cancelled, killed bool) error {
 	}
 	if killed {
 		exitMessage = fmt.Sprintf("%s (exceeded %s graceful shutdown interval)", exitMessage, s.gracePeriod)
+	}
+	if status != 0 && outOfMemory {
+		exitMessage += " (out of memory)"
+		emittableMessage += " (out of memory)"
 	}
 	s.writeToStdout(exitMessage)
 	switch {

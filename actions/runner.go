@@ -43,6 +43,9 @@ type Config struct {
 	// defaults 30s and 500ms).
 	HealthyInterval   time.Duration
 	UnhealthyInterval time.Duration
+	// MemoryEvents is the cgroup v2 memory.events file whose oom_kill
+	// counter tells an OOM-killed process ("" disables the check).
+	MemoryEvents string
 	// OnHealthy is called when the monitor first passes.
 	OnHealthy func()
 	Clock     clock.Clock
@@ -107,13 +110,14 @@ func Run(ctx context.Context, recipe *Recipe, cfg Config) Result {
 	}
 
 	builder := &treeBuilder{
-		fetcher:     fetcher,
-		client:      cfg.HTTPClient,
-		clock:       cfg.Clock,
-		logger:      logger,
-		env:         append(append([]string{}, cfg.Env...), convertEnv(recipe.EnvironmentVariables)...),
-		tempDir:     cfg.TempDir,
-		gracePeriod: cfg.GracefulShutdownInterval,
+		fetcher:      fetcher,
+		client:       cfg.HTTPClient,
+		clock:        cfg.Clock,
+		logger:       logger,
+		env:          append(append([]string{}, cfg.Env...), convertEnv(recipe.EnvironmentVariables)...),
+		tempDir:      cfg.TempDir,
+		gracePeriod:  cfg.GracefulShutdownInterval,
+		memoryEvents: cfg.MemoryEvents,
 	}
 	step, err := buildSteps(builder, streamer, setup, recipe, cfg)
 	if err != nil {

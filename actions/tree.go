@@ -16,13 +16,14 @@ import (
 // transformer does (executor depot/transformer/transformer.go stepFor),
 // including which streams (source types) each member writes to.
 type treeBuilder struct {
-	fetcher     *Fetcher
-	client      *http.Client
-	clock       clock.Clock
-	logger      lager.Logger
-	env         []string
-	tempDir     string
-	gracePeriod time.Duration
+	fetcher      *Fetcher
+	client       *http.Client
+	clock        clock.Clock
+	logger       lager.Logger
+	env          []string
+	tempDir      string
+	gracePeriod  time.Duration
+	memoryEvents string
 }
 
 func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressExit, monitorOutputWrapper bool) (Step, error) {
@@ -40,6 +41,7 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 			suppressExit:  suppressExit,
 			logger:        b.logger,
 			currentUserID: strconv.Itoa(os.Getuid()),
+			memoryEvents:  b.memoryEvents,
 		}, nil
 	case *models.DownloadAction:
 		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil

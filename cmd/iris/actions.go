@@ -50,6 +50,7 @@ func runActions(args []string) int {
 	caFile := flags.String("tls-ca-file", "", "CA bundle for HTTPS downloads and uploads (default: system roots)")
 	certFile := flags.String("tls-cert-file", "", "client certificate for mTLS downloads and uploads")
 	keyFile := flags.String("tls-key-file", "", "client key for mTLS downloads and uploads")
+	memoryEvents := flags.String("memory-events-file", actions.DefaultMemoryEvents, "cgroup v2 memory.events of the container; an oom_kill during a process adds \" (out of memory)\" to its exit")
 	logLevel := flags.String("log-level", "info", "level of the runner's own logs (JSON on stderr, without the @iris[ prefix)")
 	if err := flags.Parse(args); err != nil {
 		return actionsExitBadInput
@@ -105,6 +106,7 @@ func runActions(args []string) int {
 		GracefulShutdownInterval: *grace,
 		HealthyInterval:          *healthy,
 		UnhealthyInterval:        *unhealthy,
+		MemoryEvents:             *memoryEvents,
 		OnHealthy:                onHealthy,
 		Logger:                   logger,
 	})
