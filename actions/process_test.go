@@ -131,7 +131,8 @@ var _ = Describe("iris actions (as a process)", func() {
 			Expect(r.waitExit()).To(Equal(1))
 			Expect(r.stdout()).To(ContainElement("APP/TASK/migrate| Exit status 3"))
 			Expect(r.result()).To(Equal(actions.Result{Failed: true, FailureReason: "APP/TASK/migrate: Exited with status 3"}))
-			Expect(r.stderr()).To(ContainElement("CELL| Failure reason: APP/TASK/migrate: Exited with status 3"))
+			Expect(string(r.session.Err.Contents())).To(HaveSuffix("iris actions: failed: APP/TASK/migrate: Exited with status 3\n"))
+			Expect(r.stderr()).NotTo(ContainElement(ContainSubstring("failed: APP/TASK/migrate")))
 		})
 
 		It("adds Diego's (out of memory) when the container's cgroup counted an OOM kill during the process", func() {
@@ -183,11 +184,11 @@ var _ = Describe("iris actions (as a process)", func() {
 		})
 
 		It("kills a process that ignores SIGTERM after the graceful shutdown interval", func() {
-			r := startRunner(recipeOf(models.Timeout(sh(`trap '' TERM; echo started; while true; do sleep 0.05; done`), 300*time.Millisecond)),
+			r := startRunner(recipeOf(models.Timeout(sh(`trap '' TERM; echo started; while true; do sleep 0.05; done`), time.Second)),
 				"--graceful-shutdown-interval", "500ms")
 			Expect(r.waitExit()).To(Equal(1))
 			Expect(r.stdout()).To(ContainElement("CELL| Exit status 137 (exceeded 500ms graceful shutdown interval)"))
-			Expect(r.result().FailureReason).To(Equal("exceeded 300ms timeout"))
+			Expect(r.result().FailureReason).To(Equal("exceeded 1s timeout"))
 		})
 	})
 

@@ -34,7 +34,7 @@ const actionsEnvPrefix = "IRIS_ACTIONS_"
 
 // runActions is `iris actions`: it runs one recipe (a pod's setup, action
 // and monitor) and exits 0 when it succeeded, 1 when it failed (the
-// failure reason is the last line on stderr and in --report-file), 2 on bad
+// failure reason is the last, untagged line on stderr and in --report-file), 2 on bad
 // input, and 128+signal when it was stopped by SIGTERM or SIGINT.
 func runActions(args []string) int {
 	flags := flag.NewFlagSet("iris actions", flag.ContinueOnError)
@@ -119,7 +119,9 @@ func runActions(args []string) int {
 		}
 	}
 	if result.Failed {
-		fmt.Fprintln(os.Stderr, actions.FormatLine("CELL", "Failure reason: "+result.FailureReason))
+		// Untagged: Diego writes no such line to the app's logs; this one is
+		// for whoever reads the container's log.
+		fmt.Fprintf(os.Stderr, "iris actions: failed: %s\n", result.FailureReason)
 	}
 	switch {
 	case ctx.Err() != nil && stoppedBy.Load() != 0:
