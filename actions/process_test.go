@@ -32,6 +32,12 @@ type runner struct {
 // startRunner writes the recipe (a *actions.Recipe or raw bytes) to a file
 // and starts `iris actions` on it with a report file and short timings.
 func startRunner(recipe any, args ...string) *runner {
+	return startRunnerWithEnv(recipe, nil, args...)
+}
+
+// startRunnerWithEnv is startRunner with extra environment for the runner
+// (the pod spec's env).
+func startRunnerWithEnv(recipe any, env []string, args ...string) *runner {
 	dir := GinkgoT().TempDir()
 	var data []byte
 	switch r := recipe.(type) {
@@ -50,6 +56,7 @@ func startRunner(recipe any, args ...string) *runner {
 		"--temp-dir", dir}, args...)
 	cmd := exec.Command(irisPath, cmdArgs...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { session.Kill().Wait() })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,9 +22,9 @@ import (
 // step gives up on it (executor steps.ExitTimeout).
 const ExitTimeout = time.Second
 
-// runStep runs one process (executor steps/run_step.go). On cancel its
-// process group gets SIGTERM and, after the graceful shutdown interval,
-// SIGKILL. A non-zero exit is an emittable "<source>: Exited with status N";
+// runStep runs one process (executor steps/run_step.go). On cancel the
+// process gets SIGTERM and, after the graceful shutdown interval, its
+// process group SIGKILL. A non-zero exit is an emittable "<source>: Exited with status N";
 // "Exit status N" is written to the step's stdout either way, unless
 // suppress_log_output.
 type runStep struct {
@@ -64,16 +65,13 @@ func (s *runStep) Run(ctx context.Context) error {
 	if cmd.Dir == "" {
 		cmd.Dir = workingDir(env)
 	}
-	// Its own process group, so a cancel reaches what a shell wrapper
-	// started, and a kill leaves nothing behind holding the log pipes.
+	// Its own process group, so a kill reaches what a shell wrapper
+	// started and leaves nothing behind holding the log pipes.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Bounds how long the output copy may outlive the process (a daemon it
 	// forked keeps the pipe open).
 	cmd.WaitDelay = ExitTimeout
-	var stdout, stderr interface {
-		Write([]byte) (int, error)
-		Close() error
-	}
+	var stdout, stderr io.WriteCloser
 	if !s.model.SuppressLogOutput {
 		stdout, stderr = s.streamer.Stdout(), s.streamer.Stderr()
 		cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -114,7 +112,9 @@ func (s *runStep) Run(ctx context.Context) error {
 
 		case <-done:
 			logger.Debug("signalling-terminate")
-			signalGroup(logger, cmd.Process.Pid, syscall.SIGTERM)
+			// SIGTERM to the process alone, as Garden does: the launcher
+			// passes it on to the app, and wrappers decide for their children.
+			signalProcess(logger, cmd.Process.Pid, syscall.SIGTERM)
 			cancelled, done = true, nil
 			timer := s.clock.NewTimer(s.gracePeriod)
 			defer timer.Stop()
@@ -122,7 +122,9 @@ func (s *runStep) Run(ctx context.Context) error {
 
 		case <-killSwitch:
 			logger.Info("graceful-shutdown-timeout-exceeded")
-			signalGroup(logger, cmd.Process.Pid, syscall.SIGKILL)
+			// SIGKILL to the whole group, so nothing is left holding the
+			// process's resources, as a destroyed container would.
+			signalProcess(logger, -cmd.Process.Pid, syscall.SIGKILL)
 			killed, killSwitch = true, nil
 			timer := s.clock.NewTimer(ExitTimeout)
 			defer timer.Stop()
@@ -201,8 +203,9 @@ func setNofile(pid int, nofile uint64) error {
 	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &limit, nil)
 }
 
-func signalGroup(logger lager.Logger, pid int, sig syscall.Signal) {
-	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+// signalProcess signals pid (a negative pid is a process group).
+func signalProcess(logger lager.Logger, pid int, sig syscall.Signal) {
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		logger.Error("signalling-failed", err, lager.Data{"signal": sig.String()})
 	}
 }
