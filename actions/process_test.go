@@ -521,6 +521,26 @@ var _ = Describe("iris actions (as a process)", func() {
 			Expect(marker).NotTo(BeAnExistingFile())
 		})
 
+		DescribeTable("checks image layers' digests",
+			func(layerType models.ImageLayer_Type, reason string) {
+				layer := tgzBytes([]archiveFile{{name: "f", body: "x"}})
+				marker := filepath.Join(GinkgoT().TempDir(), "action-ran")
+				recipe := recipeOf(sh("touch " + marker))
+				recipe.LegacyDownloadUser = "vcap"
+				recipe.ImageLayers = []*models.ImageLayer{{
+					Name: "droplet", Url: blobs.put("/layer", layer), DestinationPath: GinkgoT().TempDir(),
+					LayerType: layerType, MediaType: models.MediaTypeTgz,
+					DigestAlgorithm: models.DigestAlgorithmSha256, DigestValue: sha256Hex([]byte("not the layer")),
+				}}
+				r := startRunner(recipe)
+				Expect(r.waitExit()).To(Equal(1))
+				Expect(r.result()).To(Equal(actions.Result{Failed: true, FailureReason: reason}))
+				Expect(marker).NotTo(BeAnExistingFile())
+			},
+			Entry("shared: a cached dependency", models.LayerTypeShared, "failed to download cached artifacts"),
+			Entry("exclusive: a download before setup", models.LayerTypeExclusive, "Downloading droplet failed"),
+		)
+
 		It("does not run the action when setup fails", func() {
 			marker := filepath.Join(GinkgoT().TempDir(), "action-ran")
 			recipe := recipeOf(sh("touch " + marker))
