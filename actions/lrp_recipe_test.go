@@ -35,7 +35,7 @@ var _ = Describe("a buildpack DesiredLRP as CC builds it", func() {
 			LogSource:            "CELL",
 			StartTimeoutMs:       60000,
 			EnvironmentVariables: []*models.EnvironmentVariable{{Name: "HOME", Value: home}},
-			CachedDependencies: []*models.CachedDependency{{Name: "buildpack lifecycle", From: blobs.put("/lifecycle", lifecycle), To: lifecycleDir, CacheKey: "buildpack-cflinuxfs4-lifecycle"}},
+			CachedDependencies:   []*models.CachedDependency{{Name: "buildpack lifecycle", From: blobs.put("/lifecycle", lifecycle), To: lifecycleDir, CacheKey: "buildpack-cflinuxfs4-lifecycle"}},
 			Setup: models.WrapAction(models.Serial(&models.DownloadAction{Artifact: "droplet", From: blobs.put("/droplet", droplet), To: ".", User: "vcap",
 				ChecksumAlgorithm: "sha256", ChecksumValue: sha256Hex(droplet)})),
 			Action: models.WrapAction(models.Codependent(&models.RunAction{

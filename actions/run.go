@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
-	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 )
 
@@ -39,6 +39,9 @@ type runStep struct {
 	// memoryEvents is the container's cgroup memory.events: an OOM kill
 	// while the process ran adds Diego's " (out of memory)" to its exit.
 	memoryEvents string
+	// nofileExec is the command that runs ExecWithNofile (the runner's
+	// own binary); needed for resource_limits.nofile.
+	nofileExec []string
 }
 
 func (s *runStep) Run(ctx context.Context) error {
@@ -54,12 +57,21 @@ func (s *runStep) Run(ctx context.Context) error {
 	}
 
 	env := append(append([]string{}, s.env...), convertEnv(s.model.Env)...)
-	cmd := exec.Command(s.model.Path, s.model.Args...)
 	path, err := lookPath(s.model.Path, env)
 	if err != nil {
 		return s.failedToCreate(logger, err)
 	}
+	cmd := exec.Command(s.model.Path, s.model.Args...)
 	cmd.Path = path
+	if nofile := s.nofile(); nofile != nil {
+		if len(s.nofileExec) == 0 {
+			return s.failedToCreate(logger, errors.New("resource_limits.nofile needs the runner's exec trampoline"))
+		}
+		// The limit must hold from the program's first instruction (a
+		// JVM sizes itself by it), so a trampoline sets it and then
+		// execs the program in place: same pid, same signals.
+		cmd = exec.Command(s.nofileExec[0], append(append(append([]string{}, s.nofileExec[1:]...), strconv.FormatUint(*nofile, 10), path), s.model.Args...)...)
+	}
 	cmd.Env = env
 	cmd.Dir = s.model.Dir
 	if cmd.Dir == "" {
@@ -80,11 +92,6 @@ func (s *runStep) Run(ctx context.Context) error {
 	oomBefore, _ := oomKills(s.memoryEvents)
 	if err := cmd.Start(); err != nil {
 		return s.failedToCreate(logger, err)
-	}
-	if nofile := s.nofile(); nofile != nil {
-		if err := setNofile(cmd.Process.Pid, *nofile); err != nil {
-			logger.Error("failed-setting-nofile", err, lager.Data{"nofile": *nofile})
-		}
 	}
 	logger.Info("process-started", lager.Data{"pid": cmd.Process.Pid})
 
@@ -181,26 +188,6 @@ func (s *runStep) nofile() *uint64 {
 		return nil
 	}
 	return s.model.ResourceLimits.GetNofilePtr()
-}
-
-// setNofile applies resource_limits.nofile to the started process. Without
-// privilege the hard limit cannot be raised, so the soft limit is then
-// capped at it.
-func setNofile(pid int, nofile uint64) error {
-	limit := unix.Rlimit{Cur: nofile, Max: nofile}
-	err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &limit, nil)
-	if !errors.Is(err, unix.EPERM) {
-		return err
-	}
-	var current unix.Rlimit
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &current); err != nil {
-		return err
-	}
-	limit = unix.Rlimit{Cur: min(nofile, current.Max), Max: current.Max}
-	if nofile < current.Max {
-		limit.Max = nofile
-	}
-	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &limit, nil)
 }
 
 // signalProcess signals pid (a negative pid is a process group).

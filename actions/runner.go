@@ -46,6 +46,10 @@ type Config struct {
 	// MemoryEvents is the cgroup v2 memory.events file whose oom_kill
 	// counter tells an OOM-killed process ("" disables the check).
 	MemoryEvents string
+	// NofileExec is the command that runs ExecWithNofile, e.g. the iris
+	// binary with `actions exec-with-nofile`; a run action with
+	// resource_limits.nofile fails to start without it.
+	NofileExec []string
 	// OnHealthy is called when the monitor first passes.
 	OnHealthy func()
 	Clock     clock.Clock
@@ -118,6 +122,7 @@ func Run(ctx context.Context, recipe *Recipe, cfg Config) Result {
 		tempDir:      cfg.TempDir,
 		gracePeriod:  cfg.GracefulShutdownInterval,
 		memoryEvents: cfg.MemoryEvents,
+		nofileExec:   cfg.NofileExec,
 	}
 	step, err := buildSteps(builder, streamer, setup, recipe, cfg)
 	if err != nil {

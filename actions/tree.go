@@ -24,6 +24,7 @@ type treeBuilder struct {
 	tempDir      string
 	gracePeriod  time.Duration
 	memoryEvents string
+	nofileExec   []string
 }
 
 func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressExit, monitorOutputWrapper bool) (Step, error) {
@@ -42,6 +43,7 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 			logger:        b.logger,
 			currentUserID: strconv.Itoa(os.Getuid()),
 			memoryEvents:  b.memoryEvents,
+			nofileExec:    b.nofileExec,
 		}, nil
 	case *models.DownloadAction:
 		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil

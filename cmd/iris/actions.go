@@ -28,6 +28,10 @@ const (
 	actionsExitBadInput = 2
 )
 
+// actionsNofileExec is the trampoline subcommand (`iris actions
+// exec-with-nofile N path args...`).
+const actionsNofileExec = "exec-with-nofile"
+
 // actionsEnvPrefix marks the runner's own settings in its environment;
 // they are not passed on to the processes it runs.
 const actionsEnvPrefix = "IRIS_ACTIONS_"
@@ -37,6 +41,13 @@ const actionsEnvPrefix = "IRIS_ACTIONS_"
 // failure reason is the last, untagged line on stderr and in --report-file), 2 on bad
 // input, and 128+signal when it was stopped by SIGTERM or SIGINT.
 func runActions(args []string) int {
+	// The trampoline of run actions with resource_limits.nofile: it
+	// becomes the program (see actions.ExecWithNofile).
+	if len(args) > 0 && args[0] == actionsNofileExec {
+		err := actions.ExecWithNofile(args[1:], os.Environ())
+		fmt.Fprintf(os.Stderr, "iris actions %s: %v\n", actionsNofileExec, err)
+		return 127
+	}
 	flags := flag.NewFlagSet("iris actions", flag.ContinueOnError)
 	recipePath := flags.String("recipe", os.Getenv(actionsEnvPrefix+"RECIPE_FILE"), "file holding the recipe (default $IRIS_ACTIONS_RECIPE_FILE; else the recipe itself is read from $IRIS_ACTIONS_RECIPE)")
 	format := flags.String("format", envOr(actionsEnvPrefix+"FORMAT", actions.FormatJSON), "recipe format: json, desired-lrp-protobuf or task-definition-protobuf (default $IRIS_ACTIONS_FORMAT or json)")
@@ -75,6 +86,12 @@ func runActions(args []string) int {
 		return actionsExitBadInput
 	}
 
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris actions: %v\n", err)
+		return actionsExitBadInput
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	signals := make(chan os.Signal, 1)
@@ -107,6 +124,7 @@ func runActions(args []string) int {
 		HealthyInterval:          *healthy,
 		UnhealthyInterval:        *unhealthy,
 		MemoryEvents:             *memoryEvents,
+		NofileExec:               []string{self, "actions", actionsNofileExec},
 		OnHealthy:                onHealthy,
 		Logger:                   logger,
 	})
