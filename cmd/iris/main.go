@@ -39,6 +39,10 @@ import (
 )
 
 func main() {
+	// `iris actions` runs a Diego recipe inside a pod (no config file).
+	if len(os.Args) > 1 && os.Args[1] == "actions" {
+		os.Exit(runActions(os.Args[2:]))
+	}
 	// `iris log-agent` is the node DaemonSet; plain `iris` runs the components.
 	logAgent := len(os.Args) > 1 && os.Args[1] == "log-agent"
 	args := os.Args[1:]
