@@ -136,6 +136,7 @@ func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &lrp) {
 		return
 	}
+	upgradeDesire(&lrp)
 	if err := validateDesire(r.PathValue("process_guid"), &lrp, h.limits); err != nil {
 		h.writeError(w, r, err)
 		return
@@ -268,6 +269,10 @@ func (h *Handler) stage(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
+	if err := upgradeStaging(&req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	if err := validateStaging(r.PathValue("guid"), &req); err != nil {
 		h.writeError(w, r, err)
 		return
@@ -345,10 +350,21 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 // stager and task clients (lib/cloud_controller/opi/stager_client.rb,
 // task_client.rb) raise with the body's top-level "message", so anything
 // else reaches the user as "Runner error: " with no reason; the LRP update
-// reads "error"."message". The other LRP calls read no error body.
+// reads "error"."message". The instances client reads "error" as a string:
+// for a stopped process it calls error.include?("not found"), which on an
+// object would look for a key and fail differently (instances_client.rb
+// raise_non_404_error, 2021-02 on). The other LRP calls read no error body.
 func errorBody(r *http.Request, message string) any {
-	if strings.HasPrefix(r.URL.Path, "/stage/") || r.URL.Path == "/tasks" || strings.HasPrefix(r.URL.Path, "/tasks/") {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/stage/") || path == "/tasks" || strings.HasPrefix(path, "/tasks/"):
 		return models.MessageResponse{Message: message}
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/apps/") && strings.HasSuffix(path, "/instances"):
+		resp := models.GetInstancesResponse{Error: message, Instances: []*models.Instance{}}
+		if guid, version := r.PathValue("guid"), r.PathValue("version"); guid != "" {
+			resp.ProcessGUID = guid + "-" + version
+		}
+		return resp
 	}
 	return models.ErrorResponse{Error: models.Error{Message: message}}
 }

@@ -407,7 +407,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 				And(
 					HaveField("Index", 0),
 					HaveField("State", models.InstanceUnclaimed),
-					HaveField("PlacementError", "Insufficient resources: memory"),
+					HaveField("PlacementError", "insufficient resources: memory"),
 				)))
 		})
 

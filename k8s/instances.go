@@ -67,19 +67,34 @@ func podState(pod *corev1.Pod) (string, string) {
 }
 
 // placementError turns the scheduler's message ("0/3 nodes are available: 3
-// Insufficient memory. ...") into the wording CC shows users.
+// Insufficient memory. ...") into Diego's wording, which CC shows users as
+// the instance's details and which its staging failure ids are matched on
+// (failure_reason_sanitizer.rb: "insufficient resources" →
+// InsufficientResources, "found no compatible cell" → NoCompatibleCell):
+// the auctioneer's "insufficient resources: " and its problems sorted and
+// joined with ", " (Kubernetes adds cpu, which Diego does not place by).
 func placementError(message string) string {
-	for _, r := range []struct{ needle, err string }{
-		{"Insufficient memory", "Insufficient resources: memory"},
-		{"Insufficient cpu", "Insufficient resources: cpu"},
-		{"Insufficient ephemeral-storage", "Insufficient resources: disk"},
+	var problems []string
+	for _, r := range []struct{ needle, problem string }{
+		{"Insufficient cpu", "cpu"},
+		{"Insufficient ephemeral-storage", "disk"},
+		{"Insufficient memory", "memory"},
 	} {
 		if strings.Contains(message, r.needle) {
-			return r.err
+			problems = append(problems, r.problem)
 		}
 	}
-	return "found no compatible cell"
+	if len(problems) > 0 {
+		return InsufficientResourcesMessage + ": " + strings.Join(problems, ", ")
+	}
+	return NoCompatibleCellMessage
 }
+
+// Diego's placement error wording (rep and auctioneer).
+const (
+	InsufficientResourcesMessage = "insufficient resources"
+	NoCompatibleCellMessage      = "found no compatible cell"
+)
 
 // PodCondition returns the pod's condition of type t, or nil.
 func PodCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {

@@ -14,9 +14,14 @@ type StagingRequest struct {
 	CompletionCallback string                `json:"completion_callback"`
 	Environment        []EnvironmentVariable `json:"environment"`
 	Lifecycle          StagingLifecycle      `json:"lifecycle"`
-	MemoryMB           int64                 `json:"memory_mb"`
-	DiskMB             int64                 `json:"disk_mb"`
-	CPUWeight          int64                 `json:"cpu_weight"`
+	// LifecycleData is the buildpack lifecycle as CCs before 2020-02 sent
+	// it (cloud_controller_ng lib/cloud_controller/opi/stager_client.rb
+	// before 2c20558be8, "Stage docker apps in Eirini"): droplet_upload_uri,
+	// app_bits_download_uri and buildpacks. Only read when Lifecycle is empty.
+	LifecycleData *StagingBuildpackLifecycle `json:"lifecycle_data,omitempty"`
+	MemoryMB      int64                      `json:"memory_mb"`
+	DiskMB        int64                      `json:"disk_mb"`
+	CPUWeight     int64                      `json:"cpu_weight"`
 }
 
 // StagingLifecycle carries exactly one staging lifecycle.
