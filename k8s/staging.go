@@ -198,7 +198,9 @@ func (c *StagingClient) Complete(ctx context.Context, logger lager.Logger, guid 
 	}
 	callback := models.StagingCallback{}
 	if done.Failed {
-		callback.Error = &models.StagingError{ID: "StagingError", Message: done.FailureReason}
+		// The uploader passes on the executor's failure ("... exit status
+		// 223"): CC tells a failed detect or compile from its id.
+		callback.Error = models.StagingFailure(done.FailureReason)
 	} else {
 		if !json.Valid([]byte(done.Result)) {
 			return models.Invalidf("result must be a JSON document")

@@ -1,6 +1,9 @@
 package models
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // StagingRequest is the body of POST /stage/{staging_guid}.
 type StagingRequest struct {
@@ -80,4 +83,39 @@ type StagingCallback struct {
 type StagingError struct {
 	ID      string `json:"id"`
 	Message string `json:"message"`
+}
+
+// CC's staging error ids (cloud_controller_ng
+// lib/cloud_controller/diego/failure_reason_sanitizer.rb, CCMessages).
+const (
+	StagingErrorID          = "StagingError"
+	InsufficientResourcesID = "InsufficientResources"
+	NoCompatibleCellID      = "NoCompatibleCell"
+	NoAppDetectedID         = "NoAppDetectedError"
+	BuildpackCompileFailed  = "BuildpackCompileFailed"
+	BuildpackReleaseFailed  = "BuildpackReleaseFailed"
+)
+
+// StagingFailure classifies a staging's failure reason as CC's
+// FailureReasonSanitizer classifies Diego's: a reason ending in the
+// buildpack builder's exit code 222, 223 or 224 is NoAppDetectedError,
+// BuildpackCompileFailed or BuildpackReleaseFailed ("staging failed", as
+// CC words them); one starting with Diego's "insufficient resources" or
+// "found no compatible cell" is InsufficientResources or NoCompatibleCell;
+// anything else a StagingError with the reason. Iris posts the classified
+// form ({"error":{"id","message"}}), which CC takes as it is.
+func StagingFailure(reason string) *StagingError {
+	switch {
+	case strings.HasSuffix(reason, "222"):
+		return &StagingError{ID: NoAppDetectedID, Message: "staging failed"}
+	case strings.HasSuffix(reason, "223"):
+		return &StagingError{ID: BuildpackCompileFailed, Message: "staging failed"}
+	case strings.HasSuffix(reason, "224"):
+		return &StagingError{ID: BuildpackReleaseFailed, Message: "staging failed"}
+	case strings.HasPrefix(reason, "insufficient resources"):
+		return &StagingError{ID: InsufficientResourcesID, Message: reason}
+	case strings.HasPrefix(reason, "found no compatible cell"):
+		return &StagingError{ID: NoCompatibleCellID, Message: reason}
+	}
+	return &StagingError{ID: StagingErrorID, Message: reason}
 }
