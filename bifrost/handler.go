@@ -50,6 +50,9 @@ type StagingBackend interface {
 	Stage(ctx context.Context, logger lager.Logger, guid string, req *models.StagingRequest) error
 	Complete(ctx context.Context, logger lager.Logger, guid string, done *models.StagingCompletedRequest) error
 	Cancel(ctx context.Context, logger lager.Logger, guid string) error
+	// VerifyCompletionToken checks the token a staging pod presents for its
+	// staging: models.ErrUnauthorized unless it is the one minted for it.
+	VerifyCompletionToken(ctx context.Context, guid, token string) error
 }
 
 // Backends are what the API hands its work to.
@@ -103,6 +106,46 @@ func NewHandler(logger lager.Logger, backends Backends, limits Limits) http.Hand
 	mux.HandleFunc("DELETE /stage/{guid}", h.cancelStaging)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return h.logRequests(h.limitInFlight(mux))
+}
+
+// NewStagingTokenHandler serves the TLS clients that present no client
+// certificate: staging pods, which have none, reporting their staging's
+// outcome. It has one route, PUT /stage/{guid}/completed, and serves it
+// only with "Authorization: Bearer <token>" carrying the token minted for
+// that staging (StagingBackend.VerifyCompletionToken); everything else is
+// 401. The token is never logged.
+func NewStagingTokenHandler(logger lager.Logger, staging StagingBackend, limits Limits) http.Handler {
+	h := &Handler{staging: staging, logger: logger.Session("bifrost-staging-token"), limits: limits}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /stage/{guid}/completed", h.stagingCompletedWithToken)
+	onlyMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			h.writeError(w, r, errNoClientCertificate)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	return h.logRequests(h.limitInFlight(onlyMux))
+}
+
+// errNoClientCertificate refuses a request without a client certificate
+// anywhere but on a staging's completion.
+var errNoClientCertificate = fmt.Errorf("%w: a client certificate is required (staging pods may only PUT /stage/{guid}/completed, with their staging's token)", models.ErrUnauthorized)
+
+func (h *Handler) stagingCompletedWithToken(w http.ResponseWriter, r *http.Request) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		h.writeError(w, r, fmt.Errorf("%w: no bearer token", models.ErrUnauthorized))
+		return
+	}
+	if err := h.staging.VerifyCompletionToken(r.Context(), r.PathValue("guid"), token); err != nil {
+		if errors.Is(err, models.ErrUnauthorized) {
+			err = fmt.Errorf("%w: not the token of staging %s", models.ErrUnauthorized, r.PathValue("guid"))
+		}
+		h.writeError(w, r, err)
+		return
+	}
+	h.stagingCompleted(w, r)
 }
 
 // limitInFlight answers 503 with Retry-After at once when MaxInFlightRequests
@@ -325,6 +368,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 		status = http.StatusNotFound
+	case errors.Is(err, models.ErrUnauthorized):
+		status = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	case models.IsInvalid(err):
 		status = http.StatusBadRequest
 	case errors.Is(err, context.Canceled), errors.As(err, new(errOverloaded)):
