@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/models"
 )
 
 // stagingCompletionToken reads what a buildpack staging's uploader gets:
@@ -93,5 +94,20 @@ var _ = Describe("A staging pod without a client certificate", func() {
 
 		Expect(string(irisSession.Out.Contents())).NotTo(ContainSubstring(token))
 		Expect(string(irisSession.Err.Contents())).NotTo(ContainSubstring(token))
+	})
+})
+
+var _ = Describe("A buildpack staging no node has room for", func() {
+	It("fails at once as InsufficientResources, once, and its Job is stopped", func() {
+		guid := uuid.NewString()
+		req := buildpackStaging(guid)
+		req.MemoryMB = 64 * 1024 * 1024 // 64 TiB: more than any node has
+		start := time.Now()
+		stage(guid, req)
+		callback := oneStagingCallback(guid)
+		Expect(callback.Error).NotTo(BeNil())
+		Expect(*callback.Error).To(Equal(models.StagingError{ID: "InsufficientResources", Message: "insufficient resources: memory"}))
+		Expect(time.Since(start)).To(BeNumerically("<", time.Minute), "long before the staging deadline (600 s here)")
+		Eventually(func(g Gomega) *bool { return stagingJobsWith(g, guid)[0].Spec.Suspend }).Should(HaveValue(BeTrue()))
 	})
 })
