@@ -111,3 +111,17 @@ var _ = Describe("A buildpack staging no node has room for", func() {
 		Eventually(func(g Gomega) *bool { return stagingJobsWith(g, guid)[0].Spec.Suspend }).Should(HaveValue(BeTrue()))
 	})
 })
+
+var _ = Describe("An uploader reporting a failed buildpack", func() {
+	It("reaches CC with the error id CC gives the builder's exit code", func() {
+		guid := uuid.NewString()
+		stage(guid, buildpackStaging(guid))
+		Eventually(func(g Gomega) []batchv1.Job { return stagingJobsWith(g, guid) }).Should(HaveLen(1))
+		token, _ := stagingCompletionToken(namespace, &stagingJobs(guid)[0])
+		status, body := asUploader(serverCA.Pool(), "PUT", irisTLSURL+"/stage/"+guid+"/completed", token,
+			`{"task_guid":"`+guid+`","failed":true,"failure_reason":"Failed to compile droplet: exit status 223","result":""}`)
+		Expect(status).To(Equal(http.StatusOK), body)
+		callback := oneStagingCallback(guid)
+		Expect(callback.Error).To(Equal(&models.StagingError{ID: "BuildpackCompileFailed", Message: "staging failed"}))
+	})
+})
