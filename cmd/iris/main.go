@@ -193,13 +193,14 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 		members = append(members, grouper.Member{Name: "lrp-reconciler", Runner: reconciler})
 		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		staging := k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, cfg.WorkloadsNamespaces)
-		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, bifrost.Limits{
+		limits := bifrost.Limits{
 			MaxRequestBodyBytes: cfg.API.MaxRequestBodyBytes,
 			MaxInstances:        cfg.LRP.MaxInstances,
 			MaxInFlightRequests: cfg.API.MaxInFlightRequests,
 			DefaultTaskMemoryMB: cfg.Tasks.DefaultMemoryMB,
 			DefaultTaskDiskMB:   cfg.Tasks.DefaultDiskMB,
-		})
+		}
+		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, limits)
 		timeouts := bifrost.Timeouts{
 			Read:     time.Duration(cfg.API.ReadTimeoutSeconds) * time.Second,
 			Idle:     time.Duration(cfg.API.IdleTimeoutSeconds) * time.Second,
@@ -215,6 +216,9 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			if err != nil {
 				return nil, err
 			}
+			// Staging pods have no client certificate: they report with
+			// their staging's token, on that route only.
+			server.AcceptWithoutClientCertificate(opsServer.InstrumentHandler("tls-staging-token", bifrost.NewStagingTokenHandler(logger, staging, limits)))
 			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
 		}
 		if cfg.BBS.Enabled() {
