@@ -1,0 +1,288 @@
+package integration_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	natsgo "github.com/nats-io/nats.go"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/iris-cf/iris/models"
+	"github.com/iris-cf/iris/route"
+)
+
+// These specs run the test app (integration/testapp) in real containers on
+// the real node of scripts/cluster (kubelet, containerd, runc): what they
+// check is observed from the running process, not read from objects.
+var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOnFailure, func() {
+	var (
+		node  string
+		tag   string
+		image string
+	)
+
+	BeforeAll(func() {
+		node, tag = os.Getenv("IRIS_REAL_NODE"), os.Getenv("IRIS_REAL_NODE_PLACEMENT_TAG")
+		if node == "" || tag == "" {
+			Skip("the cluster has no real node: IRIS_REAL_NODE is not set (scripts/cluster starts one where the machine " +
+				"allows it; see IRIS_CLUSTER_REAL_NODE in its header)")
+		}
+		image = pushTestApp()
+	})
+
+	// realLRP is a desire for the test app on the real node, with an http
+	// health check on /health.
+	realLRP := func(instances int) *models.DesireLRPRequest {
+		lrp := newLRP(instances)
+		lrp.PlacementTags = []string{tag}
+		lrp.Lifecycle = models.Lifecycle{DockerLifecycle: &models.DockerLifecycle{Image: image}}
+		lrp.HealthCheckType, lrp.HealthCheckHTTPEndpoint = "http", "/health"
+		lrp.MemoryMB = 64
+		lrp.Environment["MEMORY_LIMIT"] = "64m"
+		return lrp
+	}
+
+	// readyPods waits until the LRP's instances all run Ready on the real node.
+	readyPods := func(lrp *models.DesireLRPRequest, instances int) []corev1.Pod {
+		GinkgoHelper()
+		var ready []corev1.Pod
+		Eventually(func(g Gomega) {
+			ready = nil
+			for _, p := range podsWith(g, namespace, lrp) {
+				g.Expect(p.Spec.NodeName).To(Equal(node))
+				if isReady(p) {
+					ready = append(ready, p)
+				}
+			}
+			g.Expect(ready).To(HaveLen(instances))
+		}, 2*time.Minute, 250*time.Millisecond).Should(Succeed())
+		return ready
+	}
+
+	It("runs the app, which answers on its pod IP with the environment CC and Diego give it", func() {
+		lrp := realLRP(2)
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+
+		for _, pod := range readyPods(lrp, 2) {
+			index := pod.Labels["apps.kubernetes.io/pod-index"]
+			Expect(appGet(Default, pod, "/")).To(Equal("testapp " + index + "\n"))
+
+			var env map[string]string
+			Expect(json.Unmarshal([]byte(appGet(Default, pod, "/env")), &env)).To(Succeed())
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_INDEX", index))
+			Expect(env).To(HaveKeyWithValue("INSTANCE_INDEX", index))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_GUID", string(pod.UID)))
+			Expect(env).To(HaveKeyWithValue("INSTANCE_GUID", string(pod.UID)))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_INTERNAL_IP", pod.Status.PodIP))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_IP", pod.Status.HostIP))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_PORT", "8080"))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_ADDR", pod.Status.PodIP+":8080"))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_PORTS", `[{"external":8080,"internal":8080}]`))
+			Expect(env).To(HaveKeyWithValue("PORT", "8080"))
+			Expect(env).To(HaveKeyWithValue("VCAP_APPLICATION", lrp.Environment["VCAP_APPLICATION"]))
+			Expect(env).To(HaveKeyWithValue("MEMORY_LIMIT", "64m"))
+		}
+		Eventually(states(lrp), 30*time.Second).Should(ConsistOf(models.InstanceRunning, models.InstanceRunning))
+	})
+
+	It("runs the app hardened, as seen from inside its container", func() {
+		lrp := realLRP(1)
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		pod := readyPods(lrp, 1)[0]
+
+		var id map[string]any
+		Expect(json.Unmarshal([]byte(appGet(Default, pod, "/identity")), &id)).To(Succeed())
+		Expect(id).To(HaveKeyWithValue("Uid", "2000\t2000\t2000\t2000"), "lrp.app_uid, not the image's user")
+		Expect(id).To(HaveKeyWithValue("Gid", "2000\t2000\t2000\t2000"))
+		Expect(id).To(HaveKeyWithValue("CapEff", "0000000000000000"))
+		Expect(id).To(HaveKeyWithValue("CapPrm", "0000000000000000"))
+		Expect(id).To(HaveKeyWithValue("NoNewPrivs", "1"))
+		Expect(id).To(HaveKeyWithValue("Seccomp", "2"), "a seccomp filter (RuntimeDefault)")
+		Expect(id).To(HaveKeyWithValue("ServiceAccountToken", false))
+	})
+
+	It("gates readiness, and so the route, on the http health check", func() {
+		conn, err := natsgo.Connect(nats.URL(), natsgo.MaxReconnects(-1), natsgo.ReconnectWait(100*time.Millisecond))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(conn.Close)
+		lrp := realLRP(1)
+		lrp.Environment["HEALTHY"] = "false"
+		rec := &recorder{appGUID: lrp.AppGUID}
+		_, err = conn.Subscribe(route.SubjectRegister, rec.handle(route.SubjectRegister))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conn.Flush()).To(Succeed())
+
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		var pod corev1.Pod
+		Eventually(func(g Gomega) {
+			ps := podsWith(g, namespace, lrp)
+			g.Expect(ps).To(HaveLen(1))
+			pod = ps[0]
+			g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
+			g.Expect(appGet(g, pod, "/health")).To(Equal("unhealthy\n"))
+		}, 2*time.Minute, 250*time.Millisecond).Should(Succeed(), "the app runs and answers, unhealthy")
+		Consistently(func(g Gomega) {
+			p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(isReady(*p)).To(BeFalse())
+			g.Expect(states(lrp)(g)).To(ConsistOf(models.InstanceClaimed))
+			g.Expect(rec.registers()).To(BeEmpty())
+		}, 5*time.Second, 500*time.Millisecond).Should(Succeed(), "not ready, not routed while the health check fails")
+
+		appPost(pod, "/health?ok=true")
+		Eventually(states(lrp), 30*time.Second).Should(ConsistOf(models.InstanceRunning))
+		Eventually(rec.registers, 30*time.Second).Should(ConsistOf(And(
+			HaveField("Host", pod.Status.PodIP),
+			HaveField("Port", uint32(8080)),
+			HaveField("URIs", ConsistOf("dora.example.com")),
+		)))
+		By("the registered address reaches the app")
+		reg := rec.registers()[0]
+		Expect(httpGet(Default, fmt.Sprintf("http://%s/", net.JoinHostPort(reg.Host, fmt.Sprint(reg.Port))))).To(Equal("testapp 0\n"))
+	})
+
+	It("reports an app that exits with status 1 once, as Diego would, and the kubelet restarts it", func() {
+		lrp := realLRP(1)
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		pod := readyPods(lrp, 1)[0]
+
+		appPost(pod, "/exit?code=1")
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(HaveLen(1))
+		crash := cc.crashes(lrp.ProcessGUID, true)[0]
+		Expect(crash.Instance).To(Equal(string(pod.UID)))
+		Expect(crash.Index).To(Equal(0))
+		Expect(crash.CellID).To(Equal(node))
+		Expect(crash.Reason).To(Equal("CRASHED"))
+		Expect(crash.ExitStatus).To(Equal(1))
+		Expect(crash.ExitDescription).To(Equal("APP/PROC/WEB: Exited with status 1"))
+		Expect(crash.CrashCount).To(Equal(1))
+
+		By("the kubelet restarted the container, which answers again")
+		Eventually(func(g Gomega) {
+			p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(p.Status.ContainerStatuses[0].RestartCount).To(BeNumerically(">=", 1))
+			g.Expect(p.Status.ContainerStatuses[0].LastTerminationState.Terminated).NotTo(BeNil())
+			g.Expect(p.Status.ContainerStatuses[0].LastTerminationState.Terminated.ExitCode).To(Equal(int32(1)))
+			g.Expect(appGet(g, *p, "/")).To(Equal("testapp 0\n"))
+		}, time.Minute, 250*time.Millisecond).Should(Succeed())
+		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 3*time.Second).Should(HaveLen(1))
+	})
+
+	It("reports an app that allocates past memory_mb as out of memory", func() {
+		lrp := realLRP(1)
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		pod := readyPods(lrp, 1)[0]
+
+		appPost(pod, "/allocate?mb=256")
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(ConsistOf(And(
+			HaveField("ExitStatus", 137),
+			HaveField("ExitDescription", "APP/PROC/WEB: Exited with status 137 (out of memory)"),
+		)))
+		p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		status := p.Status.ContainerStatuses[0]
+		last := status.LastTerminationState.Terminated
+		if last == nil { // not restarted yet
+			last = status.State.Terminated
+		}
+		Expect(last).NotTo(BeNil())
+		Expect(last.Reason).To(Equal("OOMKilled"), "the kernel's OOM killer, as the kubelet saw it")
+	})
+})
+
+// pushTestApp builds integration/testapp (static) into a one-layer image
+// and pushes it to the suite's registry, from which the real node pulls it.
+func pushTestApp() string {
+	GinkgoHelper()
+	binary, err := gexec.BuildWithEnvironment("github.com/iris-cf/iris/integration/testapp", []string{"CGO_ENABLED=0"}, "-trimpath")
+	Expect(err).NotTo(HaveOccurred())
+	data, err := os.ReadFile(binary)
+	Expect(err).NotTo(HaveOccurred())
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	Expect(tw.WriteHeader(&tar.Header{Name: "testapp", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})).To(Succeed())
+	_, err = tw.Write(data)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(tw.Close()).To(Succeed())
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer.Bytes())), nil })
+	Expect(err).NotTo(HaveOccurred())
+	img, err := mutate.AppendLayers(empty.Image, l)
+	Expect(err).NotTo(HaveOccurred())
+	cfg, err := img.ConfigFile()
+	Expect(err).NotTo(HaveOccurred())
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	// Root in the image: the specs observe that Iris runs it as app_uid.
+	cfg.Config = v1.Config{Entrypoint: []string{"/testapp"}, User: "0"}
+	img, err = mutate.ConfigFile(img, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	ref, err := name.ParseReference(oci.Host()+"/iris-testapp:latest", name.Insecure)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(remote.Write(ref, img)).To(Succeed())
+	return ref.String()
+}
+
+// stopLRP stops the LRP as CC does, so its containers do not outlive the
+// spec on the real node.
+func stopLRP(lrp *models.DesireLRPRequest) {
+	status, body := request("PUT", "/apps/"+lrp.GUID+"/"+lrp.Version+"/stop", nil)
+	Expect(status).To(BeElementOf(http.StatusOK, http.StatusAccepted, http.StatusNotFound), string(body))
+}
+
+func isReady(p corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+var appClient = &http.Client{Timeout: 5 * time.Second}
+
+// appGet asks the app in pod (on its pod IP and port 8080) for path.
+func appGet(g Gomega, pod corev1.Pod, path string) string {
+	return httpGet(g, "http://"+net.JoinHostPort(pod.Status.PodIP, "8080")+path)
+}
+
+func httpGet(g Gomega, url string) string {
+	resp, err := appClient.Get(url)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	return string(body)
+}
+
+func appPost(pod corev1.Pod, path string) {
+	GinkgoHelper()
+	resp, err := appClient.Post("http://"+net.JoinHostPort(pod.Status.PodIP, "8080")+path, "text/plain", nil)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+}
