@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -212,7 +215,67 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 		Expect(last).NotTo(BeNil())
 		Expect(last.Reason).To(Equal("OOMKilled"), "the kernel's OOM killer, as the kubelet saw it")
 	})
+
+	It("ships the app's real output from the kubelet's CRI log files, across a rotation by the kubelet", func() {
+		lrp := realLRP(1)
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		pod := readyPods(lrp, 1)[0]
+		agent := startLogAgent(realLogAgentConfig(node))
+		DeferCleanup(stopLogAgent, agent)
+		lines := func() []string { return ingress.payloads(lrp.AppGUID, "APP/PROC/WEB") }
+
+		appPost(pod, "/log?stream=stdout&line=hello+from+stdout")
+		appPost(pod, "/log?stream=stderr&line=hello+from+stderr")
+		Eventually(lines, 30*time.Second).Should(ContainElements("testapp listening on :8080", "hello from stdout", "hello from stderr"))
+		types := map[string]loggregator_v2.Log_Type{}
+		for _, e := range ingress.logs(lrp.AppGUID, "APP/PROC/WEB") {
+			types[string(e.GetLog().Payload)] = e.GetLog().Type
+			Expect(e.InstanceId).To(Equal("0"))
+			Expect(e.Tags).To(HaveKeyWithValue("process_instance_id", string(pod.UID)))
+		}
+		Expect(types).To(HaveKeyWithValue("hello from stdout", loggregator_v2.Log_OUT))
+		Expect(types).To(HaveKeyWithValue("hello from stderr", loggregator_v2.Log_ERR))
+
+		By("writing past the kubelet's containerLogMaxSize (1Mi), so it rotates the file")
+		before := len(lines())
+		line := strings.Repeat("r", 120)
+		appPost(pod, "/log?stream=stdout&n=10000&line="+line)
+		containerDir := filepath.Join(os.Getenv("IRIS_REAL_NODE_LOG_DIR"), "pods",
+			fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), "app")
+		Eventually(func(g Gomega) []string {
+			entries, err := os.ReadDir(containerDir)
+			g.Expect(err).NotTo(HaveOccurred())
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			return names
+		}, time.Minute, 500*time.Millisecond).Should(ContainElement(HavePrefix("0.log.")), "the kubelet rotated 0.log")
+		appPost(pod, "/log?stream=stdout&line=after+rotation")
+		Eventually(func() int { return len(lines()) }, time.Minute).Should(Equal(before + 10001))
+		Consistently(func() int { return len(lines()) }, 2*time.Second).Should(Equal(before + 10001))
+		got := lines()[before:]
+		Expect(got[len(got)-1]).To(Equal("after rotation"))
+		Expect(got[:10000]).To(HaveEach(line), "every line exactly once")
+	})
 })
+
+// realLogAgentConfig writes a log agent config that tails the real node's
+// pod log directory (the kubelet's /var/log/pods), with its own positions.
+func realLogAgentConfig(node string) string {
+	dir := GinkgoT().TempDir()
+	configFile := filepath.Join(dir, "agent.yml")
+	Expect(os.WriteFile(configFile, []byte(ingress.baseConfig()+fmt.Sprintf(`
+log_agent:
+  pod_log_dir: %q
+  positions_file: %q
+  node_name: %q
+  scan_interval_milliseconds: 200
+  poll_interval_milliseconds: 50
+`, filepath.Join(os.Getenv("IRIS_REAL_NODE_LOG_DIR"), "pods"), filepath.Join(dir, "positions.json"), node)), 0o600)).To(Succeed())
+	return configFile
+}
 
 // pushTestApp builds integration/testapp (static) into a one-layer image
 // and pushes it to the suite's registry, from which the real node pulls it.
