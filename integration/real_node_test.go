@@ -192,6 +192,42 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 			g.Expect(appGet(g, *p, "/")).To(Equal("testapp 0\n"))
 		}, time.Minute, 250*time.Millisecond).Should(Succeed())
 		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 3*time.Second).Should(HaveLen(1))
+
+		By("exiting again: a crash loop, which the kubelet backs off and CC hears with the count")
+		current, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		appPost(*current, "/exit?code=1")
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(HaveLen(2))
+		Expect(cc.crashes(lrp.ProcessGUID, true)[1].CrashCount).To(Equal(2))
+		Eventually(func(g Gomega) string {
+			p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(p.Status.ContainerStatuses[0].State.Waiting).NotTo(BeNil())
+			return p.Status.ContainerStatuses[0].State.Waiting.Reason
+		}, 30*time.Second, 250*time.Millisecond).Should(Equal("CrashLoopBackOff"))
+	})
+
+	It("restarts an instance whose liveness (http health check) fails, and CC hears the crash", func() {
+		lrp := realLRP(1)
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		pod := readyPods(lrp, 1)[0]
+
+		appPost(pod, "/health?ok=false")
+		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(HaveLen(1))
+		crash := cc.crashes(lrp.ProcessGUID, true)[0]
+		Expect(crash.Instance).To(Equal(string(pod.UID)))
+		Expect(crash.CrashCount).To(Equal(1))
+		Eventually(func(g Gomega) {
+			p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			status := p.Status.ContainerStatuses[0]
+			g.Expect(status.RestartCount).To(BeNumerically(">=", 1))
+			g.Expect(status.LastTerminationState.Terminated).NotTo(BeNil())
+			g.Expect(crash.ExitStatus).To(Equal(int(status.LastTerminationState.Terminated.ExitCode)))
+			// A new process: healthy again, as the app starts.
+			g.Expect(appGet(g, *p, "/health")).To(Equal("healthy\n"))
+		}, time.Minute, 250*time.Millisecond).Should(Succeed())
 	})
 
 	It("reports an app that allocates past memory_mb as out of memory", func() {
