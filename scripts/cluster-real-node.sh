@@ -242,6 +242,7 @@ write_node_files() { # dir
     echo 'mount -t tmpfs -o mode=755 iris-node-var-lib /var/lib'
     printf 'mount --bind %q /var/log\n' "$dir/log"
     for t in "${KERNEL_TUNABLES[@]}"; do
+      [[ -f "/proc/sys/$t" ]] || continue # not in every kernel
       f="$dir/tunables/${t//\//.}"
       cat "/proc/sys/$t" >"$f"
       printf 'mount --bind %q %q\n' "$f" "/proc/sys/$t"
