@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	bbsmodels "code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
+	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -250,6 +252,41 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 		}
 		Expect(last).NotTo(BeNil())
 		Expect(last.Reason).To(Equal("OOMKilled"), "the kernel's OOM killer, as the kubelet saw it")
+	})
+
+	It("runs an LRP desired through the BBS front, whose actual LRP reports the running instance's real address", func() {
+		client := newBBSClient()
+		logger := lagertest.NewTestLogger("real-node-bbs")
+		lrp := bbsDockerLRP(1, "real.example.com")
+		lrp.RootFs = "docker://" + strings.Replace(image, ":latest", "#latest", 1)
+		lrp.PlacementTags = []string{tag}
+		lrp.MemoryMb = 64
+		lrp.Action = bbsmodels.WrapAction(bbsmodels.Codependent(&bbsmodels.RunAction{
+			Path: "/tmp/lifecycle/launcher",
+			Args: []string{"app", "", `{"cmd":["/testapp"],"ports":[{"Port":8080,"Protocol":"tcp"}]}`},
+			User: "root",
+			Env:  []*bbsmodels.EnvironmentVariable{{Name: "PORT", Value: "8080"}},
+		}))
+		Expect(client.DesireLRP(logger, "trace", lrp)).To(Succeed())
+		DeferCleanup(func() { _ = client.RemoveDesiredLRP(logger, "trace", lrp.ProcessGuid) })
+
+		var actual *bbsmodels.ActualLRP
+		Eventually(func(g Gomega) {
+			lrps, err := client.ActualLRPs(logger, "trace", bbsmodels.ActualLRPFilter{ProcessGuid: lrp.ProcessGuid})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(lrps).To(HaveLen(1))
+			g.Expect(lrps[0].State).To(Equal(bbsmodels.ActualLRPStateRunning))
+			actual = lrps[0]
+		}, 2*time.Minute, 250*time.Millisecond).Should(Succeed())
+		Expect(actual.CellId).To(Equal(node))
+		Expect(actual.Ports).NotTo(BeEmpty())
+		address := net.JoinHostPort(actual.InstanceAddress, fmt.Sprint(actual.Ports[0].ContainerPort))
+		Expect(httpGet(Default, "http://"+address+"/")).To(Equal("testapp 0\n"), "the app answers where BBS says it runs")
+		var env map[string]string
+		Expect(json.Unmarshal([]byte(httpGet(Default, "http://"+address+"/env")), &env)).To(Succeed())
+		Expect(env).To(HaveKeyWithValue("CF_INSTANCE_GUID", actual.InstanceGuid))
+		Expect(env).To(HaveKeyWithValue("CF_INSTANCE_INDEX", "0"))
+		Expect(env).To(HaveKeyWithValue("CF_INSTANCE_INTERNAL_IP", actual.InstanceAddress))
 	})
 
 	It("ships the app's real output from the kubelet's CRI log files, across a rotation by the kubelet", func() {
