@@ -167,6 +167,35 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 		Expect(httpGet(Default, fmt.Sprintf("http://%s/", net.JoinHostPort(reg.Host, fmt.Sprint(reg.Port))))).To(Equal("testapp 0\n"))
 	})
 
+	It("gates readiness on the port health check: not ready until the app listens", func() {
+		lrp := realLRP(1)
+		lrp.HealthCheckType, lrp.HealthCheckHTTPEndpoint = "port", ""
+		lrp.Ports = []int32{8080, 9090}
+		lrp.Environment["LISTEN"], lrp.Environment["CONTROL_PORT"] = "false", "9090"
+		desire(lrp)
+		DeferCleanup(stopLRP, lrp)
+		var pod corev1.Pod
+		control := func(g Gomega, path string) string {
+			return httpGet(g, "http://"+net.JoinHostPort(pod.Status.PodIP, "9090")+path)
+		}
+		Eventually(func(g Gomega) {
+			ps := podsWith(g, namespace, lrp)
+			g.Expect(ps).To(HaveLen(1))
+			pod = ps[0]
+			g.Expect(pod.Status.PodIP).NotTo(BeEmpty())
+			g.Expect(control(g, "/")).To(Equal("testapp 0\n"))
+		}, 2*time.Minute, 250*time.Millisecond).Should(Succeed(), "the app runs, listening on its control port only")
+		Consistently(func(g Gomega) {
+			g.Expect(states(lrp)(g)).To(ConsistOf(models.InstanceClaimed))
+		}, 5*time.Second, 500*time.Millisecond).Should(Succeed(), "not ready while nothing listens on the first port")
+
+		resp, err := appClient.Post("http://"+net.JoinHostPort(pod.Status.PodIP, "9090")+"/listen", "text/plain", nil)
+		Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+		Eventually(states(lrp), 30*time.Second).Should(ConsistOf(models.InstanceRunning))
+		Expect(appGet(Default, pod, "/")).To(Equal("testapp 0\n"))
+	})
+
 	It("reports an app that exits with status 1 once, as Diego would, and the kubelet restarts it", func() {
 		lrp := realLRP(1)
 		desire(lrp)

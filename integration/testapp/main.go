@@ -14,7 +14,11 @@
 //	POST /allocate?mb=N  allocates and touches N MiB, and keeps it
 //	POST /log?stream=stdout|stderr&line=L&n=N  writes L N times
 //
-// HEALTHY=false in its environment starts it unhealthy.
+//	POST /listen      starts listening on $PORT (with LISTEN=false)
+//
+// HEALTHY=false in its environment starts it unhealthy. LISTEN=false starts
+// it without listening on $PORT (a port health check fails) but on
+// $CONTROL_PORT only, where POST /listen makes it listen on $PORT too.
 package main
 
 import (
@@ -36,10 +40,22 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
-	a := &app{}
+	a := &app{port: port, listening: make(chan struct{})}
 	a.healthy.Store(os.Getenv("HEALTHY") != "false")
+	handler := a.routes()
+	if control := os.Getenv("CONTROL_PORT"); control != "" {
+		go serve(control, handler)
+	}
+	if os.Getenv("LISTEN") == "false" {
+		<-a.listening
+	}
+	serve(port, handler)
+}
+
+// serve serves handler on port until it fails, which ends the app.
+func serve(port string, handler http.Handler) {
 	fmt.Printf("testapp listening on :%s\n", port)
-	server := &http.Server{Addr: ":" + port, Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Addr: ":" + port, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	if err := server.ListenAndServe(); err != nil {
 		fmt.Fprintln(os.Stderr, "testapp:", err)
 		os.Exit(1)
@@ -47,9 +63,12 @@ func main() {
 }
 
 type app struct {
-	healthy atomic.Bool
-	mu      sync.Mutex
-	held    [][]byte // memory /allocate keeps
+	port      string
+	healthy   atomic.Bool
+	listen    sync.Once
+	listening chan struct{} // closed by POST /listen
+	mu        sync.Mutex
+	held      [][]byte // memory /allocate keeps
 }
 
 func (a *app) routes() http.Handler {
@@ -88,6 +107,10 @@ func (a *app) routes() http.Handler {
 		}
 		a.healthy.Store(ok)
 		fmt.Fprintln(w, "health set to", ok)
+	})
+	mux.HandleFunc("POST /listen", func(w http.ResponseWriter, _ *http.Request) {
+		a.listen.Do(func() { close(a.listening) })
+		fmt.Fprintf(w, "listening on :%s\n", a.port)
 	})
 	mux.HandleFunc("POST /exit", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.URL.Query().Get("code"))
