@@ -72,11 +72,15 @@ real_node_check() {
   [[ -f /sys/fs/cgroup/memory/memory.limit_in_bytes && -d /sys/fs/cgroup/pids && -d /sys/fs/cgroup/cpu ]] ||
     missing+=("cgroup v1 with the memory, cpu and pids controllers (verified only there)")
   for t in unshare nsenter ip mount; do command -v "$t" >/dev/null || missing+=("$t"); done
+  # The node's mount namespace puts its own tmpfs and directory over these.
+  case "$(realpath -m "$STATE_DIR")/" in
+    /run/* | /var/run/* | /var/lib/* | /var/log/*) missing+=("a state dir outside /run, /var/lib and /var/log (IRIS_CLUSTER_STATE_DIR)") ;;
+  esac
   ((${#missing[@]} == 0)) && return 0
   if [[ "$REAL_NODE" == true ]]; then
-    die "IRIS_CLUSTER_REAL_NODE=true, but this machine lacks: ${missing[*]}"
+    die "IRIS_CLUSTER_REAL_NODE=true, but the real node needs what is missing here: ${missing[*]}"
   fi
-  log "no real node: this machine lacks ${missing[*]}; KWOK nodes only (IRIS_CLUSTER_REAL_NODE=false silences this)"
+  log "no real node: it needs what is missing here: ${missing[*]}; KWOK nodes only (IRIS_CLUSTER_REAL_NODE=false silences this)"
   REAL_NODE=false
 }
 
