@@ -83,6 +83,7 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 			} else {
 				fmt.Printf("namespace %s deleted (the API server removes its objects in the background)\n", namespace)
 			}
+			reportIrisErrors(filepath.Join(dir, "iris.log"))
 			_ = os.RemoveAll(dir)
 		}()
 	} else {
@@ -111,6 +112,7 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 	b := &bbsBench{
 		o: o, bo: bo, ctx: ctx, clientset: clientset, client: client, logger: logger,
 		namespace: namespace, builder: k8s.NewBuilder(config.Default().LRP), results: results,
+		irisPID: iris.Process.Pid,
 	}
 	if err := b.desireOverhead(); err != nil {
 		return fmt.Errorf("desire overhead: %w", err)
@@ -147,6 +149,7 @@ type bbsBench struct {
 	namespace string
 	builder   *k8s.Builder
 	results   *resultTable
+	irisPID   int
 
 	// created are the LRPs made directly (0 instances), in creation
 	// order; desired counts the other BBS LRPs in the namespace.
@@ -310,6 +313,7 @@ func (b *bbsBench) schedulingInfos(total int) error {
 
 	var lat []time.Duration
 	var bytes int
+	cpu := b.startCPU()
 	for i := 0; i < b.o.listRounds; i++ {
 		start := time.Now()
 		infos, err := b.client.DesiredLRPSchedulingInfos(b.logger, "", models.DesiredLRPFilter{Domain: domain})
@@ -324,11 +328,13 @@ func (b *bbsBench) schedulingInfos(total int) error {
 			bytes = (&models.DesiredLRPSchedulingInfosResponse{DesiredLrpSchedulingInfos: infos}).Size()
 		}
 	}
+	irisCPU, clientCPU := cpu.perRequest(len(lat))
 	load := loadAverage()
-	fmt.Printf("/v1/desired_lrp_scheduling_infos/list over %d LRPs: p50 %s p99 %s (%d requests, %.1f MB each, including the client's decoding); load %s\n",
-		want, percentile(lat, 50), percentile(lat, 99), len(lat), float64(bytes)/1e6, load)
+	fmt.Printf("/v1/desired_lrp_scheduling_infos/list over %d LRPs: p50 %s p99 %s (%d requests, %.1f MB each, including the client's decoding); CPU per request: Iris %s, client %s; load %s\n",
+		want, percentile(lat, 50), percentile(lat, 99), len(lat), float64(bytes)/1e6, irisCPU, clientCPU, load)
 	b.results.add("/v1/desired_lrp_scheduling_infos/list (domain cf-apps)", strconv.Itoa(want)+" LRPs",
-		percentile(lat, 50).String(), percentile(lat, 99).String(), fmt.Sprintf("%d requests, %.1f MB answer", len(lat), float64(bytes)/1e6), load)
+		percentile(lat, 50).String(), percentile(lat, 99).String(),
+		fmt.Sprintf("%d requests, %.1f MB answer; CPU per request Iris %s, client %s", len(lat), float64(bytes)/1e6, irisCPU, clientCPU), load)
 	return nil
 }
 
@@ -447,6 +453,7 @@ func (b *bbsBench) actualByProcessGuids() error {
 	fmt.Printf("setup: %d LRPs scaled to 1 instance, all RUNNING in Iris's answer after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), loadAverage())
 
 	var lat []time.Duration
+	cpu := b.startCPU()
 	for i := 0; i < b.o.listRounds; i++ {
 		start := time.Now()
 		actual, err := b.client.ActualLRPsByProcessGuids(b.logger, "", guids)
@@ -458,10 +465,12 @@ func (b *bbsBench) actualByProcessGuids() error {
 			return fmt.Errorf("answered %d of %d instances", len(actual), n)
 		}
 	}
+	irisCPU, clientCPU := cpu.perRequest(len(lat))
 	load := loadAverage()
-	fmt.Printf("/v1/actual_lrps/list_by_process_guids for %d guids: p50 %s p99 %s (%d requests); load %s\n", n, percentile(lat, 50), percentile(lat, 99), len(lat), load)
+	fmt.Printf("/v1/actual_lrps/list_by_process_guids for %d guids: p50 %s p99 %s (%d requests); CPU per request: Iris %s, client %s; load %s\n",
+		n, percentile(lat, 50), percentile(lat, 99), len(lat), irisCPU, clientCPU, load)
 	b.results.add("/v1/actual_lrps/list_by_process_guids", fmt.Sprintf("%d guids, %d pods, of %d LRPs", n, n, b.desired+len(b.created)),
-		percentile(lat, 50).String(), percentile(lat, 99).String(), fmt.Sprintf("%d requests", len(lat)), load)
+		percentile(lat, 50).String(), percentile(lat, 99).String(), fmt.Sprintf("%d requests; CPU per request Iris %s, client %s", len(lat), irisCPU, clientCPU), load)
 	return nil
 }
 
@@ -688,6 +697,73 @@ func currentRSS(pid int) string {
 		}
 	}
 	return "unknown"
+}
+
+// cpuMark is the CPU time Iris and this process had used at one moment:
+// CPU per request does not depend on how busy the machine is, latency
+// does. This process is otherwise idle while it lists, so its share is
+// the client's (decoding the answer, TLS).
+type cpuMark struct {
+	pid          int
+	iris, client time.Duration
+}
+
+func (b *bbsBench) startCPU() cpuMark {
+	return cpuMark{pid: b.irisPID, iris: processCPU(b.irisPID), client: selfCPU()}
+}
+
+// perRequest is the CPU used since the mark, divided among n requests.
+func (m cpuMark) perRequest(n int) (iris, client time.Duration) {
+	if n == 0 {
+		return 0, 0
+	}
+	iris = (processCPU(m.pid) - m.iris) / time.Duration(n)
+	client = (selfCPU() - m.client) / time.Duration(n)
+	return iris.Round(time.Millisecond), client.Round(time.Millisecond)
+}
+
+// processCPU is the user and system time of pid (from /proc, in clock
+// ticks of 10 ms).
+func processCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command may contain spaces: fields count from after its ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	fields := strings.Fields(string(data)[i+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func selfCPU() time.Duration {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+}
+
+// reportIrisErrors prints how many errors Iris logged, and the first few.
+func reportIrisErrors(path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var errs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, `"log_level":2`) || strings.Contains(line, `"log_level":3`) {
+			errs = append(errs, line)
+		}
+	}
+	fmt.Printf("iris logged %d errors\n", len(errs))
+	for _, line := range errs[:min(3, len(errs))] {
+		fmt.Printf("  %s\n", line[:min(300, len(line))])
+	}
 }
 
 // resultTable collects one row per figure and prints them together.
