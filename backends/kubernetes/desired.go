@@ -49,11 +49,12 @@ type Backend struct {
 	caches    *k8s.Caches
 	lrps      LRPWriter
 	opts      TranslateOptions
+	summaries *lrpSummaries
 }
 
 // NewBackend returns a backend creating LRPs through lrps and reading them from caches.
 func NewBackend(clientset k8sclient.Interface, caches *k8s.Caches, lrps LRPWriter, opts TranslateOptions) *Backend {
-	return &Backend{clientset: clientset, caches: caches, lrps: lrps, opts: opts}
+	return &Backend{clientset: clientset, caches: caches, lrps: lrps, opts: opts, summaries: newLRPSummaries()}
 }
 
 // DesireLRP creates lrp's objects; ResourceExists if the guid is taken.
@@ -61,22 +62,35 @@ func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *model
 	if b.statefulSet(lrp.ProcessGuid) != nil {
 		return models.ErrResourceExists
 	}
-	w, err := Translate(lrp, b.opts)
+	w, err := DesiredWorkload(lrp, b.opts)
 	if err != nil {
 		return err
+	}
+	if err := b.lrps.Desire(ctx, logger, w); err != nil {
+		return bbsError(err)
+	}
+	return nil
+}
+
+// DesiredWorkload is what DesireLRP hands the LRP client for lrp: the
+// translated workload with the BBS front's bookkeeping (domain, and the LRP
+// as stored, with a fresh modification tag). Exported so that the
+// benchmark builds exactly the objects a desire makes without going
+// through the API.
+func DesiredWorkload(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.DesiredLRP, error) {
+	w, err := Translate(lrp, opts)
+	if err != nil {
+		return nil, err
 	}
 	stored := storedCopy(lrp)
 	stored.ModificationTag = &models.ModificationTag{Epoch: newEpoch(), Index: 0}
 	state, err := encodeDesiredLRP(stored)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	w.FrontAnnotations = map[string]string{AnnotationDomain: lrp.Domain}
 	w.FrontState = map[string]string{AnnotationDesiredLRP: state}
-	if err := b.lrps.Desire(ctx, logger, w); err != nil {
-		return bbsError(err)
-	}
-	return nil
+	return w, nil
 }
 
 // UpdateDesiredLRP changes instances, routes, annotation and metric tags,
@@ -188,65 +202,113 @@ func (b *Backend) DesiredLRPs(ctx context.Context, logger lager.Logger, filter m
 	return b.list(filter)
 }
 
-// DesiredLRPSchedulingInfos is CC's sync list, from the cache.
+// DesiredLRPSchedulingInfos is CC's sync list, from the cache, each LRP
+// decoded once per version (see lrpSummaries).
 func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRPSchedulingInfo, error) {
-	lrps, err := b.list(filter)
+	var infos []*models.DesiredLRPSchedulingInfo
+	err := b.eachSummary(filter, func(s *lrpSummary) {
+		info := s.scheduling
+		infos = append(infos, &info)
+	})
 	if err != nil {
 		return nil, err
 	}
-	infos := make([]*models.DesiredLRPSchedulingInfo, len(lrps))
-	for i, lrp := range lrps {
-		info := lrp.DesiredLRPSchedulingInfo()
-		infos[i] = &info
-	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].ProcessGuid < infos[j].ProcessGuid })
 	return infos, nil
 }
 
-// DesiredLRPRoutingInfos is route-emitter's list.
+// DesiredLRPRoutingInfos is route-emitter's list, answered as the
+// scheduling infos are.
 func (b *Backend) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
-	lrps, err := b.list(filter)
+	var infos []*models.DesiredLRP
+	err := b.eachSummary(filter, func(s *lrpSummary) {
+		info := s.routing
+		infos = append(infos, &info)
+	})
 	if err != nil {
 		return nil, err
 	}
-	infos := make([]*models.DesiredLRP, len(lrps))
-	for i, lrp := range lrps {
-		info := lrp.DesiredLRPRoutingInfo()
-		infos[i] = &info
-	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].ProcessGuid < infos[j].ProcessGuid })
 	return infos, nil
 }
 
-// list decodes every BBS LRP in the cache that filter selects. One that
-// cannot be decoded fails the call: a partial list would make CC delete or
-// re-desire processes.
+// list decodes every BBS LRP in the cache that filter selects, ordered by
+// process guid. Callers get LRPs of their own to change (the handler
+// downgrades them), so nothing is shared with the summaries.
 func (b *Backend) list(filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
-	guids := set(filter.ProcessGuids)
-	apps := set(filter.AppGuids)
 	var lrps []*models.DesiredLRP
-	var err error
-	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) {
-			return
-		}
-		if filter.Domain != "" && sts.Annotations[AnnotationDomain] != filter.Domain {
-			return
-		}
-		if guids != nil && !guids[sts.Annotations[k8s.AnnotationProcessGUID]] {
-			return
-		}
-		if apps != nil && !apps[sts.Labels[k8s.LabelAppGUID]] {
-			return
-		}
-		var lrp *models.DesiredLRP
-		if lrp, err = desiredLRPFromStatefulSet(sts); err == nil {
+	err := b.eachSelected(filter, func(sts *appsv1.StatefulSet) error {
+		lrp, err := desiredLRPFromStatefulSet(sts)
+		if err == nil {
 			lrps = append(lrps, lrp)
 		}
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(lrps, func(i, j int) bool { return lrps[i].ProcessGuid < lrps[j].ProcessGuid })
 	return lrps, nil
+}
+
+// eachSummary calls fn with the summary of every BBS LRP filter selects.
+// A pass not limited to some guids (CC's and route-emitter's, by domain)
+// marks every live LRP's summary and forgets those of deleted ones.
+func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummary)) error {
+	full := len(filter.ProcessGuids) == 0 && len(filter.AppGuids) == 0
+	selects := selector(filter)
+	pass := b.summaries.begin()
+	var err error
+	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
+		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) {
+			return
+		}
+		if !selects(sts) {
+			if full {
+				b.summaries.mark(sts, pass)
+			}
+			return
+		}
+		var s *lrpSummary
+		if s, err = b.summaries.get(sts, pass); err == nil {
+			fn(s)
+		}
+	})
+	if err == nil && full {
+		b.summaries.end(pass)
+	}
+	return err
+}
+
+// eachSelected calls fn for every live BBS StatefulSet in the cache that
+// filter selects, stopping at the first error: one LRP that cannot be
+// decoded fails the call, since a partial list would make CC delete or
+// re-desire processes.
+func (b *Backend) eachSelected(filter models.DesiredLRPFilter, fn func(*appsv1.StatefulSet) error) error {
+	selects := selector(filter)
+	var err error
+	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
+		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) || !selects(sts) {
+			return
+		}
+		err = fn(sts)
+	})
+	return err
+}
+
+// selector applies filter (empty fields match all) to a BBS StatefulSet.
+func selector(filter models.DesiredLRPFilter) func(*appsv1.StatefulSet) bool {
+	guids := set(filter.ProcessGuids)
+	apps := set(filter.AppGuids)
+	return func(sts *appsv1.StatefulSet) bool {
+		if filter.Domain != "" && sts.Annotations[AnnotationDomain] != filter.Domain {
+			return false
+		}
+		if guids != nil && !guids[sts.Annotations[k8s.AnnotationProcessGUID]] {
+			return false
+		}
+		return apps == nil || apps[sts.Labels[k8s.LabelAppGUID]]
+	}
 }
 
 func set(values []string) map[string]bool {

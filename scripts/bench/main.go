@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -46,6 +47,9 @@ type options struct {
 	keep       bool
 	// crashRounds > 0 runs the kill -9 benchmark (crash.go) instead.
 	crashRounds int
+	// bbsMode runs the BBS front benchmark (bbs.go) instead.
+	bbsMode bool
+	bbs     bbsOptions
 }
 
 func main() {
@@ -58,7 +62,25 @@ func main() {
 	flag.IntVar(&o.listRounds, "list-rounds", 20, "GET /apps requests per measurement")
 	flag.BoolVar(&o.keep, "keep", false, "keep the benchmark namespace afterwards")
 	flag.IntVar(&o.crashRounds, "kill-rounds", 0, "instead: rounds of the kill -9 benchmark (desire -lrps, kill -9 Iris at a random moment, restart, re-desire, count owned objects)")
+	flag.BoolVar(&o.bbsMode, "bbs", false, "instead: the BBS front benchmark (bbs.go): scheduling-infos list at -bbs-lrps, actual LRPs of -bbs-guids guids, desire.r2 against the bare writes, event fan-out")
+	listCounts := flag.String("bbs-lrps", "10000", "comma-separated LRP totals to time the scheduling-infos list at (the issue's figures: 10000,100000)")
+	flag.IntVar(&o.bbs.desires, "bbs-desires", 200, "desire.r2 requests through Iris, and as many bare-write baselines, interleaved on -clients workers")
+	flag.IntVar(&o.bbs.guids, "bbs-guids", 1000, "LRPs scaled to one instance for list_by_process_guids and the end-to-end events")
+	flag.IntVar(&o.bbs.subscribers, "bbs-subscribers", 10, "lrp_instances event subscribers")
+	flag.IntVar(&o.bbs.eventRate, "bbs-event-rate", 1000, "instance changes per second to drive through the cluster")
+	flag.IntVar(&o.bbs.eventSeconds, "bbs-event-seconds", 10, "seconds of instance changes, through the cluster and in process")
+	inProcessRates := flag.String("bbs-inprocess-rates", "1000,10000", "comma-separated synthetic event rates fed to the in-process hub")
+	flag.IntVar(&o.bbs.setupClients, "bbs-setup-clients", 32, "concurrent client-go writers for setup and the end-to-end changes")
 	flag.Parse()
+	var err error
+	if o.bbs.listCounts, err = intList(*listCounts); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -bbs-lrps: %v\n", err)
+		os.Exit(2)
+	}
+	if o.bbs.inProcessRates, err = intList(*inProcessRates); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -bbs-inprocess-rates: %v\n", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
@@ -80,6 +102,13 @@ func run(o options) error {
 		return err
 	}
 	ctx := context.Background()
+	if o.bbsMode {
+		// Ctrl-C ends the run through its context, so the namespace and
+		// Iris are still cleaned up.
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runBBS(ctx, o, restConfig, kubeconfig)
+	}
 	if o.crashRounds > 0 {
 		return runCrash(ctx, o, clientset, kubeconfig)
 	}
@@ -334,6 +363,23 @@ func timeList(url string, n, rounds int) error {
 	}
 	fmt.Printf("GET /apps over %d LRPs: p50 %s p99 %s (%d requests, including JSON decoding by the client)\n", n, percentile(lat, 50), percentile(lat, 99), rounds)
 	return nil
+}
+
+// intList parses "1,2,3" into ascending positive integers.
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	sort.Ints(out)
+	return out, nil
 }
 
 func percentile(d []time.Duration, p int) time.Duration {

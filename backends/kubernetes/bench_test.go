@@ -1,0 +1,93 @@
+package kubernetes_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	"github.com/google/uuid"
+	"github.com/tedsuo/ifrit"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/clock"
+
+	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
+)
+
+// The scheduling-infos list CC polls every 30 s, over n cached LRPs as a
+// desire makes them, including the protobuf encoding of the answer. Run
+// with `go test ./backends/kubernetes -run '^$' -bench 'SchedulingInfos1?0?k$'`
+// (1k and 10k; the 100k one on its own); scripts/bench -bbs measures the
+// same over HTTP, with the real client, against a real cluster.
+func BenchmarkSchedulingInfos1k(b *testing.B)  { benchmarkSchedulingInfos(b, 1000) }
+func BenchmarkSchedulingInfos10k(b *testing.B) { benchmarkSchedulingInfos(b, 10000) }
+
+// BenchmarkSchedulingInfos100k is the issue's size; its setup alone takes
+// about a minute and 2 GB: run it on its own (-bench SchedulingInfos100k).
+func BenchmarkSchedulingInfos100k(b *testing.B) { benchmarkSchedulingInfos(b, 100000) }
+
+func benchmarkSchedulingInfos(b *testing.B, n int) {
+	const ns = "cf-workloads"
+	builder := k8s.NewBuilder(config.Default().LRP)
+	objects := make([]runtime.Object, 0, n)
+	for i := 0; i < n; i++ {
+		lrp := ccDockerLRP(uuid.NewString()+"-"+uuid.NewString(), "")
+		lrp.PlacementTags = nil
+		w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		built, err := builder.Build(w, ns)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// As the API server stores it: the list decodes an LRP once per
+		// uid and resource version.
+		built.StatefulSet.UID = types.UID(uuid.NewString())
+		built.StatefulSet.ResourceVersion = strconv.Itoa(i + 1)
+		objects = append(objects, built.StatefulSet)
+	}
+	clientset := fake.NewClientset(objects...)
+	logger := lagertest.NewTestLogger("bench")
+	caches, err := k8s.NewCaches(clientset, []string{ns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
+	defer func() {
+		process.Signal(os.Interrupt)
+		<-process.Wait()
+	}()
+	lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
+	backend := bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
+	// The first list after a start decodes every LRP; CC's every-30-s
+	// lists after it are what is timed.
+	start := time.Now()
+	if _, err := backend.DesiredLRPSchedulingInfos(context.Background(), logger, models.DesiredLRPFilter{Domain: "cf-apps"}); err != nil {
+		b.Fatal(err)
+	}
+	firstList := time.Since(start)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		infos, err := backend.DesiredLRPSchedulingInfos(context.Background(), logger, models.DesiredLRPFilter{Domain: "cf-apps"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(infos) != n {
+			b.Fatalf("listed %d of %d", len(infos), n)
+		}
+		response := &models.DesiredLRPSchedulingInfosResponse{DesiredLrpSchedulingInfos: infos}
+		if _, err := response.Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(firstList.Milliseconds()), "first-list-ms")
+}

@@ -1,0 +1,172 @@
+package kubernetes_test
+
+import (
+	"context"
+	"os"
+
+	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+
+	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
+)
+
+// The sync lists (scheduling and routing infos) answer from LRPs decoded
+// once per StatefulSet version. The fake clientset keeps UID and resource
+// version as written, so these specs set them as the API server would.
+var _ = Describe("Sync lists at scale", func() {
+	const ns = "cf-workloads"
+	var (
+		clientset *fake.Clientset
+		backend   *bbsk8s.Backend
+		logger    *lagertest.TestLogger
+		ctx       context.Context
+		builder   *k8s.Builder
+	)
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		logger = lagertest.NewTestLogger("summaries")
+		clientset = fake.NewClientset()
+		caches, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		builder = k8s.NewBuilder(config.Default().LRP)
+		lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
+		backend = bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
+	})
+
+	// statefulSet is the StatefulSet a desire of lrp makes, as stored by
+	// the API server with uid and resource version.
+	statefulSet := func(lrp *models.DesiredLRP, uid, resourceVersion string) *appsv1.StatefulSet {
+		w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		objects, err := builder.Build(w, ns)
+		Expect(err).NotTo(HaveOccurred())
+		sts := objects.StatefulSet
+		sts.UID, sts.ResourceVersion = types.UID(uid), resourceVersion
+		return sts
+	}
+	lrpWith := func(processGUID, annotation string) *models.DesiredLRP {
+		lrp := ccDockerLRP(processGUID, "")
+		lrp.PlacementTags = nil
+		lrp.Annotation = annotation
+		return lrp
+	}
+	schedulingInfos := func(g Gomega) map[string]*models.DesiredLRPSchedulingInfo {
+		infos, err := backend.DesiredLRPSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"})
+		g.Expect(err).NotTo(HaveOccurred())
+		byGUID := map[string]*models.DesiredLRPSchedulingInfo{}
+		for _, info := range infos {
+			byGUID[info.ProcessGuid] = info
+		}
+		return byGUID
+	}
+	schedulingInfo := func(g Gomega, processGUID string) *models.DesiredLRPSchedulingInfo {
+		infos := schedulingInfos(g)
+		g.Expect(infos).To(HaveKey(processGUID))
+		return infos[processGUID]
+	}
+	update := func(sts *appsv1.StatefulSet) {
+		_, err := clientset.AppsV1().StatefulSets(ns).Update(ctx, sts, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+	}
+
+	It("re-reads a StatefulSet whose resource version changed, and only then", func() {
+		first, second := processGUID, "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+		stsA := statefulSet(lrpWith(first, "v1"), "uid-a", "10")
+		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, stsA, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, statefulSet(lrpWith(second, "other"), "uid-b", "11"), metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			infos := schedulingInfos(g)
+			g.Expect(infos).To(HaveLen(2))
+			g.Expect(schedulingInfo(g, first).Annotation).To(Equal("v1"))
+		}).Should(Succeed())
+
+		// Same resource version, different stored LRP: the API server
+		// never serves that, so the decoded summary stands. This is what
+		// shows that a list does not decode every LRP again.
+		sameVersion := statefulSet(lrpWith(first, "v2"), "uid-a", "10")
+		sameVersion.Name = stsA.Name
+		update(sameVersion)
+		Consistently(func(g Gomega) {
+			g.Expect(schedulingInfo(g, first).Annotation).To(Equal("v1"))
+		}, "300ms").Should(Succeed())
+
+		// A new version (an update, a scale) is decoded again.
+		newVersion := sameVersion.DeepCopy()
+		newVersion.ResourceVersion = "12"
+		newVersion.Spec.Replicas = ptr.To[int32](7)
+		update(newVersion)
+		Eventually(func(g Gomega) {
+			info := schedulingInfo(g, first)
+			g.Expect(info.Annotation).To(Equal("v2"))
+			g.Expect(info.Instances).To(BeEquivalentTo(7))
+		}).Should(Succeed())
+		routing, err := backend.DesiredLRPRoutingInfos(ctx, logger, models.DesiredLRPFilter{ProcessGuids: []string{first}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(routing).To(HaveLen(1))
+		Expect(routing[0].Instances).To(BeEquivalentTo(7))
+		Expect(*routing[0].Routes).To(HaveKey("cf-router"))
+		Expect(routing[0].MetricTags).To(HaveKeyWithValue("app_name", &models.MetricTagValue{Static: "dora"}))
+		Expect(schedulingInfo(Default, second).Annotation).To(Equal("other"))
+	})
+
+	It("forgets deleted StatefulSets and serves a recreated one under its new uid", func() {
+		sts := statefulSet(lrpWith(processGUID, "first life"), "uid-1", "20")
+		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) { g.Expect(schedulingInfos(g)).To(HaveLen(1)) }).Should(Succeed())
+
+		Expect(clientset.AppsV1().StatefulSets(ns).Delete(ctx, sts.Name, metav1.DeleteOptions{})).To(Succeed())
+		Eventually(func(g Gomega) { g.Expect(schedulingInfos(g)).To(BeEmpty()) }).Should(Succeed())
+
+		// Same name, and even the same resource version number, but a new
+		// object: nothing of the first one is served.
+		again := statefulSet(lrpWith(processGUID, "second life"), "uid-2", "20")
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, again, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			g.Expect(schedulingInfo(g, processGUID).Annotation).To(Equal("second life"))
+		}).Should(Succeed())
+	})
+
+	It("answers a list of one domain and then of another alike", func() {
+		apps := statefulSet(lrpWith(processGUID, "app"), "uid-app", "30")
+		other := lrpWith("6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "other")
+		other.Domain = "other-domain"
+		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, apps, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, statefulSet(other, "uid-other", "31"), metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			all, err := backend.DesiredLRPSchedulingInfos(ctx, logger, models.DesiredLRPFilter{})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(all).To(HaveLen(2))
+		}).Should(Succeed())
+		for i := 0; i < 2; i++ {
+			infos, err := backend.DesiredLRPSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "other-domain"})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(infos).To(HaveLen(1))
+			Expect(infos[0].Annotation).To(Equal("other"))
+			Expect(schedulingInfos(Default)).To(HaveLen(1))
+			Expect(schedulingInfo(Default, processGUID).Annotation).To(Equal("app"))
+		}
+	})
+})
