@@ -412,6 +412,14 @@ func (c *LRPClient) cached(processGUID string) *appsv1.StatefulSet {
 	return nil
 }
 
+// StatefulSet is the live StatefulSet of guid/version, from the cache or,
+// when the cache has not seen it yet, from the API; models.ErrNotFound if
+// there is none. Fronts whose clients read right after they write (BBS)
+// look up single LRPs with it.
+func (c *LRPClient) StatefulSet(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error) {
+	return c.lookup(ctx, guid, version)
+}
+
 // lookup finds the StatefulSet of guid/version, in the cache first.
 func (c *LRPClient) lookup(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error) {
 	processGUID := guid + "-" + version

@@ -40,6 +40,9 @@ type LRPWriter interface {
 	Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
 	Stop(ctx context.Context, logger lager.Logger, guid, version string) error
 	EnsurePDB(ctx context.Context, sts *appsv1.StatefulSet) error
+	// StatefulSet finds the StatefulSet of guid/version in the cache or,
+	// on a miss, through the API; irismodels.ErrNotFound if there is none.
+	StatefulSet(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error)
 }
 
 // Backend carries out the BBS front's desired and actual LRP routes on
@@ -58,7 +61,11 @@ func NewBackend(clientset k8sclient.Interface, caches *k8s.Caches, lrps LRPWrite
 
 // DesireLRP creates lrp's objects; ResourceExists if the guid is taken.
 func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models.DesiredLRP) error {
-	if b.statefulSet(lrp.ProcessGuid) != nil {
+	existing, err := b.lookup(ctx, lrp.ProcessGuid)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
 		return models.ErrResourceExists
 	}
 	w, err := Translate(lrp, b.opts)
@@ -82,7 +89,10 @@ func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *model
 // UpdateDesiredLRP changes instances, routes, annotation and metric tags,
 // bumping the modification tag's index, as BBS does.
 func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string, update *models.DesiredLRPUpdate) error {
-	cached := b.statefulSet(processGUID)
+	cached, err := b.lookup(ctx, processGUID)
+	if err != nil {
+		return err
+	}
 	if cached == nil {
 		return models.ErrResourceNotFound
 	}
@@ -100,7 +110,7 @@ func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, pro
 	}
 	statefulSets := b.clientset.AppsV1().StatefulSets(cached.Namespace)
 	var updated *appsv1.StatefulSet
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		sts, err := statefulSets.Get(ctx, cached.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -163,11 +173,14 @@ func applyUpdate(lrp *models.DesiredLRP, update *models.DesiredLRPUpdate) {
 
 // RemoveDesiredLRP deletes the LRP and everything it owns.
 func (b *Backend) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string) error {
-	sts := b.statefulSet(processGUID)
+	sts, err := b.lookup(ctx, processGUID)
+	if err != nil {
+		return err
+	}
 	if sts == nil {
 		return models.ErrResourceNotFound
 	}
-	err := b.lrps.Stop(ctx, logger, sts.Labels[k8s.LabelGUID], sts.Labels[k8s.LabelVersion])
+	err = b.lrps.Stop(ctx, logger, sts.Labels[k8s.LabelGUID], sts.Labels[k8s.LabelVersion])
 	if errors.Is(err, irismodels.ErrNotFound) {
 		return models.ErrResourceNotFound
 	}
@@ -176,7 +189,10 @@ func (b *Backend) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, pro
 
 // DesiredLRPByProcessGuid returns the LRP as last desired or updated.
 func (b *Backend) DesiredLRPByProcessGuid(ctx context.Context, logger lager.Logger, processGUID string) (*models.DesiredLRP, error) {
-	sts := b.statefulSet(processGUID)
+	sts, err := b.lookup(ctx, processGUID)
+	if err != nil {
+		return nil, err
+	}
 	if sts == nil {
 		return nil, models.ErrResourceNotFound
 	}
@@ -258,6 +274,32 @@ func set(values []string) map[string]bool {
 		m[v] = true
 	}
 	return m
+}
+
+// lookup is the live BBS StatefulSet of processGUID, or nil: from the
+// cache or, when the cache has not seen it yet, from the API. BBS reads
+// its own writes (CC reads, updates or lists instances right after a
+// desire, and must not be told the LRP is not there); lists and bulk
+// reads stay on the cache.
+func (b *Backend) lookup(ctx context.Context, processGUID string) (*appsv1.StatefulSet, error) {
+	if sts := b.statefulSet(processGUID); sts != nil {
+		return sts, nil
+	}
+	guid, version, err := splitProcessGUID(processGUID)
+	if err != nil {
+		return nil, nil // no LRP Iris made has such a guid
+	}
+	sts, err := b.lrps.StatefulSet(ctx, guid, version)
+	if errors.Is(err, irismodels.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", processGUID, err)
+	}
+	if !isBBS(sts) {
+		return nil, nil
+	}
+	return sts, nil
 }
 
 // statefulSet is the live BBS StatefulSet of processGUID in the cache, or nil.
