@@ -378,6 +378,19 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			want: Equal(&models.DesiredLRPLifecycleResponse{}),
 			then: &getR2,
 		}),
+		Entry("desire.r2 right after remove of the same process guid: success", oracleCase{
+			given: func(o *oracleLRP) {
+				desire(o)
+				for _, e := range []*bbsEndpoint{oracle, iris} {
+					Expect(e.client.RemoveDesiredLRP(logger, "oracle", o.guid())).To(Succeed(), e.name)
+				}
+			},
+			call: bbsCall{path: "/v1/desired_lrp/desire.r2", body: func(o *oracleLRP) []byte {
+				return marshal(&models.DesireLRPRequest{DesiredLrp: o.lrp})
+			}, response: lifecycleResponse},
+			want: Equal(&models.DesiredLRPLifecycleResponse{}),
+			then: &getR2,
+		}),
 		Entry("remove of an unknown guid: ResourceNotFound", oracleCase{
 			call: bbsCall{path: "/v1/desired_lrp/remove", body: func(o *oracleLRP) []byte {
 				return marshal(&models.RemoveDesiredLRPRequest{ProcessGuid: o.unknownGUID()})
@@ -534,6 +547,14 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 		// retire.
 		Entry("actual_lrps/retire of an instance: success (the real BBS removes its UNCLAIMED one, Iris deletes the pod)", oracleCase{
 			given: desireWithPods,
+			call: bbsCall{path: "/v1/actual_lrps/retire", body: func(o *oracleLRP) []byte {
+				key := models.NewActualLRPKey(o.guid(), 1, "cf-apps")
+				return marshal(&models.RetireActualLRPRequest{ActualLrpKey: &key})
+			}, response: func() proto.Message { return &models.ActualLRPLifecycleResponse{} }},
+			want: Equal(&models.ActualLRPLifecycleResponse{}),
+		}),
+		Entry("actual_lrps/retire right after desire.r2, before Iris has a pod for it: success (the real BBS removes the UNCLAIMED instance)", oracleCase{
+			given: desireAtOnce,
 			call: bbsCall{path: "/v1/actual_lrps/retire", body: func(o *oracleLRP) []byte {
 				key := models.NewActualLRPKey(o.guid(), 1, "cf-apps")
 				return marshal(&models.RetireActualLRPRequest{ActualLrpKey: &key})

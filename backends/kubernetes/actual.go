@@ -84,6 +84,13 @@ func (b *Backend) RetireActualLRP(ctx context.Context, logger lager.Logger, key 
 		}
 	}
 	if pod == nil {
+		if key.Index >= 0 && key.Index < ptr.Deref(sts.Spec.Replicas, 0) {
+			// A desired instance without a pod yet is UNCLAIMED: BBS
+			// retires one by dropping it, to be started afresh, which is
+			// what its pod will be.
+			logger.Info("retired-unclaimed", lager.Data{"index": key.Index})
+			return nil
+		}
 		return models.ErrResourceNotFound
 	}
 	err = b.clientset.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})

@@ -307,6 +307,15 @@ var _ = Describe("Backend reading its own writes", func() {
 		Expect(err).To(MatchError(models.ErrResourceNotFound))
 	})
 
+	It("retires an instance without a pod yet, as BBS retires an UNCLAIMED one, but no index beyond the instances", func() {
+		key := models.NewActualLRPKey(processGUID, 1, "cf-apps")
+		Expect(backend.RetireActualLRP(ctx, logger, &key)).To(Succeed())
+		key.Index = 2
+		Expect(backend.RetireActualLRP(ctx, logger, &key)).To(MatchError(models.ErrResourceNotFound))
+		key.Index = -1
+		Expect(backend.RetireActualLRP(ctx, logger, &key)).To(MatchError(models.ErrResourceNotFound))
+	})
+
 	It("still answers ResourceNotFound for guids it never made, of any shape", func() {
 		for _, guid := range []string{"nope-1", "no-dash", processGUID[:36] + "-other"} {
 			_, err := backend.DesiredLRPByProcessGuid(ctx, logger, guid)
