@@ -196,6 +196,11 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			want:   BeNil(),
 			status: http.StatusNotFound,
 		}),
+		Entry("a route with a trailing slash: 404", oracleCase{
+			call:   bbsCall{path: "/v1/ping/", body: empty},
+			want:   BeNil(),
+			status: http.StatusNotFound,
+		}),
 		Entry("a GET on a POST route: 405", oracleCase{
 			call:   bbsCall{method: http.MethodGet, path: "/v1/ping", body: empty},
 			want:   BeNil(),
@@ -484,6 +489,28 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			}, response: actualLRPsResponse, normalize: blankInstanceState},
 			want: HaveField("ActualLrps", HaveLen(2)),
 		}),
+		Entry("actual_lrps/list of an LRP no node can place: UNCLAIMED on both, compared whole but for since, modification tag and placement error (the real BBS has no auctioneer to set one)", oracleCase{
+			given: func(o *oracleLRP) {
+				o.lrp.MemoryMb = 4 * 1024 * 1024 // 4 TiB: more than any KWOK node has
+				desire(o)
+				Eventually(func(g Gomega) {
+					actual, err := iris.client.ActualLRPs(logger, "oracle", models.ActualLRPFilter{ProcessGuid: o.guid()})
+					g.Expect(err).NotTo(HaveOccurred())
+					g.Expect(actual).To(HaveLen(2))
+					g.Expect(actual).To(HaveEach(HaveField("PlacementError", Not(BeEmpty()))))
+				}, 60*time.Second).Should(Succeed())
+			},
+			call: bbsCall{path: "/v1/actual_lrps/list", body: func(o *oracleLRP) []byte {
+				return marshal(&models.ActualLRPsRequest{ProcessGuid: o.guid()})
+			}, response: actualLRPsResponse, normalize: func(_ *oracleLRP, m proto.Message) {
+				lrps := m.(*models.ActualLRPsResponse).ActualLrps
+				for _, a := range lrps {
+					a.Since, a.ModificationTag, a.PlacementError = 0, models.ModificationTag{}, ""
+				}
+				sortActualLRPs(lrps)
+			}},
+			want: HaveField("ActualLrps", HaveEach(HaveField("State", models.ActualLRPStateUnclaimed))),
+		}),
 		Entry("actual_lrps/list by process guid and index (state etc. blanked)", oracleCase{
 			given: desire,
 			call: bbsCall{path: "/v1/actual_lrps/list", body: func(o *oracleLRP) []byte {
@@ -674,8 +701,13 @@ func blankInstanceState(_ *oracleLRP, m proto.Message) {
 	for _, a := range lrps {
 		*a = models.ActualLRP{ActualLRPKey: a.ActualLRPKey, Presence: a.Presence}
 	}
-	// BBS lists in its database's order, which is not defined (index 1
-	// before 0 happens); no client relies on it.
+	sortActualLRPs(lrps)
+}
+
+// sortActualLRPs orders instances by guid and index: BBS lists in its
+// database's order, which is not defined (index 1 before 0 happens), and
+// no client relies on it.
+func sortActualLRPs(lrps []*models.ActualLRP) {
 	slices.SortFunc(lrps, func(a, b *models.ActualLRP) int {
 		return cmp.Or(cmp.Compare(a.ProcessGuid, b.ProcessGuid), cmp.Compare(a.Index, b.Index))
 	})
