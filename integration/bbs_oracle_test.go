@@ -511,6 +511,16 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			}},
 			want: HaveField("ActualLrps", HaveEach(HaveField("State", models.ActualLRPStateUnclaimed))),
 		}),
+		Entry("actual_lrps/list of an LRP desired with 0 instances: none", oracleCase{
+			given: func(o *oracleLRP) {
+				o.lrp.Instances = 0
+				desire(o)
+			},
+			call: bbsCall{path: "/v1/actual_lrps/list", body: func(o *oracleLRP) []byte {
+				return marshal(&models.ActualLRPsRequest{ProcessGuid: o.guid()})
+			}, response: actualLRPsResponse},
+			want: Equal(&models.ActualLRPsResponse{}),
+		}),
 		Entry("actual_lrps/list by process guid and index (state etc. blanked)", oracleCase{
 			given: desire,
 			call: bbsCall{path: "/v1/actual_lrps/list", body: func(o *oracleLRP) []byte {
