@@ -37,9 +37,10 @@ import (
 //   - Iris refuses a buildpack LRP (preloaded root_fs), a privileged one
 //     (unless allowed) and more than one placement tag with InvalidRequest;
 //     the real BBS accepts all three (bbs_test.go covers Iris's refusals).
-//   - An update request without an update: the real BBS's handler
-//     dereferences it and the connection drops; Iris answers InvalidRequest
-//     "Invalid field: update".
+//   - An update request without an update of an existing LRP: the real
+//     BBS dereferences it and the connection drops; Iris answers
+//     InvalidRequest "Invalid field: update" (of an unknown guid both
+//     answer ResourceNotFound: an entry).
 //   - Bodies over api max_request_body_bytes: Iris answers InvalidRequest,
 //     the real BBS reads any size.
 //   - The real BBS serves the task, cell, evacuation and ActualLRPGroup
@@ -352,6 +353,12 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 				update := &models.DesiredLRPUpdate{}
 				update.SetInstances(2)
 				return marshal(&models.UpdateDesiredLRPRequest{ProcessGuid: o.unknownGUID(), Update: update})
+			}, response: lifecycleResponse},
+			want: haveBBSError(models.ErrResourceNotFound),
+		}),
+		Entry("update without an update, of an unknown guid: ResourceNotFound (BBS looks the LRP up first)", oracleCase{
+			call: bbsCall{path: "/v1/desired_lrp/update", body: func(o *oracleLRP) []byte {
+				return marshal(&models.UpdateDesiredLRPRequest{ProcessGuid: o.unknownGUID()})
 			}, response: lifecycleResponse},
 			want: haveBBSError(models.ErrResourceNotFound),
 		}),
