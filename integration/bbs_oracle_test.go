@@ -41,6 +41,8 @@ import (
 //     BBS dereferences it and the connection drops; Iris answers
 //     InvalidRequest "Invalid field: update" (of an unknown guid both
 //     answer ResourceNotFound: an entry).
+//   - A process guid that is not <guid>-<version> (CC always sends that
+//     form): Iris answers InvalidRequest, the real BBS accepts it.
 //   - Bodies over api max_request_body_bytes: Iris answers InvalidRequest,
 //     the real BBS reads any size.
 //   - The real BBS serves the task, cell, evacuation and ActualLRPGroup
@@ -420,6 +422,26 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			call:  getR2,
 			want:  HaveField("DesiredLrp.ProcessGuid", Not(BeEmpty())),
 		}),
+		Entry("get_by_process_guid.r2 of an LRP with image layers: the V2 downgrade turns the shared one into a cached dependency, the exclusive one into a setup download", oracleCase{
+			given: func(o *oracleLRP) {
+				withImageLayers(o.lrp)
+				desire(o)
+			},
+			call: getR2,
+			want: HaveField("DesiredLrp", And(
+				HaveField("ImageLayers", BeEmpty()),
+				HaveField("CachedDependencies", HaveLen(1)),
+				HaveField("Setup", Not(BeNil())),
+			)),
+		}),
+		Entry("get_by_process_guid.r3 of an LRP with image layers: kept as layers", oracleCase{
+			given: func(o *oracleLRP) {
+				withImageLayers(o.lrp)
+				desire(o)
+			},
+			call: bbsCall{path: "/v1/desired_lrps/get_by_process_guid.r3", body: byGUID, response: desiredLRPResponse, normalize: blankEpochs},
+			want: HaveField("DesiredLrp.ImageLayers", HaveLen(2)),
+		}),
 		Entry("get_by_process_guid.r2 of an unknown guid: ResourceNotFound", oracleCase{
 			call: bbsCall{path: "/v1/desired_lrps/get_by_process_guid.r2", body: func(o *oracleLRP) []byte {
 				return marshal(&models.DesiredLRPByProcessGuidRequest{ProcessGuid: o.unknownGUID()})
@@ -728,6 +750,26 @@ func sortActualLRPs(lrps []*models.ActualLRP) {
 	slices.SortFunc(lrps, func(a, b *models.ActualLRP) int {
 		return cmp.Or(cmp.Compare(a.ProcessGuid, b.ProcessGuid), cmp.Compare(a.Index, b.Index))
 	})
+}
+
+// withImageLayers gives lrp its lifecycle and droplet as image layers (a
+// shared tgz and an exclusive sha256 layer) instead of a cached
+// dependency, as CC builds buildpack LRPs, to exercise the V2 downgrade on
+// an LRP Iris runs.
+func withImageLayers(lrp *models.DesiredLRP) {
+	lrp.CachedDependencies = nil
+	lrp.LegacyDownloadUser = "vcap" // exclusive layers need it
+	lrp.ImageLayers = []*models.ImageLayer{
+		{
+			Name: "docker-lifecycle", Url: "https://file-server.service.cf.internal:8447/v1/static/docker_app_lifecycle/docker_app_lifecycle.tgz",
+			DestinationPath: "/tmp/lifecycle", LayerType: models.LayerTypeShared, MediaType: models.MediaTypeTgz,
+		},
+		{
+			Name: "droplet", Url: "https://cc-uploader.service.cf.internal:9091/v1/static/droplet.tgz", DestinationPath: "/home/vcap",
+			LayerType: models.LayerTypeExclusive, MediaType: models.MediaTypeTgz,
+			DigestAlgorithm: models.DigestAlgorithmSha256, DigestValue: "0b2b1f8f3e0a0e5c3a0f3b1e6a4c1d2e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c",
+		},
+	}
 }
 
 // ccFullLRP adds to lrp what else current CC sets on a docker LRP: image
