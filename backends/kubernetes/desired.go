@@ -37,7 +37,9 @@ const (
 // LRPWriter is what the backend needs of k8s.LRPClient to create and
 // delete an LRP's objects.
 type LRPWriter interface {
-	Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
+	// DesireNew creates lrp's objects; k8s.ErrAlreadyDesired if its
+	// process guid has a StatefulSet already.
+	DesireNew(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
 	Stop(ctx context.Context, logger lager.Logger, guid, version string) error
 	EnsurePDB(ctx context.Context, sts *appsv1.StatefulSet) error
 	// StatefulSet finds the StatefulSet of guid/version in the cache or,
@@ -61,11 +63,9 @@ func NewBackend(clientset k8sclient.Interface, caches *k8s.Caches, lrps LRPWrite
 
 // DesireLRP creates lrp's objects; ResourceExists if the guid is taken.
 func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models.DesiredLRP) error {
-	existing, err := b.lookup(ctx, lrp.ProcessGuid)
-	if err != nil {
-		return err
-	}
-	if existing != nil {
+	// The cache answers most repeats; one it has not seen yet (a desire
+	// right after a desire) is found by the writer, by name.
+	if b.statefulSet(lrp.ProcessGuid) != nil {
 		return models.ErrResourceExists
 	}
 	w, err := Translate(lrp, b.opts)
@@ -80,7 +80,11 @@ func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *model
 	}
 	w.FrontAnnotations = map[string]string{AnnotationDomain: lrp.Domain}
 	w.FrontState = map[string]string{AnnotationDesiredLRP: state}
-	if err := b.lrps.Desire(ctx, logger, w); err != nil {
+	err = b.lrps.DesireNew(ctx, logger, w)
+	if errors.Is(err, k8s.ErrAlreadyDesired) {
+		return models.ErrResourceExists
+	}
+	if err != nil {
 		return bbsError(err)
 	}
 	return nil
