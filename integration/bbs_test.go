@@ -26,12 +26,18 @@ import (
 // newBBSClient is the real BBS Go client, as CC's and tps-watcher's
 // counterpart, over mTLS to the suite's Iris.
 func newBBSClient() bbsclient.InternalClient {
+	return newBBSClientTo(bbsURL)
+}
+
+// newBBSClientTo is the real BBS Go client over mTLS to url, an Iris
+// serving the suite's server certificate.
+func newBBSClientTo(url string) bbsclient.InternalClient {
 	dir := GinkgoT().TempDir()
 	caFile := filepath.Join(dir, "server-ca.crt")
 	Expect(os.WriteFile(caFile, serverCA.PEM, 0o600)).To(Succeed())
 	certFile, keyFile, err := clientLeaf.WriteFiles(dir, "bbs-client")
 	Expect(err).NotTo(HaveOccurred())
-	client, err := bbsclient.NewClient(bbsURL, caFile, certFile, keyFile, 0, 0)
+	client, err := bbsclient.NewClient(url, caFile, certFile, keyFile, 0, 0)
 	Expect(err).NotTo(HaveOccurred())
 	return client
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -30,6 +31,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -152,6 +154,61 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Expect(cfg.API.TLSListenAddress).To(Equal("0.0.0.0:8086"))
 		Expect(cfg.LeaderElection.Namespace).To(Equal("cf-system"))
 		Expect(cfg.LRP.ServiceAccountName).To(Equal("iris-app"))
+		Expect(cfg.BBS.Enabled()).To(BeFalse(), "the BBS front must be off by default")
+		Expect(out).NotTo(ContainSubstring("bbs-tls"))
+	})
+
+	It("renders the BBS front when enabled: config, container and Service port, certificates, NetworkPolicy", func() {
+		out, err := helm("template", "iris", chartDir, "--namespace", "cf-system",
+			"--set", "bbs.enabled=true", "--set", "bbs.port=8899", "--set", "bbs.allowPrivileged=true",
+			"--set", "bbs.serverTLSSecret=my-bbs-tls", "--set", "bbs.clientCASecret=my-bbs-ca",
+			"--set", "networkPolicy.iris.enabled=true",
+			"--set-json", `networkPolicy.iris.apiFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kubecf"}}}]`,
+			"--set-json", `networkPolicy.iris.bbsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"diego"}}}]`)
+		Expect(err).NotTo(HaveOccurred())
+		cfg := loadConfig(parse(out))
+		Expect(cfg.BBS).To(Equal(config.BBS{
+			TLSListenAddress: "0.0.0.0:8899",
+			TLSCertFile:      "/etc/iris/bbs-tls/tls.crt",
+			TLSKeyFile:       "/etc/iris/bbs-tls/tls.key",
+			ClientCAFile:     "/etc/iris/bbs-client-ca/ca.crt",
+			AllowPrivileged:  true,
+		}))
+		var (
+			service    corev1.Service
+			deployment appsv1.Deployment
+			policy     networkingv1.NetworkPolicy
+		)
+		for _, doc := range strings.Split(out, "\n---\n") {
+			var m manifest
+			Expect(yaml.Unmarshal([]byte(doc), &m)).To(Succeed())
+			switch {
+			case m.Kind == "Service":
+				Expect(yaml.Unmarshal([]byte(doc), &service)).To(Succeed())
+			case m.Kind == "Deployment":
+				Expect(yaml.Unmarshal([]byte(doc), &deployment)).To(Succeed())
+			case m.Kind == "NetworkPolicy" && m.Metadata.Name == "iris":
+				Expect(yaml.Unmarshal([]byte(doc), &policy)).To(Succeed())
+			}
+		}
+		Expect(service.Spec.Ports).To(ContainElement(And(HaveField("Name", "bbs"), HaveField("Port", BeEquivalentTo(8899)))))
+		container := deployment.Spec.Template.Spec.Containers[0]
+		Expect(container.Ports).To(ContainElement(And(HaveField("Name", "bbs"), HaveField("ContainerPort", BeEquivalentTo(8899)))))
+		Expect(container.VolumeMounts).To(ContainElements(
+			HaveField("MountPath", "/etc/iris/bbs-tls"), HaveField("MountPath", "/etc/iris/bbs-client-ca")))
+		Expect(deployment.Spec.Template.Spec.Volumes).To(ContainElements(
+			HaveField("Secret.SecretName", "my-bbs-tls"), HaveField("Secret.SecretName", "my-bbs-ca")))
+		// The BBS port from bbsFrom only: not from the API's peers, nor
+		// from staging pods.
+		Expect(policy.Spec.Ingress).To(ContainElement(And(
+			HaveField("Ports", ConsistOf(HaveField("Port.IntVal", BeEquivalentTo(8899)))),
+			HaveField("From", ConsistOf(HaveField("NamespaceSelector.MatchLabels", HaveKeyWithValue("kubernetes.io/metadata.name", "diego")))),
+		)))
+		for _, rule := range policy.Spec.Ingress {
+			if len(rule.From) != 1 || rule.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "diego" {
+				Expect(rule.Ports).NotTo(ContainElement(HaveField("Port.IntVal", BeEquivalentTo(8899))))
+			}
+		}
 	})
 
 	It("renders the log agent, its RBAC and Loggregator's config when an ingress is set", func() {
@@ -424,6 +481,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		_, err := helm("install", "iris", chartDir, "--namespace", releaseNS,
 			"--set", "createNamespaces=true", "--set", "image.repository="+oci.Host()+"/cf/iris", "--set", "image.tag=chart-test",
 			"--set", "loggregator.ingressAddress=metron.cf-system:3458", "--set", "secrets.loggregator=iris-loggregator",
+			"--set", "bbs.enabled=true",
 			"--set-json", fmt.Sprintf(`workloadsNamespaces=[%q]`, appsNS))
 		Expect(err).NotTo(HaveOccurred())
 
@@ -474,6 +532,16 @@ var _ = Describe("Helm chart", Ordered, func() {
 			api[key] = suiteAPI[key]
 		}
 		chartConfig["ops"] = map[string]any{"listen_address": opsAddr}
+		// The BBS front as the chart renders it, on a free port with the
+		// suite's certificates in place of the mounted Secrets.
+		bbsAddr := freeAddress()
+		chartBBS, suiteBBS := chartConfig["bbs"].(map[string]any), suiteConfig["bbs"].(map[string]any)
+		Expect(chartBBS).To(HaveKeyWithValue("tls_listen_address", "0.0.0.0:8889"))
+		chartBBS["tls_listen_address"] = bbsAddr
+		for _, key := range []string{"tls_cert_file", "tls_key_file", "client_ca_file"} {
+			Expect(chartBBS).To(HaveKey(key))
+			chartBBS[key] = suiteBBS[key]
+		}
 		chartConfig["log_level"] = "debug"
 		chartConfig["kubeconfig"] = impersonatingKubeconfig("system:serviceaccount:" + releaseNS + ":iris")
 		configData, err := yaml.Marshal(chartConfig)
@@ -487,6 +555,9 @@ var _ = Describe("Helm chart", Ordered, func() {
 			resp.Body.Close()
 			return resp.StatusCode, nil
 		}, 30*time.Second, 200*time.Millisecond).Should(Equal(http.StatusOK))
+
+		Expect(newBBSClientTo("https://"+bbsAddr).Ping(lagertest.NewTestLogger("chart-bbs"), "chart")).To(BeTrue(),
+			"the chart's BBS front answers /v1/ping over mTLS")
 
 		natsConn, err := natsgo.Connect(nats.URL())
 		Expect(err).NotTo(HaveOccurred())

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -49,25 +50,47 @@ func NewLRPClient(clientset kubernetes.Interface, caches *Caches, builder *Build
 // owns: a desire cut short by a crash is completed by CC's retry. When
 // creating the StatefulSet fails, the objects written for it are removed.
 func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error {
+	_, err := c.desire(ctx, logger, lrp)
+	return err
+}
+
+// ErrAlreadyDesired is DesireNew's answer for a process guid that has a
+// StatefulSet already.
+var ErrAlreadyDesired = errors.New("the process guid is desired already")
+
+// DesireNew is Desire for fronts whose protocol refuses a second desire of
+// a process guid (BBS answers ResourceExists): ErrAlreadyDesired when its
+// StatefulSet exists, which stays as first desired (what it owns is still
+// ensured, as by Desire).
+func (c *LRPClient) DesireNew(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error {
+	existed, err := c.desire(ctx, logger, lrp)
+	if err == nil && existed {
+		return ErrAlreadyDesired
+	}
+	return err
+}
+
+// desire carries out Desire; existed says the StatefulSet was there before.
+func (c *LRPClient) desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) (existed bool, err error) {
 	logger = logger.Session("desire", lager.Data{"process_guid": lrp.ProcessGUID})
 	namespace, err := chooseNamespace(lrp.Namespace, c.namespaces)
 	if err != nil {
-		return err
+		return false, err
 	}
 	objects, err := c.builder.Build(lrp, namespace)
 	if err != nil {
-		return err
+		return false, err
 	}
 	existing, err := c.existing(ctx, lrp.ProcessGUID, objects.StatefulSet)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if existing != nil {
 		if err := c.ensureOwned(ctx, existing, objects, false); err != nil {
-			return err
+			return true, err
 		}
 		logger.Info("already-desired", lager.Data{"statefulset": existing.Name})
-		return nil
+		return true, nil
 	}
 
 	// The secret and the egress policy exist before the StatefulSet, so no
@@ -78,7 +101,7 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *worklo
 	if secret := objects.RegistrySecret; secret != nil {
 		stampDesiredAt(secret, now)
 		if err := applySecret(ctx, c.clientset, secret); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if policy := objects.EgressPolicy; policy != nil {
@@ -86,9 +109,9 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *worklo
 		if _, err := Apply(ctx, c.clientset, policy); err != nil {
 			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
 			if apierrors.IsInvalid(err) {
-				return models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
+				return false, models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
 			}
-			return fmt.Errorf("applying egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
+			return false, fmt.Errorf("applying egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
 		}
 	}
 	applied, err := Apply(ctx, c.clientset, objects.StatefulSet)
@@ -96,18 +119,18 @@ func (c *LRPClient) Desire(ctx context.Context, logger lager.Logger, lrp *worklo
 		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
 		deleteNetworkPolicy(ctx, c.clientset, logger, objects.EgressPolicy)
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
+			return false, models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
 		}
-		return fmt.Errorf("applying statefulset %s/%s: %w", namespace, objects.StatefulSet.Name, err)
+		return false, fmt.Errorf("applying statefulset %s/%s: %w", namespace, objects.StatefulSet.Name, err)
 	}
 	sts := applied.(*appsv1.StatefulSet)
 	// A failure from here on leaves a running app whose owned objects the
 	// reconciler, or CC's retry of this desire, completes.
 	if err := c.ensureOwned(ctx, sts, objects, true); err != nil {
-		return err
+		return false, err
 	}
 	logger.Info("desired", lager.Data{"statefulset": sts.Name, "namespace": namespace, "instances": *sts.Spec.Replicas})
-	return nil
+	return false, nil
 }
 
 // existing returns the live StatefulSet of processGUID: from the cache, or,
@@ -410,6 +433,14 @@ func (c *LRPClient) cached(processGUID string) *appsv1.StatefulSet {
 		}
 	}
 	return nil
+}
+
+// StatefulSet is the live StatefulSet of guid/version, from the cache or,
+// when the cache has not seen it yet, from the API; models.ErrNotFound if
+// there is none. Fronts whose clients read right after they write (BBS)
+// look up single LRPs with it.
+func (c *LRPClient) StatefulSet(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error) {
+	return c.lookup(ctx, guid, version)
 }
 
 // lookup finds the StatefulSet of guid/version, in the cache first.

@@ -133,6 +133,16 @@ var _ = Describe("LRPClient.Desire", func() {
 		expectAllOwned()
 	})
 
+	It("tells a front that refuses re-desires (DesireNew) that the process guid is desired already", func() {
+		Expect(client.DesireNew(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
+		clientset.ClearActions()
+		lrp.Instances = ptr.To(7)
+		Expect(client.DesireNew(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(MatchError(k8s.ErrAlreadyDesired))
+		Expect(writes()).NotTo(ContainElement("patch statefulsets"))
+		Expect(*getSTS().Spec.Replicas).To(BeNumerically("==", 3))
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed(), "Desire stays idempotent")
+	})
+
 	It("removes the Secret and policy again when Kubernetes refuses the StatefulSet", func() {
 		clientset.PrependReactor("patch", "statefulsets", func(clienttesting.Action) (bool, runtime.Object, error) {
 			return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, "x",

@@ -22,7 +22,11 @@ import (
 func (b *Backend) ActualLRPs(ctx context.Context, logger lager.Logger, filter models.ActualLRPFilter) ([]*models.ActualLRP, error) {
 	var statefulSets []*appsv1.StatefulSet
 	if filter.ProcessGuid != "" {
-		if sts := b.statefulSet(filter.ProcessGuid); sts != nil {
+		sts, err := b.lookup(ctx, filter.ProcessGuid)
+		if err != nil {
+			return nil, err
+		}
+		if sts != nil {
 			statefulSets = append(statefulSets, sts)
 		}
 	} else {
@@ -66,7 +70,10 @@ func (b *Backend) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Log
 // RetireActualLRP deletes the instance's pod; the StatefulSet controller
 // starts a new one in its place, as Diego replaces a retired instance.
 func (b *Backend) RetireActualLRP(ctx context.Context, logger lager.Logger, key *models.ActualLRPKey) error {
-	sts := b.statefulSet(key.ProcessGuid)
+	sts, err := b.lookup(ctx, key.ProcessGuid)
+	if err != nil {
+		return err
+	}
 	if sts == nil {
 		return models.ErrResourceNotFound
 	}
@@ -77,9 +84,16 @@ func (b *Backend) RetireActualLRP(ctx context.Context, logger lager.Logger, key 
 		}
 	}
 	if pod == nil {
+		if key.Index >= 0 && key.Index < ptr.Deref(sts.Spec.Replicas, 0) {
+			// A desired instance without a pod yet is UNCLAIMED: BBS
+			// retires one by dropping it, to be started afresh, which is
+			// what its pod will be.
+			logger.Info("retired-unclaimed", lager.Data{"index": key.Index})
+			return nil
+		}
 		return models.ErrResourceNotFound
 	}
-	err := b.clientset.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
+	err = b.clientset.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {
 		return models.ErrResourceNotFound
 	}

@@ -256,6 +256,74 @@ var _ = Describe("Backend", func() {
 	})
 })
 
+// What CC does right after a desire must see the desire, although the
+// backend reads from informer caches: here caches that never run, so
+// every read of a single LRP must reach the API.
+var _ = Describe("Backend reading its own writes", func() {
+	const ns = "cf-workloads"
+	var (
+		backend *bbsk8s.Backend
+		logger  *lagertest.TestLogger
+		ctx     context.Context
+		lrp     *models.DesiredLRP
+	)
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		logger = lagertest.NewTestLogger("backend")
+		clientset := fake.NewClientset()
+		caches, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		lrps := k8s.NewLRPClient(clientset, caches, k8s.NewBuilder(config.Default().LRP), []string{ns}, clock.RealClock{})
+		backend = bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
+		lrp = ccDockerLRP(processGUID, "")
+		lrp.PlacementTags = nil
+		Expect(backend.DesireLRP(ctx, logger, lrp)).To(Succeed())
+	})
+
+	It("answers a second desire with ResourceExists", func() {
+		Expect(backend.DesireLRP(ctx, logger, lrp)).To(MatchError(models.ErrResourceExists))
+	})
+
+	It("serves the LRP and its unclaimed instances", func() {
+		got, err := backend.DesiredLRPByProcessGuid(ctx, logger, processGUID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.ProcessGuid).To(Equal(processGUID))
+		actual, err := backend.ActualLRPs(ctx, logger, models.ActualLRPFilter{ProcessGuid: processGUID})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(actual).To(HaveLen(2))
+		Expect(actual).To(HaveEach(HaveField("State", models.ActualLRPStateUnclaimed)))
+	})
+
+	It("updates and removes it", func() {
+		update := &models.DesiredLRPUpdate{}
+		update.SetInstances(3)
+		Expect(backend.UpdateDesiredLRP(ctx, logger, processGUID, update)).To(Succeed())
+		got, err := backend.DesiredLRPByProcessGuid(ctx, logger, processGUID)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(got.Instances).To(BeEquivalentTo(3))
+		Expect(backend.RemoveDesiredLRP(ctx, logger, processGUID)).To(Succeed())
+		_, err = backend.DesiredLRPByProcessGuid(ctx, logger, processGUID)
+		Expect(err).To(MatchError(models.ErrResourceNotFound))
+	})
+
+	It("retires an instance without a pod yet, as BBS retires an UNCLAIMED one, but no index beyond the instances", func() {
+		key := models.NewActualLRPKey(processGUID, 1, "cf-apps")
+		Expect(backend.RetireActualLRP(ctx, logger, &key)).To(Succeed())
+		key.Index = 2
+		Expect(backend.RetireActualLRP(ctx, logger, &key)).To(MatchError(models.ErrResourceNotFound))
+		key.Index = -1
+		Expect(backend.RetireActualLRP(ctx, logger, &key)).To(MatchError(models.ErrResourceNotFound))
+	})
+
+	It("still answers ResourceNotFound for guids it never made, of any shape", func() {
+		for _, guid := range []string{"nope-1", "no-dash", processGUID[:36] + "-other"} {
+			_, err := backend.DesiredLRPByProcessGuid(ctx, logger, guid)
+			Expect(err).To(MatchError(models.ErrResourceNotFound), guid)
+		}
+	})
+})
+
 func bbsRoutesFor(hostname string) models.Routes {
 	lrp := ccDockerLRP(processGUID, "")
 	routes := *lrp.Routes

@@ -37,9 +37,14 @@ const (
 // LRPWriter is what the backend needs of k8s.LRPClient to create and
 // delete an LRP's objects.
 type LRPWriter interface {
-	Desire(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
+	// DesireNew creates lrp's objects; k8s.ErrAlreadyDesired if its
+	// process guid has a StatefulSet already.
+	DesireNew(ctx context.Context, logger lager.Logger, lrp *workload.DesiredLRP) error
 	Stop(ctx context.Context, logger lager.Logger, guid, version string) error
 	EnsurePDB(ctx context.Context, sts *appsv1.StatefulSet) error
+	// StatefulSet finds the StatefulSet of guid/version in the cache or,
+	// on a miss, through the API; irismodels.ErrNotFound if there is none.
+	StatefulSet(ctx context.Context, guid, version string) (*appsv1.StatefulSet, error)
 }
 
 // Backend carries out the BBS front's desired and actual LRP routes on
@@ -59,6 +64,8 @@ func NewBackend(clientset k8sclient.Interface, caches *k8s.Caches, lrps LRPWrite
 
 // DesireLRP creates lrp's objects; ResourceExists if the guid is taken.
 func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models.DesiredLRP) error {
+	// The cache answers most repeats; one it has not seen yet (a desire
+	// right after a desire) is found by the writer, by name.
 	if b.statefulSet(lrp.ProcessGuid) != nil {
 		return models.ErrResourceExists
 	}
@@ -66,7 +73,11 @@ func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *model
 	if err != nil {
 		return err
 	}
-	if err := b.lrps.Desire(ctx, logger, w); err != nil {
+	err = b.lrps.DesireNew(ctx, logger, w)
+	if errors.Is(err, k8s.ErrAlreadyDesired) {
+		return models.ErrResourceExists
+	}
+	if err != nil {
 		return bbsError(err)
 	}
 	return nil
@@ -96,7 +107,10 @@ func DesiredWorkload(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.D
 // UpdateDesiredLRP changes instances, routes, annotation and metric tags,
 // bumping the modification tag's index, as BBS does.
 func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string, update *models.DesiredLRPUpdate) error {
-	cached := b.statefulSet(processGUID)
+	cached, err := b.lookup(ctx, processGUID)
+	if err != nil {
+		return err
+	}
 	if cached == nil {
 		return models.ErrResourceNotFound
 	}
@@ -114,7 +128,7 @@ func (b *Backend) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, pro
 	}
 	statefulSets := b.clientset.AppsV1().StatefulSets(cached.Namespace)
 	var updated *appsv1.StatefulSet
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		sts, err := statefulSets.Get(ctx, cached.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -177,11 +191,14 @@ func applyUpdate(lrp *models.DesiredLRP, update *models.DesiredLRPUpdate) {
 
 // RemoveDesiredLRP deletes the LRP and everything it owns.
 func (b *Backend) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string) error {
-	sts := b.statefulSet(processGUID)
+	sts, err := b.lookup(ctx, processGUID)
+	if err != nil {
+		return err
+	}
 	if sts == nil {
 		return models.ErrResourceNotFound
 	}
-	err := b.lrps.Stop(ctx, logger, sts.Labels[k8s.LabelGUID], sts.Labels[k8s.LabelVersion])
+	err = b.lrps.Stop(ctx, logger, sts.Labels[k8s.LabelGUID], sts.Labels[k8s.LabelVersion])
 	if errors.Is(err, irismodels.ErrNotFound) {
 		return models.ErrResourceNotFound
 	}
@@ -190,7 +207,10 @@ func (b *Backend) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, pro
 
 // DesiredLRPByProcessGuid returns the LRP as last desired or updated.
 func (b *Backend) DesiredLRPByProcessGuid(ctx context.Context, logger lager.Logger, processGUID string) (*models.DesiredLRP, error) {
-	sts := b.statefulSet(processGUID)
+	sts, err := b.lookup(ctx, processGUID)
+	if err != nil {
+		return nil, err
+	}
 	if sts == nil {
 		return nil, models.ErrResourceNotFound
 	}
@@ -320,6 +340,32 @@ func set(values []string) map[string]bool {
 		m[v] = true
 	}
 	return m
+}
+
+// lookup is the live BBS StatefulSet of processGUID, or nil: from the
+// cache or, when the cache has not seen it yet, from the API. BBS reads
+// its own writes (CC reads, updates or lists instances right after a
+// desire, and must not be told the LRP is not there); lists and bulk
+// reads stay on the cache.
+func (b *Backend) lookup(ctx context.Context, processGUID string) (*appsv1.StatefulSet, error) {
+	if sts := b.statefulSet(processGUID); sts != nil {
+		return sts, nil
+	}
+	guid, version, err := splitProcessGUID(processGUID)
+	if err != nil {
+		return nil, nil // no LRP Iris made has such a guid
+	}
+	sts, err := b.lrps.StatefulSet(ctx, guid, version)
+	if errors.Is(err, irismodels.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", processGUID, err)
+	}
+	if !isBBS(sts) {
+		return nil, nil
+	}
+	return sts, nil
 }
 
 // statefulSet is the live BBS StatefulSet of processGUID in the cache, or nil.

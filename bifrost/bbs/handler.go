@@ -146,10 +146,13 @@ func (h *Handler) updateDesiredLRP(w http.ResponseWriter, r *http.Request) {
 	request := &models.UpdateDesiredLRPRequest{}
 	response := &models.DesiredLRPLifecycleResponse{}
 	err := h.decode(logger, r, request)
-	// The models accept a request without an update, on which BBS itself
-	// fails (a nil dereference); refuse it as invalid instead.
+	// The models accept a request without an update. BBS looks the LRP up
+	// first (an unknown guid is ResourceNotFound), then fails on a known
+	// one (a nil dereference); refuse that as invalid instead.
 	if err == nil && request.Update == nil {
-		err = invalidRequest(models.ValidationError{}.Append(models.ErrInvalidField{Field: "update"}))
+		if _, err = h.desired.DesiredLRPByProcessGuid(r.Context(), logger, request.ProcessGuid); err == nil {
+			err = invalidRequest(models.ValidationError{}.Append(models.ErrInvalidField{Field: "update"}))
+		}
 	}
 	if err == nil {
 		logger = logger.WithData(lager.Data{"process_guid": request.ProcessGuid})

@@ -133,8 +133,16 @@ var _ = Describe("Handler, driven by the real BBS Go client over mTLS", func() {
 		It("refuses an update without a guid, or without an update", func() {
 			err := f.client.UpdateDesiredLRP(f.logger, "", "", &models.DesiredLRPUpdate{})
 			Expect(err).To(MatchError(models.NewError(models.Error_InvalidRequest, "Invalid field: process_guid")))
+			f.desired.DesiredLRPByProcessGuidReturns(ccDesiredLRP(processGuid), nil)
 			err = f.client.UpdateDesiredLRP(f.logger, "", processGuid, nil)
 			Expect(err).To(MatchError(models.NewError(models.Error_InvalidRequest, "Invalid field: update")))
+			Expect(f.desired.UpdateDesiredLRPCallCount()).To(Equal(0))
+		})
+
+		It("answers an update without an update of an unknown guid with ResourceNotFound, as BBS looks the LRP up first", func() {
+			f.desired.DesiredLRPByProcessGuidReturns(nil, models.ErrResourceNotFound)
+			err := f.client.UpdateDesiredLRP(f.logger, "", processGuid, nil)
+			Expect(err).To(MatchError(models.ErrResourceNotFound))
 			Expect(f.desired.UpdateDesiredLRPCallCount()).To(Equal(0))
 		})
 

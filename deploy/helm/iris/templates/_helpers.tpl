@@ -41,6 +41,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or (empty .Values.components) (has "api" .Values.components) }}true{{ end }}
 {{- end }}
 
+{{/* Whether Iris serves the BBS API (the api component runs it). */}}
+{{- define "iris.servesBBS" -}}
+{{- if and .Values.bbs.enabled (include "iris.runsAPI" .) }}true{{ end }}
+{{- end }}
+
 {{/* Iris's config file (schema: config/iris.example.yml). */}}
 {{- define "iris.config" -}}
 {{- $v := .Values -}}
@@ -94,6 +99,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $loggregator "cert_file" "/etc/iris/loggregator/tls.crt" -}}
 {{- $_ := set $loggregator "key_file" "/etc/iris/loggregator/tls.key" -}}
 {{- end -}}
+{{- $bbs := dict "allow_privileged" $v.bbs.allowPrivileged -}}
+{{- if include "iris.servesBBS" . -}}
+{{- $_ := set $bbs "tls_listen_address" (printf "0.0.0.0:%d" (int $v.bbs.port)) -}}
+{{- $_ := set $bbs "tls_cert_file" "/etc/iris/bbs-tls/tls.crt" -}}
+{{- $_ := set $bbs "tls_key_file" "/etc/iris/bbs-tls/tls.key" -}}
+{{- $_ := set $bbs "client_ca_file" "/etc/iris/bbs-client-ca/ca.crt" -}}
+{{- end -}}
 {{- $cfg := dict
   "components" $v.components
   "log_level" $v.logLevel
@@ -102,6 +114,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   "kube_api_burst" $v.kubeApiBurst
   "workloads_namespaces" $v.workloadsNamespaces
   "api" $api
+  "bbs" $bbs
   "lrp" (dict
     "droplet_registry" $v.lrp.dropletRegistry
     "droplet_registry_secret_name" $v.lrp.dropletRegistrySecretName
