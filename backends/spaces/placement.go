@@ -92,7 +92,7 @@ func (p *ConfigMapPlacement) load(obj any) {
 	if !ok || cm.Name != p.name {
 		return
 	}
-	sides := make(map[string]Side, len(cm.Data))
+	sides := StaticPlacement{Sides: map[string]Side{}, Fallback: p.fallback}
 	for key, value := range cm.Data {
 		side, err := ParseSide(value)
 		if err != nil {
@@ -100,9 +100,33 @@ func (p *ConfigMapPlacement) load(obj any) {
 			p.logger.Error("ignoring-placement", err, lager.Data{"key": key})
 			continue
 		}
-		sides[key] = side
+		sides.Sides[key] = side
 	}
-	p.set(sides)
+	p.set(sides.Sides)
+}
+
+// StaticPlacement is a placement read once: the ConfigMap's valid entries
+// and the fallback.
+type StaticPlacement struct {
+	Sides    map[string]Side
+	Fallback Side
+}
+
+// SideFor is the space's own setting, its org's, the default, or the fallback.
+func (s StaticPlacement) SideFor(orgGUID, spaceGUID string) Side {
+	var keys []string
+	if spaceGUID != "" {
+		keys = append(keys, KeySpacePrefix+spaceGUID)
+	}
+	if orgGUID != "" {
+		keys = append(keys, KeyOrgPrefix+orgGUID)
+	}
+	for _, key := range append(keys, KeyDefault) {
+		if side, ok := s.Sides[key]; ok {
+			return side
+		}
+	}
+	return s.Fallback
 }
 
 func (p *ConfigMapPlacement) set(sides map[string]Side) {
@@ -117,17 +141,5 @@ func (p *ConfigMapPlacement) set(sides map[string]Side) {
 func (p *ConfigMapPlacement) SideFor(orgGUID, spaceGUID string) Side {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	var keys []string
-	if spaceGUID != "" {
-		keys = append(keys, KeySpacePrefix+spaceGUID)
-	}
-	if orgGUID != "" {
-		keys = append(keys, KeyOrgPrefix+orgGUID)
-	}
-	for _, key := range append(keys, KeyDefault) {
-		if side, ok := p.sides[key]; ok {
-			return side
-		}
-	}
-	return p.fallback
+	return StaticPlacement{Sides: p.sides, Fallback: p.fallback}.SideFor(orgGUID, spaceGUID)
 }
