@@ -50,6 +50,9 @@ type StagingBackend interface {
 	Stage(ctx context.Context, logger lager.Logger, guid string, req *models.StagingRequest) error
 	Complete(ctx context.Context, logger lager.Logger, guid string, done *models.StagingCompletedRequest) error
 	Cancel(ctx context.Context, logger lager.Logger, guid string) error
+	// VerifyCompletionToken checks the token a staging pod presents for its
+	// staging: models.ErrUnauthorized unless it is the one minted for it.
+	VerifyCompletionToken(ctx context.Context, guid, token string) error
 }
 
 // Backends are what the API hands its work to.
@@ -105,6 +108,46 @@ func NewHandler(logger lager.Logger, backends Backends, limits Limits) http.Hand
 	return h.logRequests(h.limitInFlight(mux))
 }
 
+// NewStagingTokenHandler serves the TLS clients that present no client
+// certificate: staging pods, which have none, reporting their staging's
+// outcome. It has one route, PUT /stage/{guid}/completed, and serves it
+// only with "Authorization: Bearer <token>" carrying the token minted for
+// that staging (StagingBackend.VerifyCompletionToken); everything else is
+// 401. The token is never logged.
+func NewStagingTokenHandler(logger lager.Logger, staging StagingBackend, limits Limits) http.Handler {
+	h := &Handler{staging: staging, logger: logger.Session("bifrost-staging-token"), limits: limits}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /stage/{guid}/completed", h.stagingCompletedWithToken)
+	onlyMux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			h.writeError(w, r, errNoClientCertificate)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	return h.logRequests(h.limitInFlight(onlyMux))
+}
+
+// errNoClientCertificate refuses a request without a client certificate
+// anywhere but on a staging's completion.
+var errNoClientCertificate = fmt.Errorf("%w: a client certificate is required (staging pods may only PUT /stage/{guid}/completed, with their staging's token)", models.ErrUnauthorized)
+
+func (h *Handler) stagingCompletedWithToken(w http.ResponseWriter, r *http.Request) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		h.writeError(w, r, fmt.Errorf("%w: no bearer token", models.ErrUnauthorized))
+		return
+	}
+	if err := h.staging.VerifyCompletionToken(r.Context(), r.PathValue("guid"), token); err != nil {
+		if errors.Is(err, models.ErrUnauthorized) {
+			err = fmt.Errorf("%w: not the token of staging %s", models.ErrUnauthorized, r.PathValue("guid"))
+		}
+		h.writeError(w, r, err)
+		return
+	}
+	h.stagingCompleted(w, r)
+}
+
 // limitInFlight answers 503 with Retry-After at once when MaxInFlightRequests
 // are being served. Shedding rather than queueing keeps memory, goroutines
 // and API-server calls bounded under a burst; CC retries (its periodic sync
@@ -136,6 +179,7 @@ func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &lrp) {
 		return
 	}
+	upgradeDesire(&lrp)
 	if err := validateDesire(r.PathValue("process_guid"), &lrp, h.limits); err != nil {
 		h.writeError(w, r, err)
 		return
@@ -268,6 +312,10 @@ func (h *Handler) stage(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
+	if err := upgradeStaging(&req); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	if err := validateStaging(r.PathValue("guid"), &req); err != nil {
 		h.writeError(w, r, err)
 		return
@@ -320,6 +368,9 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 		status = http.StatusNotFound
+	case errors.Is(err, models.ErrUnauthorized):
+		status = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	case models.IsInvalid(err):
 		status = http.StatusBadRequest
 	case errors.Is(err, context.Canceled), errors.As(err, new(errOverloaded)):
@@ -345,10 +396,21 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 // stager and task clients (lib/cloud_controller/opi/stager_client.rb,
 // task_client.rb) raise with the body's top-level "message", so anything
 // else reaches the user as "Runner error: " with no reason; the LRP update
-// reads "error"."message". The other LRP calls read no error body.
+// reads "error"."message". The instances client reads "error" as a string:
+// for a stopped process it calls error.include?("not found"), which on an
+// object would look for a key and fail differently (instances_client.rb
+// raise_non_404_error, 2021-02 on). The other LRP calls read no error body.
 func errorBody(r *http.Request, message string) any {
-	if strings.HasPrefix(r.URL.Path, "/stage/") || r.URL.Path == "/tasks" || strings.HasPrefix(r.URL.Path, "/tasks/") {
+	path := r.URL.Path
+	switch {
+	case strings.HasPrefix(path, "/stage/") || path == "/tasks" || strings.HasPrefix(path, "/tasks/"):
 		return models.MessageResponse{Message: message}
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/apps/") && strings.HasSuffix(path, "/instances"):
+		resp := models.GetInstancesResponse{Error: message, Instances: []*models.Instance{}}
+		if guid, version := r.PathValue("guid"), r.PathValue("version"); guid != "" {
+			resp.ProcessGUID = guid + "-" + version
+		}
+		return resp
 	}
 	return models.ErrorResponse{Error: models.Error{Message: message}}
 }

@@ -271,10 +271,17 @@ var _ = Describe("Handler", func() {
 
 	Describe("GET /apps/{guid}/{version}/instances", func() {
 		It("reports instances", func() {
-			backend.InstancesReturns([]*models.Instance{{Index: 0, Since: 42, State: "RUNNING"}, {Index: 1, State: "UNCLAIMED", PlacementError: "Insufficient resources: memory"}}, nil)
+			backend.InstancesReturns([]*models.Instance{{Index: 0, Since: 42, State: "RUNNING"}, {Index: 1, State: "UNCLAIMED", PlacementError: "insufficient resources: memory"}}, nil)
 			status, body := do("GET", "/apps/g/v/instances", "")
 			Expect(status).To(Equal(http.StatusOK))
-			Expect(body).To(MatchJSON(`{"process_guid":"g-v","instances":[{"index":0,"since":42,"state":"RUNNING"},{"index":1,"since":0,"state":"UNCLAIMED","placement_error":"Insufficient resources: memory"}]}`))
+			Expect(body).To(MatchJSON(`{"process_guid":"g-v","instances":[{"index":0,"since":42,"state":"RUNNING"},{"index":1,"since":0,"state":"UNCLAIMED","placement_error":"insufficient resources: memory"}]}`))
+		})
+
+		It("reports a failure as the string CC's instances client calls include? on", func() {
+			backend.InstancesReturns(nil, errors.New("the API server is away"))
+			status, body := do("GET", "/apps/g/v/instances", "")
+			Expect(status).To(Equal(http.StatusInternalServerError))
+			Expect(body).To(MatchJSON(`{"process_guid":"g-v","instances":[],"error":"the API server is away"}`))
 		})
 
 		It("reports an unknown LRP in the error field CC reads", func() {

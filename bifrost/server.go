@@ -25,6 +25,8 @@ type Server struct {
 	handler   http.Handler
 	tlsConfig *tls.Config
 	timeouts  Timeouts
+	// anonymous serves TLS clients without a client certificate, if set.
+	anonymous http.Handler
 	// bound is the address listened on, known once Run is ready.
 	bound atomic.Value
 }
@@ -89,6 +91,33 @@ func NewMutualTLSServer(logger lager.Logger, address string, handler http.Handle
 	return s, nil
 }
 
+// AcceptWithoutClientCertificate lets TLS clients that present no client
+// certificate complete the handshake and serves their requests with
+// anonymous, never with the server's handler; a client that presents a
+// certificate must still present a valid one. Call it before Run.
+func (s *Server) AcceptWithoutClientCertificate(anonymous http.Handler) {
+	s.anonymous = anonymous
+	if s.tlsConfig != nil {
+		// The per-handshake configs are clones of this one.
+		s.tlsConfig.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+}
+
+// handlerFor picks the handler of a request: the anonymous one for a TLS
+// request without a verified client certificate.
+func (s *Server) handlerFor() http.Handler {
+	if s.anonymous == nil || s.tlsConfig == nil {
+		return s.handler
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			s.handler.ServeHTTP(w, r)
+			return
+		}
+		s.anonymous.ServeHTTP(w, r)
+	})
+}
+
 // Run listens first, so a port clash fails start-up rather than the first request.
 func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	listener, err := net.Listen("tcp", s.address)
@@ -104,7 +133,7 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		readHeader = min(readHeader, s.timeouts.Read)
 	}
 	server := &http.Server{
-		Handler:           s.handler,
+		Handler:           s.handlerFor(),
 		ReadHeaderTimeout: readHeader,
 		ReadTimeout:       s.timeouts.Read,
 		IdleTimeout:       s.timeouts.Idle,

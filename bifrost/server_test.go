@@ -2,12 +2,14 @@ package bifrost_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/integration/testcerts"
 )
 
 var _ = Describe("Server", func() {
@@ -129,3 +132,73 @@ func (b neverEnding) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+var _ = Describe("A mutual TLS server that accepts staging pods", func() {
+	var (
+		address          string
+		serverCA, client *testcerts.CA
+	)
+
+	BeforeEach(func() {
+		var err error
+		serverCA, err = testcerts.NewCA("server-ca")
+		Expect(err).NotTo(HaveOccurred())
+		client, err = testcerts.NewCA("client-ca")
+		Expect(err).NotTo(HaveOccurred())
+		leaf, err := serverCA.Issue("127.0.0.1")
+		Expect(err).NotTo(HaveOccurred())
+		dir := GinkgoT().TempDir()
+		certFile, keyFile, err := leaf.WriteFiles(dir, "server")
+		Expect(err).NotTo(HaveOccurred())
+		clientCAFile := filepath.Join(dir, "client-ca.crt")
+		Expect(os.WriteFile(clientCAFile, client.PEM, 0o600)).To(Succeed())
+
+		answer := func(who string) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, who) })
+		}
+		server, err := bifrost.NewMutualTLSServer(lagertest.NewTestLogger("test"), "127.0.0.1:0", answer("handler"),
+			bifrost.Timeouts{Read: time.Second, Idle: time.Second, Shutdown: time.Second}, certFile, keyFile, clientCAFile)
+		Expect(err).NotTo(HaveOccurred())
+		server.AcceptWithoutClientCertificate(answer("anonymous"))
+		process := ifrit.Invoke(server)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive(BeNil()))
+		})
+		address = server.Address()
+	})
+
+	get := func(cert *testcerts.Leaf) (string, error) {
+		cfg := &tls.Config{RootCAs: serverCA.Pool(), MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			pair, err := cert.TLSCertificate()
+			Expect(err).NotTo(HaveOccurred())
+			// Presented whatever CAs the server asks for.
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+		}
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := c.Get("https://" + address + "/apps")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return string(body), err
+	}
+
+	It("serves clients with a valid certificate with its handler, and clients without one only with the anonymous handler", func() {
+		leaf, err := client.Issue("cloud-controller")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(get(leaf)).To(Equal("handler"))
+		Expect(get(nil)).To(Equal("anonymous"))
+	})
+
+	It("still refuses a certificate it cannot verify", func() {
+		stranger, err := testcerts.NewCA("stranger")
+		Expect(err).NotTo(HaveOccurred())
+		leaf, err := stranger.Issue("cloud-controller")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = get(leaf)
+		Expect(err).To(HaveOccurred())
+	})
+})

@@ -176,6 +176,10 @@ type Staging struct {
 	// IrisURL is where staging pods reach Iris's API (the uploader PUTs
 	// /stage/{guid}/completed there).
 	IrisURL string `json:"iris_url"`
+	// IrisCAFile is the PEM staging pods verify Iris's server certificate
+	// with when IrisURL is https; empty: api.tls_cert_file, i.e. they trust
+	// the certificate Iris serves when the staging starts.
+	IrisCAFile string `json:"iris_ca_file"`
 	// TimeoutSeconds fails a staging that has not finished (including one
 	// that cannot be scheduled) after this long.
 	TimeoutSeconds int64 `json:"timeout_seconds"`
@@ -416,6 +420,9 @@ func Load(path string) (Config, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if cfg.Staging.IrisCAFile == "" && strings.HasPrefix(cfg.Staging.IrisURL, "https://") {
+		cfg.Staging.IrisCAFile = cfg.API.TLSCertFile
 	}
 	return cfg, nil
 }

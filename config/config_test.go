@@ -59,6 +59,19 @@ var _ = Describe("Config", func() {
 		Expect(cfg.Runs(config.ComponentAPI)).To(BeTrue())
 	})
 
+	It("lets staging pods trust Iris's server certificate when they reach it over https and no CA is given", func() {
+		tls := "components: [api]\napi:\n  tls_listen_address: 127.0.0.1:1\n  tls_cert_file: /etc/iris/tls/tls.crt\n  tls_key_file: k\n  client_ca_file: c\n"
+		cfg, err := config.Load(writeConfig(tls + "staging:\n  iris_url: https://iris:8086\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Staging.IrisCAFile).To(Equal("/etc/iris/tls/tls.crt"))
+		cfg, err = config.Load(writeConfig(tls + "staging:\n  iris_url: https://iris:8086\n  iris_ca_file: /etc/iris/tls/ca.crt\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Staging.IrisCAFile).To(Equal("/etc/iris/tls/ca.crt"))
+		cfg, err = config.Load(writeConfig(tls + "staging:\n  iris_url: http://iris:8085\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Staging.IrisCAFile).To(BeEmpty())
+	})
+
 	It("rejects unknown keys", func() {
 		_, err := config.Load(writeConfig("api:\n  listen_adress: 127.0.0.1:1\n"))
 		Expect(err).To(MatchError(ContainSubstring("listen_adress")))

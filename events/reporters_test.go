@@ -35,6 +35,7 @@ type fakeCC struct {
 	down      bool
 	crashes   []models.AppCrashedRequest
 	callbacks []string
+	bodies    []any
 	// answers are returned, in order, to the next PostURL calls.
 	answers  []error
 	attempts int
@@ -50,7 +51,7 @@ func (f *fakeCC) Post(_ context.Context, path string, body any) error {
 	return nil
 }
 
-func (f *fakeCC) PostURL(_ context.Context, url string, _ any) error {
+func (f *fakeCC) PostURL(_ context.Context, url string, body any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.attempts++
@@ -63,7 +64,14 @@ func (f *fakeCC) PostURL(_ context.Context, url string, _ any) error {
 		return err
 	}
 	f.callbacks = append(f.callbacks, url)
+	f.bodies = append(f.bodies, body)
 	return nil
+}
+
+func (f *fakeCC) posted() []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]any(nil), f.bodies...)
 }
 
 func (f *fakeCC) setDown(down bool) {
@@ -467,4 +475,60 @@ var _ = Describe("A completion callback kept in a Secret", func() {
 		}
 		Eventually(func(g Gomega) []string { _, cbs := ccServer.reported(); return cbs }).Should(Equal([]string{"https://user:pass@cc/task-1"}))
 	})
+})
+
+var _ = Describe("An unschedulable buildpack staging", func() {
+	DescribeTable("fails at once with CC's placement error id, once, and its Job is stopped",
+		func(message string, want models.StagingError) {
+			ctx := context.Background()
+			clientset := fake.NewClientset()
+			caches, err := k8s.NewCaches(clientset, []string{ns})
+			Expect(err).NotTo(HaveOccurred())
+			ccServer := &fakeCC{}
+			staging, err := events.NewStagingReporter(lagertest.NewTestLogger("staging"), clientset, caches, ccServer, nil,
+				events.Options{MaxBackoff: 50 * time.Millisecond, JobTTL: time.Hour})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = clientset.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "staging-1", UID: "job-1",
+					Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeStaging, k8s.LabelStagingGUID: "staging-guid"},
+					Annotations: map[string]string{k8s.AnnotationCompletionCallback: "https://cc/staging-1",
+						k8s.AnnotationStagingLifecycle: k8s.StagingLifecycleBuildpack}},
+			}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "staging-1-abcde",
+					Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeStaging, batchv1.JobNameLabel: "staging-1"}},
+				Status: corev1.PodStatus{Phase: corev1.PodPending},
+			}
+			_, err = clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			for _, r := range []ifrit.Runner{ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))), staging} {
+				process := ifrit.Invoke(r)
+				DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+			}
+			// Pending, not yet tried by the scheduler: nothing to report.
+			Consistently(ccServer.posted, 200*time.Millisecond).Should(BeEmpty())
+
+			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: message}}
+			_, err = clientset.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+
+			Eventually(ccServer.posted).Should(HaveLen(1))
+			Expect(ccServer.posted()[0]).To(Equal(models.StagingCallback{Error: &want}))
+			job, err := clientset.BatchV1().Jobs(ns).Get(ctx, "staging-1", metav1.GetOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(job.Spec.Suspend).To(HaveValue(BeTrue()))
+			Expect(job.Annotations[k8s.AnnotationStagingResult]).To(MatchJSON(`{"error":{"id":"` + want.ID + `","message":"` + want.Message + `"}}`))
+
+			// The scheduler keeps saying so; CC heard it once.
+			pod.Status.Conditions[0].Message += " "
+			_, err = clientset.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Consistently(ccServer.posted, 300*time.Millisecond).Should(HaveLen(1))
+		},
+		Entry("no node with the memory", "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found.",
+			models.StagingError{ID: "InsufficientResources", Message: "insufficient resources: memory"}),
+		Entry("no node it may run on", "0/3 nodes are available: 3 node(s) had untolerated taint {node.kubernetes.io/unreachable: }.",
+			models.StagingError{ID: "NoCompatibleCell", Message: "found no compatible cell"}),
+	)
 })

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -36,13 +37,13 @@ const StagingCancelledMessage = "staging was cancelled"
 func buildpackErrorID(exitCode int32) string {
 	switch exitCode {
 	case 222:
-		return "NoAppDetectedError"
+		return models.NoAppDetectedID
 	case 223:
-		return "BuildpackCompileFailed"
+		return models.BuildpackCompileFailed
 	case 224:
-		return "BuildpackReleaseFailed"
+		return models.BuildpackReleaseFailed
 	}
-	return "StagingError"
+	return models.StagingErrorID
 }
 
 // StagingReporter posts each staging's outcome to CC's completion callback
@@ -54,12 +55,12 @@ type StagingReporter struct {
 	*jobLifecycle
 	pods    StagingJobSource
 	images  ImageStager
-	secrets kubernetes.Interface
+	clientset kubernetes.Interface
 }
 
 // NewStagingReporter registers for staging Job and pod events.
 func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, jobs StagingJobSource, callbacks CallbackPoster, images ImageStager, opts Options) (*StagingReporter, error) {
-	r := &StagingReporter{pods: jobs, images: images, secrets: clientset}
+	r := &StagingReporter{pods: jobs, images: images, clientset: clientset}
 	r.worker = newWorker(logger, "staging-reporter", opts, func(ctx context.Context, logger lager.Logger, key string) error {
 		return r.deliver(ctx, logger, key, r.callback)
 	})
@@ -118,7 +119,7 @@ func (r *StagingReporter) outcome(ctx context.Context, job *batchv1.Job) (models
 	if job.Annotations[k8s.AnnotationStagingLifecycle] == k8s.StagingLifecycleDocker {
 		return r.stageImage(ctx, job)
 	}
-	return r.buildpackFailure(job)
+	return r.buildpackFailure(ctx, job)
 }
 
 func (r *StagingReporter) stageImage(ctx context.Context, job *batchv1.Job) (models.StagingCallback, bool, error) {
@@ -136,7 +137,7 @@ func (r *StagingReporter) stageImage(ctx context.Context, job *batchv1.Job) (mod
 // registryCredentials reads back the credentials CC sent with the staging,
 // kept in the Job's registry Secret rather than in memory.
 func (r *StagingReporter) registryCredentials(ctx context.Context, job *batchv1.Job) (string, string, error) {
-	secret, err := r.secrets.CoreV1().Secrets(job.Namespace).Get(ctx, job.Name+"-registry", metav1.GetOptions{})
+	secret, err := r.clientset.CoreV1().Secrets(job.Namespace).Get(ctx, job.Name+"-registry", metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", "", nil
@@ -161,8 +162,11 @@ func (r *StagingReporter) registryCredentials(ctx context.Context, job *batchv1.
 // buildpackFailure reports a buildpack staging whose pod failed or cannot
 // start; a staging still running, or one that finished (the uploader
 // reports those), is not done yet.
-func (r *StagingReporter) buildpackFailure(job *batchv1.Job) (models.StagingCallback, bool, error) {
+func (r *StagingReporter) buildpackFailure(ctx context.Context, job *batchv1.Job) (models.StagingCallback, bool, error) {
 	for _, pod := range r.pods.JobPods(job.Namespace, job.Name) {
+		if c := k8s.PodCondition(pod, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return r.unschedulable(ctx, job, k8s.PlacementError(c.Message))
+		}
 		statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 		for _, s := range statuses {
 			if w := s.State.Waiting; w != nil && startFailure(w.Reason) {
@@ -187,6 +191,36 @@ func (r *StagingReporter) buildpackFailure(job *batchv1.Job) (models.StagingCall
 		return failure("StagingError", "staging finished without reporting a result"), true, nil
 	}
 	return models.StagingCallback{}, false, nil
+}
+
+// unschedulable fails a staging the scheduler found no node for at once,
+// as Diego fails one its auction cannot place, instead of at the staging
+// deadline: InsufficientResources or NoCompatibleCell, by Diego's wording
+// of the placement error. The failure is recorded on the Job before it is
+// returned (so it stays the outcome whatever happens to the pod) and the
+// Job is suspended, which deletes its pod: scheduled later, that pod would
+// stage and upload a droplet for a build CC has been told failed.
+func (r *StagingReporter) unschedulable(ctx context.Context, job *batchv1.Job, placementError string) (models.StagingCallback, bool, error) {
+	body := models.StagingCallback{Error: models.StagingFailure(placementError)}
+	recorded, err := json.Marshal(body)
+	if err != nil {
+		return models.StagingCallback{}, false, err
+	}
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"annotations": map[string]string{k8s.AnnotationStagingResult: string(recorded)}},
+		"spec":     map[string]any{"suspend": true},
+	})
+	if err != nil {
+		return models.StagingCallback{}, false, err
+	}
+	_, err = r.clientset.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return models.StagingCallback{}, false, nil // deleted: cancelled or expired, nothing to report
+	}
+	if err != nil {
+		return models.StagingCallback{}, false, fmt.Errorf("stopping unschedulable staging %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return body, true, nil
 }
 
 func failure(id, message string) models.StagingCallback {

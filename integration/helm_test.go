@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	natsgo "github.com/nats-io/nats.go"
 
+	"github.com/google/uuid"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -461,9 +463,16 @@ var _ = Describe("Helm chart", Ordered, func() {
 		for _, key := range []string{"cc", "loggregator", "route"} {
 			chartConfig[key] = suiteConfig[key]
 		}
-		apiAddr, opsAddr := freeAddress(), freeAddress()
+		apiAddr, tlsAddr, opsAddr := freeAddress(), freeAddress(), freeAddress()
 		api := chartConfig["api"].(map[string]any)
-		api["listen_address"], api["tls_listen_address"] = apiAddr, ""
+		// The chart's TLS listener (on by default) on a free address, with
+		// the suite's certificates in place of the mounted Secrets'.
+		suiteAPI := suiteConfig["api"].(map[string]any)
+		Expect(api["tls_listen_address"]).NotTo(BeEmpty(), "the chart serves TLS by default")
+		api["listen_address"], api["tls_listen_address"] = apiAddr, tlsAddr
+		for _, key := range []string{"tls_cert_file", "tls_key_file", "client_ca_file"} {
+			api[key] = suiteAPI[key]
+		}
 		chartConfig["ops"] = map[string]any{"listen_address": opsAddr}
 		chartConfig["log_level"] = "debug"
 		chartConfig["kubeconfig"] = impersonatingKubeconfig("system:serviceaccount:" + releaseNS + ":iris")
@@ -497,6 +506,33 @@ var _ = Describe("Helm chart", Ordered, func() {
 			GinkgoWriter.Printf("%s %s: %d %s\n", method, path, status, resp)
 			return status
 		}
+		// A buildpack staging with the chart's defaults (plain HTTP off):
+		// its uploader, played here, reports to Iris's https URL without a
+		// client certificate, with its staging's token and the CA from its
+		// Secret, and the result reaches CC.
+		staging := uuid.NewString()
+		Expect(send("POST", "/stage/"+staging, buildpackStaging(staging))).To(Equal(http.StatusAccepted))
+		var job batchv1.Job
+		Eventually(func(g Gomega) {
+			jobs, err := clientset.BatchV1().Jobs(appsNS).List(ctx, metav1.ListOptions{LabelSelector: k8s.LabelStagingGUID + "=" + staging})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(jobs.Items).To(HaveLen(1))
+			job = jobs.Items[0]
+		}, 10*time.Second).Should(Succeed())
+		Expect(job.Spec.Template.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{
+			Name: "STAGING_COMPLETION_URL", Value: "https://iris." + releaseNS + ".svc:8086/stage/" + staging + "/completed"}))
+		token, ca := stagingCompletionToken(appsNS, &job)
+		Expect(ca).NotTo(BeEmpty())
+		roots := x509.NewCertPool()
+		Expect(roots.AppendCertsFromPEM(ca)).To(BeTrue())
+		// The Service's name does not resolve here: the same request goes to
+		// the address this Iris listens on, which its certificate names.
+		completed := `{"task_guid":"` + staging + `","failed":false,"result":"{\"lifecycle_type\":\"buildpack\",\"process_types\":{\"web\":\"rackup\"}}"}`
+		status, body := asUploader(roots, "PUT", "https://"+tlsAddr+"/stage/"+staging+"/completed", token, completed)
+		Expect(status).To(Equal(http.StatusOK), body)
+		Eventually(func() []models.StagingCallback { return cc.stagingCallbacks(staging, true) }, 30*time.Second).Should(HaveLen(1))
+		Expect(string(cc.stagingCallbacks(staging, true)[0].Result)).To(ContainSubstring(`"process_types":{"web":"rackup"}`))
+
 		Expect(send("PUT", "/apps/"+lrp.ProcessGUID, lrp)).To(Equal(http.StatusAccepted))
 		Expect(statefulSets(appsNS, lrp)).To(HaveLen(1))
 		Expect(statefulSets(appsNS, lrp)[0].Spec.Template.Spec.ServiceAccountName).To(Equal("iris-app"))
@@ -533,6 +569,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 			Equal([]models.TaskCompletedRequest{{TaskGUID: task.GUID, Failed: true, FailureReason: "task was cancelled"}}))
 
 		Expect(string(session.Out.Contents())).NotTo(ContainSubstring("forbidden"))
+		Expect(string(session.Out.Contents())).NotTo(ContainSubstring(token))
 	})
 })
 

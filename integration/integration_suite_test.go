@@ -129,6 +129,7 @@ api:
 lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
   droplet_registry_secret_name: droplet-registry
+  apparmor_profile: %q
 staging:
   iris_url: %q
   timeout_seconds: 600
@@ -162,12 +163,22 @@ bbs:
   tls_cert_file: %q
   tls_key_file: %q
   client_ca_file: %q
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
 		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
 		bbsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
 
 	startIris()
 })
+
+// appArmorProfile is Iris's default, runtime/default, where the host has
+// AppArmor; elsewhere none: the real node's kubelet refuses pods that ask for
+// a profile on a host without AppArmor ("Cannot enforce AppArmor").
+func appArmorProfile() string {
+	if enabled, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(enabled)) == "Y" {
+		return "runtime/default"
+	}
+	return ""
+}
 
 // secondIrisConfig is the suite's config for a second Iris process: the
 // same, without the ops and BBS listeners (which the first one holds) and

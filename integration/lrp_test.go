@@ -2,8 +2,10 @@ package integration_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -407,7 +409,7 @@ var _ = Describe("LRPs on a real cluster", func() {
 				And(
 					HaveField("Index", 0),
 					HaveField("State", models.InstanceUnclaimed),
-					HaveField("PlacementError", "Insufficient resources: memory"),
+					HaveField("PlacementError", "insufficient resources: memory"),
 				)))
 		})
 
@@ -482,12 +484,25 @@ var _ = Describe("LRPs on a real cluster", func() {
 			resp.Body.Close()
 			Expect(resp.StatusCode).To(Equal(http.StatusOK))
 
-			_, err = mtlsClient(nil).Get(irisTLSURL + "/apps")
-			Expect(err).To(HaveOccurred(), "a client without a certificate must be refused")
+			// Without a certificate (staging pods have none) the handshake
+			// succeeds, and every route but a staging's completion, with
+			// its token, answers 401.
+			resp, err = mtlsClient(nil).Get(irisTLSURL + "/apps")
+			Expect(err).NotTo(HaveOccurred())
+			body, err := io.ReadAll(resp.Body)
+			Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
+			Expect(resp.StatusCode).To(Equal(http.StatusUnauthorized), "a client without a certificate must be refused")
+			Expect(string(body)).To(ContainSubstring("a client certificate is required"))
 
+			// A certificate from another CA, presented anyway, fails the handshake.
 			strangerLeaf, err := newCA("stranger").Issue("mallory")
 			Expect(err).NotTo(HaveOccurred())
-			_, err = mtlsClient(strangerLeaf).Get(irisTLSURL + "/apps")
+			stranger, err := strangerLeaf.TLSCertificate()
+			Expect(err).NotTo(HaveOccurred())
+			client := mtlsClient(nil)
+			client.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &stranger, nil }
+			_, err = client.Get(irisTLSURL + "/apps")
 			Expect(err).To(HaveOccurred(), "a certificate from another CA must be refused")
 		})
 	})

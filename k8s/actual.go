@@ -3,7 +3,6 @@ package k8s
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -56,14 +55,4 @@ func ActualInstance(pod *corev1.Pod) (inst workload.Instance, ok bool) {
 		}
 	}
 	return inst, true
-}
-
-// DiegoPlacementError is a placement error in Diego's own wording
-// ("insufficient resources: memory"), which the BBS front reports; the OPI
-// front reports CC's capitalised form.
-func DiegoPlacementError(placementError string) string {
-	if strings.HasPrefix(placementError, "Insufficient resources") {
-		return "i" + strings.TrimPrefix(placementError, "I")
-	}
-	return placementError
 }

@@ -45,7 +45,7 @@ func podState(pod *corev1.Pod) (string, string) {
 
 	if scheduled := PodCondition(pod, corev1.PodScheduled); scheduled == nil || scheduled.Status != corev1.ConditionTrue {
 		if scheduled != nil && scheduled.Reason == corev1.PodReasonUnschedulable {
-			return models.InstanceUnclaimed, placementError(scheduled.Message)
+			return models.InstanceUnclaimed, PlacementError(scheduled.Message)
 		}
 		return models.InstanceUnclaimed, ""
 	}
@@ -66,20 +66,35 @@ func podState(pod *corev1.Pod) (string, string) {
 	return models.InstanceClaimed, ""
 }
 
-// placementError turns the scheduler's message ("0/3 nodes are available: 3
-// Insufficient memory. ...") into the wording CC shows users.
-func placementError(message string) string {
-	for _, r := range []struct{ needle, err string }{
-		{"Insufficient memory", "Insufficient resources: memory"},
-		{"Insufficient cpu", "Insufficient resources: cpu"},
-		{"Insufficient ephemeral-storage", "Insufficient resources: disk"},
+// PlacementError turns the scheduler's message ("0/3 nodes are available: 3
+// Insufficient memory. ...") into Diego's wording, which CC shows users as
+// the instance's details and which its staging failure ids are matched on
+// (failure_reason_sanitizer.rb: "insufficient resources" →
+// InsufficientResources, "found no compatible cell" → NoCompatibleCell):
+// the auctioneer's "insufficient resources: " and its problems sorted and
+// joined with ", " (Kubernetes adds cpu, which Diego does not place by).
+func PlacementError(message string) string {
+	var problems []string
+	for _, r := range []struct{ needle, problem string }{
+		{"Insufficient cpu", "cpu"},
+		{"Insufficient ephemeral-storage", "disk"},
+		{"Insufficient memory", "memory"},
 	} {
 		if strings.Contains(message, r.needle) {
-			return r.err
+			problems = append(problems, r.problem)
 		}
 	}
-	return "found no compatible cell"
+	if len(problems) > 0 {
+		return InsufficientResourcesMessage + ": " + strings.Join(problems, ", ")
+	}
+	return NoCompatibleCellMessage
 }
+
+// Diego's placement error wording (rep and auctioneer).
+const (
+	InsufficientResourcesMessage = "insufficient resources"
+	NoCompatibleCellMessage      = "found no compatible cell"
+)
 
 // PodCondition returns the pod's condition of type t, or nil.
 func PodCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {

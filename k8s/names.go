@@ -46,6 +46,10 @@ const (
 	// API user and password into a staging's callback URL, so the
 	// annotation then shows it without them (CompletionCallbackURL).
 	AnnotationCompletionCallbackSecret = "cloudfoundry.org/completion_callback_secret"
+	// AnnotationStagingCompletionSecret names the Secret (keys "token" and,
+	// when Iris's server is verified with a CA, "ca.crt") a buildpack
+	// staging's uploader proves itself with when it reports to Iris.
+	AnnotationStagingCompletionSecret = "cloudfoundry.org/staging_completion_secret"
 	// AnnotationCancelled marks a task CC cancelled; the Job stays (suspended)
 	// until the cancellation is reported.
 	AnnotationCancelled = "cloudfoundry.org/cancelled"

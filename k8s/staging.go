@@ -2,8 +2,13 @@ package k8s
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
@@ -38,6 +43,52 @@ type StagingObjects struct {
 	// CallbackSecret holds the completion callback when it carries CC's
 	// credentials (see completionCallback).
 	CallbackSecret *corev1.Secret
+	// CompletionSecret holds a buildpack staging's completion token and the
+	// CA its uploader verifies Iris with (see StagingCompletion).
+	CompletionSecret *corev1.Secret
+}
+
+// StagingCompletion is what a buildpack staging's uploader proves itself
+// with when it reports to Iris: Iris's TLS listener asks CC for a client
+// certificate, which staging pods have none of, so a pod without one may
+// report only its own staging, with a token minted for it (see
+// VerifyCompletionToken). Only the uploader gets the token, from a Secret:
+// the executor runs buildpack and app code.
+type StagingCompletion struct {
+	// Token is random and this staging's alone.
+	Token string
+	// CA is the PEM the uploader verifies Iris's server certificate with;
+	// nil: the system roots.
+	CA []byte
+}
+
+// Keys of a staging's completion Secret, and where the uploader finds them.
+const (
+	completionSecretSuffix    = "-completion"
+	completionTokenKey        = "token"
+	completionCAKey           = "ca.crt"
+	completionCAVolume        = "completion-ca"
+	completionCAMountPath     = "/etc/iris-staging"
+	StagingCompletionTokenEnv = "STAGING_COMPLETION_TOKEN"
+	StagingCompletionCAEnv    = "STAGING_COMPLETION_CA_FILE"
+)
+
+// NewStagingCompletion mints a token and takes the CA in caFile (none when
+// empty), read at each staging so a rotated file is picked up.
+func NewStagingCompletion(caFile string) (StagingCompletion, error) {
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return StagingCompletion{}, fmt.Errorf("minting a staging completion token: %w", err)
+	}
+	completion := StagingCompletion{Token: base64.RawURLEncoding.EncodeToString(token)}
+	if caFile != "" {
+		ca, err := os.ReadFile(caFile)
+		if err != nil {
+			return StagingCompletion{}, fmt.Errorf("reading the CA staging pods verify Iris with (staging.iris_ca_file): %w", err)
+		}
+		completion.CA = ca
+	}
+	return completion, nil
 }
 
 // BuildStaging returns the Job for one staging. A buildpack staging runs
@@ -45,7 +96,7 @@ type StagingObjects struct {
 // to Iris's PUT /stage/{guid}/completed. A docker staging runs no pod: Iris
 // reads the image's config itself, and the suspended Job is the durable
 // record that keeps the callback from being lost.
-func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespace string, cfg config.Staging) (*StagingObjects, error) {
+func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespace string, cfg config.Staging, completion StagingCompletion) (*StagingObjects, error) {
 	name := StatefulSetName(req.AppName, "staging", guid)
 	labels := jobLabels(LabelStagingGUID, guid, SourceTypeStaging, req.AppGUID, req.OrgGUID, req.SpaceGUID)
 	annotations := map[string]string{
@@ -98,7 +149,17 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 		}
 	case req.Lifecycle.BuildpackLifecycle != nil:
 		annotations[AnnotationStagingLifecycle] = StagingLifecycleBuildpack
-		if err := b.buildpackStagingPod(&job.Spec.Template.Spec, guid, req, cfg); err != nil {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: name + completionSecretSuffix, Namespace: namespace, Labels: labels},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{completionTokenKey: []byte(completion.Token)},
+		}
+		if len(completion.CA) > 0 {
+			secret.Data[completionCAKey] = completion.CA
+		}
+		objects.CompletionSecret = secret
+		annotations[AnnotationStagingCompletionSecret] = secret.Name
+		if err := b.buildpackStagingPod(&job.Spec.Template.Spec, guid, req, cfg, secret); err != nil {
 			return nil, err
 		}
 	default:
@@ -107,7 +168,7 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 	return objects, nil
 }
 
-func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, guid string, req *models.StagingRequest, cfg config.Staging) error {
+func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, guid string, req *models.StagingRequest, cfg config.Staging, completion *corev1.Secret) error {
 	bp := req.Lifecycle.BuildpackLifecycle
 	buildpacks, err := json.Marshal(bp.Buildpacks)
 	if err != nil {
@@ -148,12 +209,25 @@ func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, guid string, req *mo
 			Resources: b.resources(req.MemoryMB, req.DiskMB, req.CPUWeight),
 		},
 	}
-	spec.Containers = []corev1.Container{{
+	uploader := corev1.Container{
 		Name: StagingUploaderName, Image: cfg.UploaderImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
 		Env: env("STAGING_GUID", guid, "DROPLET_UPLOAD_URI", bp.DropletUploadURI,
 			"BUILDPACK_CACHE_UPLOAD_URI", bp.BuildpackCacheUploadURI,
 			"STAGING_COMPLETION_URL", fmt.Sprintf("%s/stage/%s/completed", cfg.IrisURL, guid)),
-	}}
+	}
+	// The uploader sends "Authorization: Bearer $STAGING_COMPLETION_TOKEN"
+	// and, over https, verifies Iris with $STAGING_COMPLETION_CA_FILE.
+	uploader.Env = append(uploader.Env, corev1.EnvVar{Name: StagingCompletionTokenEnv, ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: completion.Name}, Key: completionTokenKey},
+	}})
+	if _, ok := completion.Data[completionCAKey]; ok {
+		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: completionCAVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: completion.Name, Items: []corev1.KeyToPath{{Key: completionCAKey, Path: completionCAKey}},
+		}}})
+		uploader.VolumeMounts = append(uploader.VolumeMounts, corev1.VolumeMount{Name: completionCAVolume, MountPath: completionCAMountPath, ReadOnly: true})
+		uploader.Env = append(uploader.Env, corev1.EnvVar{Name: StagingCompletionCAEnv, Value: completionCAMountPath + "/" + completionCAKey})
+	}
+	spec.Containers = []corev1.Container{uploader}
 	return nil
 }
 
@@ -178,7 +252,13 @@ func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid str
 	if err != nil {
 		return err
 	}
-	objects, err := c.builder.BuildStaging(guid, req, namespace, c.cfg)
+	var completion StagingCompletion
+	if req.Lifecycle.BuildpackLifecycle != nil {
+		if completion, err = NewStagingCompletion(c.cfg.IrisCAFile); err != nil {
+			return err
+		}
+	}
+	objects, err := c.builder.BuildStaging(guid, req, namespace, c.cfg, completion)
 	if err != nil {
 		return err
 	}
@@ -186,7 +266,37 @@ func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid str
 		logger.Info("already-staging")
 		return nil
 	}
-	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret, objects.CallbackSecret)
+	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret, objects.CallbackSecret, objects.CompletionSecret)
+}
+
+// VerifyCompletionToken checks the token a staging pod without a client
+// certificate presents against the one minted for that staging, read from
+// its Secret (the one the pod got it from, so both always agree). Any
+// mismatch, and a staging without a token, is models.ErrUnauthorized.
+func (c *StagingClient) VerifyCompletionToken(ctx context.Context, guid, token string) error {
+	job, err := lookupJob(ctx, c.clientset, c.caches, c.namespaces, LabelStagingGUID, SourceTypeStaging, guid)
+	if errors.Is(err, models.ErrNotFound) {
+		return models.ErrUnauthorized
+	}
+	if err != nil {
+		return err
+	}
+	name := job.Annotations[AnnotationStagingCompletionSecret]
+	if name == "" || token == "" {
+		return models.ErrUnauthorized
+	}
+	secret, err := c.clientset.CoreV1().Secrets(job.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return models.ErrUnauthorized
+	}
+	if err != nil {
+		return fmt.Errorf("reading the completion token of staging %s: %w", guid, err)
+	}
+	want := secret.Data[completionTokenKey]
+	if len(want) == 0 || subtle.ConstantTimeCompare(want, []byte(token)) != 1 {
+		return models.ErrUnauthorized
+	}
+	return nil
 }
 
 // Complete records the uploader's outcome on the staging Job; the reporter
@@ -198,7 +308,9 @@ func (c *StagingClient) Complete(ctx context.Context, logger lager.Logger, guid 
 	}
 	callback := models.StagingCallback{}
 	if done.Failed {
-		callback.Error = &models.StagingError{ID: "StagingError", Message: done.FailureReason}
+		// The uploader passes on the executor's failure ("... exit status
+		// 223"): CC tells a failed detect or compile from its id.
+		callback.Error = models.StagingFailure(done.FailureReason)
 	} else {
 		if !json.Valid([]byte(done.Result)) {
 			return models.Invalidf("result must be a JSON document")

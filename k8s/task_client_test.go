@@ -204,10 +204,19 @@ var _ = Describe("TaskClient and StagingClient", func() {
 			Expect(jobs(Default)[0].Annotations).NotTo(HaveKey(k8s.AnnotationCancelled))
 		})
 
-		It("records a failure with CC's StagingError", func() {
-			Expect(staging.Complete(ctx, logger, "staging-guid", &models.StagingCompletedRequest{Failed: true, FailureReason: "builder exited 222"})).To(Succeed())
-			Expect(jobs(Default)[0].Annotations[k8s.AnnotationStagingResult]).To(MatchJSON(`{"error":{"id":"StagingError","message":"builder exited 222"}}`))
-		})
+		DescribeTable("records a failure with the error id CC's sanitizer would give it",
+			func(reason, callback string) {
+				Expect(staging.Complete(ctx, logger, "staging-guid", &models.StagingCompletedRequest{Failed: true, FailureReason: reason})).To(Succeed())
+				Expect(jobs(Default)[0].Annotations[k8s.AnnotationStagingResult]).To(MatchJSON(callback))
+			},
+			Entry("detect failed", "Exited with status 222", `{"error":{"id":"NoAppDetectedError","message":"staging failed"}}`),
+			Entry("compile failed", "builder exited 223", `{"error":{"id":"BuildpackCompileFailed","message":"staging failed"}}`),
+			Entry("release failed", "builder exited 224", `{"error":{"id":"BuildpackReleaseFailed","message":"staging failed"}}`),
+			Entry("no room", "insufficient resources: memory", `{"error":{"id":"InsufficientResources","message":"insufficient resources: memory"}}`),
+			Entry("no cell", "found no compatible cell", `{"error":{"id":"NoCompatibleCell","message":"found no compatible cell"}}`),
+			Entry("anything else", "downloading app bits: 404", `{"error":{"id":"StagingError","message":"downloading app bits: 404"}}`),
+			Entry("an exit code only in the middle", "exit 222 while uploading", `{"error":{"id":"StagingError","message":"exit 222 while uploading"}}`),
+		)
 
 		It("refuses a result that is not JSON and records nothing", func() {
 			err := staging.Complete(ctx, logger, "staging-guid", &models.StagingCompletedRequest{Result: "not json"})

@@ -39,6 +39,15 @@ type DesireLRPRequest struct {
 	VolumeMounts           []VolumeMount     `json:"volume_mounts"`
 	Lifecycle              Lifecycle         `json:"lifecycle"`
 	UserDefinedAnnotations map[string]string `json:"user_defined_annotations"`
+
+	// The droplet as CCs before 2019-10 sent it, flat, with no lifecycle
+	// (cloud_controller_ng lib/cloud_controller/opi/apps_client.rb before
+	// 9b4539cb42, "Add docker support in Eirini"): docker_image is null
+	// for a buildpack droplet. Only read when Lifecycle is empty.
+	DockerImage  string `json:"docker_image,omitempty"`
+	DropletHash  string `json:"droplet_hash,omitempty"`
+	DropletGUID  string `json:"droplet_guid,omitempty"`
+	StartCommand string `json:"start_command,omitempty"`
 }
 
 // NumInstances is the desired instance count; CC always sends it, an absent

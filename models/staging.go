@@ -1,6 +1,9 @@
 package models
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // StagingRequest is the body of POST /stage/{staging_guid}.
 type StagingRequest struct {
@@ -14,9 +17,14 @@ type StagingRequest struct {
 	CompletionCallback string                `json:"completion_callback"`
 	Environment        []EnvironmentVariable `json:"environment"`
 	Lifecycle          StagingLifecycle      `json:"lifecycle"`
-	MemoryMB           int64                 `json:"memory_mb"`
-	DiskMB             int64                 `json:"disk_mb"`
-	CPUWeight          int64                 `json:"cpu_weight"`
+	// LifecycleData is the buildpack lifecycle as CCs before 2020-02 sent
+	// it (cloud_controller_ng lib/cloud_controller/opi/stager_client.rb
+	// before 2c20558be8, "Stage docker apps in Eirini"): droplet_upload_uri,
+	// app_bits_download_uri and buildpacks. Only read when Lifecycle is empty.
+	LifecycleData *StagingBuildpackLifecycle `json:"lifecycle_data,omitempty"`
+	MemoryMB      int64                      `json:"memory_mb"`
+	DiskMB        int64                      `json:"disk_mb"`
+	CPUWeight     int64                      `json:"cpu_weight"`
 }
 
 // StagingLifecycle carries exactly one staging lifecycle.
@@ -75,4 +83,39 @@ type StagingCallback struct {
 type StagingError struct {
 	ID      string `json:"id"`
 	Message string `json:"message"`
+}
+
+// CC's staging error ids (cloud_controller_ng
+// lib/cloud_controller/diego/failure_reason_sanitizer.rb, CCMessages).
+const (
+	StagingErrorID          = "StagingError"
+	InsufficientResourcesID = "InsufficientResources"
+	NoCompatibleCellID      = "NoCompatibleCell"
+	NoAppDetectedID         = "NoAppDetectedError"
+	BuildpackCompileFailed  = "BuildpackCompileFailed"
+	BuildpackReleaseFailed  = "BuildpackReleaseFailed"
+)
+
+// StagingFailure classifies a staging's failure reason as CC's
+// FailureReasonSanitizer classifies Diego's: a reason ending in the
+// buildpack builder's exit code 222, 223 or 224 is NoAppDetectedError,
+// BuildpackCompileFailed or BuildpackReleaseFailed ("staging failed", as
+// CC words them); one starting with Diego's "insufficient resources" or
+// "found no compatible cell" is InsufficientResources or NoCompatibleCell;
+// anything else a StagingError with the reason. Iris posts the classified
+// form ({"error":{"id","message"}}), which CC takes as it is.
+func StagingFailure(reason string) *StagingError {
+	switch {
+	case strings.HasSuffix(reason, "222"):
+		return &StagingError{ID: NoAppDetectedID, Message: "staging failed"}
+	case strings.HasSuffix(reason, "223"):
+		return &StagingError{ID: BuildpackCompileFailed, Message: "staging failed"}
+	case strings.HasSuffix(reason, "224"):
+		return &StagingError{ID: BuildpackReleaseFailed, Message: "staging failed"}
+	case strings.HasPrefix(reason, "insufficient resources"):
+		return &StagingError{ID: InsufficientResourcesID, Message: reason}
+	case strings.HasPrefix(reason, "found no compatible cell"):
+		return &StagingError{ID: NoCompatibleCellID, Message: reason}
+	}
+	return &StagingError{ID: StagingErrorID, Message: reason}
 }

@@ -130,7 +130,7 @@ func ActualLRP(inst workload.Instance, domain string) *models.ActualLRP {
 		Since:          inst.Since,
 		CrashCount:     inst.CrashCount,
 		CrashReason:    inst.CrashReason,
-		PlacementError: k8s.DiegoPlacementError(inst.PlacementError),
+		PlacementError: inst.PlacementError,
 		Presence:       models.ActualLRP_Ordinary,
 		ModificationTag: models.ModificationTag{
 			Epoch: inst.InstanceGUID,

@@ -38,6 +38,15 @@ type FakeStagingBackend struct {
 	stageReturnsOnCall map[int]struct {
 		result1 error
 	}
+	VerifyCompletionTokenStub        func(context.Context, string, string) error
+	verifyCompletionTokenMutex       sync.RWMutex
+	verifyCompletionTokenArgsForCall []FakeStagingBackendVerifyCompletionTokenArgs
+	verifyCompletionTokenReturns     struct {
+		result1 error
+	}
+	verifyCompletionTokenReturnsOnCall map[int]struct {
+		result1 error
+	}
 	invocations      map[string][][]interface{}
 	callOrder        []string
 	invocationsMutex sync.RWMutex
@@ -64,6 +73,13 @@ type FakeStagingBackendStageArgs struct {
 	Arg2 lager.Logger
 	Arg3 string
 	Arg4 *models.StagingRequest
+}
+
+// FakeStagingBackendVerifyCompletionTokenArgs holds the arguments of one call to VerifyCompletionToken.
+type FakeStagingBackendVerifyCompletionTokenArgs struct {
+	Arg1 context.Context
+	Arg2 string
+	Arg3 string
 }
 
 func (fake *FakeStagingBackend) Cancel(arg1 context.Context, arg2 lager.Logger, arg3 string) error {
@@ -263,6 +279,73 @@ func (fake *FakeStagingBackend) StageReturnsOnCall(i int, result1 error) {
 		})
 	}
 	fake.stageReturnsOnCall[i] = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionToken(arg1 context.Context, arg2 string, arg3 string) error {
+	fake.verifyCompletionTokenMutex.Lock()
+	ret, specificReturn := fake.verifyCompletionTokenReturnsOnCall[len(fake.verifyCompletionTokenArgsForCall)]
+	fake.verifyCompletionTokenArgsForCall = append(fake.verifyCompletionTokenArgsForCall, FakeStagingBackendVerifyCompletionTokenArgs{arg1, arg2, arg3})
+	stub := fake.VerifyCompletionTokenStub
+	fakeReturns := fake.verifyCompletionTokenReturns
+	fake.recordInvocation("VerifyCompletionToken", []interface{}{arg1, arg2, arg3})
+	fake.verifyCompletionTokenMutex.Unlock()
+	if stub != nil {
+		return stub(arg1, arg2, arg3)
+	}
+	if specificReturn {
+		return ret.result1
+	}
+	return fakeReturns.result1
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionTokenCallCount() int {
+	fake.verifyCompletionTokenMutex.RLock()
+	defer fake.verifyCompletionTokenMutex.RUnlock()
+	return len(fake.verifyCompletionTokenArgsForCall)
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionTokenCalls(stub func(context.Context, string, string) error) {
+	fake.verifyCompletionTokenMutex.Lock()
+	defer fake.verifyCompletionTokenMutex.Unlock()
+	fake.VerifyCompletionTokenStub = stub
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionTokenArgsForCall(i int) (context.Context, string, string) {
+	fake.verifyCompletionTokenMutex.RLock()
+	defer fake.verifyCompletionTokenMutex.RUnlock()
+	argsForCall := fake.verifyCompletionTokenArgsForCall[i]
+	return argsForCall.Arg1, argsForCall.Arg2, argsForCall.Arg3
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionTokenArgs() []FakeStagingBackendVerifyCompletionTokenArgs {
+	fake.verifyCompletionTokenMutex.RLock()
+	defer fake.verifyCompletionTokenMutex.RUnlock()
+	args := make([]FakeStagingBackendVerifyCompletionTokenArgs, len(fake.verifyCompletionTokenArgsForCall))
+	copy(args, fake.verifyCompletionTokenArgsForCall)
+	return args
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionTokenReturns(result1 error) {
+	fake.verifyCompletionTokenMutex.Lock()
+	defer fake.verifyCompletionTokenMutex.Unlock()
+	fake.VerifyCompletionTokenStub = nil
+	fake.verifyCompletionTokenReturns = struct {
+		result1 error
+	}{result1}
+}
+
+func (fake *FakeStagingBackend) VerifyCompletionTokenReturnsOnCall(i int, result1 error) {
+	fake.verifyCompletionTokenMutex.Lock()
+	defer fake.verifyCompletionTokenMutex.Unlock()
+	fake.VerifyCompletionTokenStub = nil
+	if fake.verifyCompletionTokenReturnsOnCall == nil {
+		fake.verifyCompletionTokenReturnsOnCall = make(map[int]struct {
+			result1 error
+		})
+	}
+	fake.verifyCompletionTokenReturnsOnCall[i] = struct {
 		result1 error
 	}{result1}
 }

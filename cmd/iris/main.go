@@ -42,6 +42,10 @@ import (
 )
 
 func main() {
+	// `iris actions` runs a Diego recipe inside a pod (no config file).
+	if len(os.Args) > 1 && os.Args[1] == "actions" {
+		os.Exit(runActions(os.Args[2:]))
+	}
 	// `iris log-agent` is the node DaemonSet; plain `iris` runs the components.
 	logAgent := len(os.Args) > 1 && os.Args[1] == "log-agent"
 	args := os.Args[1:]
@@ -192,13 +196,14 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 		members = append(members, grouper.Member{Name: "lrp-reconciler", Runner: reconciler})
 		tasks := k8s.NewTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces)
 		staging := k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, cfg.WorkloadsNamespaces)
-		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, bifrost.Limits{
+		limits := bifrost.Limits{
 			MaxRequestBodyBytes: cfg.API.MaxRequestBodyBytes,
 			MaxInstances:        cfg.LRP.MaxInstances,
 			MaxInFlightRequests: cfg.API.MaxInFlightRequests,
 			DefaultTaskMemoryMB: cfg.Tasks.DefaultMemoryMB,
 			DefaultTaskDiskMB:   cfg.Tasks.DefaultDiskMB,
-		})
+		}
+		handler := bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps, Tasks: tasks, Staging: staging}, limits)
 		timeouts := bifrost.Timeouts{
 			Read:     time.Duration(cfg.API.ReadTimeoutSeconds) * time.Second,
 			Idle:     time.Duration(cfg.API.IdleTimeoutSeconds) * time.Second,
@@ -214,6 +219,9 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			if err != nil {
 				return nil, err
 			}
+			// Staging pods have no client certificate: they report with
+			// their staging's token, on that route only.
+			server.AcceptWithoutClientCertificate(opsServer.InstrumentHandler("tls-staging-token", bifrost.NewStagingTokenHandler(logger, staging, limits)))
 			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
 		}
 		if cfg.BBS.Enabled() {

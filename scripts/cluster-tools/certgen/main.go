@@ -48,6 +48,12 @@ var clients = []struct {
 	// metrics-server lists nodes and pods, reads the request-header CA in
 	// kube-system and delegates authn/authz (TokenReview, SubjectAccessReview).
 	{"metrics-server", "system:metrics-server", []string{"system:masters"}},
+	// The apiserver's identity towards the real kubelet (logs, exec,
+	// port-forward), which authorizes it with a SubjectAccessReview.
+	{"kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"}},
+	// The real node's kubelet (scripts/cluster-real-node.sh), as the Node
+	// authorizer knows nodes.
+	{"real-node", "system:node:iris-real-node", []string{"system:nodes"}},
 }
 
 func main() {

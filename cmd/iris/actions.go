@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"code.cloudfoundry.org/tlsconfig"
+
+	"github.com/iris-cf/iris/actions"
+)
+
+// Exit codes of `iris actions`.
+const (
+	actionsExitFailed   = 1
+	actionsExitBadInput = 2
+)
+
+// actionsNofileExec is the trampoline subcommand (`iris actions
+// exec-with-nofile N path args...`).
+const actionsNofileExec = "exec-with-nofile"
+
+// actionsEnvPrefix marks the runner's own settings in its environment;
+// they are not passed on to the processes it runs.
+const actionsEnvPrefix = "IRIS_ACTIONS_"
+
+// runActions is `iris actions`: it runs one recipe (a pod's setup, action
+// and monitor) and exits 0 when it succeeded, 1 when it failed (the
+// failure reason is the last, untagged line on stderr and in --report-file), 2 on bad
+// input, and 128+signal when it was stopped by SIGTERM or SIGINT.
+func runActions(args []string) int {
+	// The trampoline of run actions with resource_limits.nofile: it
+	// becomes the program (see actions.ExecWithNofile).
+	if len(args) > 0 && args[0] == actionsNofileExec {
+		err := actions.ExecWithNofile(args[1:], os.Environ())
+		fmt.Fprintf(os.Stderr, "iris actions %s: %v\n", actionsNofileExec, err)
+		return 127
+	}
+	flags := flag.NewFlagSet("iris actions", flag.ContinueOnError)
+	recipePath := flags.String("recipe", os.Getenv(actionsEnvPrefix+"RECIPE_FILE"), "file holding the recipe (default $IRIS_ACTIONS_RECIPE_FILE; else the recipe itself is read from $IRIS_ACTIONS_RECIPE)")
+	format := flags.String("format", envOr(actionsEnvPrefix+"FORMAT", actions.FormatJSON), "recipe format: json, desired-lrp-protobuf or task-definition-protobuf (default $IRIS_ACTIONS_FORMAT or json)")
+	reportFile := flags.String("report-file", "", "write the outcome as JSON {failed, failure_reason, result} here (e.g. /dev/termination-log)")
+	healthyFile := flags.String("healthy-file", "", "create this file when the monitor first passes (for a readiness probe)")
+	cacheDir := flags.String("cache-dir", "", "keep downloads with a cache key here (an emptyDir survives container restarts); empty disables caching")
+	tempDir := flags.String("temp-dir", "", "directory for downloads and upload payloads in flight (default: the system's)")
+	grace := flags.Duration("graceful-shutdown-interval", 10*time.Second, "time between SIGTERM and SIGKILL for a cancelled process")
+	healthy := flags.Duration("healthy-interval", 30*time.Second, "monitor interval once healthy")
+	unhealthy := flags.Duration("unhealthy-interval", 500*time.Millisecond, "monitor interval until healthy")
+	caFile := flags.String("tls-ca-file", "", "CA bundle for HTTPS downloads and uploads (default: system roots)")
+	certFile := flags.String("tls-cert-file", "", "client certificate for mTLS downloads and uploads")
+	keyFile := flags.String("tls-key-file", "", "client key for mTLS downloads and uploads")
+	memoryEvents := flags.String("memory-events-file", actions.DefaultMemoryEvents, "cgroup v2 memory.events of the container; an oom_kill during a process adds \" (out of memory)\" to its exit")
+	logLevel := flags.String("log-level", "info", "level of the runner's own logs (JSON on stderr, without the @iris[ prefix)")
+	if err := flags.Parse(args); err != nil {
+		return actionsExitBadInput
+	}
+
+	minLevel, err := lager.LogLevelFromString(*logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris actions: log-level: %v\n", err)
+		return actionsExitBadInput
+	}
+	logger := lager.NewLogger("iris-actions")
+	logger.RegisterSink(lager.NewWriterSink(os.Stderr, minLevel))
+
+	recipe, err := loadRecipe(*recipePath, *format)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris actions: %v\n", err)
+		return actionsExitBadInput
+	}
+	client, err := actionsHTTPClient(*caFile, *certFile, *keyFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris actions: %v\n", err)
+		return actionsExitBadInput
+	}
+
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris actions: %v\n", err)
+		return actionsExitBadInput
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	var stoppedBy atomic.Int32
+	go func() {
+		if sig, ok := (<-signals).(syscall.Signal); ok {
+			stoppedBy.Store(int32(sig))
+			logger.Info("stopping", lager.Data{"signal": sig.String()})
+			cancel()
+		}
+	}()
+
+	var onHealthy func()
+	if *healthyFile != "" {
+		onHealthy = func() {
+			if err := os.WriteFile(*healthyFile, nil, 0o644); err != nil {
+				logger.Error("failed-writing-healthy-file", err)
+			}
+		}
+	}
+	result := actions.Run(ctx, recipe, actions.Config{
+		Stdout:                   os.Stdout,
+		Stderr:                   os.Stderr,
+		HTTPClient:               client,
+		CacheDir:                 *cacheDir,
+		TempDir:                  *tempDir,
+		Env:                      processEnv(os.Environ()),
+		GracefulShutdownInterval: *grace,
+		HealthyInterval:          *healthy,
+		UnhealthyInterval:        *unhealthy,
+		MemoryEvents:             *memoryEvents,
+		NofileExec:               []string{self, "actions", actionsNofileExec},
+		OnHealthy:                onHealthy,
+		Logger:                   logger,
+	})
+	signal.Stop(signals)
+
+	if *reportFile != "" {
+		report, _ := json.Marshal(result)
+		if err := os.WriteFile(*reportFile, report, 0o644); err != nil {
+			logger.Error("failed-writing-report", err)
+		}
+	}
+	if result.Failed {
+		// Untagged: Diego writes no such line to the app's logs; this one is
+		// for whoever reads the container's log.
+		fmt.Fprintf(os.Stderr, "iris actions: failed: %s\n", result.FailureReason)
+	}
+	switch {
+	case ctx.Err() != nil && stoppedBy.Load() != 0:
+		return 128 + int(stoppedBy.Load())
+	case result.Failed:
+		return actionsExitFailed
+	}
+	return 0
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// loadRecipe reads the recipe from a file (a mounted Secret), else from
+// $IRIS_ACTIONS_RECIPE.
+func loadRecipe(path, format string) (*actions.Recipe, error) {
+	var data []byte
+	switch {
+	case path != "":
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("reading recipe: %w", err)
+		}
+	case os.Getenv(actionsEnvPrefix+"RECIPE") != "":
+		data = []byte(os.Getenv(actionsEnvPrefix + "RECIPE"))
+	default:
+		return nil, errors.New("no recipe: pass --recipe or set IRIS_ACTIONS_RECIPE")
+	}
+	return actions.DecodeRecipe(data, format)
+}
+
+// processEnv is the runner's environment without its own settings (the
+// recipe may be among them).
+func processEnv(environ []string) []string {
+	env := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, actionsEnvPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// actionsHTTPClient trusts caFile (or the system roots) and presents the
+// client certificate when one is given, as Diego's cells do towards the
+// file server, blobstore and cc-uploader.
+func actionsHTTPClient(caFile, certFile, keyFile string) (*http.Client, error) {
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	var tlsConfig *tls.Config
+	if caFile != "" || certFile != "" {
+		var identity []tlsconfig.TLSOption
+		if certFile != "" {
+			identity = append(identity, tlsconfig.WithIdentityFromFile(certFile, keyFile))
+		}
+		var authority []tlsconfig.ClientOption
+		if caFile != "" {
+			authority = append(authority, tlsconfig.WithAuthorityFromFile(caFile))
+		}
+		var err error
+		tlsConfig, err = tlsconfig.Build(append([]tlsconfig.TLSOption{tlsconfig.WithInternalServiceDefaults()}, identity...)...).Client(authority...)
+		if err != nil {
+			return nil, fmt.Errorf("TLS config: %w", err)
+		}
+	}
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
+		TLSClientConfig:     tlsConfig,
+	}
+	return &http.Client{Transport: transport}, nil
+}
