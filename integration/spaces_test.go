@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,6 +146,7 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		k8sSpace     string
 		diegoSpace   string
 		placementMap string
+		configFile   string
 	)
 
 	BeforeEach(func() {
@@ -182,6 +185,8 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 			bbsSection, "https://"+proxy.addr(), os.Getenv("IRIS_BBS_CA_FILE"), os.Getenv("IRIS_BBS_CLIENT_CERT_FILE"), os.Getenv("IRIS_BBS_CLIENT_KEY_FILE"), placementMap)
 		// Diego's server certificate names 127.0.0.1, the proxy's address too.
 		startExtraIris(irisPath, config)
+		configFile = filepath.Join(GinkgoT().TempDir(), "iris-spaces.yml")
+		Expect(os.WriteFile(configFile, []byte(config), 0o600)).To(Succeed())
 		iris = bbsClientOf("https://" + addr)
 		Eventually(func() bool { return iris.Ping(logger, "") }, 30*time.Second).Should(BeTrue())
 	})
@@ -286,13 +291,23 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		}, 30*time.Second).Should(Succeed())
 	})
 
-	It("follows the operator's placement changes for new desires", func() {
-		lrp := lrpInSpace(diegoSpace, 0)
+	It("follows the operator's placement changes (iris spaces set) for new desires, and lists what runs where (iris spaces list)", func() {
+		onDiego := lrpInSpace(diegoSpace, 2)
+		Expect(iris.DesireLRP(logger, "", onDiego)).To(Succeed())
+		DeferCleanup(func() { _ = iris.RemoveDesiredLRP(logger, "", onDiego.ProcessGuid) })
+
+		spacesCLI := func(args ...string) string {
+			GinkgoHelper()
+			session, err := gexec.Start(exec.Command(irisPath, append([]string{"spaces", "--config", configFile}, args...)...), GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(session, 60*time.Second).Should(gexec.Exit(0))
+			return string(session.Out.Contents())
+		}
+		Expect(spacesCLI("set", "space", diegoSpace, "kubernetes")).To(ContainSubstring("space." + diegoSpace + " → kubernetes"))
 		cm, err := clientset.CoreV1().ConfigMaps(namespace).Get(context.Background(), placementMap, metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		cm.Data["space."+diegoSpace] = "kubernetes"
-		_, err = clientset.CoreV1().ConfigMaps(namespace).Update(context.Background(), cm, metav1.UpdateOptions{})
-		Expect(err).NotTo(HaveOccurred())
+		Expect(cm.Data).To(HaveKeyWithValue("space."+diegoSpace, "kubernetes"))
+		lrp := lrpInSpace(diegoSpace, 0)
 		// Placement applies to the next desire; poll until this Iris saw it.
 		Eventually(func(g Gomega) {
 			probe := lrpInSpace(diegoSpace, 0)
@@ -309,6 +324,11 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		}, 30*time.Second).Should(Succeed())
 		_, err = diego.DesiredLRPByProcessGuid(logger, "", lrp.ProcessGuid)
 		Expect(bbsErrorType(err)).To(Equal(models.Error_ResourceNotFound), "the space's new LRPs run on Kubernetes now")
+
+		By("listing the space as running on both sides, placed on Kubernetes")
+		Expect(spacesCLI("list")).To(MatchRegexp(`(?m)^%s\s+kubernetes\s+both\s+1\s+0\s+1\s+2\s*$`, diegoSpace))
+		Expect(spacesCLI("unset", "space", diegoSpace)).To(ContainSubstring("removed"))
+		Expect(spacesCLI("list")).To(MatchRegexp(`(?m)^%s\s+diego\s+both\s`, diegoSpace))
 	})
 })
 

@@ -46,6 +46,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "actions" {
 		os.Exit(runActions(os.Args[2:]))
 	}
+	// `iris spaces` lists and changes where each space's LRPs run.
+	if len(os.Args) > 1 && os.Args[1] == "spaces" {
+		os.Exit(runSpaces(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	// `iris log-agent` is the node DaemonSet; plain `iris` runs the components.
 	logAgent := len(os.Args) > 1 && os.Args[1] == "log-agent"
 	args := os.Args[1:]
