@@ -251,7 +251,33 @@ type BBS struct {
 	// registry.example.com/cf/cflinuxfs4:1.200. An LRP on a stack missing
 	// here is refused.
 	Stacks map[string]string `json:"stacks"`
+	// Diego puts the real Diego BBS behind Iris's: spaces run on either.
+	Diego Diego `json:"diego"`
 }
+
+// Diego is the real Diego BBS that Iris forwards to for the spaces that
+// run there. An empty URL leaves it off: every LRP runs on Kubernetes.
+type Diego struct {
+	// URL of Diego's BBS (https, mutual TLS), e.g.
+	// https://bbs.service.cf.internal:8889.
+	URL string `json:"url"`
+	// CAFile verifies Diego's BBS server certificate; ClientCertFile and
+	// ClientKeyFile are Iris's client identity there.
+	CAFile         string `json:"ca_file"`
+	ClientCertFile string `json:"client_cert_file"`
+	ClientKeyFile  string `json:"client_key_file"`
+	// PlacementConfigMap names the ConfigMap (in the leader election
+	// namespace) holding each space's backend: keys "default",
+	// "org.<guid>", "space.<guid>"; values "diego" or "kubernetes".
+	PlacementConfigMap string `json:"placement_config_map"`
+	// DefaultBackend is the backend of spaces the ConfigMap does not name:
+	// "diego" (the default: putting Iris in front of a running Diego moves
+	// nothing) or "kubernetes".
+	DefaultBackend string `json:"default_backend"`
+}
+
+// Enabled reports whether a Diego BBS sits behind Iris's.
+func (d Diego) Enabled() bool { return d.URL != "" }
 
 // Enabled reports whether the BBS front serves at all.
 func (b BBS) Enabled() bool { return b.ListenAddress != "" || b.TLSListenAddress != "" }
@@ -336,7 +362,8 @@ func Default() Config {
 			IdleTimeoutSeconds:     120,
 			MaxInFlightRequests:    100,
 		},
-		CC: CC{TimeoutSeconds: 30},
+		BBS: BBS{Diego: Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego"}},
+		CC:  CC{TimeoutSeconds: 30},
 		Staging: Staging{
 			DownloaderImage: "cloudfoundry/iris-staging-downloader:latest",
 			ExecutorImage:   "cloudfoundry/iris-staging-executor:latest",
@@ -484,6 +511,20 @@ func (c *Config) Validate() error {
 	}
 	if c.BBS.TLSListenAddress != "" && (c.BBS.TLSCertFile == "" || c.BBS.TLSKeyFile == "" || c.BBS.ClientCAFile == "") {
 		errs = append(errs, errors.New("bbs: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file"))
+	}
+	if d := c.BBS.Diego; d.Enabled() {
+		if !strings.HasPrefix(d.URL, "https://") || d.CAFile == "" || d.ClientCertFile == "" || d.ClientKeyFile == "" {
+			errs = append(errs, errors.New("bbs: diego: url must be https:// with ca_file, client_cert_file and client_key_file (Diego's BBS always requires mutual TLS)"))
+		}
+		if d.DefaultBackend != "diego" && d.DefaultBackend != "kubernetes" {
+			errs = append(errs, fmt.Errorf("bbs: diego: default_backend %q: want diego or kubernetes", d.DefaultBackend))
+		}
+		if d.PlacementConfigMap == "" {
+			errs = append(errs, errors.New("bbs: diego: placement_config_map must name a ConfigMap"))
+		}
+		if !c.BBS.Enabled() {
+			errs = append(errs, errors.New("bbs: diego needs the BBS front (listen_address or tls_listen_address)"))
+		}
 	}
 	for stack, image := range c.BBS.Stacks {
 		if stack == "" || image == "" || strings.ContainsAny(stack+image, " \t\n") {

@@ -383,6 +383,17 @@ func isBBS(sts *appsv1.StatefulSet) bool {
 	return ok
 }
 
+// StoredDesiredLRP is the BBS LRP a StatefulSet runs, for readers outside
+// the backend (`iris spaces`); ok is false for StatefulSets the BBS front
+// did not desire.
+func StoredDesiredLRP(sts *appsv1.StatefulSet) (lrp *models.DesiredLRP, ok bool, err error) {
+	if !isBBS(sts) {
+		return nil, false, nil
+	}
+	lrp, err = desiredLRPFromStatefulSet(sts)
+	return lrp, err == nil, err
+}
+
 // desiredLRPFromStatefulSet reads the stored LRP; the instance count is the
 // StatefulSet's (the source of truth for scaling).
 func desiredLRPFromStatefulSet(sts *appsv1.StatefulSet) (*models.DesiredLRP, error) {

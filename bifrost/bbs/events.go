@@ -105,6 +105,20 @@ func (h *EventHub) Subscribers() int {
 	return len(h.subscribers)
 }
 
+// Reset ends every open subscription, as a broken stream would, and keeps
+// accepting new ones: after a gap in what the hub was fed (another
+// backend's stream broke), subscribers must resubscribe and list again
+// rather than carry on missing events.
+func (h *EventHub) Reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := len(h.subscribers)
+	for s := range h.subscribers {
+		h.removeLocked(s)
+	}
+	h.logger.Info("reset", lager.Data{"subscriptions_ended": n})
+}
+
 // Close ends every subscription (their streams end) and refuses new ones,
 // so a shutting-down server is not held open by long-lived streams.
 func (h *EventHub) Close() {

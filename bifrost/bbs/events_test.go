@@ -144,4 +144,17 @@ var _ = Describe("EventHub", func() {
 		hub.Publish(desiredCreated("a"))
 		Expect(a.Events()).NotTo(Receive())
 	})
+
+	It("ends every subscription on Reset and keeps serving new ones", func() {
+		a, err := hub.Subscribe("")
+		Expect(err).NotTo(HaveOccurred())
+		hub.Reset()
+		Expect(a.Done()).To(BeClosed())
+		Expect(hub.Subscribers()).To(Equal(0))
+		b, err := hub.Subscribe("")
+		Expect(err).NotTo(HaveOccurred())
+		hub.Publish(desiredCreated("a"))
+		Expect(receiveNow(b).(*models.DesiredLRPCreatedEvent).DesiredLrp.ProcessGuid).To(HaveSuffix("a"))
+		Expect(a.Events()).NotTo(Receive())
+	})
 })

@@ -3,6 +3,7 @@
 package main
 
 import (
+	bbsclient "code.cloudfoundry.org/bbs"
 	"flag"
 	"fmt"
 	"os"
@@ -21,7 +22,9 @@ import (
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 	"k8s.io/utils/clock"
 
+	"github.com/iris-cf/iris/backends/diego"
 	bbsbackend "github.com/iris-cf/iris/backends/kubernetes"
+	"github.com/iris-cf/iris/backends/spaces"
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/bifrost/bbs"
 	"github.com/iris-cf/iris/cc"
@@ -42,6 +45,10 @@ func main() {
 	// `iris actions` runs a Diego recipe inside a pod (no config file).
 	if len(os.Args) > 1 && os.Args[1] == "actions" {
 		os.Exit(runActions(os.Args[2:]))
+	}
+	// `iris spaces` lists and changes where each space's LRPs run.
+	if len(os.Args) > 1 && os.Args[1] == "spaces" {
+		os.Exit(runSpaces(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	// `iris log-agent` is the node DaemonSet; plain `iris` runs the components.
 	logAgent := len(os.Args) > 1 && os.Args[1] == "log-agent"
@@ -222,31 +229,60 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
 		}
 		if cfg.BBS.Enabled() {
-			server, err := bbsServer(logger, cfg, clientset, caches, lrps, opsServer)
+			bbsMembers, err := bbsFront(logger, cfg, clientset, caches, lrps, opsServer)
 			if err != nil {
 				return nil, err
 			}
-			members = append(members, grouper.Member{Name: "bbs", Runner: server})
+			members = append(members, bbsMembers...)
 		}
 	}
 	return members, nil
 }
 
-// bbsServer is the BBS front over the Kubernetes backend. Its event feed
-// registers with the caches here, before they start.
-func bbsServer(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, lrps *k8s.LRPClient, opsServer *ops.Server) (ifrit.Runner, error) {
+// bbsFront is the BBS front over the Kubernetes backend, or, with a Diego
+// BBS configured, over both, routed by space: the placement watch, the
+// relay of Diego's events and the server, in that order. The Kubernetes
+// event feed registers with the caches here, before they start.
+func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, lrps *k8s.LRPClient, opsServer *ops.Server) (grouper.Members, error) {
 	hub := bbs.NewEventHub(logger, bbs.DefaultSubscriberBuffer)
 	if _, err := bbsbackend.NewFeed(logger, caches, hub); err != nil {
 		return nil, err
 	}
-	backend := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances, Stacks: cfg.BBS.Stacks})
-	handler := bbs.NewHandler(logger, bbs.Backends{
-		DesiredLRPs: backend,
-		ActualLRPs:  backend,
-		Domains:     bbs.NewDomainStore(clock.RealClock{}),
-	}, hub, cfg.API.MaxRequestBodyBytes)
-	return bbs.NewServer(logger, cfg.BBS, opsServer.InstrumentHandler("bbs", handler), hub,
+	kube := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances, Stacks: cfg.BBS.Stacks})
+	domains := bbs.NewDomainStore(clock.RealClock{})
+	backends := bbs.Backends{DesiredLRPs: kube, ActualLRPs: kube, Domains: domains}
+	var members grouper.Members
+	if d := cfg.BBS.Diego; d.Enabled() {
+		client, err := bbsclient.NewClient(d.URL, d.CAFile, d.ClientCertFile, d.ClientKeyFile, 0, 0)
+		if err != nil {
+			return nil, fmt.Errorf("bbs: diego: %w", err)
+		}
+		fallback, err := spaces.ParseSide(d.DefaultBackend)
+		if err != nil {
+			return nil, fmt.Errorf("bbs: diego: default_backend: %w", err)
+		}
+		namespace := cfg.LeaderElection.Namespace
+		if namespace == "" {
+			namespace = cfg.DefaultNamespace()
+		}
+		placement, err := spaces.NewConfigMapPlacement(logger, clientset, namespace, d.PlacementConfigMap, fallback)
+		if err != nil {
+			return nil, err
+		}
+		diegoBackend := diego.NewBackend(client)
+		router := spaces.NewRouter(kube, domains, diegoBackend, diegoBackend, placement)
+		backends = bbs.Backends{DesiredLRPs: router, ActualLRPs: router, Domains: router}
+		members = append(members,
+			grouper.Member{Name: "space-placement", Runner: placement},
+			grouper.Member{Name: "diego-event-relay", Runner: diego.NewRelay(logger, client, hub, clock.RealClock{})})
+	}
+	handler := bbs.NewHandler(logger, backends, hub, cfg.API.MaxRequestBodyBytes)
+	server, err := bbs.NewServer(logger, cfg.BBS, opsServer.InstrumentHandler("bbs", handler), hub,
 		time.Duration(cfg.API.ShutdownTimeoutSeconds)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return append(members, grouper.Member{Name: "bbs", Runner: server}), nil
 }
 
 // leaderElected are the members that must run on one replica at a time:

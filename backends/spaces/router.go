@@ -1,0 +1,239 @@
+// Package spaces routes the BBS front's calls between two backends, Diego
+// (the real Diego BBS) and Kubernetes, by the space an LRP belongs to, so
+// one BBS endpoint serves a Cloud Foundry whose spaces run on either, and
+// operators can move them one at a time without CC noticing.
+//
+// Where a call goes:
+//   - desire: the side the placement names for the LRP's space (CC's
+//     metric tags space_id and organization_id), refused with
+//     ResourceExists when the other side already runs the guid;
+//   - calls that carry only a process guid (update, remove, get, retire,
+//     actual LRPs of one guid): the side that has the guid. Kubernetes is
+//     asked first, from its informer caches, then Diego; the index is thus
+//     kept where the LRPs are and survives restarts without a copy;
+//   - lists (scheduling infos, desired and routing infos, actual LRPs,
+//     domains): the union of both sides, and an error when either fails.
+//     A partial list would make CC's sync re-desire or delete processes.
+package spaces
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3"
+
+	"github.com/iris-cf/iris/bifrost/bbs"
+)
+
+// Side is where an LRP runs.
+type Side string
+
+const (
+	Diego      Side = "diego"
+	Kubernetes Side = "kubernetes"
+)
+
+// ParseSide reads a backend name as operators write it.
+func ParseSide(s string) (Side, error) {
+	switch Side(s) {
+	case Diego, Kubernetes:
+		return Side(s), nil
+	}
+	return "", fmt.Errorf("unknown backend %q: want %q or %q", s, Diego, Kubernetes)
+}
+
+// Backend is one side: the desired and actual LRP routes.
+type Backend interface {
+	bbs.DesiredLRPs
+	bbs.ActualLRPs
+}
+
+// Placement names the side for a space.
+type Placement interface {
+	SideFor(orgGUID, spaceGUID string) Side
+}
+
+// Router implements bifrost/bbs's DesiredLRPs, ActualLRPs and Domains over
+// the two sides.
+type Router struct {
+	sides     map[Side]Backend
+	domains   map[Side]bbs.Domains
+	placement Placement
+}
+
+// NewRouter routes between the Kubernetes and Diego backends and domain
+// stores by placement.
+func NewRouter(kubernetes Backend, kubernetesDomains bbs.Domains, diego Backend, diegoDomains bbs.Domains, placement Placement) *Router {
+	return &Router{
+		sides:     map[Side]Backend{Kubernetes: kubernetes, Diego: diego},
+		domains:   map[Side]bbs.Domains{Kubernetes: kubernetesDomains, Diego: diegoDomains},
+		placement: placement,
+	}
+}
+
+// order is the order sides are asked in: Kubernetes answers from its
+// caches, so it goes first.
+var order = [...]Side{Kubernetes, Diego}
+
+func other(side Side) Side {
+	if side == Kubernetes {
+		return Diego
+	}
+	return Kubernetes
+}
+
+// sideOf finds the side that has processGUID: Kubernetes if its caches
+// know it, otherwise Diego (which answers ResourceNotFound itself when it
+// does not know it either).
+func (r *Router) sideOf(ctx context.Context, logger lager.Logger, processGUID string) (Side, error) {
+	_, err := r.sides[Kubernetes].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+	switch {
+	case err == nil:
+		return Kubernetes, nil
+	case isNotFound(err):
+		return Diego, nil
+	}
+	return "", err
+}
+
+func isNotFound(err error) bool {
+	var bbsErr *models.Error
+	return errors.As(err, &bbsErr) && bbsErr.Type == models.Error_ResourceNotFound
+}
+
+// spaceOf reads the org and space CC tags every LRP with.
+func spaceOf(lrp *models.DesiredLRP) (org, space string) {
+	tag := func(key string) string {
+		if v := lrp.MetricTags[key]; v != nil {
+			return v.Static
+		}
+		return ""
+	}
+	org = tag("organization_id")
+	if org == "" {
+		org = tag("org_id")
+	}
+	return org, tag("space_id")
+}
+
+func (r *Router) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models.DesiredLRP) error {
+	side := r.placement.SideFor(spaceOf(lrp))
+	// The same guid on both sides would run the app twice while CC sees it
+	// once: refuse as BBS refuses a taken guid.
+	_, err := r.sides[other(side)].DesiredLRPByProcessGuid(ctx, logger, lrp.ProcessGuid)
+	switch {
+	case err == nil:
+		return models.ErrResourceExists
+	case !isNotFound(err):
+		return fmt.Errorf("checking that %s does not run the process already: %w", other(side), err)
+	}
+	logger.Info("desire", lager.Data{"backend": side, "process_guid": lrp.ProcessGuid})
+	return r.sides[side].DesireLRP(ctx, logger, lrp)
+}
+
+func (r *Router) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string, update *models.DesiredLRPUpdate) error {
+	side, err := r.sideOf(ctx, logger, processGUID)
+	if err != nil {
+		return err
+	}
+	return r.sides[side].UpdateDesiredLRP(ctx, logger, processGUID, update)
+}
+
+func (r *Router) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string) error {
+	side, err := r.sideOf(ctx, logger, processGUID)
+	if err != nil {
+		return err
+	}
+	return r.sides[side].RemoveDesiredLRP(ctx, logger, processGUID)
+}
+
+func (r *Router) DesiredLRPByProcessGuid(ctx context.Context, logger lager.Logger, processGUID string) (*models.DesiredLRP, error) {
+	lrp, err := r.sides[Kubernetes].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+	if err == nil || !isNotFound(err) {
+		return lrp, err
+	}
+	return r.sides[Diego].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+}
+
+// union calls list on both sides and joins the answers, or fails with the
+// first side's error, naming it.
+func union[T any](list func(Side, Backend) ([]T, error), sides map[Side]Backend) ([]T, error) {
+	var all []T
+	for _, side := range order {
+		items, err := list(side, sides[side])
+		if err != nil {
+			return nil, fmt.Errorf("listing on %s: %w", side, err)
+		}
+		all = append(all, items...)
+	}
+	return all, nil
+}
+
+func (r *Router) DesiredLRPs(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
+	return union(func(_ Side, b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPs(ctx, logger, filter) }, r.sides)
+}
+
+func (r *Router) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRPSchedulingInfo, error) {
+	return union(func(_ Side, b Backend) ([]*models.DesiredLRPSchedulingInfo, error) {
+		return b.DesiredLRPSchedulingInfos(ctx, logger, filter)
+	}, r.sides)
+}
+
+func (r *Router) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
+	return union(func(_ Side, b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPRoutingInfos(ctx, logger, filter) }, r.sides)
+}
+
+func (r *Router) ActualLRPs(ctx context.Context, logger lager.Logger, filter models.ActualLRPFilter) ([]*models.ActualLRP, error) {
+	if filter.ProcessGuid != "" {
+		side, err := r.sideOf(ctx, logger, filter.ProcessGuid)
+		if err != nil {
+			return nil, err
+		}
+		return r.sides[side].ActualLRPs(ctx, logger, filter)
+	}
+	return union(func(_ Side, b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPs(ctx, logger, filter) }, r.sides)
+}
+
+func (r *Router) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Logger, filter models.ActualLRPsByProcessGuidsFilter) ([]*models.ActualLRP, error) {
+	return union(func(_ Side, b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPsByProcessGuids(ctx, logger, filter) }, r.sides)
+}
+
+func (r *Router) RetireActualLRP(ctx context.Context, logger lager.Logger, key *models.ActualLRPKey) error {
+	side, err := r.sideOf(ctx, logger, key.ProcessGuid)
+	if err != nil {
+		return err
+	}
+	return r.sides[side].RetireActualLRP(ctx, logger, key)
+}
+
+// UpsertDomain makes the domain fresh on both sides: Diego's convergence
+// and route pruning stop for a domain that goes stale there.
+func (r *Router) UpsertDomain(ctx context.Context, logger lager.Logger, domain string, ttlSeconds uint32) error {
+	for _, side := range order {
+		if err := r.domains[side].UpsertDomain(ctx, logger, domain, ttlSeconds); err != nil {
+			return fmt.Errorf("upserting domain on %s: %w", side, err)
+		}
+	}
+	return nil
+}
+
+// FreshDomains is every domain fresh on either side, each once.
+func (r *Router) FreshDomains(ctx context.Context, logger lager.Logger) ([]string, error) {
+	seen := map[string]bool{}
+	var fresh []string
+	for _, side := range order {
+		domains, err := r.domains[side].FreshDomains(ctx, logger)
+		if err != nil {
+			return nil, fmt.Errorf("listing domains on %s: %w", side, err)
+		}
+		for _, d := range domains {
+			if !seen[d] {
+				seen[d] = true
+				fresh = append(fresh, d)
+			}
+		}
+	}
+	return fresh, nil
+}
