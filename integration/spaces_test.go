@@ -99,26 +99,6 @@ func (p *tcpProxy) restore() {
 
 func (p *tcpProxy) addr() string { return p.listener.Addr().String() }
 
-// diegoBBS is a client of the real Diego BBS the cluster scripts start.
-func diegoBBS() bbsclient.InternalClient {
-	client, err := bbsclient.NewClient(os.Getenv("IRIS_BBS_URL"), os.Getenv("IRIS_BBS_CA_FILE"),
-		os.Getenv("IRIS_BBS_CLIENT_CERT_FILE"), os.Getenv("IRIS_BBS_CLIENT_KEY_FILE"), 0, 0)
-	Expect(err).NotTo(HaveOccurred())
-	return client
-}
-
-// bbsClientOf is the real BBS client, as CC's, over mTLS to an Iris at url.
-func bbsClientOf(url string) bbsclient.InternalClient {
-	dir := GinkgoT().TempDir()
-	caFile := filepath.Join(dir, "server-ca.crt")
-	Expect(os.WriteFile(caFile, serverCA.PEM, 0o600)).To(Succeed())
-	certFile, keyFile, err := clientLeaf.WriteFiles(dir, "bbs-client")
-	Expect(err).NotTo(HaveOccurred())
-	client, err := bbsclient.NewClient(url, caFile, certFile, keyFile, 0, 0)
-	Expect(err).NotTo(HaveOccurred())
-	return client
-}
-
 // lrpInSpace is current CC's docker LRP, tagged with space.
 func lrpInSpace(space string, instances int32) *models.DesiredLRP {
 	lrp := bbsDockerLRP(instances, "app-"+uuid.NewString()[:8]+".example.com")
@@ -155,7 +135,7 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 			Skip("no real Diego BBS in this cluster (IRIS_CLUSTER_BBS=false)")
 		}
 		logger = lagertest.NewTestLogger("spaces")
-		diego = diegoBBS()
+		diego = realBBSEndpoint().client
 		proxy = startTCPProxy(strings.TrimPrefix(diegoURL, "https://"))
 		k8sSpace, diegoSpace = "space-k8s-"+uuid.NewString()[:8], "space-diego-"+uuid.NewString()[:8]
 		placementMap = "iris-space-backends-" + uuid.NewString()[:8]
@@ -187,7 +167,7 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		startExtraIris(irisPath, config)
 		configFile = filepath.Join(GinkgoT().TempDir(), "iris-spaces.yml")
 		Expect(os.WriteFile(configFile, []byte(config), 0o600)).To(Succeed())
-		iris = bbsClientOf("https://" + addr)
+		iris = newBBSClientTo("https://" + addr)
 		Eventually(func() bool { return iris.Ping(logger, "") }, 30*time.Second).Should(BeTrue())
 	})
 
