@@ -32,6 +32,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -173,6 +174,8 @@ var _ = Describe("Helm chart", Ordered, func() {
 			TLSKeyFile:       "/etc/iris/bbs-tls/tls.key",
 			ClientCAFile:     "/etc/iris/bbs-client-ca/ca.crt",
 			AllowPrivileged:  true,
+			Stacks:           map[string]string{},
+			Diego:            config.Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego"},
 		}))
 		var (
 			service    corev1.Service
@@ -209,6 +212,48 @@ var _ = Describe("Helm chart", Ordered, func() {
 				Expect(rule.Ports).NotTo(ContainElement(HaveField("Port.IntVal", BeEquivalentTo(8899))))
 			}
 		}
+	})
+
+	It("renders Diego behind the BBS front: its client certificate, the placement config, read access to that one ConfigMap", func() {
+		_, err := helm("template", "iris", chartDir, "--namespace", "cf-system",
+			"--set", "bbs.enabled=true", "--set", "bbs.diego.url=https://bbs.service.cf.internal:8889")
+		Expect(err).To(MatchError(ContainSubstring("bbs.diego.clientSecret is required")))
+
+		out, err := helm("template", "iris", chartDir, "--namespace", "cf-system",
+			"--set", "bbs.enabled=true", "--set", "bbs.diego.url=https://bbs.service.cf.internal:8889",
+			"--set", "bbs.diego.clientSecret=iris-diego-bbs", "--set", "bbs.diego.defaultBackend=kubernetes",
+			"--set-json", `bbs.stacks={"cflinuxfs4":"registry.example.com/cf/cflinuxfs4:1.200"}`)
+		Expect(err).NotTo(HaveOccurred())
+		cfg := loadConfig(parse(out))
+		Expect(cfg.BBS.Stacks).To(Equal(map[string]string{"cflinuxfs4": "registry.example.com/cf/cflinuxfs4:1.200"}))
+		Expect(cfg.BBS.Diego).To(Equal(config.Diego{
+			URL:                "https://bbs.service.cf.internal:8889",
+			CAFile:             "/etc/iris/diego-bbs/ca.crt",
+			ClientCertFile:     "/etc/iris/diego-bbs/tls.crt",
+			ClientKeyFile:      "/etc/iris/diego-bbs/tls.key",
+			PlacementConfigMap: "iris-space-backends",
+			DefaultBackend:     "kubernetes",
+		}))
+		var (
+			deployment appsv1.Deployment
+			role       rbacv1.Role
+		)
+		for _, doc := range strings.Split(out, "\n---\n") {
+			var m manifest
+			Expect(yaml.Unmarshal([]byte(doc), &m)).To(Succeed())
+			switch {
+			case m.Kind == "Deployment":
+				Expect(yaml.Unmarshal([]byte(doc), &deployment)).To(Succeed())
+			case m.Kind == "Role" && strings.HasSuffix(m.Metadata.Name, "-leader-election"):
+				Expect(yaml.Unmarshal([]byte(doc), &role)).To(Succeed())
+			}
+		}
+		Expect(deployment.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("Secret.SecretName", "iris-diego-bbs")))
+		Expect(deployment.Spec.Template.Spec.Containers[0].VolumeMounts).To(ContainElement(HaveField("MountPath", "/etc/iris/diego-bbs")))
+		Expect(role.Rules).To(ContainElement(rbacv1.PolicyRule{
+			APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"iris-space-backends"},
+			Verbs: []string{"get", "list", "watch"},
+		}), "read only, and only the placement ConfigMap")
 	})
 
 	It("renders the log agent, its RBAC and Loggregator's config when an ingress is set", func() {

@@ -323,4 +323,3 @@ func regexpReplaceTLSListen(section, addr string) string {
 	}
 	return strings.Join(out, "\n")
 }
-

@@ -46,6 +46,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.bbs.enabled (include "iris.runsAPI" .) }}true{{ end }}
 {{- end }}
 
+{{/* Whether the BBS front has Diego's BBS behind it. */}}
+{{- define "iris.frontsDiego" -}}
+{{- if and (include "iris.servesBBS" .) .Values.bbs.diego.url }}
+{{- if not .Values.bbs.diego.clientSecret }}{{ fail "bbs.diego.clientSecret is required with bbs.diego.url (Diego's BBS requires mutual TLS)" }}{{ end -}}
+true{{ end }}
+{{- end }}
+
 {{/* Iris's config file (schema: config/iris.example.yml). */}}
 {{- define "iris.config" -}}
 {{- $v := .Values -}}
@@ -105,6 +112,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $bbs "tls_cert_file" "/etc/iris/bbs-tls/tls.crt" -}}
 {{- $_ := set $bbs "tls_key_file" "/etc/iris/bbs-tls/tls.key" -}}
 {{- $_ := set $bbs "client_ca_file" "/etc/iris/bbs-client-ca/ca.crt" -}}
+{{- $_ := set $bbs "stacks" $v.bbs.stacks -}}
+{{- if include "iris.frontsDiego" . -}}
+{{- $_ := set $bbs "diego" (dict
+  "url" $v.bbs.diego.url
+  "ca_file" "/etc/iris/diego-bbs/ca.crt"
+  "client_cert_file" "/etc/iris/diego-bbs/tls.crt"
+  "client_key_file" "/etc/iris/diego-bbs/tls.key"
+  "placement_config_map" $v.bbs.diego.placementConfigMap
+  "default_backend" $v.bbs.diego.defaultBackend) -}}
+{{- end -}}
 {{- end -}}
 {{- $cfg := dict
   "components" $v.components
