@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/route"
 )
@@ -43,71 +43,13 @@ func newBBSClientTo(url string) bbsclient.InternalClient {
 }
 
 // bbsDockerLRP is a desired LRP as current CC builds one for a docker app
-// (the image's own entrypoint, a start command of ""): docker root_fs with
-// its tag after '#', the docker lifecycle, the launcher codependent with
-// diego-sshd, a healthcheck monitor, a check definition, cf-router routes
-// with hostname lists and empty tcp and internal routers, metric tags.
+// (bbstest.DockerLRP) of app dora in space dev of org acme.
 func bbsDockerLRP(instances int32, hostname string) *models.DesiredLRP {
-	appGUID := uuid.NewString()
-	processGUID := appGUID + "-" + uuid.NewString()
-	routes := bbsRoutes(hostname)
-	return &models.DesiredLRP{
-		ProcessGuid:    processGUID,
-		Domain:         "cf-apps",
-		LogGuid:        appGUID,
-		MetricsGuid:    appGUID,
-		RootFs:         "docker:///cloudfoundry/dora#latest",
-		Instances:      instances,
-		MemoryMb:       128,
-		DiskMb:         256,
-		MaxPids:        1024,
-		CpuWeight:      2,
-		LogRateLimit:   &models.LogRateLimit{BytesPerSecond: -1},
-		Annotation:     "1764583200.0",
-		Ports:          []uint32{8080},
-		StartTimeoutMs: 60000,
-		Routes:         &routes,
-		LogSource:      "CELL",
-		MetricTags: map[string]*models.MetricTagValue{
-			"source_id":           {Static: appGUID},
-			"process_type":        {Static: "web"},
-			"app_id":              {Static: appGUID},
-			"app_name":            {Static: "dora"},
-			"space_id":            {Static: "space-guid"},
-			"space_name":          {Static: "dev"},
-			"organization_id":     {Static: "org-guid"},
-			"organization_name":   {Static: "acme"},
-			"instance_id":         {Dynamic: models.MetricTagDynamicValueIndex},
-			"process_instance_id": {Dynamic: models.MetricTagDynamicValueInstanceGuid},
-		},
-		CachedDependencies: []*models.CachedDependency{{
-			Name: "docker", From: "https://file-server.service.cf.internal:8447/v1/static/docker_app_lifecycle/docker_app_lifecycle.tgz",
-			To: "/tmp/lifecycle", CacheKey: "docker-lifecycle",
-		}},
-		Action: models.WrapAction(models.Codependent(
-			&models.RunAction{
-				Path: "/tmp/lifecycle/launcher",
-				Args: []string{"app", "", `{"cmd":["/dora"],"ports":[{"Port":8080,"Protocol":"tcp"}]}`},
-				User: "root",
-				Env:  []*models.EnvironmentVariable{{Name: "PORT", Value: "8080"}},
-			},
-		)),
-		Monitor: models.WrapAction(models.Timeout(models.Parallel(&models.RunAction{
-			Path: "/tmp/lifecycle/healthcheck", Args: []string{"-port=8080"}, User: "root",
-		}), 10*time.Minute)),
-		CheckDefinition: &models.CheckDefinition{
-			Checks:          []*models.Check{{TcpCheck: &models.TCPCheck{Port: 8080}}},
-			ReadinessChecks: []*models.Check{{TcpCheck: &models.TCPCheck{Port: 8080}}},
-		},
-		EgressRules: []*models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0/8"}, Ports: []uint32{5432}}},
-	}
+	return bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), instances, hostname,
+		bbstest.Space{AppName: "dora", SpaceGUID: "space-guid", SpaceName: "dev", OrgGUID: "org-guid", OrgName: "acme"})
 }
 
-func bbsRoutes(hostname string) models.Routes {
-	cfRouter := json.RawMessage(`[{"hostnames":["` + hostname + `"],"port":8080,"route_service_url":null,"isolation_segment":null,"protocol":"http1","options":{}}]`)
-	empty, emptyToo := json.RawMessage(`[]`), json.RawMessage(`[]`)
-	return models.Routes{"cf-router": &cfRouter, "tcp-router": &empty, "internal-router": &emptyToo}
-}
+func bbsRoutes(hostname string) models.Routes { return bbstest.Routes(hostname) }
 
 // bbsPods are the pods of a BBS LRP, by its process guid halves.
 func bbsPods(lrp *models.DesiredLRP) []corev1.Pod {

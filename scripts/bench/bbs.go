@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
+	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/integration/testcerts"
 	"github.com/iris-cf/iris/k8s"
@@ -514,58 +514,10 @@ func benchLRP(i int, instances int32) *models.DesiredLRP {
 }
 
 func benchLRPWithGUID(processGUID string, i int, instances int32) *models.DesiredLRP {
-	appGUID := processGUID[:36]
-	cfRouter := json.RawMessage(`[{"hostnames":["bench-` + strconv.Itoa(i) + `.example.com"],"port":8080,"route_service_url":null,"isolation_segment":null,"protocol":"http1","options":{}}]`)
-	empty, emptyToo := json.RawMessage(`[]`), json.RawMessage(`[]`)
-	routes := models.Routes{"cf-router": &cfRouter, "tcp-router": &empty, "internal-router": &emptyToo}
-	return &models.DesiredLRP{
-		ProcessGuid:    processGUID,
-		Domain:         domain,
-		LogGuid:        appGUID,
-		MetricsGuid:    appGUID,
-		RootFs:         "docker:///cloudfoundry/dora#latest",
-		Instances:      instances,
-		MemoryMb:       128,
-		DiskMb:         256,
-		MaxPids:        1024,
-		CpuWeight:      2,
-		LogRateLimit:   &models.LogRateLimit{BytesPerSecond: -1},
-		Annotation:     "1764583200.0",
-		Ports:          []uint32{8080},
-		StartTimeoutMs: 60000,
-		Routes:         &routes,
-		LogSource:      "CELL",
-		MetricTags: map[string]*models.MetricTagValue{
-			"source_id":           {Static: appGUID},
-			"process_type":        {Static: "web"},
-			"app_id":              {Static: appGUID},
-			"app_name":            {Static: "bench"},
-			"space_id":            {Static: "bench-space-guid"},
-			"space_name":          {Static: "bench"},
-			"organization_id":     {Static: "bench-org-guid"},
-			"organization_name":   {Static: "bench"},
-			"instance_id":         {Dynamic: models.MetricTagDynamicValueIndex},
-			"process_instance_id": {Dynamic: models.MetricTagDynamicValueInstanceGuid},
-		},
-		CachedDependencies: []*models.CachedDependency{{
-			Name: "docker", From: "https://file-server.service.cf.internal:8447/v1/static/docker_app_lifecycle/docker_app_lifecycle.tgz",
-			To: "/tmp/lifecycle", CacheKey: "docker-lifecycle",
-		}},
-		Action: models.WrapAction(models.Codependent(&models.RunAction{
-			Path: "/tmp/lifecycle/launcher",
-			Args: []string{"app", "", `{"cmd":["/dora"],"ports":[{"Port":8080,"Protocol":"tcp"}]}`},
-			User: "root",
-			Env:  []*models.EnvironmentVariable{{Name: "PORT", Value: "8080"}},
-		})),
-		Monitor: models.WrapAction(models.Timeout(models.Parallel(&models.RunAction{
-			Path: "/tmp/lifecycle/healthcheck", Args: []string{"-port=8080"}, User: "root",
-		}), 10*time.Minute)),
-		CheckDefinition: &models.CheckDefinition{
-			Checks:          []*models.Check{{TcpCheck: &models.TCPCheck{Port: 8080}}},
-			ReadinessChecks: []*models.Check{{TcpCheck: &models.TCPCheck{Port: 8080}}},
-		},
-		EgressRules: []*models.SecurityGroupRule{{Protocol: "tcp", Destinations: []string{"10.0.0.0/8"}, Ports: []uint32{5432}}},
-	}
+	lrp := bbstest.DockerLRP(processGUID, instances, "bench-"+strconv.Itoa(i)+".example.com",
+		bbstest.Space{AppName: "bench", SpaceGUID: "bench-space-guid", SpaceName: "bench", OrgGUID: "bench-org-guid", OrgName: "bench"})
+	lrp.Domain = domain
+	return lrp
 }
 
 // bbsTLS are the certificate files of one run: Iris's server certificate,
