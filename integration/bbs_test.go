@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -280,17 +281,31 @@ var _ = Describe("The BBS front on a real cluster", func() {
 		}, 10*time.Second).Should(Succeed())
 		Eventually(func(g Gomega) []corev1.Pod { return bbsPodsWith(g, lrp) }, 60*time.Second).Should(BeEmpty())
 
-		By("having told the subscriber, in order")
+		By("having told the subscriber each change once, in order")
+		// Instances: 2 desired, 1 more by the update, 1 replacing the
+		// retired one; removed: the retired one, then all 3.
+		count := func(seen []string, eventType string) int {
+			n := 0
+			for _, s := range seen {
+				if s == eventType {
+					n++
+				}
+			}
+			return n
+		}
+		var seen []string
 		Eventually(func(g Gomega) {
-			seen := events.of(lrp.ProcessGuid)
-			g.Expect(seen).NotTo(BeEmpty())
-			g.Expect(seen[0]).To(Equal(models.EventTypeDesiredLRPCreated))
-			g.Expect(seen).To(ContainElement(models.EventTypeActualLRPInstanceCreated))
-			g.Expect(seen).To(ContainElement(models.EventTypeActualLRPInstanceChanged))
-			g.Expect(seen).To(ContainElement(models.EventTypeDesiredLRPChanged))
-			g.Expect(seen).To(ContainElement(models.EventTypeActualLRPInstanceRemoved))
-			g.Expect(seen).To(ContainElement(models.EventTypeDesiredLRPRemoved))
+			seen = events.of(lrp.ProcessGuid)
+			g.Expect(count(seen, models.EventTypeDesiredLRPRemoved)).To(Equal(1))
+			g.Expect(count(seen, models.EventTypeActualLRPInstanceRemoved)).To(Equal(4))
 		}, 30*time.Second).Should(Succeed())
+		Consistently(func() []string { return events.of(lrp.ProcessGuid) }, "2s").Should(Equal(seen), "nothing more after the removal")
+		Expect(seen[0]).To(Equal(models.EventTypeDesiredLRPCreated))
+		Expect(count(seen, models.EventTypeDesiredLRPCreated)).To(Equal(1))
+		Expect(count(seen, models.EventTypeDesiredLRPChanged)).To(BeNumerically(">=", 1), "the update")
+		Expect(count(seen, models.EventTypeActualLRPInstanceCreated)).To(Equal(4))
+		Expect(count(seen, models.EventTypeActualLRPInstanceChanged)).To(BeNumerically(">=", 4), "each instance went RUNNING")
+		Expect(slices.Index(seen, models.EventTypeActualLRPInstanceCreated)).To(BeNumerically("<", slices.Index(seen, models.EventTypeActualLRPInstanceChanged)))
 	})
 
 	It("reports a container crash as an actual LRP crashed event and a CRASHED instance", func() {
@@ -325,6 +340,7 @@ var _ = Describe("The BBS front on a real cluster", func() {
 			g.Expect(crashes[0].CrashCount).To(BeEquivalentTo(1))
 			g.Expect(crashes[0].CrashReason).To(Equal("APP/PROC/WEB: Exited with status 3"))
 		}, 30*time.Second).Should(Succeed())
+		Consistently(func() []*models.ActualLRPCrashedEvent { return events.crashes(lrp.ProcessGuid) }, "2s").Should(HaveLen(1), "one crash, once")
 		actual, err := client.ActualLRPs(logger, "trace", models.ActualLRPFilter{ProcessGuid: lrp.ProcessGuid})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(actual).To(ConsistOf(And(HaveField("State", models.ActualLRPStateCrashed), HaveField("CrashCount", BeEquivalentTo(1)))))
