@@ -1,7 +1,10 @@
 package kubernetes_test
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"k8s.io/utils/clock"
 
 	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
+	"github.com/iris-cf/iris/bifrost/bbs"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/k8s"
 )
@@ -74,18 +78,28 @@ func benchmarkSchedulingInfos(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	firstList := time.Since(start)
+	// Timed: the route as served, through the BBS front's handler (which
+	// copies the infos the backend keeps encoded into the response).
+	handler := bbs.NewHandler(logger, bbs.Backends{DesiredLRPs: backend, ActualLRPs: backend, Domains: bbs.NewDomainStore(clock.RealClock{})},
+		bbs.NewEventHub(logger, 0), 1<<20)
+	request, err := (&models.DesiredLRPsRequest{Domain: "cf-apps"}).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		infos, err := backend.DesiredLRPSchedulingInfos(context.Background(), logger, models.DesiredLRPFilter{Domain: "cf-apps"})
-		if err != nil {
-			b.Fatal(err)
+		recorder := httptest.NewRecorder()
+		handler.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, "/v1/desired_lrp_scheduling_infos/list", bytes.NewReader(request)))
+		if recorder.Code != http.StatusOK {
+			b.Fatalf("answered %d", recorder.Code)
 		}
-		if len(infos) != n {
-			b.Fatalf("listed %d of %d", len(infos), n)
-		}
-		response := &models.DesiredLRPSchedulingInfosResponse{DesiredLrpSchedulingInfos: infos}
-		if _, err := response.Marshal(); err != nil {
-			b.Fatal(err)
+		if i == 0 {
+			b.StopTimer()
+			response := &models.DesiredLRPSchedulingInfosResponse{}
+			if err := response.Unmarshal(recorder.Body.Bytes()); err != nil || response.Error != nil || len(response.DesiredLrpSchedulingInfos) != n {
+				b.Fatalf("listed %d of %d (error %v, %v)", len(response.DesiredLrpSchedulingInfos), n, response.Error, err)
+			}
+			b.StartTimer()
 		}
 	}
 	b.StopTimer()

@@ -237,6 +237,29 @@ func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Lo
 	return infos, nil
 }
 
+// EncodedSchedulingInfos is DesiredLRPSchedulingInfos with each info
+// already protobuf-encoded, once per version of its LRP (bifrost/bbs
+// writes them into the response as they are). Same order and filter.
+func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error) {
+	type encoded struct {
+		processGUID string
+		info        []byte
+	}
+	var all []encoded
+	err := b.eachSummary(filter, func(s *lrpSummary) {
+		all = append(all, encoded{s.scheduling.ProcessGuid, s.schedulingEncoded})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].processGUID < all[j].processGUID })
+	infos := make([][]byte, len(all))
+	for i, e := range all {
+		infos[i] = e.info
+	}
+	return infos, nil
+}
+
 // DesiredLRPRoutingInfos is route-emitter's list, answered as the
 // scheduling infos are.
 func (b *Backend) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {

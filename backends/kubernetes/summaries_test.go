@@ -128,6 +128,49 @@ var _ = Describe("Sync lists at scale", func() {
 		Expect(schedulingInfo(Default, second).Annotation).To(Equal("other"))
 	})
 
+	It("keeps each scheduling info encoded, in the list's order and filter, current with its version", func() {
+		first, second := processGUID, "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+		stsA := statefulSet(lrpWith(first, "v1"), "uid-a", "10")
+		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, stsA, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, statefulSet(lrpWith(second, "other"), "uid-b", "11"), metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		decodedList := func(g Gomega, filter models.DesiredLRPFilter) []*models.DesiredLRPSchedulingInfo {
+			encoded, err := backend.EncodedSchedulingInfos(ctx, logger, filter)
+			g.Expect(err).NotTo(HaveOccurred())
+			var out []*models.DesiredLRPSchedulingInfo
+			for _, e := range encoded {
+				info := &models.DesiredLRPSchedulingInfo{}
+				g.Expect(info.Unmarshal(e)).To(Succeed())
+				out = append(out, info)
+			}
+			return out
+		}
+		Eventually(func(g Gomega) {
+			// What the handler would write encoding the decoded list.
+			want, err := backend.DesiredLRPSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(want).To(HaveLen(2))
+			encoded, err := backend.EncodedSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(encoded).To(HaveLen(2))
+			for i, info := range want {
+				wantBytes, err := info.Marshal()
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(encoded[i]).To(Equal(wantBytes))
+			}
+		}).Should(Succeed())
+		Expect(decodedList(Default, models.DesiredLRPFilter{Domain: "cf-tasks"})).To(BeEmpty())
+		Expect(decodedList(Default, models.DesiredLRPFilter{ProcessGuids: []string{second}})).To(ConsistOf(HaveField("Annotation", "other")))
+
+		newVersion := statefulSet(lrpWith(first, "v2"), "uid-a", "12")
+		newVersion.Name = stsA.Name
+		update(newVersion)
+		Eventually(func(g Gomega) []*models.DesiredLRPSchedulingInfo {
+			return decodedList(g, models.DesiredLRPFilter{ProcessGuids: []string{first}})
+		}).Should(ConsistOf(HaveField("Annotation", "v2")))
+	})
+
 	It("forgets deleted StatefulSets and serves a recreated one under its new uid", func() {
 		sts := statefulSet(lrpWith(processGUID, "first life"), "uid-1", "20")
 		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{})

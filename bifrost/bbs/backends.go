@@ -48,6 +48,15 @@ type DesiredLRPs interface {
 	DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error)
 }
 
+// EncodedSchedulingInfos is what a DesiredLRPs may also offer for CC's
+// 30-second sync: each scheduling info already protobuf-encoded (kept per
+// version of the LRP), in the order and with the filter of
+// DesiredLRPSchedulingInfos. The handler then copies the list into the
+// response instead of encoding 100,000 infos on every call.
+type EncodedSchedulingInfos interface {
+	EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error)
+}
+
 // ActualLRPs carries out the actual-LRP routes; it publishes the
 // actual_lrp_instance_* and actual_lrp_crashed events. Errors as for
 // DesiredLRPs.

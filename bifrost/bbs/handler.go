@@ -7,6 +7,7 @@
 package bbs
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -229,7 +230,13 @@ func (h *Handler) schedulingInfos(w http.ResponseWriter, r *http.Request) {
 	request := &models.DesiredLRPsRequest{}
 	response := &models.DesiredLRPSchedulingInfosResponse{}
 	err := h.decode(logger, r, request)
-	if err == nil {
+	if encoder, ok := h.desired.(EncodedSchedulingInfos); ok && err == nil {
+		var infos [][]byte
+		if infos, err = encoder.EncodedSchedulingInfos(r.Context(), logger, desiredFilter(request)); err == nil {
+			writeBody(w, schedulingInfosResponse(infos))
+			return
+		}
+	} else if err == nil {
 		response.DesiredLrpSchedulingInfos, err = h.desired.DesiredLRPSchedulingInfos(r.Context(), logger, desiredFilter(request))
 	}
 	response.Error = responseError(logger, err)
@@ -363,6 +370,29 @@ func (h *Handler) write(logger lager.Logger, w http.ResponseWriter, response pro
 		http.Error(w, "failed to encode response", http.StatusInternalServerError)
 		return
 	}
+	writeBody(w, body)
+}
+
+// schedulingInfosResponse is the encoding of a DesiredLRPSchedulingInfosResponse
+// without error whose infos are infos, byte for byte what proto.Marshal
+// writes: each info as field 2 (tag 0x12), its length as a varint, its bytes.
+func schedulingInfosResponse(infos [][]byte) []byte {
+	const infosField = 2<<3 | 2 // desired_lrp_scheduling_infos, length-delimited
+	size := 0
+	for _, info := range infos {
+		size += 1 + binary.MaxVarintLen64 + len(info)
+	}
+	body := make([]byte, 0, size)
+	for _, info := range infos {
+		body = append(body, infosField)
+		body = binary.AppendUvarint(body, uint64(len(info)))
+		body = append(body, info...)
+	}
+	return body
+}
+
+// writeBody answers 200 with an encoded protobuf response.
+func writeBody(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", protobufContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
