@@ -154,10 +154,14 @@ var _ = Describe("Sync lists at scale", func() {
 			encoded, err := backend.EncodedSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(encoded).To(HaveLen(2))
+			// Compared decoded: gogo encodes routes in map order.
 			for i, info := range want {
 				wantBytes, err := info.Marshal()
 				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(encoded[i]).To(Equal(wantBytes))
+				wantDecoded, gotDecoded := &models.DesiredLRPSchedulingInfo{}, &models.DesiredLRPSchedulingInfo{}
+				g.Expect(wantDecoded.Unmarshal(wantBytes)).To(Succeed())
+				g.Expect(gotDecoded.Unmarshal(encoded[i])).To(Succeed())
+				g.Expect(gotDecoded).To(Equal(wantDecoded))
 			}
 		}).Should(Succeed())
 		Expect(decodedList(Default, models.DesiredLRPFilter{Domain: "cf-tasks"})).To(BeEmpty())
