@@ -211,29 +211,29 @@ func writeFile(root *os.Root, name string, perm fs.FileMode, content io.Reader) 
 }
 
 func symlink(root *os.Root, target, name string) error {
-	if dir := path.Dir(name); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	if _, err := root.Lstat(name); err == nil {
-		if err := root.RemoveAll(name); err != nil {
-			return err
-		}
+	if err := replaceable(root, name); err != nil {
+		return err
 	}
 	return root.Symlink(target, name)
 }
 
 func link(root *os.Root, target, name string) error {
+	if err := replaceable(root, name); err != nil {
+		return err
+	}
+	return root.Link(target, name)
+}
+
+// replaceable makes room for a link at name: its directory exists, and
+// whatever stood at name is gone (a later archive entry wins, as tar does).
+func replaceable(root *os.Root, name string) error {
 	if dir := path.Dir(name); dir != "." {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
 	}
 	if _, err := root.Lstat(name); err == nil {
-		if err := root.RemoveAll(name); err != nil {
-			return err
-		}
+		return root.RemoveAll(name)
 	}
-	return root.Link(target, name)
+	return nil
 }

@@ -83,6 +83,42 @@ func (l *logServer) sinceTimes() []string {
 	return append([]string(nil), l.since...)
 }
 
+// startStreamer runs a streamer against server until the spec ends and
+// returns where it registered its pod handlers and what it emitted.
+func startStreamer(server http.Handler) (*podHandlers, *payloads) {
+	httpServer := httptest.NewServer(server)
+	DeferCleanup(httpServer.Close)
+	clientset, err := kubernetes.NewForConfig(&rest.Config{Host: httpServer.URL})
+	Expect(err).NotTo(HaveOccurred())
+	handlers := &podHandlers{}
+	emitter := &payloads{}
+	streamer, err := podlogs.NewStreamer(lagertest.NewTestLogger("pod-logs"), clientset, handlers, emitter)
+	Expect(err).NotTo(HaveOccurred())
+	process := ifrit.Invoke(streamer)
+	DeferCleanup(func() {
+		process.Signal(os.Interrupt)
+		Eventually(process.Wait()).Should(Receive())
+	})
+	return handlers, emitter
+}
+
+// appPod is dora-0 with its app container started after the streamer did
+// (so it is read from its start), with annotations.
+func appPod(annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "dora-0", Namespace: "apps", UID: "uid-1",
+			Labels:      map[string]string{k8s.LabelAppGUID: "app", k8s.LabelSourceType: k8s.SourceTypeApp, k8s.PodIndexLabel: "0"},
+			Annotations: annotations,
+		},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
+			Name:    k8s.AppContainerName,
+			Started: ptr.To(true),
+			State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Now().Add(time.Hour))}},
+		}}},
+	}
+}
+
 var _ = Describe("Streamer", func() {
 	It("reconnects after the stream breaks, from the last line's second, without repeating a line", func() {
 		base := time.Now().UTC().Truncate(time.Second)
@@ -101,33 +137,9 @@ var _ = Describe("Streamer", func() {
 			// Then it refuses once.
 			func(w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) },
 		}}
-		httpServer := httptest.NewServer(server)
-		DeferCleanup(httpServer.Close)
-		clientset, err := kubernetes.NewForConfig(&rest.Config{Host: httpServer.URL})
-		Expect(err).NotTo(HaveOccurred())
-
-		handlers := &podHandlers{}
-		emitter := &payloads{}
-		streamer, err := podlogs.NewStreamer(lagertest.NewTestLogger("pod-logs"), clientset, handlers, emitter)
-		Expect(err).NotTo(HaveOccurred())
-		process := ifrit.Invoke(streamer)
-		DeferCleanup(func() {
-			process.Signal(os.Interrupt)
-			Eventually(process.Wait()).Should(Receive())
-		})
-
+		handlers, emitter := startStreamer(server)
 		// A container that started after the streamer did: read from its start.
-		handlers.pods.OnAdd(&corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: "dora-0", Namespace: "apps", UID: "uid-1",
-				Labels: map[string]string{k8s.LabelAppGUID: "app", k8s.LabelSourceType: k8s.SourceTypeApp, k8s.PodIndexLabel: "0"},
-			},
-			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
-				Name:    k8s.AppContainerName,
-				Started: ptr.To(true),
-				State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Now().Add(time.Hour))}},
-			}}},
-		}, false)
+		handlers.pods.OnAdd(appPod(nil), false)
 
 		Eventually(emitter.got, 10*time.Second).Should(Equal([]string{"one", "two", "three"}))
 		Eventually(server.sinceTimes, 10*time.Second).Should(HaveLen(4), "retried after the 503 as well")
@@ -150,31 +162,8 @@ var _ = Describe("Streamer", func() {
 				line(120*time.Millisecond, "line-0003"), line(130*time.Millisecond, "line-0004"),
 				line(2500*time.Millisecond, "line-0005"))
 		}}}
-		httpServer := httptest.NewServer(server)
-		DeferCleanup(httpServer.Close)
-		clientset, err := kubernetes.NewForConfig(&rest.Config{Host: httpServer.URL})
-		Expect(err).NotTo(HaveOccurred())
-		handlers := &podHandlers{}
-		emitter := &payloads{}
-		streamer, err := podlogs.NewStreamer(lagertest.NewTestLogger("pod-logs"), clientset, handlers, emitter)
-		Expect(err).NotTo(HaveOccurred())
-		process := ifrit.Invoke(streamer)
-		DeferCleanup(func() {
-			process.Signal(os.Interrupt)
-			Eventually(process.Wait()).Should(Receive())
-		})
-		handlers.pods.OnAdd(&corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: "dora-0", Namespace: "apps", UID: "uid-1",
-				Labels:      map[string]string{k8s.LabelAppGUID: "app", k8s.LabelSourceType: k8s.SourceTypeApp, k8s.PodIndexLabel: "0"},
-				Annotations: map[string]string{k8s.AnnotationLogRateLimit: "25"},
-			},
-			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
-				Name:    k8s.AppContainerName,
-				Started: ptr.To(true),
-				State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Now().Add(time.Hour))}},
-			}}},
-		}, false)
+		handlers, emitter := startStreamer(server)
+		handlers.pods.OnAdd(appPod(map[string]string{k8s.AnnotationLogRateLimit: "25"}), false)
 		Eventually(emitter.got, 10*time.Second).Should(Equal([]string{
 			"line-0001", "line-0002", "app instance exceeded log rate limit (25 bytes/sec)", "line-0005",
 		}))
