@@ -56,8 +56,8 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 			s.State = terminated(3, "Error", "containerd://exit-3")
 		})
 
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
-		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 2*time.Second).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, 15*time.Second).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, false)).To(HaveLen(1)) }, 2*time.Second).Should(Succeed())
 		crash := cc.crashes(lrp.ProcessGUID, true)[0]
 		Expect(crash.Instance).To(Equal(string(pod.UID)))
 		Expect(crash.Index).To(Equal(1))
@@ -80,7 +80,7 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 			s.LastTerminationState = s.State
 			s.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
 		})
-		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 2*time.Second).Should(HaveLen(1))
+		Consistently(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, false)).To(HaveLen(1)) }, 2*time.Second).Should(Succeed())
 	})
 
 	It("reports an out-of-memory kill", func() {
@@ -98,7 +98,7 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 				s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
 				s.LastTerminationState = terminated(1, "Error", id)
 			})
-			Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(i + 1))
+			Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(i + 1)) }, 15*time.Second).Should(Succeed())
 		}
 		Expect(cc.crashes(lrp.ProcessGUID, true)).To(ConsistOf(HaveField("CrashCount", 1), HaveField("CrashCount", 2)))
 	})
@@ -112,12 +112,12 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 			})
 		}
 		pullFails("ErrImagePull")
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, 15*time.Second).Should(Succeed())
 		// The kubelet alternates between these while it backs off: still
 		// the one failure already reported.
 		for _, reason := range []string{"ImagePullBackOff", "ErrImagePull"} {
 			pullFails(reason)
-			Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 2*time.Second).Should(HaveLen(1))
+			Consistently(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, false)).To(HaveLen(1)) }, 2*time.Second).Should(Succeed())
 		}
 		Expect(cc.crashes(lrp.ProcessGUID, true)[0].ExitDescription).To(ContainSubstring("failed to pull image"))
 	})
@@ -126,26 +126,26 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 		lrp := runningLRP(1)
 		cc.SetStatus(http.StatusServiceUnavailable)
 		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://outage") })
-		Eventually(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 15*time.Second).Should(BeNumerically(">=", 2), "retried")
+		Eventually(func(g Gomega) { g.Expect(len(cc.crashes(lrp.ProcessGUID, false))).To(BeNumerically(">=", 2), "retried") }, 15*time.Second).Should(Succeed())
 		Expect(cc.crashes(lrp.ProcessGUID, true)).To(BeEmpty())
 
 		cc.SetStatus(http.StatusOK)
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
-		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 3*time.Second).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, 15*time.Second).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, 3*time.Second).Should(Succeed())
 	})
 
 	It("takes CC's 4xx as final", func() {
 		lrp := runningLRP(1)
 		cc.SetStatus(http.StatusNotFound)
 		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://gone") })
-		Eventually(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 15*time.Second).Should(Equal(1))
-		Consistently(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 3*time.Second).Should(Equal(1))
+		Eventually(func(g Gomega) { g.Expect(len(cc.crashes(lrp.ProcessGUID, false))).To(Equal(1)) }, 15*time.Second).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(len(cc.crashes(lrp.ProcessGUID, false))).To(Equal(1)) }, 3*time.Second).Should(Succeed())
 	})
 
 	It("neither repeats nor drops reports across an Iris restart", func() {
 		reported := runningLRP(1)
 		setAppStatus(reported, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://before-restart") })
-		Eventually(func() int { return len(cc.crashes(reported.ProcessGUID, true)) }, 15*time.Second).Should(Equal(1))
+		Eventually(func(g Gomega) { g.Expect(len(cc.crashes(reported.ProcessGUID, true))).To(Equal(1)) }, 15*time.Second).Should(Succeed())
 
 		unseen := runningLRP(1)
 		stopIris()
@@ -153,7 +153,7 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 		setAppStatus(unseen, "0", func(s *corev1.ContainerStatus) { s.State = terminated(9, "Error", "containerd://while-down") })
 		startIris()
 
-		Eventually(func() int { return len(cc.crashes(unseen.ProcessGUID, true)) }, 30*time.Second).Should(Equal(1))
+		Eventually(func(g Gomega) { g.Expect(len(cc.crashes(unseen.ProcessGUID, true))).To(Equal(1)) }, 30*time.Second).Should(Succeed())
 		Consistently(func() int {
 			return len(cc.crashes(reported.ProcessGUID, false)) + len(cc.crashes(unseen.ProcessGUID, false))
 		}, 3*time.Second).Should(Equal(2))
@@ -168,10 +168,10 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 		stopIris() // the leader releases the Lease on its way out
 		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(4, "Error", "containerd://failover") })
 		Eventually(standby, 15*time.Second).Should(gbytes.Say("leading"))
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, 15*time.Second).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, 15*time.Second).Should(Succeed())
 
 		startIris()
-		Consistently(func() int { return len(cc.crashes(lrp.ProcessGUID, false)) }, 3*time.Second).Should(Equal(1))
+		Consistently(func(g Gomega) { g.Expect(len(cc.crashes(lrp.ProcessGUID, false))).To(Equal(1)) }, 3*time.Second).Should(Succeed())
 	})
 })
 

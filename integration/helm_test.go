@@ -646,7 +646,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		completed := `{"task_guid":"` + staging + `","failed":false,"result":"{\"lifecycle_type\":\"buildpack\",\"process_types\":{\"web\":\"rackup\"}}"}`
 		status, body := asUploader(roots, "PUT", "https://"+tlsAddr+"/stage/"+staging+"/completed", token, completed)
 		Expect(status).To(Equal(http.StatusOK), body)
-		Eventually(func() []models.StagingCallback { return cc.stagingCallbacks(staging, true) }, 30*time.Second).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.stagingCallbacks(staging, true)).To(HaveLen(1)) }, 30*time.Second).Should(Succeed())
 		Expect(string(cc.stagingCallbacks(staging, true)[0].Result)).To(ContainSubstring(`"process_types":{"web":"rackup"}`))
 
 		Expect(send("PUT", "/apps/"+lrp.ProcessGUID, lrp)).To(Equal(http.StatusAccepted))
@@ -655,7 +655,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Expect(secrets(appsNS, lrp)).To(HaveLen(1))
 		Expect(networkPolicies(appsNS, lrp)).To(HaveLen(1))
 		Eventually(runningPods(appsNS, lrp), 30*time.Second).Should(Equal(1))
-		Eventually(func() []string { return uris(rec.registers()) }, 30*time.Second).Should(ContainElement("dora.example.com@0"))
+		Eventually(func(g Gomega) { g.Expect(uris(rec.registers())).To(ContainElement("dora.example.com@0")) }, 30*time.Second).Should(Succeed())
 		for _, lease := range []string{"iris-reporters", "iris-route-emitter"} {
 			Eventually(func() string {
 				l, err := clientset.CoordinationV1().Leases(releaseNS).Get(ctx, lease, metav1.GetOptions{})

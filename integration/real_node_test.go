@@ -203,7 +203,7 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 		pod := readyPods(lrp, 1)[0]
 
 		appPost(pod, "/exit?code=1")
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, time.Minute).Should(Succeed())
 		crash := cc.crashes(lrp.ProcessGUID, true)[0]
 		Expect(crash.Instance).To(Equal(string(pod.UID)))
 		Expect(crash.Index).To(Equal(0))
@@ -222,13 +222,13 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 			g.Expect(p.Status.ContainerStatuses[0].LastTerminationState.Terminated.ExitCode).To(Equal(int32(1)))
 			g.Expect(appGet(g, *p, "/")).To(Equal("testapp 0\n"))
 		}, time.Minute, 250*time.Millisecond).Should(Succeed())
-		Consistently(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, false) }, 3*time.Second).Should(HaveLen(1))
+		Consistently(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, false)).To(HaveLen(1)) }, 3*time.Second).Should(Succeed())
 
 		By("exiting again: a crash loop, which the kubelet backs off and CC hears with the count")
 		current, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		appPost(*current, "/exit?code=1")
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(HaveLen(2))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(2)) }, time.Minute).Should(Succeed())
 		Expect(cc.crashes(lrp.ProcessGUID, true)[1].CrashCount).To(Equal(2))
 		Eventually(func(g Gomega) string {
 			p, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
@@ -245,7 +245,7 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 		pod := readyPods(lrp, 1)[0]
 
 		appPost(pod, "/health?ok=false")
-		Eventually(func() []models.AppCrashedRequest { return cc.crashes(lrp.ProcessGUID, true) }, time.Minute).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(cc.crashes(lrp.ProcessGUID, true)).To(HaveLen(1)) }, time.Minute).Should(Succeed())
 		crash := cc.crashes(lrp.ProcessGUID, true)[0]
 		Expect(crash.Instance).To(Equal(string(pod.UID)))
 		Expect(crash.CrashCount).To(Equal(1))
@@ -355,8 +355,8 @@ var _ = Describe("Apps in real containers on the real node", Ordered, ContinueOn
 			return names
 		}, time.Minute, 500*time.Millisecond).Should(ContainElement(HavePrefix("0.log.")), "the kubelet rotated 0.log")
 		appPost(pod, "/log?stream=stdout&line=after+rotation")
-		Eventually(func() int { return len(lines()) }, time.Minute).Should(Equal(before + 10001))
-		Consistently(func() int { return len(lines()) }, 2*time.Second).Should(Equal(before + 10001))
+		Eventually(func(g Gomega) { g.Expect(len(lines())).To(Equal(before + 10001)) }, time.Minute).Should(Succeed())
+		Consistently(func(g Gomega) { g.Expect(len(lines())).To(Equal(before + 10001)) }, 2*time.Second).Should(Succeed())
 		got := lines()[before:]
 		Expect(got[len(got)-1]).To(Equal("after rotation"))
 		Expect(got[:10000]).To(HaveEach(line), "every line exactly once")

@@ -168,7 +168,7 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		configFile = filepath.Join(GinkgoT().TempDir(), "iris-spaces.yml")
 		Expect(os.WriteFile(configFile, []byte(config), 0o600)).To(Succeed())
 		iris = newBBSClientTo("https://" + addr)
-		Eventually(func() bool { return iris.Ping(logger, "") }, 30*time.Second).Should(BeTrue())
+		Eventually(func(g Gomega) { g.Expect(iris.Ping(logger, "")).To(BeTrue()) }, 30*time.Second).Should(Succeed())
 	})
 
 	It("places LRPs by space, answers guid-only calls from the side that has the guid, lists both, and merges the event streams", func() {
@@ -222,7 +222,7 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		By("relaying Diego's events into Iris's one stream beside Iris's own")
 		Eventually(func() []string { return events.of(onDiego.ProcessGuid) }, 30*time.Second).Should(ContainElements(
 			"desired_lrp_created", "desired_lrp_changed"))
-		Eventually(func() []string { return events.of(onK8s.ProcessGuid) }, 30*time.Second).Should(ContainElement("desired_lrp_created"))
+		Eventually(func(g Gomega) { g.Expect(events.of(onK8s.ProcessGuid)).To(ContainElement("desired_lrp_created")) }, 30*time.Second).Should(Succeed())
 
 		By("removing each from its own side")
 		Expect(iris.RemoveDesiredLRP(logger, "", onDiego.ProcessGuid)).To(Succeed())

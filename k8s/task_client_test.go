@@ -66,7 +66,7 @@ var _ = Describe("TaskClient and StagingClient", func() {
 
 	It("creates one Job (and its registry Secret, owned by it) however often a task is desired", func() {
 		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
-		Eventually(func() []*batchv1.Job { return caches.JobsByTaskGUID("task-guid") }).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(caches.JobsByTaskGUID("task-guid")).To(HaveLen(1)) }).Should(Succeed())
 		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
 		Expect(jobs(Default)).To(HaveLen(1))
 
@@ -92,7 +92,7 @@ var _ = Describe("TaskClient and StagingClient", func() {
 
 	It("cancels a running task by marking and suspending its Job, and leaves a finished one alone", func() {
 		Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
-		Eventually(func() []*batchv1.Job { return caches.JobsByTaskGUID("task-guid") }).Should(HaveLen(1))
+		Eventually(func(g Gomega) { g.Expect(caches.JobsByTaskGUID("task-guid")).To(HaveLen(1)) }).Should(Succeed())
 		Expect(tasks.Cancel(ctx, logger, "task-guid")).To(Succeed())
 		job := jobs(Default)[0]
 		Expect(job.Annotations).To(HaveKey(k8s.AnnotationCancelled))
@@ -127,7 +127,7 @@ var _ = Describe("TaskClient and StagingClient", func() {
 			MemoryMB: 1024, DiskMB: 4096,
 			Lifecycle: models.StagingLifecycle{DockerLifecycle: &models.StagingDockerLifecycle{Image: "registry.example.com/team/app:1"}},
 		})).To(Succeed())
-		Eventually(func() []models.TaskResponse { return tasks.List() }).Should(ConsistOf(HaveField("GUID", "task-guid")))
+		Eventually(func(g Gomega) { g.Expect(tasks.List()).To(ConsistOf(HaveField("GUID", "task-guid"))) }).Should(Succeed())
 	})
 
 	Describe("a staging callback with CC's credentials in it", func() {
@@ -161,7 +161,7 @@ var _ = Describe("TaskClient and StagingClient", func() {
 
 				Expect(clientset.BatchV1().Jobs(ns).Delete(ctx, job.Name, metav1.DeleteOptions{})).To(Succeed())
 				Expect(clientset.CoreV1().Secrets(ns).Delete(ctx, secret.Name, metav1.DeleteOptions{})).To(Succeed())
-				Eventually(func() []*batchv1.Job { return caches.JobsByTaskGUID("staging-guid") }).Should(BeEmpty())
+				Eventually(func(g Gomega) { g.Expect(caches.JobsByTaskGUID("staging-guid")).To(BeEmpty()) }).Should(Succeed())
 			}
 		})
 

@@ -57,10 +57,10 @@ var _ = Describe("ConfigMapPlacement", func() {
 
 		_, err := clientset.CoreV1().ConfigMaps("cf-system").Update(context.Background(), configMap(map[string]string{"space.sp-3": "diego"}), metav1.UpdateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		Eventually(func() spaces.Side { return placement.SideFor("org-b", "sp-3") }).Should(Equal(spaces.Diego))
+		Eventually(func(g Gomega) { g.Expect(placement.SideFor("org-b", "sp-3")).To(Equal(spaces.Diego)) }).Should(Succeed())
 		Expect(placement.SideFor("org-a", "sp-1")).To(Equal(spaces.Diego), "back to the fallback: no default any more")
 
 		Expect(clientset.CoreV1().ConfigMaps("cf-system").Delete(context.Background(), "iris-space-backends", metav1.DeleteOptions{})).To(Succeed())
-		Eventually(func() spaces.Side { return placement.SideFor("org-b", "sp-3") }).Should(Equal(spaces.Diego))
+		Eventually(func(g Gomega) { g.Expect(placement.SideFor("org-b", "sp-3")).To(Equal(spaces.Diego)) }).Should(Succeed())
 	})
 })
