@@ -53,8 +53,8 @@ func buildpackErrorID(exitCode int32) string {
 type StagingReporter struct {
 	*worker
 	*jobLifecycle
-	pods    StagingJobSource
-	images  ImageStager
+	pods      StagingJobSource
+	images    ImageStager
 	clientset kubernetes.Interface
 }
 

@@ -126,7 +126,9 @@ var _ = Describe("Crash events to CC", Ordered, Serial, func() {
 		lrp := runningLRP(1)
 		cc.SetStatus(http.StatusServiceUnavailable)
 		setAppStatus(lrp, "0", func(s *corev1.ContainerStatus) { s.State = terminated(1, "Error", "containerd://outage") })
-		Eventually(func(g Gomega) { g.Expect(len(cc.crashes(lrp.ProcessGUID, false))).To(BeNumerically(">=", 2), "retried") }, 15*time.Second).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(len(cc.crashes(lrp.ProcessGUID, false))).To(BeNumerically(">=", 2), "retried")
+		}, 15*time.Second).Should(Succeed())
 		Expect(cc.crashes(lrp.ProcessGUID, true)).To(BeEmpty())
 
 		cc.SetStatus(http.StatusOK)

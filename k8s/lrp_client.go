@@ -2,8 +2,8 @@ package k8s
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"

@@ -159,10 +159,10 @@ func (r *Router) DesiredLRPByProcessGuid(ctx context.Context, logger lager.Logge
 
 // union calls list on both sides and joins the answers, or fails with the
 // first side's error, naming it.
-func union[T any](list func(Side, Backend) ([]T, error), sides map[Side]Backend) ([]T, error) {
+func union[T any](list func(Backend) ([]T, error), sides map[Side]Backend) ([]T, error) {
 	var all []T
 	for _, side := range order {
-		items, err := list(side, sides[side])
+		items, err := list(sides[side])
 		if err != nil {
 			return nil, fmt.Errorf("listing on %s: %w", side, err)
 		}
@@ -172,17 +172,17 @@ func union[T any](list func(Side, Backend) ([]T, error), sides map[Side]Backend)
 }
 
 func (r *Router) DesiredLRPs(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
-	return union(func(_ Side, b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPs(ctx, logger, filter) }, r.sides)
+	return union(func(b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPs(ctx, logger, filter) }, r.sides)
 }
 
 func (r *Router) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRPSchedulingInfo, error) {
-	return union(func(_ Side, b Backend) ([]*models.DesiredLRPSchedulingInfo, error) {
+	return union(func(b Backend) ([]*models.DesiredLRPSchedulingInfo, error) {
 		return b.DesiredLRPSchedulingInfos(ctx, logger, filter)
 	}, r.sides)
 }
 
 func (r *Router) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
-	return union(func(_ Side, b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPRoutingInfos(ctx, logger, filter) }, r.sides)
+	return union(func(b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPRoutingInfos(ctx, logger, filter) }, r.sides)
 }
 
 func (r *Router) ActualLRPs(ctx context.Context, logger lager.Logger, filter models.ActualLRPFilter) ([]*models.ActualLRP, error) {
@@ -193,11 +193,11 @@ func (r *Router) ActualLRPs(ctx context.Context, logger lager.Logger, filter mod
 		}
 		return r.sides[side].ActualLRPs(ctx, logger, filter)
 	}
-	return union(func(_ Side, b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPs(ctx, logger, filter) }, r.sides)
+	return union(func(b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPs(ctx, logger, filter) }, r.sides)
 }
 
 func (r *Router) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Logger, filter models.ActualLRPsByProcessGuidsFilter) ([]*models.ActualLRP, error) {
-	return union(func(_ Side, b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPsByProcessGuids(ctx, logger, filter) }, r.sides)
+	return union(func(b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPsByProcessGuids(ctx, logger, filter) }, r.sides)
 }
 
 func (r *Router) RetireActualLRP(ctx context.Context, logger lager.Logger, key *models.ActualLRPKey) error {

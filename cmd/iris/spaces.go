@@ -187,4 +187,3 @@ func listSpaces(ctx context.Context, cfg config.Config, clientset kubernetes.Int
 	}
 	return w.Flush()
 }
-
