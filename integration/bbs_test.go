@@ -283,7 +283,9 @@ var _ = Describe("The BBS front on a real cluster", func() {
 
 		By("having told the subscriber each change once, in order")
 		// Instances: 2 desired, 1 more by the update, 1 replacing the
-		// retired one; removed: the retired one, then all 3.
+		// retired one; removed: the retired one, then all 3. The
+		// StatefulSet controller may start one more pod while the removal
+		// propagates: every instance created is removed, once.
 		count := func(seen []string, eventType string) int {
 			n := 0
 			for _, s := range seen {
@@ -297,13 +299,13 @@ var _ = Describe("The BBS front on a real cluster", func() {
 		Eventually(func(g Gomega) {
 			seen = events.of(lrp.ProcessGuid)
 			g.Expect(count(seen, models.EventTypeDesiredLRPRemoved)).To(Equal(1))
-			g.Expect(count(seen, models.EventTypeActualLRPInstanceRemoved)).To(Equal(4))
+			g.Expect(count(seen, models.EventTypeActualLRPInstanceRemoved)).To(BeNumerically(">=", 4))
+			g.Expect(count(seen, models.EventTypeActualLRPInstanceRemoved)).To(Equal(count(seen, models.EventTypeActualLRPInstanceCreated)))
 		}, 30*time.Second).Should(Succeed())
 		Consistently(func(g Gomega) { g.Expect(events.of(lrp.ProcessGuid)).To(Equal(seen), "nothing more after the removal") }, "2s").Should(Succeed())
 		Expect(seen[0]).To(Equal(models.EventTypeDesiredLRPCreated))
 		Expect(count(seen, models.EventTypeDesiredLRPCreated)).To(Equal(1))
 		Expect(count(seen, models.EventTypeDesiredLRPChanged)).To(BeNumerically(">=", 1), "the update")
-		Expect(count(seen, models.EventTypeActualLRPInstanceCreated)).To(Equal(4))
 		Expect(count(seen, models.EventTypeActualLRPInstanceChanged)).To(BeNumerically(">=", 4), "each instance went RUNNING")
 		Expect(slices.Index(seen, models.EventTypeActualLRPInstanceCreated)).To(BeNumerically("<", slices.Index(seen, models.EventTypeActualLRPInstanceChanged)))
 	})
