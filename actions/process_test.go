@@ -14,6 +14,7 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gbytes"
 	"github.com/onsi/gomega/gexec"
 
 	"github.com/iris-cf/iris/actions"
@@ -112,6 +113,38 @@ var _ = Describe("iris actions (as a process)", func() {
 
 	BeforeEach(func() {
 		blobs = startBlobServer()
+	})
+
+	Describe("install", func() {
+		It("copies itself to the destination, executable by any user, and the copy runs recipes", func() {
+			dir := GinkgoT().TempDir()
+			destination := filepath.Join(dir, "iris")
+			session, err := gexec.Start(exec.Command(irisPath, "actions", "install", destination), GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(session).WithTimeout(processTimeout).Should(gexec.Exit(0))
+			info, err := os.Stat(destination)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o755)))
+			entries, err := os.ReadDir(dir)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(entries).To(HaveLen(1), "no temporary file left behind")
+
+			recipePath := filepath.Join(dir, "recipe.json")
+			data, err := json.Marshal(recipeOf(sh(`echo installed-runner-ran`)))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(os.WriteFile(recipePath, data, 0o600)).To(Succeed())
+			copied, err := gexec.Start(exec.Command(destination, "actions", "--recipe", recipePath), GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(copied).WithTimeout(processTimeout).Should(gexec.Exit(0))
+			Expect(copied.Out).To(gbytes.Say("installed-runner-ran"))
+		})
+
+		It("fails with the reason when the destination cannot be written", func() {
+			session, err := gexec.Start(exec.Command(irisPath, "actions", "install", "/nonexistent-dir/iris"), GinkgoWriter, GinkgoWriter)
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(session).WithTimeout(processTimeout).Should(gexec.Exit(1))
+			Expect(session.Err).To(gbytes.Say("creating runner"))
+		})
 	})
 
 	Describe("run", func() {

@@ -323,6 +323,13 @@ type LRP struct {
 	// AllowRootDockerImages lets docker-lifecycle apps and tasks run as the
 	// image's own USER, root included, instead of app_uid.
 	AllowRootDockerImages bool `json:"allow_root_docker_images"`
+	// RunnerImage is Iris's own image. Pods that run a Diego recipe (BBS
+	// tasks, staging, buildpack LRPs) get the `iris actions` runner from it
+	// through an init container; empty refuses such recipes.
+	RunnerImage string `json:"runner_image"`
+	// RunnerImagePullPolicy of that init container: Always, IfNotPresent,
+	// Never, or empty for Kubernetes' default.
+	RunnerImagePullPolicy string `json:"runner_image_pull_policy"`
 	// IsolationSegmentLabel is the node label (and taint key) of isolation
 	// segments: an LRP whose placement tag (its space's segment) is S runs
 	// only on nodes labelled <label>=S and tolerates a <label>=S taint;
@@ -525,6 +532,14 @@ func (c *Config) Validate() error {
 		if !c.BBS.Enabled() {
 			errs = append(errs, errors.New("bbs: diego needs the BBS front (listen_address or tls_listen_address)"))
 		}
+	}
+	switch c.LRP.RunnerImagePullPolicy {
+	case "", "Always", "IfNotPresent", "Never":
+	default:
+		errs = append(errs, fmt.Errorf("lrp: runner_image_pull_policy: %q: want Always, IfNotPresent or Never", c.LRP.RunnerImagePullPolicy))
+	}
+	if strings.ContainsAny(c.LRP.RunnerImage, " \t\n") {
+		errs = append(errs, fmt.Errorf("lrp: runner_image: %q is not an image reference", c.LRP.RunnerImage))
 	}
 	for stack, image := range c.BBS.Stacks {
 		if stack == "" || image == "" || strings.ContainsAny(stack+image, " \t\n") {

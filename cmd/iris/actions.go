@@ -7,10 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +34,10 @@ const (
 // exec-with-nofile N path args...`).
 const actionsNofileExec = "exec-with-nofile"
 
+// actionsInstall is the subcommand that installs the runner into a pod
+// (`iris actions install DESTINATION`).
+const actionsInstall = "install"
+
 // actionsEnvPrefix marks the runner's own settings in its environment;
 // they are not passed on to the processes it runs.
 const actionsEnvPrefix = "IRIS_ACTIONS_"
@@ -47,6 +53,19 @@ func runActions(args []string) int {
 		err := actions.ExecWithNofile(args[1:], os.Environ())
 		fmt.Fprintf(os.Stderr, "iris actions %s: %v\n", actionsNofileExec, err)
 		return 127
+	}
+	// The init container of recipe pods: it copies this binary into the
+	// pod's shared emptyDir (see k8s.AddRunner).
+	if len(args) > 0 && args[0] == actionsInstall {
+		if len(args) != 2 {
+			fmt.Fprintf(os.Stderr, "usage: iris actions %s DESTINATION\n", actionsInstall)
+			return actionsExitBadInput
+		}
+		if err := installSelf(args[1]); err != nil {
+			fmt.Fprintf(os.Stderr, "iris actions %s: %v\n", actionsInstall, err)
+			return actionsExitFailed
+		}
+		return 0
 	}
 	flags := flag.NewFlagSet("iris actions", flag.ContinueOnError)
 	recipePath := flags.String("recipe", os.Getenv(actionsEnvPrefix+"RECIPE_FILE"), "file holding the recipe (default $IRIS_ACTIONS_RECIPE_FILE; else the recipe itself is read from $IRIS_ACTIONS_RECIPE)")
@@ -217,4 +236,40 @@ func actionsHTTPClient(caFile, certFile, keyFile string) (*http.Client, error) {
 		TLSClientConfig:     tlsConfig,
 	}
 	return &http.Client{Transport: transport}, nil
+}
+
+// installSelf copies the running binary to destination, executable by
+// anyone (the app container may run as another user than the init
+// container). It writes a temporary file and renames it, so a restarted
+// init container never leaves a half-written runner behind.
+func installSelf(destination string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding own binary: %w", err)
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return fmt.Errorf("opening own binary: %w", err)
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(destination), ".iris-install-*")
+	if err != nil {
+		return fmt.Errorf("creating runner: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		return fmt.Errorf("copying runner: %w", err)
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return fmt.Errorf("making runner executable: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing runner: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), destination); err != nil {
+		return fmt.Errorf("installing runner: %w", err)
+	}
+	return nil
 }

@@ -146,6 +146,8 @@ true{{ end }}
     "read_only_root_filesystem" $v.lrp.readOnlyRootFilesystem
     "user_namespaces" $v.lrp.userNamespaces
     "allow_root_docker_images" $v.lrp.allowRootDockerImages
+    "runner_image" (printf "%s:%s" $v.image.repository $v.image.tag)
+    "runner_image_pull_policy" $v.image.pullPolicy
     "isolation_segment_label" $v.lrp.isolationSegmentLabel
     "egress_policies" (dict
       "enabled" $v.lrp.egressPolicies.enabled
