@@ -41,6 +41,10 @@ type placementFunc func(org, space string) spaces.Side
 
 func (f placementFunc) SideFor(org, space string) spaces.Side { return f(org, space) }
 
+func schedulingInfo(guid, annotation string) *models.DesiredLRPSchedulingInfo {
+	return &models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: guid}, Annotation: annotation}
+}
+
 func taggedLRP(guid, org, space string) *models.DesiredLRP {
 	return &models.DesiredLRP{ProcessGuid: guid, MetricTags: map[string]*models.MetricTagValue{
 		"organization_id": {Static: org}, "space_id": {Static: space},
@@ -141,8 +145,8 @@ var _ = Describe("Router", func() {
 
 	Describe("lists", func() {
 		BeforeEach(func() {
-			kube.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{{Annotation: "k"}}, nil)
-			diego.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{{Annotation: "d1"}, {Annotation: "d2"}}, nil)
+			kube.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{schedulingInfo("k", "k")}, nil)
+			diego.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{schedulingInfo("d1", "d1"), schedulingInfo("d2", "d2")}, nil)
 			kube.ActualLRPsByProcessGuidsReturns([]*models.ActualLRP{{ActualLRPKey: models.ActualLRPKey{ProcessGuid: "k"}}}, nil)
 			diego.ActualLRPsByProcessGuidsReturns([]*models.ActualLRP{{ActualLRPKey: models.ActualLRPKey{ProcessGuid: "d"}}}, nil)
 		})
