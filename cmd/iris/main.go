@@ -86,6 +86,12 @@ func main() {
 		build = logAgentMembers
 	}
 	opsServer := ops.NewServer(logger, cfg.Ops.ListenAddress)
+	if cfg.Ops.TLSCertFile != "" {
+		if err := opsServer.ServeTLS(cfg.Ops.TLSCertFile, cfg.Ops.TLSKeyFile, cfg.Ops.ClientCAFile); err != nil {
+			logger.Error("start-failed", err)
+			os.Exit(1)
+		}
+	}
 	members, err := build(logger, cfg, opsServer)
 	if err != nil {
 		logger.Error("start-failed", err)
@@ -272,9 +278,28 @@ func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Inter
 		diegoBackend := diego.NewBackend(client)
 		router := spaces.NewRouter(kube, domains, diegoBackend, diegoBackend, placement)
 		backends = bbs.Backends{DesiredLRPs: router, ActualLRPs: router, Domains: router}
+		// Live migration of spaces whose placement changed: every replica
+		// routes by the moves; the Lease holder makes them.
+		movesName := spaces.MigrationsConfigMap(d.PlacementConfigMap)
+		moves, err := spaces.NewMoveWatch(logger, clientset, namespace, movesName)
+		if err != nil {
+			return nil, err
+		}
+		router.FollowMoves(moves)
+		opts := spaces.DefaultMigratorOptions()
+		opts.Interval = time.Duration(d.Migration.IntervalSeconds) * time.Second
+		opts.MaxInFlight = d.Migration.MaxInFlight
+		migrator := spaces.NewMigrator(logger, kube, diegoBackend, placement,
+			spaces.NewConfigMapMoveStore(clientset, namespace, movesName), clock.RealClock{}, opts)
+		admin := spaces.NewAdminHandler(logger, spaces.Status{Kubernetes: kube, Diego: diegoBackend, Placement: placement, Moves: moves},
+			clientset, namespace, d.PlacementConfigMap)
+		opsServer.HandleAdmin("GET /admin/spaces", admin)
+		opsServer.HandleAdmin("PUT /admin/placement", admin)
 		members = append(members,
 			grouper.Member{Name: "space-placement", Runner: placement},
-			grouper.Member{Name: "diego-event-relay", Runner: diego.NewRelay(logger, client, hub, clock.RealClock{})})
+			grouper.Member{Name: "space-moves", Runner: moves},
+			grouper.Member{Name: "diego-event-relay", Runner: diego.NewRelay(logger, client, hub, clock.RealClock{})},
+			grouper.Member{Name: "space-migrator", Runner: onLeader(logger, cfg, clientset, d.Migration.LeaseName, migrator)})
 	}
 	handler := bbs.NewHandler(logger, backends, hub, cfg.API.MaxRequestBodyBytes)
 	server, err := bbs.NewServer(logger, cfg.BBS, opsServer.InstrumentHandler("bbs", handler), hub,
