@@ -392,7 +392,7 @@ func Default() Config {
 		},
 		BBS: BBS{Diego: Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego",
 			Migration: Migration{IntervalSeconds: 5, MaxInFlight: 100, LeaseName: "iris-space-migrator"}}},
-		CC:  CC{TimeoutSeconds: 30},
+		CC: CC{TimeoutSeconds: 30},
 		Staging: Staging{
 			DownloaderImage: "cloudfoundry/iris-staging-downloader:latest",
 			ExecutorImage:   "cloudfoundry/iris-staging-executor:latest",
