@@ -86,7 +86,9 @@ func main() {
 		build = logAgentMembers
 	}
 	opsServer := ops.NewServer(logger, cfg.Ops.ListenAddress)
-	if cfg.Ops.TLSCertFile != "" {
+	// The log agent shares the config file but serves no admin route: its
+	// ops listener stays plain (its pods mount no ops certificate).
+	if cfg.Ops.TLSCertFile != "" && !logAgent {
 		if err := opsServer.ServeTLS(cfg.Ops.TLSCertFile, cfg.Ops.TLSKeyFile, cfg.Ops.ClientCAFile); err != nil {
 			logger.Error("start-failed", err)
 			os.Exit(1)
