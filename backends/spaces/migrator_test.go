@@ -535,3 +535,37 @@ func bbsType(err error) models.Error_Type {
 	Expect(err).To(HaveOccurred())
 	return models.ConvertError(err).Type
 }
+
+var _ = Describe("MoveWatch", func() {
+	It("serves every replica the owner of each LRP being moved, from the ConfigMap the leader writes", func() {
+		clientset := fake.NewClientset()
+		ctx := context.Background()
+		store := spaces.NewConfigMapMoveStore(clientset, "iris", "moves")
+		watch, err := spaces.NewMoveWatch(lagertest.NewTestLogger("watch"), clientset, "iris", "moves")
+		Expect(err).NotTo(HaveOccurred())
+		signals, ready := make(chan os.Signal, 1), make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- watch.Run(signals, ready) }()
+		DeferCleanup(func() { signals <- os.Interrupt; Eventually(done).Should(Receive(BeNil())) })
+		Eventually(ready).Should(BeClosed())
+		_, moving := watch.Owner("a")
+		Expect(moving).To(BeFalse())
+
+		Expect(store.Save(ctx, spaces.Moves{
+			"a": {Space: "s", Move: spaces.Move{From: spaces.Diego, To: spaces.Kubernetes, State: spaces.Copying}},
+			"b": {Space: "s", Move: spaces.Move{From: spaces.Diego, To: spaces.Kubernetes, State: spaces.Switched, Error: "boom"}},
+		}, map[string]spaces.Side{"s": spaces.Kubernetes})).To(Succeed())
+		Eventually(func(g Gomega) {
+			owner, moving := watch.Owner("a")
+			g.Expect(moving).To(BeTrue())
+			g.Expect(owner).To(Equal(spaces.Diego), "the source owns a copying LRP")
+			owner, _ = watch.Owner("b")
+			g.Expect(owner).To(Equal(spaces.Kubernetes), "the target owns a switched one")
+		}).Should(Succeed())
+		Expect(watch.Count(spaces.Copying, false)).To(Equal(1))
+		Expect(watch.Count("", true)).To(Equal(1))
+
+		Expect(store.Save(ctx, spaces.Moves{}, nil)).To(Succeed())
+		Eventually(func() int { return watch.Count("", false) }).Should(BeZero())
+	})
+})

@@ -199,6 +199,20 @@ func (w *MoveWatch) Snapshot() Moves {
 	return out
 }
 
+// Count is the number of moves in state (any state if empty), only the
+// failing ones if failing.
+func (w *MoveWatch) Count(state MoveState, failing bool) int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	n := 0
+	for _, m := range w.moves {
+		if (state == "" || m.State == state) && (!failing || m.Error != "") {
+			n++
+		}
+	}
+	return n
+}
+
 // Run watches until signalled; ready once the ConfigMap was read, so no
 // call is routed before the moves under way are known.
 func (w *MoveWatch) Run(signals <-chan os.Signal, ready chan<- struct{}) error {

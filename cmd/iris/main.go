@@ -12,6 +12,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
 	"github.com/tedsuo/ifrit/sigmon"
@@ -288,6 +289,12 @@ func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Inter
 			return nil, err
 		}
 		router.FollowMoves(moves)
+		for _, state := range []spaces.MoveState{spaces.Copying, spaces.Switched} {
+			opsServer.GaugeFunc("space_moves", "LRPs being moved between Diego and Kubernetes, by state (from the moves ConfigMap).",
+				prometheus.Labels{"state": string(state)}, func() float64 { return float64(moves.Count(state, false)) })
+		}
+		opsServer.GaugeFunc("space_moves_failing", "LRPs being moved whose last step failed (retried with backoff).", nil,
+			func() float64 { return float64(moves.Count("", true)) })
 		opts := spaces.DefaultMigratorOptions()
 		opts.Interval = time.Duration(d.Migration.IntervalSeconds) * time.Second
 		opts.MaxInFlight = d.Migration.MaxInFlight
