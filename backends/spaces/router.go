@@ -115,6 +115,19 @@ func (r *Router) sideOf(ctx context.Context, logger lager.Logger, processGUID st
 	if owner, moving := r.moves.Owner(processGUID); moving {
 		return owner, nil
 	}
+	if !r.cachedOnKubernetes(processGUID) {
+		// Most likely Diego's: one call to its BBS is cheaper than the API
+		// server lookup the Kubernetes backend makes on a cache miss. Only
+		// a guid Diego does not know either (an LRP desired on Kubernetes
+		// moments ago) is looked up there.
+		_, err := r.sides[Diego].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+		switch {
+		case err == nil:
+			return Diego, nil
+		case !isNotFound(err):
+			return "", err
+		}
+	}
 	_, err := r.sides[Kubernetes].DesiredLRPByProcessGuid(ctx, logger, processGUID)
 	switch {
 	case err == nil:
@@ -123,6 +136,19 @@ func (r *Router) sideOf(ctx context.Context, logger lager.Logger, processGUID st
 		return Diego, nil
 	}
 	return "", err
+}
+
+// CacheReader is what the Kubernetes backend offers besides the BBS
+// calls: whether its caches hold an LRP, without asking the API server.
+type CacheReader interface {
+	HasCached(processGUID string) bool
+}
+
+// cachedOnKubernetes is true when the Kubernetes backend's caches hold
+// processGUID, or when it cannot tell (then it is asked as before).
+func (r *Router) cachedOnKubernetes(processGUID string) bool {
+	c, ok := r.sides[Kubernetes].(CacheReader)
+	return !ok || c.HasCached(processGUID)
 }
 
 func isNotFound(err error) bool {
@@ -186,6 +212,8 @@ func (r *Router) DesiredLRPByProcessGuid(ctx context.Context, logger lager.Logge
 	first := Kubernetes
 	if owner, moving := r.moves.Owner(processGUID); moving {
 		first = owner
+	} else if !r.cachedOnKubernetes(processGUID) {
+		first = Diego
 	}
 	lrp, err := r.sides[first].DesiredLRPByProcessGuid(ctx, logger, processGUID)
 	if err == nil || !isNotFound(err) {
