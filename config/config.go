@@ -70,7 +70,19 @@ type Config struct {
 type Ops struct {
 	// ListenAddress of the ops listener; empty disables it.
 	ListenAddress string `json:"listen_address"`
+	// TLSCertFile and TLSKeyFile make the ops listener serve HTTPS, and
+	// ClientCAFile then enables the admin routes (/admin/...), served only
+	// to clients presenting a certificate it signed. Probes and scrapes
+	// need no client certificate (the kubelet presents none), so the
+	// listener asks for one without requiring it; without these files the
+	// admin routes are not served at all.
+	TLSCertFile  string `json:"tls_cert_file"`
+	TLSKeyFile   string `json:"tls_key_file"`
+	ClientCAFile string `json:"client_ca_file"`
 }
+
+// AdminEnabled reports whether the admin routes are served (mutual TLS).
+func (o Ops) AdminEnabled() bool { return o.ClientCAFile != "" }
 
 // Loggregator is where app logs, Iris's CELL lifecycle logs and container
 // metrics go: a Loggregator v2 ingress (on CF, the forwarder agent's gRPC
@@ -274,6 +286,22 @@ type Diego struct {
 	// "diego" (the default: putting Iris in front of a running Diego moves
 	// nothing) or "kubernetes".
 	DefaultBackend string `json:"default_backend"`
+	// Migration tunes the live migration of spaces whose placement
+	// changed (backends/spaces.Migrator, run by the leader only).
+	Migration Migration `json:"migration"`
+}
+
+// Migration tunes the live migration of spaces between Diego and Kubernetes.
+type Migration struct {
+	// IntervalSeconds between two passes comparing where LRPs run with
+	// their space's placement.
+	IntervalSeconds int `json:"interval_seconds"`
+	// MaxInFlight bounds the LRPs being moved at once (each runs on both
+	// sides while it moves, using memory on both).
+	MaxInFlight int `json:"max_in_flight"`
+	// LeaseName is the Lease (in the leader election namespace) whose
+	// holder migrates.
+	LeaseName string `json:"lease_name"`
 }
 
 // Enabled reports whether a Diego BBS sits behind Iris's.
@@ -369,8 +397,9 @@ func Default() Config {
 			IdleTimeoutSeconds:     120,
 			MaxInFlightRequests:    100,
 		},
-		BBS: BBS{Diego: Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego"}},
-		CC:  CC{TimeoutSeconds: 30},
+		BBS: BBS{Diego: Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego",
+			Migration: Migration{IntervalSeconds: 5, MaxInFlight: 100, LeaseName: "iris-space-migrator"}}},
+		CC: CC{TimeoutSeconds: 30},
 		Staging: Staging{
 			DownloaderImage: "cloudfoundry/iris-staging-downloader:latest",
 			ExecutorImage:   "cloudfoundry/iris-staging-executor:latest",
@@ -516,6 +545,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("tasks: default_memory_mb and default_disk_mb must be between 1 and %d (a task never runs unlimited)", math.MaxInt32))
 		}
 	}
+	if (c.Ops.TLSCertFile != "") != (c.Ops.TLSKeyFile != "") || (c.Ops.ClientCAFile != "" && c.Ops.TLSCertFile == "") {
+		errs = append(errs, errors.New("ops: tls_cert_file and tls_key_file go together, and client_ca_file (the admin routes) needs them"))
+	}
 	if c.BBS.TLSListenAddress != "" && (c.BBS.TLSCertFile == "" || c.BBS.TLSKeyFile == "" || c.BBS.ClientCAFile == "") {
 		errs = append(errs, errors.New("bbs: tls_listen_address needs tls_cert_file, tls_key_file and client_ca_file"))
 	}
@@ -528,6 +560,9 @@ func (c *Config) Validate() error {
 		}
 		if d.PlacementConfigMap == "" {
 			errs = append(errs, errors.New("bbs: diego: placement_config_map must name a ConfigMap"))
+		}
+		if m := d.Migration; m.IntervalSeconds < 1 || m.MaxInFlight < 1 || m.LeaseName == "" {
+			errs = append(errs, errors.New("bbs: diego: migration: interval_seconds and max_in_flight must be at least 1, lease_name set"))
 		}
 		if !c.BBS.Enabled() {
 			errs = append(errs, errors.New("bbs: diego needs the BBS front (listen_address or tls_listen_address)"))

@@ -175,7 +175,8 @@ var _ = Describe("Helm chart", Ordered, func() {
 			ClientCAFile:     "/etc/iris/bbs-client-ca/ca.crt",
 			AllowPrivileged:  true,
 			Stacks:           map[string]string{},
-			Diego:            config.Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego"},
+			Diego: config.Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego",
+				Migration: config.Migration{IntervalSeconds: 5, MaxInFlight: 100, LeaseName: "iris-space-migrator"}},
 		}))
 		var (
 			service    corev1.Service
@@ -233,6 +234,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 			ClientKeyFile:      "/etc/iris/diego-bbs/tls.key",
 			PlacementConfigMap: "iris-space-backends",
 			DefaultBackend:     "kubernetes",
+			Migration:          config.Migration{IntervalSeconds: 5, MaxInFlight: 100, LeaseName: "iris-space-migrator"},
 		}))
 		var (
 			deployment appsv1.Deployment
@@ -254,6 +256,31 @@ var _ = Describe("Helm chart", Ordered, func() {
 			APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"iris-space-backends"},
 			Verbs: []string{"get", "list", "watch"},
 		}), "read only, and only the placement ConfigMap")
+		Expect(role.Rules).To(ContainElement(rbacv1.PolicyRule{
+			APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"iris-space-backends-migrations"},
+			Verbs: []string{"get", "list", "watch", "patch"},
+		}), "the moves: watched, and written by server-side apply, that one ConfigMap only")
+		Expect(out).To(ContainSubstring("name: iris-space-backends-migrations"), "the chart creates the moves ConfigMap")
+	})
+
+	It("serves the ops listener over TLS with the admin routes when ops.admin is enabled, probes over HTTPS", func() {
+		out, err := helm("template", "iris", chartDir, "--namespace", "cf-system", "--set", "ops.admin.enabled=true")
+		Expect(err).NotTo(HaveOccurred())
+		cfg := loadConfig(parse(out))
+		Expect(cfg.Ops).To(Equal(config.Ops{ListenAddress: "0.0.0.0:8090", TLSCertFile: "/etc/iris/ops-tls/tls.crt",
+			TLSKeyFile: "/etc/iris/ops-tls/tls.key", ClientCAFile: "/etc/iris/ops-admin-ca/ca.crt"}))
+		var deployment appsv1.Deployment
+		for _, doc := range strings.Split(out, "\n---\n") {
+			var m manifest
+			Expect(yaml.Unmarshal([]byte(doc), &m)).To(Succeed())
+			if m.Kind == "Deployment" && !strings.Contains(m.Metadata.Name, "log-agent") {
+				Expect(yaml.Unmarshal([]byte(doc), &deployment)).To(Succeed())
+			}
+		}
+		container := deployment.Spec.Template.Spec.Containers[0]
+		Expect(container.ReadinessProbe.HTTPGet.Scheme).To(BeEquivalentTo("HTTPS"))
+		Expect(container.LivenessProbe.HTTPGet.Scheme).To(BeEquivalentTo("HTTPS"))
+		Expect(deployment.Spec.Template.Spec.Volumes).To(ContainElements(HaveField("Secret.SecretName", "iris-ops-tls"), HaveField("Secret.SecretName", "iris-ops-admin-ca")))
 	})
 
 	It("renders the log agent, its RBAC and Loggregator's config when an ingress is set", func() {

@@ -161,7 +161,7 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		_, bbsSection, _ := strings.Cut(suiteBBS, "\nbbs:\n")
 		addr := freeAddress()
 		bbsSection = regexpReplaceTLSListen(bbsSection, addr)
-		config += fmt.Sprintf("\nbbs:\n%s  diego:\n    url: %q\n    ca_file: %q\n    client_cert_file: %q\n    client_key_file: %q\n    placement_config_map: %q\n    default_backend: diego\n",
+		config += fmt.Sprintf("\nbbs:\n%s  diego:\n    url: %q\n    ca_file: %q\n    client_cert_file: %q\n    client_key_file: %q\n    placement_config_map: %q\n    default_backend: diego\n    migration:\n      interval_seconds: 1\n",
 			bbsSection, "https://"+proxy.addr(), os.Getenv("IRIS_BBS_CA_FILE"), os.Getenv("IRIS_BBS_CLIENT_CERT_FILE"), os.Getenv("IRIS_BBS_CLIENT_KEY_FILE"), placementMap)
 		// Diego's server certificate names 127.0.0.1, the proxy's address too.
 		startExtraIris(irisPath, config)
@@ -305,10 +305,15 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		_, err = diego.DesiredLRPByProcessGuid(logger, "", lrp.ProcessGuid)
 		Expect(bbsErrorType(err)).To(Equal(models.Error_ResourceNotFound), "the space's new LRPs run on Kubernetes now")
 
-		By("listing the space as running on both sides, placed on Kubernetes")
-		Expect(spacesCLI("list")).To(MatchRegexp(`(?m)^%s\s+kubernetes\s+both\s+1\s+0\s+1\s+2\s*$`, diegoSpace))
+		By("migrating the space's running LRP too, and listing it on Kubernetes only once moved")
+		Eventually(func(g Gomega) {
+			g.Expect(spacesCLI("list")).To(MatchRegexp(`(?m)^%s\s+kubernetes\s+kubernetes\s+2\s+2\s+0\s+0\s+0\s+0\s+0\s*$`, diegoSpace))
+		}, 90*time.Second, time.Second).Should(Succeed())
+		By("moving back: the 0-instance LRP moves at once; Diego never runs the other copy (no cell in this spec), so it stays copying, the Kubernetes copy kept")
 		Expect(spacesCLI("unset", "space", diegoSpace)).To(ContainSubstring("removed"))
-		Expect(spacesCLI("list")).To(MatchRegexp(`(?m)^%s\s+diego\s+both\s`, diegoSpace))
+		Eventually(func(g Gomega) {
+			g.Expect(spacesCLI("list")).To(MatchRegexp(`(?m)^%s\s+diego\s+migrating\s+1\s+2\s+2\s+2\s+1\s+0\s+0\s*$`, diegoSpace))
+		}, 60*time.Second, time.Second).Should(Succeed())
 	})
 })
 

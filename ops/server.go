@@ -1,10 +1,12 @@
 // Package ops serves Iris's own operational endpoints on a separate
 // listener: /healthz (liveness), /readyz (readiness) and /metrics
-// (Prometheus), so probes and scrapes never need CC's client certificate.
+// (Prometheus), so probes and scrapes never need CC's client certificate;
+// and, over mutual TLS only, admin routes (per-space placement).
 package ops
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tedsuo/ifrit"
+
+	"github.com/iris-cf/iris/certreload"
 )
 
 // Server is an ifrit runner serving the endpoints. It is ready, for
@@ -28,6 +32,11 @@ type Server struct {
 	address  string
 	registry *prometheus.Registry
 	ready    atomic.Bool
+
+	tlsConfig *tls.Config
+	// admin routes, served only to verified client certificates.
+	admin       map[string]http.Handler
+	adminServed bool
 }
 
 // NewServer returns a server for address with a registry holding the Go
@@ -36,6 +45,73 @@ func NewServer(logger lager.Logger, address string) *Server {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &Server{logger: logger.Session("ops"), address: address, registry: registry}
+}
+
+// ServeTLS makes the listener serve HTTPS with certFile and keyFile (both
+// reloaded when they change). With clientCAFile, admin routes are served
+// to clients presenting a certificate it signed.
+//
+// Why not require client certificates on the whole listener: the
+// kubelet's probes and most Prometheus setups present none, and liveness
+// must not depend on a CA. So the handshake asks for a certificate without
+// requiring it (a certificate given must verify), and each admin request
+// is refused unless its connection carried a verified one. Without
+// clientCAFile no admin route is served at all: changing placement moves
+// apps, which an unauthenticated caller must never be able to do.
+func (s *Server) ServeTLS(certFile, keyFile, clientCAFile string) error {
+	logger := s.logger.Session("tls")
+	reloaded := func(what string) func(error) {
+		return func(err error) {
+			if err != nil {
+				logger.Error("reload-failed", err, lager.Data{"what": what})
+				return
+			}
+			logger.Info("reloaded", lager.Data{"what": what})
+		}
+	}
+	pair, err := certreload.LoadKeyPair(certFile, keyFile, reloaded("server certificate"))
+	if err != nil {
+		return fmt.Errorf("ops: %w", err)
+	}
+	if clientCAFile == "" {
+		s.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pair.Current(), nil }}
+		return nil
+	}
+	clientCAs, err := certreload.LoadCAPool(clientCAFile, reloaded("client CA"))
+	if err != nil {
+		return fmt.Errorf("ops: %w", err)
+	}
+	config, err := certreload.ServerConfig(pair, clientCAs)
+	if err != nil {
+		return fmt.Errorf("ops: building TLS config: %w", err)
+	}
+	// The per-handshake configs are clones of this one.
+	config.ClientAuth = tls.VerifyClientCertIfGiven
+	s.tlsConfig = config
+	s.adminServed = true
+	return nil
+}
+
+// HandleAdmin serves handler at pattern (a ServeMux pattern under
+// /admin/) to clients with a verified certificate, when ServeTLS was given
+// a client CA; otherwise not at all. Call it before Run.
+func (s *Server) HandleAdmin(pattern string, handler http.Handler) {
+	if s.admin == nil {
+		s.admin = map[string]http.Handler{}
+	}
+	s.admin[pattern] = handler
+}
+
+// requireClientCertificate refuses requests whose connection presented no
+// verified client certificate.
+func requireClientCertificate(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			http.Error(w, "admin routes need a client certificate signed by ops.client_ca_file", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Registry is where components' metrics are registered.
@@ -90,13 +166,27 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		w.WriteHeader(http.StatusOK)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	for pattern, handler := range s.admin {
+		if !s.adminServed {
+			s.logger.Info("admin-route-off", lager.Data{"pattern": pattern, "reason": "ops.client_ca_file not set"})
+			continue
+		}
+		mux.Handle(pattern, requireClientCertificate(handler))
+	}
 	listener, err := net.Listen("tcp", s.address)
 	if err != nil {
 		return fmt.Errorf("ops listener %s: %w", s.address, err)
 	}
+	if s.tlsConfig != nil {
+		listener = tls.NewListener(listener, s.tlsConfig)
+	}
 	// Probes and scrapes send no body: a request not read within 10 s is
 	// not one of them.
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.tlsConfig != nil {
+		// The admin list reads both sides (Diego over the network).
+		server.WriteTimeout = time.Minute
+	}
 	errs := make(chan error, 1)
 	go func() { errs <- server.Serve(listener) }()
 	s.logger.Info("listening", lager.Data{"address": listener.Addr().String()})

@@ -391,6 +391,14 @@ func (b *Backend) lookup(ctx context.Context, processGUID string) (*appsv1.State
 	return sts, nil
 }
 
+// HasCached reports whether the informer caches hold processGUID's live
+// StatefulSet, without asking the API server: the per-space router uses it
+// to send a guid its caches lack to Diego first (an API lookup per call
+// would cost every Diego LRP's call a round trip to the API server).
+func (b *Backend) HasCached(processGUID string) bool {
+	return b.statefulSet(processGUID) != nil
+}
+
 // statefulSet is the live BBS StatefulSet of processGUID in the cache, or nil.
 func (b *Backend) statefulSet(processGUID string) *appsv1.StatefulSet {
 	for _, sts := range b.caches.StatefulSetsByProcessGUID(processGUID) {

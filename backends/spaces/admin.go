@@ -68,28 +68,33 @@ type SpaceState struct {
 	// LRPs and Instances (desired) on each side.
 	KubernetesLRPs, KubernetesInstances int
 	DiegoLRPs, DiegoInstances           int
+	// Moving counts the space's LRPs being moved, by state.
+	Moving MoveCounts
 }
 
-// State names where the space's LRPs are: "kubernetes", "diego", or
-// "both" while some run on each side (a space being moved, or one whose
-// placement changed for new LRPs only).
+// State names where the space's LRPs are: "kubernetes" or "diego" when
+// all run on the side it is placed on, "migrating" while some are being
+// moved or still wait on the other side, "empty" without LRPs.
 func (s SpaceState) State() string {
+	onPlacement, onOther := s.KubernetesLRPs, s.DiegoLRPs
+	if s.Placement == Diego {
+		onPlacement, onOther = s.DiegoLRPs, s.KubernetesLRPs
+	}
 	switch {
-	case s.KubernetesLRPs > 0 && s.DiegoLRPs > 0:
-		return "both"
-	case s.KubernetesLRPs > 0:
-		return string(Kubernetes)
-	case s.DiegoLRPs > 0:
-		return string(Diego)
+	case onOther > 0 || s.Moving.Copying+s.Moving.Switched > 0:
+		return "migrating"
+	case onPlacement > 0:
+		return string(s.Placement)
 	}
 	return "empty"
 }
 
 // Report counts the LRPs and desired instances of each space on both
 // sides (kubernetes and diego as listed by their DesiredLRPs) and the
-// placement of each, spaces named in the placement included; sorted by
-// space guid.
-func Report(kubernetes, diego []*models.DesiredLRP, placement Placement, placedSpaces []string) []SpaceState {
+// placement of each, spaces named in the placement included, with the
+// moves under way; sorted by space guid. An LRP being moved counts on
+// both sides.
+func Report(kubernetes, diego []*models.DesiredLRP, placement Placement, placedSpaces []string, moves Moves) []SpaceState {
 	states := map[string]*SpaceState{}
 	state := func(space string) *SpaceState {
 		s := states[space]
@@ -116,6 +121,9 @@ func Report(kubernetes, diego []*models.DesiredLRP, placement Placement, placedS
 	}
 	for _, space := range placedSpaces {
 		state(space)
+	}
+	for space, counts := range CountMoves(moves) {
+		state(space).Moving = counts
 	}
 	out := make([]SpaceState, 0, len(states))
 	for space, s := range states {

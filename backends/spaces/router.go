@@ -14,6 +14,13 @@
 //   - lists (scheduling infos, desired and routing infos, actual LRPs,
 //     domains): the union of both sides, and an error when either fails.
 //     A partial list would make CC's sync re-desire or delete processes.
+//
+// While a space migrates (Migrator), an LRP runs on both sides under one
+// process guid. The router then asks the moves (Owners) which copy is the
+// LRP for CC: lists carry each process once, the owner's copy (and only
+// the owner's instances); reads and retires go to the owner first; updates
+// and removes reach both copies, so what CC asks mid-move holds whichever
+// copy survives.
 package spaces
 
 import (
@@ -55,12 +62,24 @@ type Placement interface {
 	SideFor(orgGUID, spaceGUID string) Side
 }
 
+// Owners names the side owning each LRP being moved between the sides.
+type Owners interface {
+	// Owner is the side whose copy is the LRP for CC; ok is false when
+	// processGUID is not being moved.
+	Owner(processGUID string) (side Side, ok bool)
+}
+
+type noMoves struct{}
+
+func (noMoves) Owner(string) (Side, bool) { return "", false }
+
 // Router implements bifrost/bbs's DesiredLRPs, ActualLRPs and Domains over
 // the two sides.
 type Router struct {
 	sides     map[Side]Backend
 	domains   map[Side]bbs.Domains
 	placement Placement
+	moves     Owners
 }
 
 // NewRouter routes between the Kubernetes and Diego backends and domain
@@ -70,8 +89,13 @@ func NewRouter(kubernetes Backend, kubernetesDomains bbs.Domains, diego Backend,
 		sides:     map[Side]Backend{Kubernetes: kubernetes, Diego: diego},
 		domains:   map[Side]bbs.Domains{Kubernetes: kubernetesDomains, Diego: diegoDomains},
 		placement: placement,
+		moves:     noMoves{},
 	}
 }
+
+// FollowMoves makes the router route LRPs being moved by owners (set
+// before the router serves).
+func (r *Router) FollowMoves(owners Owners) { r.moves = owners }
 
 // order is the order sides are asked in: Kubernetes answers from its
 // caches, so it goes first.
@@ -88,6 +112,22 @@ func other(side Side) Side {
 // know it, otherwise Diego (which answers ResourceNotFound itself when it
 // does not know it either).
 func (r *Router) sideOf(ctx context.Context, logger lager.Logger, processGUID string) (Side, error) {
+	if owner, moving := r.moves.Owner(processGUID); moving {
+		return owner, nil
+	}
+	if !r.cachedOnKubernetes(processGUID) {
+		// Most likely Diego's: one call to its BBS is cheaper than the API
+		// server lookup the Kubernetes backend makes on a cache miss. Only
+		// a guid Diego does not know either (an LRP desired on Kubernetes
+		// moments ago) is looked up there.
+		_, err := r.sides[Diego].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+		switch {
+		case err == nil:
+			return Diego, nil
+		case !isNotFound(err):
+			return "", err
+		}
+	}
 	_, err := r.sides[Kubernetes].DesiredLRPByProcessGuid(ctx, logger, processGUID)
 	switch {
 	case err == nil:
@@ -96,6 +136,19 @@ func (r *Router) sideOf(ctx context.Context, logger lager.Logger, processGUID st
 		return Diego, nil
 	}
 	return "", err
+}
+
+// CacheReader is what the Kubernetes backend offers besides the BBS
+// calls: whether its caches hold an LRP, without asking the API server.
+type CacheReader interface {
+	HasCached(processGUID string) bool
+}
+
+// cachedOnKubernetes is true when the Kubernetes backend's caches hold
+// processGUID, or when it cannot tell (then it is asked as before).
+func (r *Router) cachedOnKubernetes(processGUID string) bool {
+	c, ok := r.sides[Kubernetes].(CacheReader)
+	return !ok || c.HasCached(processGUID)
 }
 
 func isNotFound(err error) bool {
@@ -134,6 +187,9 @@ func (r *Router) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models
 }
 
 func (r *Router) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string, update *models.DesiredLRPUpdate) error {
+	if owner, moving := r.moves.Owner(processGUID); moving {
+		return r.onBoth(owner, func(b Backend) error { return b.UpdateDesiredLRP(ctx, logger, processGUID, update) })
+	}
 	side, err := r.sideOf(ctx, logger, processGUID)
 	if err != nil {
 		return err
@@ -142,6 +198,9 @@ func (r *Router) UpdateDesiredLRP(ctx context.Context, logger lager.Logger, proc
 }
 
 func (r *Router) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, processGUID string) error {
+	if owner, moving := r.moves.Owner(processGUID); moving {
+		return r.onBoth(owner, func(b Backend) error { return b.RemoveDesiredLRP(ctx, logger, processGUID) })
+	}
 	side, err := r.sideOf(ctx, logger, processGUID)
 	if err != nil {
 		return err
@@ -150,39 +209,99 @@ func (r *Router) RemoveDesiredLRP(ctx context.Context, logger lager.Logger, proc
 }
 
 func (r *Router) DesiredLRPByProcessGuid(ctx context.Context, logger lager.Logger, processGUID string) (*models.DesiredLRP, error) {
-	lrp, err := r.sides[Kubernetes].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+	first := Kubernetes
+	if owner, moving := r.moves.Owner(processGUID); moving {
+		first = owner
+	} else if !r.cachedOnKubernetes(processGUID) {
+		first = Diego
+	}
+	lrp, err := r.sides[first].DesiredLRPByProcessGuid(ctx, logger, processGUID)
 	if err == nil || !isNotFound(err) {
 		return lrp, err
 	}
-	return r.sides[Diego].DesiredLRPByProcessGuid(ctx, logger, processGUID)
+	return r.sides[other(first)].DesiredLRPByProcessGuid(ctx, logger, processGUID)
 }
 
-// union calls list on both sides and joins the answers, or fails with the
-// first side's error, naming it.
-func union[T any](list func(Backend) ([]T, error), sides map[Side]Backend) ([]T, error) {
-	var all []T
+// onBoth calls call on the owner's copy, then on the other one (which may
+// already be gone, or not yet made); NotFound only when neither has it.
+func (r *Router) onBoth(owner Side, call func(Backend) error) error {
+	ownerErr := call(r.sides[owner])
+	if ownerErr != nil && !isNotFound(ownerErr) {
+		return ownerErr
+	}
+	otherErr := call(r.sides[other(owner)])
+	switch {
+	case otherErr == nil:
+		return nil
+	case !isNotFound(otherErr):
+		return fmt.Errorf("on %s's copy: %w", other(owner), otherErr)
+	}
+	return ownerErr
+}
+
+// once keeps each process's items from one side only: the owner's while
+// it is moved and listed there, otherwise the first side listing it (a
+// copy on the other side is a move this replica has not seen yet).
+func once[T any](r *Router, listed map[Side][]T, guidOf func(T) string) []T {
+	has := map[Side]map[string]bool{}
 	for _, side := range order {
-		items, err := list(sides[side])
+		has[side] = map[string]bool{}
+		for _, item := range listed[side] {
+			has[side][guidOf(item)] = true
+		}
+	}
+	keep := func(guid string) Side {
+		if owner, moving := r.moves.Owner(guid); moving && has[owner][guid] {
+			return owner
+		}
+		for _, side := range order {
+			if has[side][guid] {
+				return side
+			}
+		}
+		return ""
+	}
+	var out []T
+	for _, side := range order {
+		for _, item := range listed[side] {
+			if keep(guidOf(item)) == side {
+				out = append(out, item)
+			}
+		}
+	}
+	return out
+}
+
+// union calls list on both sides and joins the answers, each process
+// from one side (once), or fails with the first side's error, naming it.
+func union[T any](r *Router, list func(Backend) ([]T, error), guidOf func(T) string) ([]T, error) {
+	listed := map[Side][]T{}
+	for _, side := range order {
+		items, err := list(r.sides[side])
 		if err != nil {
 			return nil, fmt.Errorf("listing on %s: %w", side, err)
 		}
-		all = append(all, items...)
+		listed[side] = items
 	}
-	return all, nil
+	return once(r, listed, guidOf), nil
 }
 
+func desiredGUID(lrp *models.DesiredLRP) string                   { return lrp.ProcessGuid }
+func schedulingGUID(info *models.DesiredLRPSchedulingInfo) string { return info.ProcessGuid }
+func actualGUID(lrp *models.ActualLRP) string                     { return lrp.ProcessGuid }
+
 func (r *Router) DesiredLRPs(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
-	return union(func(b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPs(ctx, logger, filter) }, r.sides)
+	return union(r, func(b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPs(ctx, logger, filter) }, desiredGUID)
 }
 
 func (r *Router) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRPSchedulingInfo, error) {
-	return union(func(b Backend) ([]*models.DesiredLRPSchedulingInfo, error) {
+	return union(r, func(b Backend) ([]*models.DesiredLRPSchedulingInfo, error) {
 		return b.DesiredLRPSchedulingInfos(ctx, logger, filter)
-	}, r.sides)
+	}, schedulingGUID)
 }
 
 func (r *Router) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
-	return union(func(b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPRoutingInfos(ctx, logger, filter) }, r.sides)
+	return union(r, func(b Backend) ([]*models.DesiredLRP, error) { return b.DesiredLRPRoutingInfos(ctx, logger, filter) }, desiredGUID)
 }
 
 func (r *Router) ActualLRPs(ctx context.Context, logger lager.Logger, filter models.ActualLRPFilter) ([]*models.ActualLRP, error) {
@@ -193,11 +312,11 @@ func (r *Router) ActualLRPs(ctx context.Context, logger lager.Logger, filter mod
 		}
 		return r.sides[side].ActualLRPs(ctx, logger, filter)
 	}
-	return union(func(b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPs(ctx, logger, filter) }, r.sides)
+	return union(r, func(b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPs(ctx, logger, filter) }, actualGUID)
 }
 
 func (r *Router) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Logger, filter models.ActualLRPsByProcessGuidsFilter) ([]*models.ActualLRP, error) {
-	return union(func(b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPsByProcessGuids(ctx, logger, filter) }, r.sides)
+	return union(r, func(b Backend) ([]*models.ActualLRP, error) { return b.ActualLRPsByProcessGuids(ctx, logger, filter) }, actualGUID)
 }
 
 func (r *Router) RetireActualLRP(ctx context.Context, logger lager.Logger, key *models.ActualLRPKey) error {
@@ -205,7 +324,12 @@ func (r *Router) RetireActualLRP(ctx context.Context, logger lager.Logger, key *
 	if err != nil {
 		return err
 	}
-	return r.sides[side].RetireActualLRP(ctx, logger, key)
+	err = r.sides[side].RetireActualLRP(ctx, logger, key)
+	if _, moving := r.moves.Owner(key.ProcessGuid); moving && isNotFound(err) {
+		// The owner changed since this replica read the moves.
+		return r.sides[other(side)].RetireActualLRP(ctx, logger, key)
+	}
+	return err
 }
 
 // UpsertDomain makes the domain fresh on both sides: Diego's convergence

@@ -41,6 +41,10 @@ type placementFunc func(org, space string) spaces.Side
 
 func (f placementFunc) SideFor(org, space string) spaces.Side { return f(org, space) }
 
+func schedulingInfo(guid, annotation string) *models.DesiredLRPSchedulingInfo {
+	return &models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: guid}, Annotation: annotation}
+}
+
 func taggedLRP(guid, org, space string) *models.DesiredLRP {
 	return &models.DesiredLRP{ProcessGuid: guid, MetricTags: map[string]*models.MetricTagValue{
 		"organization_id": {Static: org}, "space_id": {Static: space},
@@ -141,8 +145,8 @@ var _ = Describe("Router", func() {
 
 	Describe("lists", func() {
 		BeforeEach(func() {
-			kube.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{{Annotation: "k"}}, nil)
-			diego.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{{Annotation: "d1"}, {Annotation: "d2"}}, nil)
+			kube.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{schedulingInfo("k", "k")}, nil)
+			diego.DesiredLRPSchedulingInfosReturns([]*models.DesiredLRPSchedulingInfo{schedulingInfo("d1", "d1"), schedulingInfo("d2", "d2")}, nil)
 			kube.ActualLRPsByProcessGuidsReturns([]*models.ActualLRP{{ActualLRPKey: models.ActualLRPKey{ProcessGuid: "k"}}}, nil)
 			diego.ActualLRPsByProcessGuidsReturns([]*models.ActualLRP{{ActualLRPKey: models.ActualLRPKey{ProcessGuid: "d"}}}, nil)
 		})
@@ -199,5 +203,40 @@ var _ = Describe("Router", func() {
 			_, err := router.FreshDomains(ctx, logger)
 			Expect(err).To(HaveOccurred())
 		})
+	})
+})
+
+// cachingSide is a Kubernetes side that tells what its caches hold.
+type cachingSide struct {
+	*side
+	cached map[string]bool
+}
+
+func (c cachingSide) HasCached(guid string) bool { return c.cached[guid] }
+
+var _ = Describe("Router with the Kubernetes side's caches", func() {
+	It("asks Diego first for a guid Kubernetes's caches lack, and Kubernetes (API lookup) only when Diego does not know it", func() {
+		kube, diego := newSide(), newSide()
+		kube.hasGUIDs("on-k8s", "just-desired")
+		diego.hasGUIDs("on-diego")
+		k := cachingSide{side: kube, cached: map[string]bool{"on-k8s": true}}
+		router := spaces.NewRouter(k, kube.domains, diego, diego.domains, placementFunc(func(string, string) spaces.Side { return spaces.Diego }))
+		ctx, logger := context.Background(), lagertest.NewTestLogger("router")
+		update := &models.DesiredLRPUpdate{}
+
+		Expect(router.UpdateDesiredLRP(ctx, logger, "on-diego", update)).To(Succeed())
+		Expect(kube.DesiredLRPByProcessGuidCallCount()).To(BeZero(), "no API lookup for Diego's LRP")
+		Expect(diego.UpdateDesiredLRPCallCount()).To(Equal(1))
+
+		Expect(router.UpdateDesiredLRP(ctx, logger, "on-k8s", update)).To(Succeed())
+		Expect(kube.UpdateDesiredLRPCallCount()).To(Equal(1))
+
+		Expect(router.UpdateDesiredLRP(ctx, logger, "just-desired", update)).To(Succeed())
+		Expect(kube.UpdateDesiredLRPCallCount()).To(Equal(2), "not yet cached, unknown to Diego: Kubernetes")
+
+		lrp, err := router.DesiredLRPByProcessGuid(ctx, logger, "on-diego")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(lrp.ProcessGuid).To(Equal("on-diego"))
+		Expect(kube.DesiredLRPByProcessGuidCallCount()).To(Equal(2), "on-k8s (answered from the cache by the real backend) and just-desired; none for on-diego")
 	})
 })

@@ -12,6 +12,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
 	"github.com/tedsuo/ifrit/sigmon"
@@ -86,6 +87,14 @@ func main() {
 		build = logAgentMembers
 	}
 	opsServer := ops.NewServer(logger, cfg.Ops.ListenAddress)
+	// The log agent shares the config file but serves no admin route: its
+	// ops listener stays plain (its pods mount no ops certificate).
+	if cfg.Ops.TLSCertFile != "" && !logAgent {
+		if err := opsServer.ServeTLS(cfg.Ops.TLSCertFile, cfg.Ops.TLSKeyFile, cfg.Ops.ClientCAFile); err != nil {
+			logger.Error("start-failed", err)
+			os.Exit(1)
+		}
+	}
 	members, err := build(logger, cfg, opsServer)
 	if err != nil {
 		logger.Error("start-failed", err)
@@ -272,9 +281,34 @@ func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Inter
 		diegoBackend := diego.NewBackend(client)
 		router := spaces.NewRouter(kube, domains, diegoBackend, diegoBackend, placement)
 		backends = bbs.Backends{DesiredLRPs: router, ActualLRPs: router, Domains: router}
+		// Live migration of spaces whose placement changed: every replica
+		// routes by the moves; the Lease holder makes them.
+		movesName := spaces.MigrationsConfigMap(d.PlacementConfigMap)
+		moves, err := spaces.NewMoveWatch(logger, clientset, namespace, movesName)
+		if err != nil {
+			return nil, err
+		}
+		router.FollowMoves(moves)
+		for _, state := range []spaces.MoveState{spaces.Copying, spaces.Switched} {
+			opsServer.GaugeFunc("space_moves", "LRPs being moved between Diego and Kubernetes, by state (from the moves ConfigMap).",
+				prometheus.Labels{"state": string(state)}, func() float64 { return float64(moves.Count(state, false)) })
+		}
+		opsServer.GaugeFunc("space_moves_failing", "LRPs being moved whose last step failed (retried with backoff).", nil,
+			func() float64 { return float64(moves.Count("", true)) })
+		opts := spaces.DefaultMigratorOptions()
+		opts.Interval = time.Duration(d.Migration.IntervalSeconds) * time.Second
+		opts.MaxInFlight = d.Migration.MaxInFlight
+		migrator := spaces.NewMigrator(logger, kube, diegoBackend, placement,
+			spaces.NewConfigMapMoveStore(clientset, namespace, movesName), clock.RealClock{}, opts)
+		admin := spaces.NewAdminHandler(logger, spaces.Status{Kubernetes: kube, Diego: diegoBackend, Placement: placement, Moves: moves},
+			clientset, namespace, d.PlacementConfigMap)
+		opsServer.HandleAdmin("GET /admin/spaces", admin)
+		opsServer.HandleAdmin("PUT /admin/placement", admin)
 		members = append(members,
 			grouper.Member{Name: "space-placement", Runner: placement},
-			grouper.Member{Name: "diego-event-relay", Runner: diego.NewRelay(logger, client, hub, clock.RealClock{})})
+			grouper.Member{Name: "space-moves", Runner: moves},
+			grouper.Member{Name: "diego-event-relay", Runner: diego.NewRelay(logger, client, hub, clock.RealClock{})},
+			grouper.Member{Name: "space-migrator", Runner: onLeader(logger, cfg, clientset, d.Migration.LeaseName, migrator)})
 	}
 	handler := bbs.NewHandler(logger, backends, hub, cfg.API.MaxRequestBodyBytes)
 	server, err := bbs.NewServer(logger, cfg.BBS, opsServer.InstrumentHandler("bbs", handler), hub,

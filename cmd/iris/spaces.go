@@ -26,10 +26,14 @@ const spacesUsage = `usage: iris spaces --config FILE list
        iris spaces --config FILE unset (space GUID | org GUID | default)
 
 Where each space's LRPs run when Iris's BBS front has Diego behind it
-(bbs.diego): list shows each space's placement and its LRPs and desired
-instances on either side; set and unset change the placement ConfigMap,
-which every Iris replica applies to the next desire (LRPs already running
-stay where they are).`
+(bbs.diego): list shows each space's placement, its state (diego,
+kubernetes, migrating), its LRPs and desired instances on either side and
+the LRPs being moved (copying: desired on the new side, awaiting its
+instances; switched: the new side took over, the old copy is being
+removed; failing: a step failed and is retried). set and unset change the
+placement ConfigMap: new LRPs of the space go to the new side at once, and
+Iris's leader migrates the running ones live; setting a space back rolls
+its migration back.`
 
 // runSpaces is `iris spaces`: the operator's view and switch of per-space
 // placement. It talks to Kubernetes with the config's credentials (RBAC
@@ -112,7 +116,7 @@ func runSpaces(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		if side != nil {
-			fmt.Fprintf(stdout, "%s → %s (applies to new desires)\n", key, *side)
+			fmt.Fprintf(stdout, "%s → %s (new LRPs go there; running ones migrate live)\n", key, *side)
 		} else {
 			fmt.Fprintf(stdout, "%s removed\n", key)
 		}
@@ -174,16 +178,20 @@ func listSpaces(ctx context.Context, cfg config.Config, clientset kubernetes.Int
 	if err != nil {
 		return fmt.Errorf("listing Diego's LRPs: %w", err)
 	}
+	moves, err := spaces.NewConfigMapMoveStore(clientset, namespace, spaces.MigrationsConfigMap(cfg.BBS.Diego.PlacementConfigMap)).Load(ctx)
+	if err != nil {
+		return err
+	}
 	sort.Strings(placed)
 	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SPACE\tPLACEMENT\tSTATE\tKUBERNETES LRPS\tINSTANCES\tDIEGO LRPS\tINSTANCES")
-	for _, s := range spaces.Report(onKubernetes, onDiego, placement, placed) {
+	fmt.Fprintln(w, "SPACE\tPLACEMENT\tSTATE\tKUBERNETES LRPS\tINSTANCES\tDIEGO LRPS\tINSTANCES\tCOPYING\tSWITCHED\tFAILING")
+	for _, s := range spaces.Report(onKubernetes, onDiego, placement, placed, moves) {
 		space := s.SpaceGUID
 		if space == "" {
 			space = "(no space_id tag)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", space, s.Placement, s.State(),
-			s.KubernetesLRPs, s.KubernetesInstances, s.DiegoLRPs, s.DiegoInstances)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", space, s.Placement, s.State(),
+			s.KubernetesLRPs, s.KubernetesInstances, s.DiegoLRPs, s.DiegoInstances, s.Moving.Copying, s.Moving.Switched, s.Moving.Failing)
 	}
 	return w.Flush()
 }

@@ -50,6 +50,9 @@ type options struct {
 	// bbsMode runs the BBS front benchmark (bbs.go) instead.
 	bbsMode bool
 	bbs     bbsOptions
+	// spacesMode runs the per-space backends benchmark (spaces.go) instead.
+	spacesMode bool
+	spaces     spacesOptions
 }
 
 func main() {
@@ -71,6 +74,13 @@ func main() {
 	flag.IntVar(&o.bbs.eventSeconds, "bbs-event-seconds", 10, "seconds of instance changes, through the cluster and in process")
 	inProcessRates := flag.String("bbs-inprocess-rates", "1000,10000", "comma-separated synthetic event rates fed to the in-process hub")
 	flag.IntVar(&o.bbs.setupClients, "bbs-setup-clients", 32, "concurrent client-go writers for setup and the end-to-end changes")
+	flag.BoolVar(&o.spacesMode, "spaces", false, "instead: the per-space backends benchmark (spaces.go): each call through Iris against the same call straight to the cluster's Diego BBS, and the time to migrate -spaces-lrps LRPs to Kubernetes and back")
+	flag.IntVar(&o.spaces.lrps, "spaces-lrps", 1000, "LRPs of the migrated space")
+	flag.IntVar(&o.spaces.instances, "spaces-instances", 0, "instances per migrated LRP (Diego's side has no cells: with instances, only the move to Kubernetes completes)")
+	flag.IntVar(&o.spaces.rounds, "spaces-rounds", 300, "calls of each kind through Iris, and as many straight to Diego, alternating")
+	flag.IntVar(&o.spaces.inFlight, "spaces-in-flight", 100, "bbs.diego.migration.max_in_flight")
+	flag.IntVar(&o.spaces.intervalS, "spaces-interval", 1, "bbs.diego.migration.interval_seconds")
+	flag.BoolVar(&o.spaces.skipMoving, "spaces-latency-only", false, "only the proxy latency, no migration")
 	flag.Parse()
 	var err error
 	if o.bbs.listCounts, err = intList(*listCounts); err != nil {
@@ -108,6 +118,11 @@ func run(o options) error {
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runBBS(ctx, o, restConfig, kubeconfig)
+	}
+	if o.spacesMode {
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runSpaces(ctx, o, restConfig, kubeconfig)
 	}
 	if o.crashRounds > 0 {
 		return runCrash(ctx, o, clientset, kubeconfig)

@@ -120,8 +120,18 @@ true{{ end }}
   "client_cert_file" "/etc/iris/diego-bbs/tls.crt"
   "client_key_file" "/etc/iris/diego-bbs/tls.key"
   "placement_config_map" $v.bbs.diego.placementConfigMap
-  "default_backend" $v.bbs.diego.defaultBackend) -}}
+  "default_backend" $v.bbs.diego.defaultBackend
+  "migration" (dict
+    "interval_seconds" $v.bbs.diego.migration.intervalSeconds
+    "max_in_flight" $v.bbs.diego.migration.maxInFlight
+    "lease_name" $v.bbs.diego.migration.leaseName)) -}}
 {{- end -}}
+{{- end -}}
+{{- $ops := dict "listen_address" (printf "0.0.0.0:%d" (int $v.ops.port)) -}}
+{{- if $v.ops.admin.enabled -}}
+{{- $_ := set $ops "tls_cert_file" "/etc/iris/ops-tls/tls.crt" -}}
+{{- $_ := set $ops "tls_key_file" "/etc/iris/ops-tls/tls.key" -}}
+{{- $_ := set $ops "client_ca_file" "/etc/iris/ops-admin-ca/ca.crt" -}}
 {{- end -}}
 {{- $cfg := dict
   "components" $v.components
@@ -171,7 +181,7 @@ true{{ end }}
     "task_job_ttl_seconds" $v.events.taskJobTtlSeconds)
   "loggregator" $loggregator
   "metrics" (dict "interval_seconds" $v.metrics.intervalSeconds "disk_from_stats_summary" $v.metrics.diskFromStatsSummary)
-  "ops" (dict "listen_address" (printf "0.0.0.0:%d" (int $v.ops.port)))
+  "ops" $ops
   "log_agent" (dict
     "pod_log_dir" $v.logAgent.podLogDir
     "positions_file" "/var/lib/iris-log-agent/positions.json"
