@@ -48,19 +48,21 @@ func EncodeReport(result Result, limit int) []byte {
 				len(result.Result), len(compressed), limit)}
 		}
 	}
-	// Only the failure reason can be long now: cut it to what fits. Each
-	// rune cut saves at least one byte, so cutting the excess converges.
+	// Only the failure reason can be long now: cut it, in proportion to
+	// the excess (escapes make bytes per character vary), until it fits.
+	r := report{Failed: result.Failed, FailureReason: result.FailureReason}
 	reason := []rune(result.FailureReason)
-	r := report{Failed: result.Failed}
-	for n := len(reason); n > 0; {
-		r.FailureReason = string(reason[:n]) + "..."
-		excess := len(mustMarshal(r)) - limit
-		if excess <= 0 {
-			return mustMarshal(r)
+	for n := len(reason); ; {
+		size := len(mustMarshal(r))
+		if size <= limit || n == 0 {
+			break
 		}
-		n -= excess
+		n = max(min(n-1, n*limit/size), 0)
+		r.FailureReason = string(reason[:n]) + "..."
 	}
-	r.FailureReason = ""
+	if len(mustMarshal(r)) > limit {
+		r.FailureReason = ""
+	}
 	return mustMarshal(r)
 }
 

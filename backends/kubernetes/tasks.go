@@ -137,8 +137,9 @@ func (t *Tasks) CancelTask(ctx context.Context, logger lager.Logger, guid string
 	if job.Annotations[k8s.AnnotationCallbackDelivered] != "" {
 		return models.ErrResourceNotFound
 	}
-	if status.Phase == k8s.TaskPhaseCompleted || status.Phase == k8s.TaskPhaseResolving {
-		return models.NewError(models.Error_InvalidStateTransition, fmt.Sprintf("Cannot transition from %s to %s", status.Phase, models.Task_Completed))
+	if state := taskState(status.Phase); state == models.Task_Completed || state == models.Task_Resolving {
+		// BBS's own words (models.Task.ValidateTransitionTo).
+		return models.NewError(models.Error_InvalidStateTransition, fmt.Sprintf("Cannot transition from %s to %s", state, models.Task_Completed))
 	}
 	if err := t.jobs.Cancel(ctx, job); err != nil {
 		if errors.Is(err, irismodels.ErrNotFound) {
@@ -170,7 +171,7 @@ func (t *Tasks) task(job *batchv1.Job) (*models.Task, error) {
 		return nil, err
 	}
 	status := k8s.RecipeTaskStatusOf(job, t.jobs.Pods(job), t.clock.Now().UnixNano())
-	task.State = models.Task_State(models.Task_State_value[status.Phase])
+	task.State = taskState(status.Phase)
 	task.CellId = status.CellID
 	task.UpdatedAt = task.CreatedAt
 	if o := status.Outcome; o != nil {
@@ -287,4 +288,17 @@ func StoredTask(job *batchv1.Job) (*models.Task, error) {
 		task.TaskDefinition = &models.TaskDefinition{}
 	}
 	return task, nil
+}
+
+// taskState is BBS's state for a recipe task's phase.
+func taskState(phase string) models.Task_State {
+	switch phase {
+	case k8s.TaskPhaseRunning:
+		return models.Task_Running
+	case k8s.TaskPhaseCompleted:
+		return models.Task_Completed
+	case k8s.TaskPhaseResolving:
+		return models.Task_Resolving
+	}
+	return models.Task_Pending
 }
