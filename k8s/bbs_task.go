@@ -321,6 +321,20 @@ func (c *RecipeTaskClient) Job(ctx context.Context, guid string) (*batchv1.Job, 
 	return nil, models.ErrNotFound
 }
 
+// Fresh reads job again through the API: a cancel must see what an
+// earlier cancel wrote, although the caches may not show it yet.
+// models.ErrNotFound if it is gone.
+func (c *RecipeTaskClient) Fresh(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
+	fresh, err := c.clientset.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && fresh.DeletionTimestamp != nil) {
+		return nil, models.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return fresh, nil
+}
+
 // Jobs calls fn with every recipe task's Job in the caches.
 func (c *RecipeTaskClient) Jobs(fn func(*batchv1.Job)) {
 	c.caches.EachJob(func(job *batchv1.Job) {

@@ -41,6 +41,8 @@ type TaskJobs interface {
 	Job(ctx context.Context, guid string) (*batchv1.Job, error)
 	Jobs(fn func(*batchv1.Job))
 	Pods(job *batchv1.Job) []*corev1.Pod
+	// Fresh reads the Job again through the API; irismodels.ErrNotFound if gone.
+	Fresh(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error)
 	Cancel(ctx context.Context, job *batchv1.Job) error
 }
 
@@ -130,6 +132,13 @@ func (t *Tasks) TaskByGuid(ctx context.Context, logger lager.Logger, guid string
 // BBS answers InvalidStateTransition.
 func (t *Tasks) CancelTask(ctx context.Context, logger lager.Logger, guid string) error {
 	job, err := t.lookup(ctx, guid)
+	if err == nil {
+		// A cancel right after a cancel must find the task completed.
+		job, err = t.jobs.Fresh(ctx, job)
+		if errors.Is(err, irismodels.ErrNotFound) {
+			err = models.ErrResourceNotFound
+		}
+	}
 	if err != nil {
 		return err
 	}

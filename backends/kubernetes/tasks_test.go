@@ -327,6 +327,11 @@ var _ = Describe("Tasks", func() {
 			Expect(tasks.CancelTask(ctx, logger, taskGUID)).To(MatchError(models.NewError(models.Error_InvalidStateTransition, "Cannot transition from Completed to Completed")))
 		})
 
+		It("refuses a second cancel at once, before the caches show the first", func() {
+			Expect(tasks.CancelTask(ctx, logger, taskGUID)).To(Succeed())
+			Expect(tasks.CancelTask(ctx, logger, taskGUID)).To(MatchError(models.NewError(models.Error_InvalidStateTransition, "Cannot transition from Completed to Completed")))
+		})
+
 		It("answers an unknown guid with ResourceNotFound", func() {
 			Expect(tasks.CancelTask(ctx, logger, "no-such-task")).To(MatchError(models.ErrResourceNotFound))
 			_, err := tasks.TaskByGuid(ctx, logger, "no-such-task")
