@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/k8s"
 )
@@ -43,7 +45,7 @@ import (
 // into the pod's status as the kubelet does (terminated, exit code,
 // /dev/termination-log as the message). Iris then posts the completion
 // callback to the test CC over mTLS.
-var _ = Describe("BBS tasks and staging", Label("bbs-tasks"), func() {
+var _ = Describe("BBS tasks and staging", Serial, Label("bbs-tasks"), func() {
 	var logger *lagertest.TestLogger
 
 	BeforeEach(func() {
@@ -146,6 +148,55 @@ var _ = Describe("BBS tasks and staging", Label("bbs-tasks"), func() {
 		}, 30*time.Second).Should(Succeed())
 		Expect(client.CancelTask(logger, "cancel", guid)).To(MatchError(models.ErrResourceNotFound))
 		Expect(client.CancelTask(logger, "cancel", uuid.NewString())).To(MatchError(models.ErrResourceNotFound))
+	})
+
+	It("posts a completion once across an Iris killed while CC answered 503, and a large result whole", func() {
+		client := newBBSClient()
+		guid := uuid.NewString()
+		def := bbstest.DockerRunTask(bbstest.Task{Space: space, AppGUID: uuid.NewString(), Name: "report",
+			CallbackURL: cc.URL() + "/internal/v4/tasks/" + guid + "/completed", LifecycleURL: "http://127.0.0.1:1/lifecycle.tgz"},
+			"cloudfoundry/dora#latest", "report")
+		Expect(client.DesireTask(logger, "restart", guid, "cf-tasks", def)).To(Succeed())
+		var pod corev1.Pod
+		Eventually(func(g Gomega) {
+			pods := recipePods(g, guid)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].Status.Phase).To(Equal(corev1.PodRunning))
+			pod = pods[0]
+		}, 30*time.Second).Should(Succeed())
+
+		// A result of 8 KiB, more than a termination message holds as it is.
+		result := `{"rows":[` + strings.Repeat(`{"name":"row","value":12345},`, 280) + `{}]}`
+		Expect(len(result)).To(BeNumerically(">", 4096))
+		cc.SetStatus(http.StatusServiceUnavailable)
+		terminateRecipePod(pod.Name, guid, pod.Spec.Containers[0].Image, 0,
+			actions.EncodeReport(actions.Result{Result: result}, actions.MaxTerminationMessageBytes))
+		path := "/internal/v4/tasks/" + guid + "/completed"
+		Eventually(func() int { return len(ccRequestsTo(path)) }, 30*time.Second).Should(BeNumerically(">=", 1))
+		Eventually(func(g Gomega) {
+			task, err := client.TaskByGuid(logger, "restart", guid)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(task.State).To(Equal(models.Task_Resolving))
+		}, 10*time.Second).Should(Succeed())
+
+		killIris()
+		cc.SetStatus(http.StatusOK)
+		startIris()
+		accepted := func() []ccRequest {
+			var out []ccRequest
+			for _, r := range ccRequestsTo(path) {
+				if r.Status == http.StatusOK {
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+		Eventually(accepted, 60*time.Second).Should(HaveLen(1))
+		var body map[string]any
+		Expect(json.Unmarshal(accepted()[0].Body, &body)).To(Succeed())
+		Expect(body).To(HaveKeyWithValue("result", result))
+		Eventually(func() bool { return recipeJobGone(guid) }, 30*time.Second).Should(BeTrue())
+		Expect(accepted()).To(HaveLen(1))
 	})
 
 	It("stages an app from a staging TaskDefinition as CC builds it: bits downloaded, builder run, droplet uploaded, result to CC's build_completed", func() {
@@ -315,12 +366,21 @@ func runRecipePod(guid string) int {
 		message = message[:4096]
 	}
 
+	terminateRecipePod(pod.Name, guid, container.Image, session.ExitCode(), message)
+	return session.ExitCode()
+}
+
+// terminateRecipePod writes into the pod's status what the kubelet
+// writes when its task container exits: phase, exit code, and the
+// termination message (the runner's report).
+func terminateRecipePod(podName, guid, image string, exitCode int, message []byte) {
+	GinkgoHelper()
 	phase, reason := corev1.PodSucceeded, "Completed"
-	if session.ExitCode() != 0 {
+	if exitCode != 0 {
 		phase, reason = corev1.PodFailed, "Error"
 	}
 	Eventually(func(g Gomega) {
-		current, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), pod.Name, metav1.GetOptions{})
+		current, err := clientset.CoreV1().Pods(namespace).Get(context.Background(), podName, metav1.GetOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		now := metav1.Now()
 		current.Status.Phase = phase
@@ -330,16 +390,15 @@ func runRecipePod(guid string) int {
 			}
 		}
 		current.Status.ContainerStatuses = []corev1.ContainerStatus{{
-			Name: k8s.TaskContainerName, Image: container.Image, ContainerID: "containerd://" + guid,
+			Name: k8s.TaskContainerName, Image: image, ContainerID: "containerd://" + guid,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: int32(session.ExitCode()), Reason: reason, Message: string(message),
+				ExitCode: int32(exitCode), Reason: reason, Message: string(message),
 				StartedAt: now, FinishedAt: now, ContainerID: "containerd://" + guid,
 			}},
 		}}
 		_, err = clientset.CoreV1().Pods(namespace).UpdateStatus(context.Background(), current, metav1.UpdateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 	}, 10*time.Second).Should(Succeed())
-	return session.ExitCode()
 }
 
 // ccRequestsTo are the requests the test CC got on path.
