@@ -53,8 +53,9 @@ import (
 //   - Iris refuses a task whose root_fs is neither docker:// nor a
 //     preloaded stack it has an image for, and a privileged one (unless
 //     allowed), with InvalidRequest; the real BBS accepts them.
-//   - A task's image credentials are not answered by get or list (they
-//     live in a pull Secret only); the callback URL without its password.
+//   - A task's image credentials and environment are not answered by get
+//     or list (they live in Secrets only); the callback URL without its
+//     password.
 
 // bbsEndpoint is one BBS server the oracle talks to.
 type bbsEndpoint struct {
@@ -1043,6 +1044,14 @@ func blankTaskPlacement(_ *oracleLRP, m proto.Message) {
 		return 0
 	}
 	for _, t := range tasks {
+		// Iris keeps the environment (service credentials) in the recipe
+		// Secret only (a known difference).
+		if d := t.TaskDefinition; d != nil {
+			d.EnvironmentVariables = nil
+			if d.Action != nil && d.Action.RunAction != nil {
+				d.Action.RunAction.Env = nil
+			}
+		}
 		if t.State == models.Task_Running {
 			t.State = models.Task_Pending
 		}

@@ -256,15 +256,32 @@ func taskImage(def *models.TaskDefinition, opts TranslateOptions) (string, bool,
 }
 
 // storedTaskDefinition is def without what must not sit in an annotation
-// anyone who may read Jobs sees: image credentials, and the callback URL's
-// user and password.
+// anyone who may read Jobs sees: image credentials, the callback URL's
+// user and password, and the environment (CC puts VCAP_SERVICES, with
+// service credentials, into a task's run action): those live only in the
+// recipe and registry Secrets, so get and list answer without them.
 func storedTaskDefinition(def *models.TaskDefinition) *models.TaskDefinition {
-	stored := *def
+	stored := &models.TaskDefinition{}
+	data, err := def.Marshal()
+	if err != nil || stored.Unmarshal(data) != nil {
+		// A validated definition always encodes; keep nothing rather than secrets.
+		stored = &models.TaskDefinition{RootFs: def.RootFs, LogGuid: def.LogGuid, Annotation: def.Annotation}
+	}
 	stored.ImageUsername, stored.ImagePassword = "", ""
 	if stored.CompletionCallbackUrl != "" {
 		stored.CompletionCallbackUrl = cc.RedactURL(stored.CompletionCallbackUrl)
 	}
-	return &stored
+	stored.EnvironmentVariables = nil
+	forEachRunAction(stored.Action, func(run *models.RunAction) { run.Env = nil })
+	return stored
+}
+
+// forEachRunAction calls fn with every run action in action's tree.
+func forEachRunAction(action *models.Action, fn func(*models.RunAction)) {
+	findRun(action, func(run *models.RunAction) bool {
+		fn(run)
+		return false // visit them all
+	})
 }
 
 func encodeTask(task *models.Task) (string, error) {

@@ -151,6 +151,7 @@ var _ = Describe("Tasks", func() {
 			Expect(j.Annotations).To(HaveKeyWithValue(k8s.AnnotationTaskName, "migrate"))
 			Expect(j.Annotations).To(HaveKeyWithValue(k8s.AnnotationCompletionCallback, ccDockerTask().CompletionCallbackUrl))
 			Expect(j.Annotations[bbsk8s.AnnotationTask]).NotTo(ContainSubstring("s3cret"))
+			Expect(j.Annotations[bbsk8s.AnnotationTask]).NotTo(ContainSubstring("VCAP_SERVICES"))
 
 			spec := j.Spec.Template.Spec
 			Expect(spec.RestartPolicy).To(Equal(corev1.RestartPolicyNever))
@@ -237,6 +238,10 @@ var _ = Describe("Tasks", func() {
 			task := get(Default)
 			Expect(task.State).To(Equal(models.Task_Pending))
 			Expect(task.TaskDefinition.ImageUsername).To(BeEmpty())
+			// The environment (service credentials) stays in the recipe Secret.
+			Expect(task.TaskDefinition.EnvironmentVariables).To(BeEmpty())
+			Expect(task.TaskDefinition.Action.RunAction.Env).To(BeEmpty())
+			Expect(task.TaskDefinition.Action.RunAction.Args).To(Equal([]string{"app", "bin/migrate", "{}"}))
 			Expect(task.TaskDefinition.Annotation).To(Equal("1764583200.0"))
 			Expect(task.CreatedAt).To(Equal(clock.Now().UnixNano()))
 
