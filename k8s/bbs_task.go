@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -306,14 +307,11 @@ func (c *RecipeTaskClient) Job(ctx context.Context, guid string) (*batchv1.Job, 
 		}
 	}
 	for _, ns := range c.namespaces {
-		job, err := c.clientset.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
+		job, err := c.getJob(ctx, ns, name)
 		if err != nil {
-			return nil, fmt.Errorf("reading job %s/%s: %w", ns, name, err)
+			return nil, err
 		}
-		if job.Annotations[AnnotationRecipeTaskGUID] != guid || job.DeletionTimestamp != nil {
+		if job == nil || job.Annotations[AnnotationRecipeTaskGUID] != guid || job.DeletionTimestamp != nil {
 			continue
 		}
 		return job, nil
@@ -325,14 +323,31 @@ func (c *RecipeTaskClient) Job(ctx context.Context, guid string) (*batchv1.Job, 
 // earlier cancel wrote, although the caches may not show it yet.
 // models.ErrNotFound if it is gone.
 func (c *RecipeTaskClient) Fresh(ctx context.Context, job *batchv1.Job) (*batchv1.Job, error) {
-	fresh, err := c.clientset.BatchV1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && fresh.DeletionTimestamp != nil) {
+	fresh, err := c.getJob(ctx, job.Namespace, job.Name)
+	if err != nil {
+		return nil, err
+	}
+	if fresh == nil || fresh.DeletionTimestamp != nil {
 		return nil, models.ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("reading job %s/%s: %w", job.Namespace, job.Name, err)
-	}
 	return fresh, nil
+}
+
+// getJob reads one Job through the API, nil if there is none. It lists by
+// name rather than getting: Iris's Role grants list on Jobs, not get.
+func (c *RecipeTaskClient) getJob(ctx context.Context, namespace, name string) (*batchv1.Job, error) {
+	list, err := c.clientset.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading job %s/%s: %w", namespace, name, err)
+	}
+	for i := range list.Items {
+		if list.Items[i].Name == name {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, nil
 }
 
 // Jobs calls fn with every recipe task's Job in the caches.
