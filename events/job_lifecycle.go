@@ -31,6 +31,9 @@ type jobLifecycle struct {
 	// later queues a key again after a delay (the worker's addAfter).
 	later func(key string, after time.Duration)
 	ttl   time.Duration
+	// final says whether a failed post is an answer to accept as the end
+	// (CC's refusals for OPI callbacks: cc.IsFinal) rather than retry.
+	final func(error) bool
 	// posted remembers Jobs whose callback CC accepted until the cache shows
 	// the delivery record: events arriving in between (the Job's own status,
 	// its pods) must not post the callback again. Only the worker touches it.
@@ -43,7 +46,7 @@ type posted struct {
 }
 
 func newJobLifecycle(clientset kubernetes.Interface, jobs JobSource, callbacks CallbackPoster, w *worker, ttl time.Duration) *jobLifecycle {
-	return &jobLifecycle{clientset: clientset, jobs: jobs, cc: callbacks, clock: w.clock, later: w.addAfter, ttl: ttl, posted: map[string]posted{}}
+	return &jobLifecycle{clientset: clientset, jobs: jobs, cc: callbacks, clock: w.clock, later: w.addAfter, ttl: ttl, final: cc.IsFinal, posted: map[string]posted{}}
 }
 
 // outcomeFunc says what to post to CC for a Job (and what to log about it),
@@ -80,7 +83,7 @@ func (l *jobLifecycle) deliver(ctx context.Context, logger lager.Logger, key str
 	switch {
 	case err == nil:
 		logger.Info("reported", data)
-	case cc.IsFinal(err):
+	case l.final(err):
 		logger.Error("rejected-by-cc", err, data)
 	default:
 		return err
@@ -149,21 +152,22 @@ func (l *jobLifecycle) expire(ctx context.Context, logger lager.Logger, key stri
 	return nil
 }
 
-// resyncJobs adds the key of every cached Job of one kind (TASK or STG).
+// resyncJobs adds the key of every cached OPI Job of one kind (TASK or
+// STG); recipe tasks of the same kinds have their own reporter.
 func resyncJobs(jobs JobSource, sourceType string) func(add func(string)) {
 	return func(add func(string)) {
 		jobs.EachJob(func(job *batchv1.Job) {
-			if job.Labels[k8s.LabelSourceType] == sourceType {
+			if job.Labels[k8s.LabelSourceType] == sourceType && !k8s.IsRecipeTask(job) {
 				add(job.Namespace + "/" + job.Name)
 			}
 		})
 	}
 }
 
-// onlySourceType filters Job events to one kind (TASK or STG).
+// onlySourceType filters Job events to OPI Jobs of one kind (TASK or STG).
 func onlySourceType(sourceType string, fn func(any)) func(any) {
 	return func(obj any) {
-		if job, ok := obj.(*batchv1.Job); ok && job.Labels[k8s.LabelSourceType] == sourceType {
+		if job, ok := obj.(*batchv1.Job); ok && job.Labels[k8s.LabelSourceType] == sourceType && !k8s.IsRecipeTask(job) {
 			fn(obj)
 		}
 	}

@@ -80,7 +80,7 @@ func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, job
 	// A staging pod that cannot pull its image never fails its Job: watch
 	// the pods too, so such a staging fails at once.
 	enqueuePod := func(obj any) {
-		if pod, ok := obj.(*corev1.Pod); ok && pod.Labels[k8s.LabelSourceType] == k8s.SourceTypeStaging {
+		if pod, ok := obj.(*corev1.Pod); ok && pod.Labels[k8s.LabelSourceType] == k8s.SourceTypeStaging && !k8s.IsRecipeTask(pod) {
 			if name := pod.Labels[batchv1.JobNameLabel]; name != "" {
 				r.add(pod.Namespace + "/" + name)
 			}

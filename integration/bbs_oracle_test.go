@@ -21,6 +21,8 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/types"
+
+	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 )
 
 // The oracle: the real Diego BBS v1.12.0 that scripts/cluster runs beside
@@ -45,8 +47,15 @@ import (
 //     form): Iris answers InvalidRequest, the real BBS accepts it.
 //   - Bodies over api max_request_body_bytes: Iris answers InvalidRequest,
 //     the real BBS reads any size.
-//   - The real BBS serves the task, cell, evacuation and ActualLRPGroup
-//     routes; Iris answers them as unknown routes (tasks: next issue).
+//   - The real BBS serves the cell, evacuation and ActualLRPGroup routes,
+//     the rep's task routes (start, complete, fail, reject) and resolving
+//     and delete; Iris answers them as unknown routes.
+//   - Iris refuses a task whose root_fs is neither docker:// nor a
+//     preloaded stack it has an image for, and a privileged one (unless
+//     allowed), with InvalidRequest; the real BBS accepts them.
+//   - A task's image credentials and environment are not answered by get
+//     or list (they live in Secrets only); the callback URL without its
+//     password.
 
 // bbsEndpoint is one BBS server the oracle talks to.
 type bbsEndpoint struct {
@@ -103,6 +112,10 @@ type oracleLRP struct {
 	lrp *models.DesiredLRP
 	// domain is a domain name of this entry's own.
 	domain string
+	// task is a `cf run-task` as CC builds it (no callback: the real BBS
+	// would post it), under taskGUID.
+	task     *models.TaskDefinition
+	taskGUID string
 }
 
 func (o *oracleLRP) guid() string { return o.lrp.ProcessGuid }
@@ -159,6 +172,23 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			g.Expect(actual).To(HaveEach(HaveField("ActualLRPInstanceKey.InstanceGuid", Not(BeEmpty()))))
 		}, 60*time.Second).Should(Succeed())
 	}
+	// desireTask creates o's task in both servers; it is cancelled when
+	// the spec ends (neither server deletes a task without a callback for
+	// two minutes after it completed).
+	desireTask := func(o *oracleLRP) {
+		GinkgoHelper()
+		for _, e := range []*bbsEndpoint{oracle, iris} {
+			Expect(e.client.DesireTask(logger, "oracle", o.taskGUID, "cf-tasks", o.task)).To(Succeed(), e.name)
+			DeferCleanup(func() { _ = e.client.CancelTask(logger, "oracle", o.taskGUID) })
+		}
+	}
+	cancelTask := func(o *oracleLRP) {
+		GinkgoHelper()
+		desireTask(o)
+		for _, e := range []*bbsEndpoint{oracle, iris} {
+			Expect(e.client.CancelTask(logger, "oracle", o.taskGUID)).To(Succeed(), e.name)
+		}
+	}
 	upsertDomains := func(o *oracleLRP) {
 		GinkgoHelper()
 		for _, e := range []*bbsEndpoint{oracle, iris} {
@@ -170,7 +200,13 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 	DescribeTable("answers CC's, tps-watcher's and route-emitter's calls as the real BBS does",
 		func(c oracleCase) {
 			lrp := bbsDockerLRP(2, "dora-oracle.example.com")
-			o := &oracleLRP{lrp: lrp, domain: "oracle-" + lrp.ProcessGuid[:8]}
+			o := &oracleLRP{lrp: lrp, domain: "oracle-" + lrp.ProcessGuid[:8], taskGUID: uuid.NewString()}
+			o.task = bbstest.DockerRunTask(bbstest.Task{
+				Space:        bbstest.Space{AppName: "dora", SpaceGUID: "space-guid", SpaceName: "dev", OrgGUID: "org-guid", OrgName: "acme"},
+				AppGUID:      lrp.ProcessGuid[:36],
+				Name:         "oracle",
+				LifecycleURL: "https://file-server.service.cf.internal:8447/v1/static/docker_app_lifecycle/docker_app_lifecycle.tgz",
+			}, "cloudfoundry/dora#latest", "echo oracle")
 			if c.given != nil {
 				c.given(o)
 			}
@@ -208,16 +244,6 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 			call:   bbsCall{method: http.MethodGet, path: "/v1/ping", body: noBody},
 			want:   BeNil(),
 			status: http.StatusMethodNotAllowed,
-		}),
-		Entry("tasks list.r2 on Iris answers as an unknown route on the real BBS (tasks are not served yet)", oracleCase{
-			call:   bbsCall{path: "/v1/no_such_route", irisPath: "/v1/tasks/list.r2", body: noBody},
-			want:   BeNil(),
-			status: http.StatusNotFound,
-		}),
-		Entry("tasks desire.r2 on Iris answers as an unknown route on the real BBS (tasks are not served yet)", oracleCase{
-			call:   bbsCall{path: "/v1/no_such_route", irisPath: "/v1/tasks/desire.r2", body: noBody},
-			want:   BeNil(),
-			status: http.StatusNotFound,
 		}),
 		Entry("a JSON body: InvalidRequest, the request received is invalid", oracleCase{
 			call: bbsCall{path: "/v1/desired_lrp/desire.r2", body: func(*oracleLRP) []byte { return []byte(`{"desired_lrp":{"process_guid":"x"}}`) },
@@ -647,6 +673,94 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 				response: func() proto.Message { return &models.ActualLRPLifecycleResponse{} }},
 			want: haveBBSErrorType(models.Error_InvalidRequest),
 		}),
+
+		// Tasks (CC's run-task and staging; the real BBS has no cells, so
+		// its tasks stay PENDING while Iris's run on KWOK nodes: state, cell
+		// and times are blanked where they differ for that reason).
+		Entry("tasks/desire.r2: success, then get_by_task_guid.r2 answers the task in V2 form", oracleCase{
+			given: func(o *oracleLRP) {
+				for _, e := range []*bbsEndpoint{oracle, iris} {
+					DeferCleanup(func() { _ = e.client.CancelTask(logger, "oracle", o.taskGUID) })
+				}
+			},
+			call: bbsCall{path: "/v1/tasks/desire.r2", body: func(o *oracleLRP) []byte {
+				return marshal(&models.DesireTaskRequest{TaskGuid: o.taskGUID, Domain: "cf-tasks", TaskDefinition: o.task})
+			}, response: taskLifecycleResponse},
+			want: Equal(&models.TaskLifecycleResponse{}),
+			then: &getTaskR2,
+		}),
+		Entry("tasks/desire.r2 of a taken task guid: ResourceExists", oracleCase{
+			given: desireTask,
+			call: bbsCall{path: "/v1/tasks/desire.r2", body: func(o *oracleLRP) []byte {
+				return marshal(&models.DesireTaskRequest{TaskGuid: o.taskGUID, Domain: "cf-tasks", TaskDefinition: o.task})
+			}, response: taskLifecycleResponse},
+			want: haveBBSError(models.ErrResourceExists),
+		}),
+		Entry("tasks/desire.r2 with a task guid BBS does not accept: InvalidRequest", oracleCase{
+			call: bbsCall{path: "/v1/tasks/desire.r2", body: func(o *oracleLRP) []byte {
+				return marshal(&models.DesireTaskRequest{TaskGuid: "a/b", Domain: "cf-tasks", TaskDefinition: o.task})
+			}, response: taskLifecycleResponse},
+			want: haveBBSError(models.NewError(models.Error_InvalidRequest, "Invalid field: task_guid")),
+		}),
+		Entry("tasks/desire.r2 with several invalid fields: InvalidRequest listing them in BBS's order", oracleCase{
+			call: bbsCall{path: "/v1/tasks/desire.r2", body: func(o *oracleLRP) []byte {
+				o.task.RootFs, o.task.MemoryMb, o.task.ImagePassword = "", -1, "secret"
+				return marshal(&models.DesireTaskRequest{TaskGuid: o.taskGUID, TaskDefinition: o.task})
+			}, response: taskLifecycleResponse},
+			want: haveBBSErrorType(models.Error_InvalidRequest),
+		}),
+		Entry("tasks/desire.r2 without a definition: InvalidRequest", oracleCase{
+			call: bbsCall{path: "/v1/tasks/desire.r2", body: func(o *oracleLRP) []byte {
+				return marshal(&models.DesireTaskRequest{TaskGuid: o.taskGUID, Domain: "cf-tasks"})
+			}, response: taskLifecycleResponse},
+			want: haveBBSError(models.NewError(models.Error_InvalidRequest, "Invalid field: task_definition")),
+		}),
+		Entry("get_by_task_guid.r3: the task in V3 form", oracleCase{
+			given: desireTask,
+			call:  bbsCall{path: "/v1/tasks/get_by_task_guid.r3", body: byTaskGUID, response: taskResponse, normalize: blankTaskPlacement},
+			want:  HaveField("Task.TaskGuid", Not(BeEmpty())),
+		}),
+		Entry("get_by_task_guid.r2 of an unknown guid: ResourceNotFound", oracleCase{
+			call: bbsCall{path: "/v1/tasks/get_by_task_guid.r2", body: func(*oracleLRP) []byte {
+				return marshal(&models.TaskByGuidRequest{TaskGuid: uuid.NewString()})
+			}, response: taskResponse},
+			want: haveBBSError(models.ErrResourceNotFound),
+		}),
+		Entry("get_by_task_guid.r2 without a guid: InvalidRequest", oracleCase{
+			call: bbsCall{path: "/v1/tasks/get_by_task_guid.r2", body: noBody, response: taskResponse},
+			want: haveBBSError(models.NewError(models.Error_InvalidRequest, "Invalid field: task_guid")),
+		}),
+		Entry("tasks/list.r2 by domain cf-tasks, CC's task sync (restricted to this task: both servers are shared)", oracleCase{
+			given: desireTask,
+			call:  tasksList("cf-tasks"),
+			want:  HaveField("Tasks", HaveLen(1)),
+		}),
+		Entry("tasks/list.r2 of another domain: not this task", oracleCase{
+			given: desireTask,
+			call:  tasksList("cf-app-staging"),
+			want:  HaveField("Tasks", BeEmpty()),
+		}),
+		Entry("tasks/cancel: success, then get_by_task_guid.r2 answers it COMPLETED, failed, 'task was cancelled'", oracleCase{
+			given: desireTask,
+			call:  bbsCall{path: "/v1/tasks/cancel", body: taskGUIDRequest, response: taskLifecycleResponse},
+			want:  Equal(&models.TaskLifecycleResponse{}),
+			then:  &getTaskR2,
+		}),
+		Entry("tasks/cancel of a cancelled task: InvalidStateTransition", oracleCase{
+			given: cancelTask,
+			call:  bbsCall{path: "/v1/tasks/cancel", body: taskGUIDRequest, response: taskLifecycleResponse},
+			want:  haveBBSError(models.NewError(models.Error_InvalidStateTransition, "Cannot transition from Completed to Completed")),
+		}),
+		Entry("tasks/cancel of an unknown guid: ResourceNotFound", oracleCase{
+			call: bbsCall{path: "/v1/tasks/cancel", body: func(*oracleLRP) []byte {
+				return marshal(&models.TaskGuidRequest{TaskGuid: uuid.NewString()})
+			}, response: taskLifecycleResponse},
+			want: haveBBSError(models.ErrResourceNotFound),
+		}),
+		Entry("tasks/cancel without a guid: InvalidRequest", oracleCase{
+			call: bbsCall{path: "/v1/tasks/cancel", body: noBody, response: taskLifecycleResponse},
+			want: haveBBSError(models.NewError(models.Error_InvalidRequest, "Invalid field: task_guid")),
+		}),
 	)
 
 	It("gives the Go client the same errors from both servers", func() {
@@ -673,19 +787,34 @@ var _ = Describe("The BBS front against the real BBS (oracle)", Label("bbs-oracl
 		}
 		Expect(oracle.client.Ping(logger, "oracle")).To(BeTrue())
 		Expect(iris.client.Ping(logger, "oracle")).To(BeTrue())
-		// Tasks are not served yet: what the client makes of the unknown route.
-		_, err := iris.client.Tasks(logger, "oracle")
-		Expect(err).To(Equal(bbsclient.EndpointNotFoundErr))
+		taskCalls := map[string]func(c bbsclient.InternalClient) error{
+			"task by guid": func(c bbsclient.InternalClient) error { _, err := c.TaskByGuid(logger, "oracle", unknown); return err },
+			"cancel task":  func(c bbsclient.InternalClient) error { return c.CancelTask(logger, "oracle", unknown) },
+			"desire invalid task": func(c bbsclient.InternalClient) error {
+				return c.DesireTask(logger, "oracle", "a/b", "cf-tasks", &models.TaskDefinition{})
+			},
+		}
+		for name, call := range taskCalls {
+			realErr, irisErr := call(oracle.client), call(iris.client)
+			Expect(realErr).To(HaveOccurred(), name)
+			Expect(irisErr).To(Equal(realErr), name)
+		}
 	})
 })
 
 var (
-	lifecycleResponse   = func() proto.Message { return &models.DesiredLRPLifecycleResponse{} }
-	desiredLRPResponse  = func() proto.Message { return &models.DesiredLRPResponse{} }
-	desiredLRPsResponse = func() proto.Message { return &models.DesiredLRPsResponse{} }
-	actualLRPsResponse  = func() proto.Message { return &models.ActualLRPsResponse{} }
-	noBody              = func(*oracleLRP) []byte { return nil }
-	byGUID              = func(o *oracleLRP) []byte {
+	lifecycleResponse     = func() proto.Message { return &models.DesiredLRPLifecycleResponse{} }
+	desiredLRPResponse    = func() proto.Message { return &models.DesiredLRPResponse{} }
+	desiredLRPsResponse   = func() proto.Message { return &models.DesiredLRPsResponse{} }
+	actualLRPsResponse    = func() proto.Message { return &models.ActualLRPsResponse{} }
+	noBody                = func(*oracleLRP) []byte { return nil }
+	taskLifecycleResponse = func() proto.Message { return &models.TaskLifecycleResponse{} }
+	taskResponse          = func() proto.Message { return &models.TaskResponse{} }
+	byTaskGUID            = func(o *oracleLRP) []byte { return marshal(&models.TaskByGuidRequest{TaskGuid: o.taskGUID}) }
+	taskGUIDRequest       = func(o *oracleLRP) []byte { return marshal(&models.TaskGuidRequest{TaskGuid: o.taskGUID}) }
+	// getTaskR2 is CC's read of a task (its task sync).
+	getTaskR2 = bbsCall{path: "/v1/tasks/get_by_task_guid.r2", body: byTaskGUID, response: taskResponse, normalize: blankTaskPlacement}
+	byGUID    = func(o *oracleLRP) []byte {
 		return marshal(&models.DesiredLRPByProcessGuidRequest{ProcessGuid: o.guid()})
 	}
 	// getR2 is CC's read of a desired LRP.
@@ -880,4 +1009,53 @@ func mutualTLSClient(pool *x509.CertPool, cert tls.Certificate) *http.Client {
 	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	DeferCleanup(transport.CloseIdleConnections)
 	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
+}
+
+// tasksList is CC's task sync by domain, keeping only the entry's task.
+func tasksList(domain string) bbsCall {
+	return bbsCall{path: "/v1/tasks/list.r2",
+		body:     func(*oracleLRP) []byte { return marshal(&models.TasksRequest{Domain: domain}) },
+		response: func() proto.Message { return &models.TasksResponse{} },
+		normalize: func(o *oracleLRP, m proto.Message) {
+			r := m.(*models.TasksResponse)
+			r.Tasks = slices.DeleteFunc(r.Tasks, func(t *models.Task) bool { return t.TaskGuid != o.taskGUID })
+			blankTaskPlacement(o, m)
+		}}
+}
+
+// blankTaskPlacement blanks what depends on where a task runs and when:
+// the real BBS has no cells (its tasks stay PENDING without a cell), Iris
+// runs them on KWOK nodes (PENDING, then RUNNING on a node). Times are
+// kept as set or not. Completed tasks are compared whole.
+func blankTaskPlacement(_ *oracleLRP, m proto.Message) {
+	var tasks []*models.Task
+	switch r := m.(type) {
+	case *models.TaskResponse:
+		if r.Task != nil {
+			tasks = append(tasks, r.Task)
+		}
+	case *models.TasksResponse:
+		tasks = r.Tasks
+	}
+	set := func(t int64) int64 {
+		if t != 0 {
+			return 1
+		}
+		return 0
+	}
+	for _, t := range tasks {
+		// Iris keeps the environment (service credentials) in the recipe
+		// Secret only (a known difference).
+		if d := t.TaskDefinition; d != nil {
+			d.EnvironmentVariables = nil
+			if d.Action != nil && d.Action.RunAction != nil {
+				d.Action.RunAction.Env = nil
+			}
+		}
+		if t.State == models.Task_Running {
+			t.State = models.Task_Pending
+		}
+		t.CellId = ""
+		t.CreatedAt, t.UpdatedAt, t.FirstCompletedAt = set(t.CreatedAt), set(t.UpdatedAt), set(t.FirstCompletedAt)
+	}
 }

@@ -31,7 +31,8 @@ type ccRequest struct {
 	Status int
 	Body   []byte
 	// Auth is the request's basic auth "user:password", "" without.
-	Auth string
+	Auth        string
+	ContentType string
 }
 
 // startFakeCC serves CC's internal API over TLS and, like CC's nginx
@@ -47,7 +48,7 @@ func startFakeCC(serverLeaf *testcerts.Leaf, clientCA *testcerts.CA) *fakeCC {
 		if user, pass, ok := r.BasicAuth(); ok {
 			auth = user + ":" + pass
 		}
-		f.requests = append(f.requests, ccRequest{Path: r.URL.Path, Status: status, Body: body, Auth: auth})
+		f.requests = append(f.requests, ccRequest{Path: r.URL.Path, Status: status, Body: body, Auth: auth, ContentType: r.Header.Get("Content-Type")})
 		f.mu.Unlock()
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte("{}"))

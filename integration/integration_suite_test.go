@@ -130,6 +130,7 @@ lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
   droplet_registry_secret_name: droplet-registry
   apparmor_profile: %q
+  runner_image: iris-runner:test
 staging:
   iris_url: %q
   timeout_seconds: 600
@@ -163,6 +164,8 @@ bbs:
   tls_cert_file: %q
   tls_key_file: %q
   client_ca_file: %q
+  stacks:
+    cflinuxfs4-test: iris-test/cflinuxfs4:1.0
 `, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
 		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
 		bbsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())

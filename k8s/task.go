@@ -156,7 +156,7 @@ func (c *TaskClient) Get(ctx context.Context, guid string) (*models.TaskResponse
 func (c *TaskClient) List() []models.TaskResponse {
 	var tasks []models.TaskResponse
 	c.caches.EachJob(func(job *batchv1.Job) {
-		if job.DeletionTimestamp == nil && job.Labels[LabelSourceType] == SourceTypeTask {
+		if job.DeletionTimestamp == nil && job.Labels[LabelSourceType] == SourceTypeTask && !IsRecipeTask(job) {
 			tasks = append(tasks, models.TaskResponse{GUID: job.Labels[LabelTaskGUID], State: TaskState(job)})
 		}
 	})

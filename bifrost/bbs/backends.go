@@ -12,6 +12,7 @@ import (
 //counterfeiter:generate . DesiredLRPs
 //counterfeiter:generate . ActualLRPs
 //counterfeiter:generate . Domains
+//counterfeiter:generate . Tasks
 
 // DesiredLRPs carries out the desired-LRP routes. It works in BBS's own
 // types so this package stays a pure protocol layer; the implementation
@@ -78,6 +79,27 @@ type Domains interface {
 	FreshDomains(ctx context.Context, logger lager.Logger) ([]string, error)
 	// UpsertDomain makes domain fresh for ttlSeconds (0: for ever).
 	UpsertDomain(ctx context.Context, logger lager.Logger, domain string, ttlSeconds uint32) error
+}
+
+// Tasks carries out the task routes: CC's `cf run-task` (domain cf-tasks)
+// and staging (cf-app-staging). A task is PENDING until it has a cell (a
+// node), RUNNING there, COMPLETED with its outcome, RESOLVING while its
+// completion callback is posted, and gone once the callback was answered,
+// as in BBS. Errors as for DesiredLRPs.
+type Tasks interface {
+	// DesireTask starts a task (request already validated);
+	// models.ErrResourceExists if guid is taken.
+	DesireTask(ctx context.Context, logger lager.Logger, guid, domain string, def *models.TaskDefinition) error
+	// Tasks lists the tasks matching filter (empty fields match all), in
+	// their current (V3) form.
+	Tasks(ctx context.Context, logger lager.Logger, filter models.TaskFilter) ([]*models.Task, error)
+	// TaskByGuid returns one task (V3); models.ErrResourceNotFound for an
+	// unknown guid.
+	TaskByGuid(ctx context.Context, logger lager.Logger, guid string) (*models.Task, error)
+	// CancelTask stops a PENDING or RUNNING task, which then completes
+	// failed with "task was cancelled"; models.ErrResourceNotFound for an
+	// unknown guid, InvalidStateTransition for a completed one.
+	CancelTask(ctx context.Context, logger lager.Logger, guid string) error
 }
 
 // requestIDKey keys the X-Vcap-Request-Id of a request in its context.

@@ -72,6 +72,7 @@ var _ = BeforeSuite(func() {
 type fixture struct {
 	desired *bbsfakes.FakeDesiredLRPs
 	actual  *bbsfakes.FakeActualLRPs
+	tasks   *bbsfakes.FakeTasks
 	clock   *clocktesting.FakeClock
 	hub     *bbs.EventHub
 	server  *httptest.Server
@@ -82,18 +83,28 @@ type fixture struct {
 const maxBodyBytes = 1 << 20
 
 func newFixture(subscriberBuffer int) *fixture {
+	return newFixtureWith(subscriberBuffer, nil)
+}
+
+// newFixtureWith serves the task routes too when tasks is not nil.
+func newFixtureWith(subscriberBuffer int, tasks *bbsfakes.FakeTasks) *fixture {
 	f := &fixture{
+		tasks:   tasks,
 		desired: &bbsfakes.FakeDesiredLRPs{},
 		actual:  &bbsfakes.FakeActualLRPs{},
 		clock:   clocktesting.NewFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)),
 		logger:  lagertest.NewTestLogger("bbs-front"),
 	}
 	f.hub = bbs.NewEventHub(f.logger, subscriberBuffer)
-	handler := bbs.NewHandler(f.logger, bbs.Backends{
+	backends := bbs.Backends{
 		DesiredLRPs: f.desired,
 		ActualLRPs:  f.actual,
 		Domains:     bbs.NewDomainStore(f.clock),
-	}, f.hub, maxBodyBytes)
+	}
+	if tasks != nil {
+		backends.Tasks = tasks
+	}
+	handler := bbs.NewHandler(f.logger, backends, f.hub, maxBodyBytes)
 
 	f.server = httptest.NewUnstartedServer(handler)
 	f.server.TLS = serverTLSConfig()

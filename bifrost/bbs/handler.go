@@ -34,6 +34,8 @@ type Backends struct {
 	DesiredLRPs DesiredLRPs
 	ActualLRPs  ActualLRPs
 	Domains     Domains
+	// Tasks serves the task routes; nil leaves them unknown (404).
+	Tasks Tasks
 }
 
 // EventSubscriber opens event subscriptions; *EventHub is one.
@@ -47,6 +49,7 @@ type Handler struct {
 	desired     DesiredLRPs
 	actual      ActualLRPs
 	domains     Domains
+	tasks       Tasks
 	events      EventSubscriber
 	maxBodySize int64
 	mux         *http.ServeMux
@@ -58,8 +61,8 @@ type message interface {
 	Validate() error
 }
 
-// NewHandler routes the BBS paths Iris serves. Anything else, the task
-// routes included until Iris runs tasks through this front, gets the
+// NewHandler routes the BBS paths Iris serves (the task routes only with a
+// Tasks backend). Anything else gets the
 // plain-text 404 the real BBS gives an unknown path, which the Go client
 // turns into EndpointNotFound and route-emitter falls back on. Bodies over
 // maxBodySize are refused as invalid requests.
@@ -69,6 +72,7 @@ func NewHandler(logger lager.Logger, backends Backends, events EventSubscriber, 
 		desired:     backends.DesiredLRPs,
 		actual:      backends.ActualLRPs,
 		domains:     backends.Domains,
+		tasks:       backends.Tasks,
 		events:      events,
 		maxBodySize: maxBodySize,
 		mux:         http.NewServeMux(),
@@ -89,6 +93,11 @@ func NewHandler(logger lager.Logger, backends Backends, events EventSubscriber, 
 		"/v1/actual_lrps/list_by_process_guids":   h.actualLRPsByProcessGuids,
 		"/v1/actual_lrps/retire":                  h.retireActualLRP,
 		"/v1/events/lrp_instances.r1":             h.lrpInstanceEvents,
+	}
+	if h.tasks != nil {
+		for path, serve := range h.taskRoutes() {
+			routes[path] = serve
+		}
 	}
 	for path, serve := range routes {
 		h.mux.HandleFunc("POST "+path, serve)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,6 +70,7 @@ func runActions(args []string) int {
 	recipePath := flags.String("recipe", os.Getenv(actionsEnvPrefix+"RECIPE_FILE"), "file holding the recipe (default $IRIS_ACTIONS_RECIPE_FILE; else the recipe itself is read from $IRIS_ACTIONS_RECIPE)")
 	format := flags.String("format", envOr(actionsEnvPrefix+"FORMAT", actions.FormatJSON), "recipe format: json, desired-lrp-protobuf or task-definition-protobuf (default $IRIS_ACTIONS_FORMAT or json)")
 	reportFile := flags.String("report-file", "", "write the outcome as JSON {failed, failure_reason, result} here (e.g. /dev/termination-log)")
+	reportMax := flags.Int("report-max-bytes", actions.MaxTerminationMessageBytes, "keep the report within this many bytes (a larger result travels compressed as result_gzip, or fails the run); 0: no limit")
 	healthyFile := flags.String("healthy-file", "", "create this file when the monitor first passes (for a readiness probe)")
 	cacheDir := flags.String("cache-dir", "", "keep downloads with a cache key here (an emptyDir survives container restarts); empty disables caching")
 	tempDir := flags.String("temp-dir", "", "directory for downloads and upload payloads in flight (default: the system's)")
@@ -150,9 +150,13 @@ func runActions(args []string) int {
 	signal.Stop(signals)
 
 	if *reportFile != "" {
-		report, _ := json.Marshal(result)
+		report := actions.EncodeReport(result, *reportMax)
 		if err := os.WriteFile(*reportFile, report, 0o644); err != nil {
 			logger.Error("failed-writing-report", err)
+		}
+		// A result too large to report fails the run: exit as failed too.
+		if reported, err := actions.DecodeReport(report); err == nil && reported.Failed {
+			result.Failed, result.FailureReason = true, reported.FailureReason
 		}
 	}
 	if result.Failed {

@@ -238,7 +238,7 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 			members = append(members, grouper.Member{Name: "api-tls", Runner: server})
 		}
 		if cfg.BBS.Enabled() {
-			bbsMembers, err := bbsFront(logger, cfg, clientset, caches, lrps, opsServer)
+			bbsMembers, err := bbsFront(logger, cfg, clientset, caches, builder, lrps, opsServer)
 			if err != nil {
 				return nil, err
 			}
@@ -252,14 +252,17 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 // BBS configured, over both, routed by space: the placement watch, the
 // relay of Diego's events and the server, in that order. The Kubernetes
 // event feed registers with the caches here, before they start.
-func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, lrps *k8s.LRPClient, opsServer *ops.Server) (grouper.Members, error) {
+func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Interface, caches *k8s.Caches, builder *k8s.Builder, lrps *k8s.LRPClient, opsServer *ops.Server) (grouper.Members, error) {
 	hub := bbs.NewEventHub(logger, bbs.DefaultSubscriberBuffer)
 	if _, err := bbsbackend.NewFeed(logger, caches, hub); err != nil {
 		return nil, err
 	}
-	kube := bbsbackend.NewBackend(clientset, caches, lrps, bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances, Stacks: cfg.BBS.Stacks})
+	translate := bbsbackend.TranslateOptions{AllowPrivileged: cfg.BBS.AllowPrivileged, MaxInstances: cfg.LRP.MaxInstances, Stacks: cfg.BBS.Stacks}
+	kube := bbsbackend.NewBackend(clientset, caches, lrps, translate)
+	// Tasks' completions are posted by the recipe task reporter (events).
+	kubeTasks := bbsbackend.NewTasks(k8s.NewRecipeTaskClient(clientset, caches, builder, cfg.WorkloadsNamespaces), translate, clock.RealClock{})
 	domains := bbs.NewDomainStore(clock.RealClock{})
-	backends := bbs.Backends{DesiredLRPs: kube, ActualLRPs: kube, Domains: domains}
+	backends := bbs.Backends{DesiredLRPs: kube, ActualLRPs: kube, Domains: domains, Tasks: kubeTasks}
 	var members grouper.Members
 	if d := cfg.BBS.Diego; d.Enabled() {
 		client, err := bbsclient.NewClient(d.URL, d.CAFile, d.ClientCertFile, d.ClientKeyFile, 0, 0)
@@ -280,7 +283,8 @@ func bbsFront(logger lager.Logger, cfg config.Config, clientset kubernetes.Inter
 		}
 		diegoBackend := diego.NewBackend(client)
 		router := spaces.NewRouter(kube, domains, diegoBackend, diegoBackend, placement)
-		backends = bbs.Backends{DesiredLRPs: router, ActualLRPs: router, Domains: router}
+		backends = bbs.Backends{DesiredLRPs: router, ActualLRPs: router, Domains: router,
+			Tasks: spaces.NewTaskRouter(kubeTasks, diego.NewTasks(client), placement)}
 		// Live migration of spaces whose placement changed: every replica
 		// routes by the moves; the Lease holder makes them.
 		movesName := spaces.MigrationsConfigMap(d.PlacementConfigMap)
@@ -388,13 +392,20 @@ func reporters(logger lager.Logger, cfg config.Config, clientset kubernetes.Inte
 	if err != nil {
 		return nil, err
 	}
+	// Tasks desired through the BBS front, completed as BBS completes them.
+	recipeTasks, err := events.NewRecipeTaskReporter(logger, clientset, caches, ccClient, opts)
+	if err != nil {
+		return nil, err
+	}
 	observeQueue(opsServer, "crash", crashes)
 	observeQueue(opsServer, "task", tasks)
 	observeQueue(opsServer, "staging", staging)
+	observeQueue(opsServer, "bbs_task", recipeTasks)
 	return grouper.Members{
 		{Name: "crash-reporter", Runner: crashes},
 		{Name: "task-reporter", Runner: tasks},
 		{Name: "staging-reporter", Runner: staging},
+		{Name: "bbs-task-reporter", Runner: recipeTasks},
 	}, nil
 }
 
