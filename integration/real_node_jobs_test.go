@@ -84,8 +84,8 @@ var _ = Describe("Tasks and stagings in real containers on the real node", Order
 		succeeds, fails := task(0), task(3)
 		desireTask(succeeds)
 		desireTask(fails)
-		Expect(jobPodNode(k8s.LabelTaskGUID+"="+succeeds.GUID)).To(Equal(node))
-		Expect(jobPodNode(k8s.LabelTaskGUID+"="+fails.GUID)).To(Equal(node))
+		Expect(jobPodNode(k8s.LabelTaskGUID + "=" + succeeds.GUID)).To(Equal(node))
+		Expect(jobPodNode(k8s.LabelTaskGUID + "=" + fails.GUID)).To(Equal(node))
 
 		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(succeeds.GUID, true) }, 2*time.Minute).Should(ConsistOf(
 			models.TaskCompletedRequest{TaskGUID: succeeds.GUID, Failed: false, FailureReason: ""}))
