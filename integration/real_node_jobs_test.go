@@ -128,20 +128,10 @@ var _ = Describe("Tasks and stagings in real containers on the real node", Order
 			_, port, err := net.SplitHostPort(freeAddress())
 			Expect(err).NotTo(HaveOccurred())
 			addr := net.JoinHostPort(nodeIP, port)
-			base = "http://" + addr
-			config := secondIrisConfig("api")
-			config = strings.Replace(config, "  listen_address: "+strconv.Quote(strings.TrimPrefix(irisURL, "http://")), "  listen_address: "+strconv.Quote(addr), 1)
-			config = strings.Replace(config, "  tls_listen_address: "+strconv.Quote(strings.TrimPrefix(irisTLSURL, "https://")), `  tls_listen_address: ""`, 1)
-			config = strings.Replace(config, "  iris_url: "+strconv.Quote(irisURL), fmt.Sprintf("  iris_url: %q\n  downloader_image: %q\n  executor_image: %q\n  uploader_image: %q",
-				base, exitImage, exitImage, uploader), 1)
-			Expect(config).To(ContainSubstring(uploader))
-			startExtraIris(irisPath, config)
-			Eventually(func(g Gomega) {
-				resp, err := http.Get(base + "/healthz")
-				g.Expect(err).NotTo(HaveOccurred())
-				resp.Body.Close()
-				g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
-			}, 30*time.Second, 100*time.Millisecond).Should(Succeed())
+			base = startExtraAPIIrisOn(addr, func(config string) string {
+				return strings.Replace(config, "  iris_url: "+strconv.Quote(irisURL), fmt.Sprintf("  iris_url: %q\n  downloader_image: %q\n  executor_image: %q\n  uploader_image: %q",
+					"http://"+addr, exitImage, exitImage, uploader), 1)
+			})
 		})
 
 		stageOnRealNode := func(exitCode string) (string, *models.StagingRequest) {

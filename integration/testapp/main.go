@@ -7,7 +7,9 @@
 //	GET  /env         its environment, as a JSON object
 //	GET  /identity    fields of /proc/self/status (Uid, Gid, CapEff,
 //	                  NoNewPrivs, Seccomp), whether a service account token
-//	                  is mounted and whether / is writable, as JSON
+//	                  is mounted, whether / is writable and how it is
+//	                  mounted (RootMount ro|rw), the uid map (UIDMap) and
+//	                  the AppArmor profile (where the kernel has one), as JSON
 //	GET  /health      200, or 503 while unhealthy
 //	POST /health?ok=  true or false: what /health answers from now on
 //	POST /exit?code=N exits with status N (after answering)
@@ -205,6 +207,16 @@ func identity() (map[string]any, error) {
 	}
 	if err := scanner.Err(); err != nil {
 		return nil, err
+	}
+	// How / is mounted: "ro" with a read-only root filesystem.
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			// id parent major:minor root mountpoint options ...; the last
+			// mount on / is the one seen.
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				id["RootMount"] = strings.Split(f[5], ",")[0]
+			}
+		}
 	}
 	// The user namespace: "0 0 4294967295" in the host's, a range of
 	// 65536 from a high host uid in a pod's own (hostUsers: false).
