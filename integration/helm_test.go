@@ -78,20 +78,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 
 	// helm runs the helm binary with its own config/cache dirs; it returns
 	// stdout, and stderr with the exit error.
-	helm := func(args ...string) (string, error) {
-		cmd := exec.Command(helmPath, args...)
-		cmd.Env = append(os.Environ(),
-			"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
-			"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
-			"HELM_DATA_HOME="+filepath.Join(helmHome, "data"))
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if err != nil {
-			return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-		}
-		return stdout.String(), nil
-	}
+	helm := func(args ...string) (string, error) { return runHelm(helmPath, helmHome, args...) }
 
 	parse := func(rendered string) []manifest {
 		var out []manifest
@@ -715,6 +702,23 @@ var _ = Describe("Helm chart", Ordered, func() {
 		Expect(string(session.Out.Contents())).NotTo(ContainSubstring(token))
 	})
 })
+
+// runHelm runs the helm binary with its config and cache dirs under home;
+// it returns stdout, and stderr with the exit error.
+func runHelm(helmPath, home string, args ...string) (string, error) {
+	cmd := exec.Command(helmPath, args...)
+	cmd.Env = append(os.Environ(),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
 
 // impersonatingKubeconfig writes a copy of the suite's kubeconfig whose
 // requests act as user (a ServiceAccount), and returns its path.

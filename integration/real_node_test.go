@@ -383,8 +383,21 @@ log_agent:
 // and pushes it to the suite's registry, from which the real node pulls it.
 func pushTestApp() string {
 	GinkgoHelper()
+	return pushTestAppImage(buildTestApp(), "iris-testapp:latest", "/testapp")
+}
+
+func buildTestApp() string {
+	GinkgoHelper()
 	binary, err := gexec.BuildWithEnvironment("github.com/iris-cf/iris/integration/testapp", []string{"CGO_ENABLED=0"}, "-trimpath")
 	Expect(err).NotTo(HaveOccurred())
+	return binary
+}
+
+// pushTestAppImage pushes binary as /testapp in an image named
+// repoAndTag on the suite's registry, with entrypoint, and returns its
+// reference.
+func pushTestAppImage(binary, repoAndTag string, entrypoint ...string) string {
+	GinkgoHelper()
 	data, err := os.ReadFile(binary)
 	Expect(err).NotTo(HaveOccurred())
 	var layer bytes.Buffer
@@ -402,10 +415,10 @@ func pushTestApp() string {
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", "amd64"
 	// Root in the image: the specs observe that Iris runs it as app_uid.
-	cfg.Config = v1.Config{Entrypoint: []string{"/testapp"}, User: "0"}
+	cfg.Config = v1.Config{Entrypoint: entrypoint, User: "0"}
 	img, err = mutate.ConfigFile(img, cfg)
 	Expect(err).NotTo(HaveOccurred())
-	ref, err := name.ParseReference(oci.Host()+"/iris-testapp:latest", name.Insecure)
+	ref, err := name.ParseReference(oci.Host()+"/"+repoAndTag, name.Insecure)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(remote.Write(ref, img)).To(Succeed())
 	return ref.String()

@@ -23,6 +23,10 @@ import (
 // too long (73 chars) for a label and so lives in an annotation.
 const byProcessGUID = "process_guid"
 
+// byAppGUID indexes StatefulSets by their app guid label: a task or staging
+// of the app runs in its LRPs' isolation segment (see IsolationSegmentOfApp).
+const byAppGUID = "app_guid"
+
 // byTaskGUID indexes task and staging Jobs by their task or staging guid
 // label; byJobName indexes their pods by namespace/job name.
 const (
@@ -102,6 +106,9 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 				return nil, fmt.Errorf("adding process guid indexer: %w", err)
 			}
 		}
+		if err := sts.AddIndexers(cache.Indexers{byAppGUID: appGUIDIndex}); err != nil {
+			return nil, fmt.Errorf("adding app guid indexer: %w", err)
+		}
 		c.factories = append(c.factories, factory)
 		c.appFactories = append(c.appFactories, factory)
 		c.statefulSets = append(c.statefulSets, sts)
@@ -125,6 +132,13 @@ func processGUIDIndex(obj any) ([]string, error) {
 		return nil, nil
 	}
 	if guid := accessor.GetObjectMeta().GetAnnotations()[AnnotationProcessGUID]; guid != "" {
+		return []string{guid}, nil
+	}
+	return nil, nil
+}
+
+func appGUIDIndex(obj any) ([]string, error) {
+	if guid := obj.(metav1.Object).GetLabels()[LabelAppGUID]; guid != "" {
 		return []string{guid}, nil
 	}
 	return nil, nil
@@ -198,6 +212,12 @@ func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler)
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
 func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.StatefulSet {
 	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byProcessGUID, processGUID)
+}
+
+// StatefulSetsByAppGUID returns the cached StatefulSets of an app (all its
+// processes and versions).
+func (c *Caches) StatefulSetsByAppGUID(appGUID string) []*appsv1.StatefulSet {
+	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byAppGUID, sanitizeLabelValue(appGUID))
 }
 
 // PodsByProcessGUID returns the cached pods of a process guid.

@@ -29,6 +29,36 @@ func chooseNamespace(requested string, namespaces []string) (string, error) {
 	return requested, nil
 }
 
+// IsolationSegmentOfApp is the isolation segment the app's LRPs run in (""
+// when it has none, or no LRP yet).
+//
+// Why: CC's OPI task and staging bodies carry no placement (unlike its BBS
+// recipes, which put the space's isolation segment into placement_tags), yet
+// in CF a task and a staging run in the app's space's segment, the one CC
+// also sends with each of the app's LRPs. So the app's LRPs are where Iris
+// learns it, without a config setting that would put every space's tasks in
+// one segment. An app without LRPs (never started, or stopped) has its tasks
+// and first staging on the shared nodes.
+func IsolationSegmentOfApp(caches *Caches, appGUID string) string {
+	if appGUID == "" {
+		return ""
+	}
+	for _, sts := range caches.StatefulSetsByAppGUID(appGUID) {
+		if sts.DeletionTimestamp == nil && sts.Annotations[AnnotationIsolationSegment] != "" {
+			return sts.Annotations[AnnotationIsolationSegment]
+		}
+	}
+	return ""
+}
+
+// placeJob puts a task or staging pod where an LRP of the same isolation
+// segment would run: on the segment's (tainted) nodes, or on nodes of none
+// for "", as Diego places tasks on cells with exactly their placement tags.
+func (b *Builder) placeJob(spec *corev1.PodSpec, segment string) {
+	spec.Affinity = &corev1.Affinity{NodeAffinity: b.segmentNodeAffinity(segment)}
+	spec.Tolerations = b.segmentTolerations(segment)
+}
+
 // jobLabels are the labels of a task or staging Job and its pod; empty
 // values are left out.
 func jobLabels(guidLabel, guid, sourceType, appGUID, orgGUID, spaceGUID string) map[string]string {

@@ -126,6 +126,7 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 		},
 	}
 	b.hardenSandbox(&job.Spec.Template.Spec)
+	b.placeJob(&job.Spec.Template.Spec, req.IsolationSegment)
 	if cfg.TimeoutSeconds > 0 {
 		// A staging that cannot be scheduled or hangs fails at the deadline,
 		// and the reporter tells CC.
@@ -257,6 +258,11 @@ func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid str
 		if completion, err = NewStagingCompletion(c.cfg.IrisCAFile); err != nil {
 			return err
 		}
+	}
+	if req.IsolationSegment == "" {
+		placed := *req
+		placed.IsolationSegment = IsolationSegmentOfApp(c.caches, req.AppGUID)
+		req = &placed
 	}
 	objects, err := c.builder.BuildStaging(guid, req, namespace, c.cfg, completion)
 	if err != nil {

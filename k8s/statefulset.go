@@ -461,16 +461,8 @@ func seconds(ms int64, def int32) int32 {
 // one without only on nodes without the label, as Diego places LRPs only on
 // cells with exactly their placement tags.
 func (b *Builder) affinity(lrp *workload.DesiredLRP) *corev1.Affinity {
-	placement := corev1.NodeSelectorRequirement{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.NodeSelectorOpDoesNotExist}
-	if segment := lrp.IsolationSegment(); segment != "" {
-		placement.Operator, placement.Values = corev1.NodeSelectorOpIn, []string{sanitizeLabelValue(segment)}
-	}
 	return &corev1.Affinity{
-		NodeAffinity: &corev1.NodeAffinity{
-			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{placement}}},
-			},
-		},
+		NodeAffinity: b.segmentNodeAffinity(lrp.IsolationSegment()),
 		PodAntiAffinity: &corev1.PodAntiAffinity{
 			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
 				Weight: 100,
@@ -489,7 +481,25 @@ func (b *Builder) affinity(lrp *workload.DesiredLRP) *corev1.Affinity {
 // tolerations let an isolated LRP onto its segment's nodes, which operators
 // taint with the same key and value to keep other pods off.
 func (b *Builder) tolerations(lrp *workload.DesiredLRP) []corev1.Toleration {
-	segment := lrp.IsolationSegment()
+	return b.segmentTolerations(lrp.IsolationSegment())
+}
+
+// segmentNodeAffinity requires nodes of the isolation segment, or nodes of
+// none for "" (the shared cells).
+func (b *Builder) segmentNodeAffinity(segment string) *corev1.NodeAffinity {
+	placement := corev1.NodeSelectorRequirement{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.NodeSelectorOpDoesNotExist}
+	if segment != "" {
+		placement.Operator, placement.Values = corev1.NodeSelectorOpIn, []string{sanitizeLabelValue(segment)}
+	}
+	return &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{placement}}},
+		},
+	}
+}
+
+// segmentTolerations tolerate the taint of the segment's nodes (none for "").
+func (b *Builder) segmentTolerations(segment string) []corev1.Toleration {
 	if segment == "" {
 		return nil
 	}

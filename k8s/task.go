@@ -68,6 +68,7 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 		}},
 	}
 	b.harden(&podSpec, task.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
+	b.placeJob(&podSpec, task.IsolationSegment)
 	objects := &TaskObjects{}
 	if docker := task.Lifecycle.DockerLifecycle; docker != nil && docker.RegistryUsername != "" {
 		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, docker.Image, docker.RegistryUsername, docker.RegistryPassword)
@@ -131,6 +132,11 @@ func (c *TaskClient) Desire(ctx context.Context, logger lager.Logger, task *mode
 	namespace, err := chooseNamespace(task.Namespace, c.namespaces)
 	if err != nil {
 		return err
+	}
+	if task.IsolationSegment == "" {
+		placed := *task
+		placed.IsolationSegment = IsolationSegmentOfApp(c.caches, task.AppGUID)
+		task = &placed
 	}
 	objects, err := c.builder.BuildTask(task, namespace)
 	if err != nil {

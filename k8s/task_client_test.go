@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/ginkgomon_v2"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -118,6 +119,66 @@ var _ = Describe("TaskClient and StagingClient", func() {
 		finishedJob, err := clientset.BatchV1().Jobs(ns).Get(ctx, caches.JobsByTaskGUID("finished-guid")[0].Name, metav1.GetOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(finishedJob.Annotations).NotTo(HaveKey(k8s.AnnotationCancelled))
+	})
+
+	Describe("placement", func() {
+		segmentOf := func(g Gomega, guid string) (corev1.NodeSelectorRequirement, []corev1.Toleration) {
+			list := caches.JobsByTaskGUID(guid)
+			g.Expect(list).To(HaveLen(1))
+			spec := list[0].Spec.Template.Spec
+			g.Expect(spec.Affinity).NotTo(BeNil())
+			terms := spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+			g.Expect(terms).To(HaveLen(1))
+			g.Expect(terms[0].MatchExpressions).To(HaveLen(1))
+			return terms[0].MatchExpressions[0], spec.Tolerations
+		}
+		buildpackStaging := &models.StagingRequest{
+			AppGUID: "app-guid", CompletionCallback: "https://cc.internal/internal/v3/staging/staging-guid/build_completed",
+			MemoryMB: 1024, DiskMB: 4096,
+			Lifecycle: models.StagingLifecycle{BuildpackLifecycle: &models.StagingBuildpackLifecycle{AppBitsDownloadURI: "https://cc/bits", DropletUploadURI: "https://cc/droplet"}},
+		}
+
+		It("runs tasks and stagings of an app in its LRPs' isolation segment", func() {
+			_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{
+				Name: "dora-web", Namespace: ns,
+				Labels:      map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp, k8s.LabelAppGUID: "app-guid"},
+				Annotations: map[string]string{k8s.AnnotationIsolationSegment: "segment-a"},
+			}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(func(g Gomega) { g.Expect(caches.StatefulSetsByAppGUID("app-guid")).To(HaveLen(1)) }).Should(Succeed())
+
+			Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
+			Expect(staging.Stage(ctx, logger, "staging-guid", buildpackStaging)).To(Succeed())
+			for _, guid := range []string{"task-guid", "staging-guid"} {
+				Eventually(func(g Gomega) {
+					requirement, tolerations := segmentOf(g, guid)
+					g.Expect(requirement).To(Equal(corev1.NodeSelectorRequirement{
+						Key: "cloudfoundry.org/isolation-segment", Operator: corev1.NodeSelectorOpIn, Values: []string{"segment-a"},
+					}))
+					g.Expect(tolerations).To(ConsistOf(corev1.Toleration{
+						Key: "cloudfoundry.org/isolation-segment", Operator: corev1.TolerationOpEqual, Value: "segment-a",
+					}))
+				}).Should(Succeed(), guid)
+			}
+		})
+
+		It("runs those of an app without an isolated LRP on the nodes of no segment, and a request's own segment wins", func() {
+			Expect(staging.Stage(ctx, logger, "staging-guid", buildpackStaging)).To(Succeed())
+			Eventually(func(g Gomega) {
+				requirement, tolerations := segmentOf(g, "staging-guid")
+				g.Expect(requirement).To(Equal(corev1.NodeSelectorRequirement{Key: "cloudfoundry.org/isolation-segment", Operator: corev1.NodeSelectorOpDoesNotExist}))
+				g.Expect(tolerations).To(BeEmpty())
+			}).Should(Succeed())
+
+			task := dockerTask()
+			task.IsolationSegment = "segment-b"
+			Expect(tasks.Desire(ctx, logger, task)).To(Succeed())
+			Eventually(func(g Gomega) {
+				requirement, tolerations := segmentOf(g, "task-guid")
+				g.Expect(requirement.Values).To(Equal([]string{"segment-b"}))
+				g.Expect(tolerations).To(ConsistOf(HaveField("Value", "segment-b")))
+			}).Should(Succeed())
+		})
 	})
 
 	It("lists the tasks it runs, not stagings", func() {

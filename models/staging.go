@@ -25,6 +25,10 @@ type StagingRequest struct {
 	MemoryMB      int64                      `json:"memory_mb"`
 	DiskMB        int64                      `json:"disk_mb"`
 	CPUWeight     int64                      `json:"cpu_weight"`
+	// IsolationSegment is where the staging runs ("": the shared nodes).
+	// CC's OPI body carries none, so Iris fills it from the app's LRPs
+	// (k8s.IsolationSegmentOfApp).
+	IsolationSegment string `json:"-"`
 }
 
 // StagingLifecycle carries exactly one staging lifecycle.

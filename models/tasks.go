@@ -20,6 +20,10 @@ type TaskRequest struct {
 	MemoryMB  int64  `json:"memory_mb"`
 	DiskMB    int64  `json:"disk_mb"`
 	CPUWeight int64  `json:"cpu_weight"`
+	// IsolationSegment is where the task runs ("": the shared nodes). CC's
+	// OPI body carries none, so Iris fills it from the app's LRPs
+	// (k8s.IsolationSegmentOfApp); a BBS task definition's placement tag.
+	IsolationSegment string `json:"-"`
 }
 
 // EnvironmentVariable is one entry of CC's environment lists.

@@ -193,7 +193,7 @@ up_real_node() {
     stop_real_node
   fi
   check_real_node_free
-  mkdir -p "$dir"/{log,cni,cni-bin,tunables} "$STATE_DIR/logs" "$STATE_DIR/pids"
+  mkdir -p "$dir"/{log,cni,cni-bin,tunables,proc} "$STATE_DIR/logs" "$STATE_DIR/pids"
   echo "$NODE_BIN" >"$dir/bin-dir"
   write_kubeconfig "$dir/kubelet.kubeconfig" real-node "system:node:$REAL_NODE_NAME"
   write_node_files "$dir"
@@ -251,6 +251,12 @@ write_node_files() { # dir
       cat "/proc/sys/$t" >"$f"
       printf 'mount --bind %q %q\n' "$f" "/proc/sys/$t"
     done
+    # The stand-ins leave /proc not "fully visible", and the kernel lets a
+    # user namespace mount a new proc only where some proc mount of its
+    # mount namespace is (mount_too_revealing): without this one, runc
+    # cannot mount /proc in pods with hostUsers: false ("error mounting
+    # proc to rootfs at /proc: operation not permitted").
+    printf 'mount -t proc iris-node-proc %q\n' "$dir/proc"
     printf 'export PATH=%q\n' "$NODE_BIN:$PATH"
     echo 'exec "$@"'
   } >"$dir/enter"

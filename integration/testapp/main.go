@@ -7,7 +7,9 @@
 //	GET  /env         its environment, as a JSON object
 //	GET  /identity    fields of /proc/self/status (Uid, Gid, CapEff,
 //	                  NoNewPrivs, Seccomp), whether a service account token
-//	                  is mounted and whether / is writable, as JSON
+//	                  is mounted, whether / is writable and how it is
+//	                  mounted (RootMount ro|rw), the uid map (UIDMap) and
+//	                  the AppArmor profile (where the kernel has one), as JSON
 //	GET  /health      200, or 503 while unhealthy
 //	POST /health?ok=  true or false: what /health answers from now on
 //	POST /exit?code=N exits with status N (after answering)
@@ -16,6 +18,14 @@
 //
 //	POST /listen      starts listening on $PORT (with LISTEN=false)
 //
+// As a command (a task, or a staging container) it serves nothing:
+//
+//	testapp exit [N]  prints its identity and exits with status N (else
+//	                  $TESTAPP_EXIT_CODE, else 0)
+//	testapp upload    plays a staging's uploader: PUTs a successful
+//	                  completion to $STAGING_COMPLETION_URL with
+//	                  "Authorization: Bearer $STAGING_COMPLETION_TOKEN"
+//
 // HEALTHY=false in its environment starts it unhealthy. LISTEN=false starts
 // it without listening on $PORT (a port health check fails) but on
 // $CONTROL_PORT only, where POST /listen makes it listen on $PORT too.
@@ -23,6 +33,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +47,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		os.Exit(command(os.Args[1:]))
+	}
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = "8080"
@@ -194,6 +208,29 @@ func identity() (map[string]any, error) {
 	if err := scanner.Err(); err != nil {
 		return nil, err
 	}
+	// How / is mounted: "ro" with a read-only root filesystem.
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			// id parent major:minor root mountpoint options ...; the last
+			// mount on / is the one seen.
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				id["RootMount"] = strings.Split(f[5], ",")[0]
+			}
+		}
+	}
+	// The user namespace: "0 0 4294967295" in the host's, a range of
+	// 65536 from a high host uid in a pod's own (hostUsers: false).
+	if uidMap, err := os.ReadFile("/proc/self/uid_map"); err == nil {
+		id["UIDMap"] = strings.Join(strings.Fields(string(uidMap)), " ")
+	}
+	// The AppArmor profile confining the process, where the kernel has
+	// AppArmor ("cri-containerd.apparmor.d (enforce)", "unconfined").
+	for _, attr := range []string{"/proc/self/attr/apparmor/current", "/proc/self/attr/current"} {
+		if profile, err := os.ReadFile(attr); err == nil {
+			id["AppArmor"] = strings.TrimRight(string(profile), "\x00\n")
+			break
+		}
+	}
 	_, err = os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/token")
 	id["ServiceAccountToken"] = !errors.Is(err, os.ErrNotExist)
 	probe, err := os.CreateTemp("/", ".testapp-write-")
@@ -208,4 +245,82 @@ func identity() (map[string]any, error) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// command runs testapp as a one-off command and returns its exit status.
+func command(args []string) int {
+	switch {
+	case len(args) <= 2 && args[0] == "exit":
+		code, err := exitCode(args[1:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testapp:", err)
+			return 2
+		}
+		if id, err := identity(); err == nil {
+			data, _ := json.Marshal(id)
+			fmt.Printf("testapp identity %s\n", data)
+		}
+		fmt.Printf("testapp: exiting with %d\n", code)
+		return code
+	case len(args) == 1 && args[0] == "upload":
+		if err := upload(); err != nil {
+			fmt.Fprintln(os.Stderr, "testapp upload:", err)
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "testapp: unknown command %q (exit N, upload)\n", args)
+		return 2
+	}
+}
+
+// exitCode is the status `testapp exit [N]` exits with: N, else
+// $TESTAPP_EXIT_CODE, else 0.
+func exitCode(args []string) (int, error) {
+	s := os.Getenv("TESTAPP_EXIT_CODE")
+	if len(args) == 1 {
+		s = args[0]
+	}
+	if s == "" {
+		return 0, nil
+	}
+	code, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("exit status %q is not a number", s)
+	}
+	return code, nil
+}
+
+// upload reports a successful buildpack staging to Iris, as the staging
+// uploader does, with the staging guid in the result's execution metadata.
+func upload() error {
+	result, err := json.Marshal(map[string]any{
+		"lifecycle_type":     "buildpack",
+		"lifecycle_metadata": map[string]any{"detected_buildpack": "testapp", "buildpack_key": "testapp"},
+		"process_types":      map[string]string{"web": "/testapp"},
+		"execution_metadata": os.Getenv("STAGING_GUID"),
+	})
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(map[string]any{"task_guid": os.Getenv("STAGING_GUID"), "failed": false, "result": string(result)})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPut, os.Getenv("STAGING_COMPLETION_URL"), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+os.Getenv("STAGING_COMPLETION_TOKEN"))
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s answered %s", req.URL.Redacted(), resp.Status)
+	}
+	fmt.Printf("testapp: reported staging %s to %s\n", os.Getenv("STAGING_GUID"), req.URL.Redacted())
+	return nil
 }
