@@ -160,8 +160,8 @@ func (b *Builder) BuildRecipeTask(task *RecipeTask, namespace string) (*RecipeTa
 		EnableServiceLinks:            ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
 		SecurityContext:               b.podSecurityContext(),
-		Affinity:                      b.segmentAffinity(task.PlacementTags),
-		Tolerations:                   b.segmentTolerations(task.PlacementTags),
+		Affinity:                      &corev1.Affinity{NodeAffinity: b.segmentNodeAffinity(firstTag(task.PlacementTags))},
+		Tolerations:                   b.segmentTolerations(firstTag(task.PlacementTags)),
 		Containers: []corev1.Container{{
 			Name:  TaskContainerName,
 			Image: task.Image,
@@ -194,29 +194,6 @@ func (b *Builder) BuildRecipeTask(task *RecipeTask, namespace string) (*RecipeTa
 		},
 	}
 	return objects, nil
-}
-
-// segmentAffinity places a pod as LRPs are placed: with a placement tag on
-// nodes labelled with it, without one only on nodes without the label.
-func (b *Builder) segmentAffinity(tags []string) *corev1.Affinity {
-	placement := corev1.NodeSelectorRequirement{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.NodeSelectorOpDoesNotExist}
-	if len(tags) > 0 && tags[0] != "" {
-		placement.Operator, placement.Values = corev1.NodeSelectorOpIn, []string{sanitizeLabelValue(tags[0])}
-	}
-	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{placement}}},
-		},
-	}}
-}
-
-// segmentTolerations let a pod with a placement tag onto its segment's
-// tainted nodes.
-func (b *Builder) segmentTolerations(tags []string) []corev1.Toleration {
-	if len(tags) == 0 || tags[0] == "" {
-		return nil
-	}
-	return []corev1.Toleration{{Key: b.cfg.IsolationSegmentLabel, Operator: corev1.TolerationOpEqual, Value: sanitizeLabelValue(tags[0])}}
 }
 
 // RecipeTaskClient creates, finds and cancels recipe tasks' Jobs.
@@ -577,4 +554,13 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// firstTag is the isolation segment of a BBS task: CC sends the space's
+// segment as its only placement tag, as for LRPs.
+func firstTag(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return tags[0]
 }
