@@ -38,6 +38,12 @@ const actionsNofileExec = "exec-with-nofile"
 // (`iris actions install DESTINATION`).
 const actionsInstall = "install"
 
+// actionsHealthy is the readiness probe of recipe pods with a monitor
+// (`iris actions healthy FILE`): it succeeds when the runner's healthy file
+// exists. The runner checks it, not the stack image, which may have no
+// shell or test(1).
+const actionsHealthy = "healthy"
+
 // actionsEnvPrefix marks the runner's own settings in its environment;
 // they are not passed on to the processes it runs.
 const actionsEnvPrefix = "IRIS_ACTIONS_"
@@ -63,6 +69,17 @@ func runActions(args []string) int {
 		}
 		if err := installSelf(args[1]); err != nil {
 			fmt.Fprintf(os.Stderr, "iris actions %s: %v\n", actionsInstall, err)
+			return actionsExitFailed
+		}
+		return 0
+	}
+	if len(args) > 0 && args[0] == actionsHealthy {
+		if len(args) != 2 {
+			fmt.Fprintf(os.Stderr, "usage: iris actions %s FILE\n", actionsHealthy)
+			return actionsExitBadInput
+		}
+		if _, err := os.Stat(args[1]); err != nil {
+			fmt.Fprintf(os.Stderr, "not healthy yet: %v\n", err)
 			return actionsExitFailed
 		}
 		return 0
@@ -126,6 +143,13 @@ func runActions(args []string) int {
 
 	var onHealthy func()
 	if *healthyFile != "" {
+		// The file may be left from this pod's previous container (it
+		// lives on a volume): until this run's monitor passes, the
+		// instance is not healthy.
+		if err := os.Remove(*healthyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "iris actions: removing the last healthy file: %v\n", err)
+			return actionsExitBadInput
+		}
 		onHealthy = func() {
 			if err := os.WriteFile(*healthyFile, nil, 0o644); err != nil {
 				logger.Error("failed-writing-healthy-file", err)
