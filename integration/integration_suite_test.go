@@ -130,6 +130,7 @@ lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
   droplet_registry_secret_name: droplet-registry
   apparmor_profile: %q
+  runner_image: %q
 staging:
   iris_url: %q
   timeout_seconds: 600
@@ -163,9 +164,11 @@ bbs:
   tls_cert_file: %q
   tls_key_file: %q
   client_ca_file: %q
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
+  stacks:
+    %s: %q
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), testRunnerImage, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
 		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
-		bbsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
+		bbsAddr, certFile, keyFile, clientCAFile, testStack, testStackImage)), 0o600)).To(Succeed())
 
 	startIris()
 })
