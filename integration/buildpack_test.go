@@ -30,11 +30,13 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/k8s"
+	irismodels "github.com/iris-cf/iris/models"
 )
 
 // The suite's Iris runs buildpack apps with this runner image on this
@@ -45,6 +47,48 @@ const (
 	testStack       = "cflinuxfs4"
 	testStackImage  = "127.0.0.1:5000/cloudfoundry/cflinuxfs4:integration"
 )
+
+// testLifecycleAddr is where a spec serves the buildpack lifecycle the
+// suite's Iris gives staging pods (staging.lifecycle_bundle_url), when it
+// runs a staging pod's recipe.
+var testLifecycleAddr string
+
+func testLifecycleURL() string {
+	return "http://" + testLifecycleAddr + "/buildpack_app_lifecycle.tgz"
+}
+
+// serveTestLifecycle serves the test lifecycle at testLifecycleURL until
+// the spec ends.
+func serveTestLifecycle() {
+	GinkgoHelper()
+	bundle := testLifecycleBundle()
+	listener, err := net.Listen("tcp", testLifecycleAddr)
+	Expect(err).NotTo(HaveOccurred())
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(bundle)
+	}))
+	server.Listener.Close()
+	server.Listener = listener
+	server.Start()
+	DeferCleanup(server.Close)
+}
+
+// stagingRecipe is the recipe a staging Job's pods run, from its Secret.
+func stagingRecipe(job *batchv1.Job) *actions.Recipe {
+	GinkgoHelper()
+	var name string
+	for _, v := range job.Spec.Template.Spec.Volumes {
+		if v.Name == k8s.RecipeVolumeName {
+			name = v.Secret.SecretName
+		}
+	}
+	Expect(name).NotTo(BeEmpty(), "the Job's pods mount a recipe")
+	secret, err := clientset.CoreV1().Secrets(job.Namespace).Get(context.Background(), name, metav1.GetOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	recipe, err := actions.DecodeRecipe(secret.Data[k8s.RecipeSecretKey], actions.FormatJSON)
+	Expect(err).NotTo(HaveOccurred())
+	return recipe
+}
 
 // blobStore plays CC's blobstore, the file server and cc-uploader for a
 // spec: it serves the blobs it was given and keeps what is uploaded.
@@ -414,5 +458,113 @@ var _ = Describe("Buildpack apps from current CC", func() {
 
 		runner.session.Signal(syscall.SIGTERM)
 		Eventually(runner.session).WithTimeout(30 * time.Second).Should(gexec.Exit(143))
+	})
+})
+
+var _ = Describe("OPI buildpack staging on the action runner", func() {
+	It("stages through the Job's recipe and reporting container, as the pod would run them: droplet uploaded, result at CC", func() {
+		serveTestLifecycle()
+		blobs := startBlobStore()
+		guid := uuid.NewString()
+		req := buildpackStaging(guid)
+		bp := req.Lifecycle.BuildpackLifecycle
+		bp.AppBitsDownloadURI = blobs.put("/bits/"+guid, zipOf([]archiveEntry{
+			{name: "server", mode: 0o755, body: buildStatic("github.com/iris-cf/iris/integration/testapp")},
+		}))
+		bp.Buildpacks = []irismodels.Buildpack{{Name: "test_buildpack", Key: "test-buildpack-key", URL: blobs.put("/buildpack.zip", testBuildpack())}}
+		bp.DropletUploadURI = blobs.server.URL + "/v1/droplet/" + guid
+		bp.BuildpackCacheUploadURI = blobs.server.URL + "/v1/build_artifacts/" + guid
+		bp.BuildpackCacheDownloadURI = ""
+		status, body := request("POST", "/stage/"+guid, req)
+		Expect(status).To(Equal(http.StatusAccepted), string(body))
+
+		var job batchv1.Job
+		Eventually(func(g Gomega) {
+			jobs := stagingJobsWith(g, guid)
+			g.Expect(jobs).To(HaveLen(1))
+			job = jobs[0]
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+		spec := job.Spec.Template.Spec
+		stageContainer := spec.InitContainers[1]
+		Expect(stageContainer.Name).To(Equal(k8s.StagingRunnerName))
+
+		By("the stage container: the runner on the Job's recipe, its report on the state volume")
+		recipe, err := json.Marshal(stagingRecipe(&job))
+		Expect(err).NotTo(HaveOccurred())
+		var flags []string
+		for _, arg := range stageContainer.Command[6:] {
+			flags = append(flags, strings.Replace(arg, k8s.RecipeStatePath, "/mnt/state", 1))
+		}
+		var env []string
+		for _, e := range stageContainer.Env {
+			env = append(env, e.Name+"="+e.Value)
+		}
+		stager := startPrivateRunner(recipe, env, flags...)
+		Eventually(stager.session).WithTimeout(3 * time.Minute).Should(gexec.Exit(0))
+		Expect(blobs.upload("/v1/droplet/" + guid)).NotTo(BeEmpty(), "the droplet reached CC's upload URI")
+		reportFile := filepath.Join(stager.dir, "state", "report.json")
+		Expect(reportFile).To(BeAnExistingFile())
+
+		By("the completion container: the report sent to Iris with the staging's token, as the pod's env gives it")
+		reporter := spec.Containers[0]
+		Expect(reporter.Name).To(Equal(k8s.StagingReporterName))
+		token, _ := stagingCompletionToken(namespace, &job)
+		args := append([]string{}, reporter.Command[1:]...)
+		for i, arg := range args {
+			args[i] = strings.Replace(arg, filepath.Join(k8s.RecipeStatePath, "report.json"), reportFile, 1)
+		}
+		cmd := exec.Command(irisPath, args...)
+		cmd.Env = []string{"STAGING_COMPLETION_TOKEN=" + token}
+		for _, e := range reporter.Env {
+			if e.ValueFrom == nil {
+				cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
+			}
+		}
+		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(session).WithTimeout(time.Minute).Should(gexec.Exit(0))
+
+		callback := oneStagingCallback(guid)
+		Expect(callback.Error).To(BeNil())
+		var result struct {
+			LifecycleType string            `json:"lifecycle_type"`
+			ProcessTypes  map[string]string `json:"process_types"`
+		}
+		Expect(json.Unmarshal(callback.Result, &result)).To(Succeed(), string(callback.Result))
+		Expect(result.LifecycleType).To(Equal("buildpack"))
+		Expect(result.ProcessTypes).To(Equal(map[string]string{"web": "./server"}))
+	})
+
+	It("reports a buildpack that detects nothing as CC's NoAppDetectedError, through the report", func() {
+		serveTestLifecycle()
+		blobs := startBlobStore()
+		guid := uuid.NewString()
+		req := buildpackStaging(guid)
+		bp := req.Lifecycle.BuildpackLifecycle
+		bp.AppBitsDownloadURI = blobs.put("/bits/"+guid, zipOf([]archiveEntry{{name: "README", mode: 0o644, body: []byte("no server here\n")}}))
+		bp.Buildpacks = []irismodels.Buildpack{{Name: "test_buildpack", Key: "test-buildpack-key", URL: blobs.put("/buildpack.zip", testBuildpack())}}
+		bp.BuildpackCacheDownloadURI, bp.BuildpackCacheUploadURI = "", ""
+		status, body := request("POST", "/stage/"+guid, req)
+		Expect(status).To(Equal(http.StatusAccepted), string(body))
+		var job batchv1.Job
+		Eventually(func(g Gomega) {
+			jobs := stagingJobsWith(g, guid)
+			g.Expect(jobs).To(HaveLen(1))
+			job = jobs[0]
+		}).WithTimeout(30 * time.Second).Should(Succeed())
+
+		recipe, err := json.Marshal(stagingRecipe(&job))
+		Expect(err).NotTo(HaveOccurred())
+		stager := startPrivateRunner(recipe, nil, "--report-file", "/mnt/state/report.json", "--exit-zero-when-reported")
+		Eventually(stager.session).WithTimeout(3 * time.Minute).Should(gexec.Exit(0), "the report, not the exit, carries the failure")
+		token, _ := stagingCompletionToken(namespace, &job)
+		cmd := exec.Command(irisPath, "actions", "report-staging", "--report", filepath.Join(stager.dir, "state", "report.json"), "--staging-guid", guid)
+		cmd.Env = []string{"STAGING_COMPLETION_TOKEN=" + token, "STAGING_COMPLETION_URL=" + irisURL + "/stage/" + guid + "/completed"}
+		session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(session).WithTimeout(time.Minute).Should(gexec.Exit(0))
+		callback := oneStagingCallback(guid)
+		Expect(callback.Error).NotTo(BeNil())
+		Expect(callback.Error.ID).To(Equal("NoAppDetectedError"))
 	})
 })

@@ -112,6 +112,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(ingress.Stop)
 
 	addr, tlsAddr, opsAddr, bbsAddr := freeAddress(), freeAddress(), freeAddress(), freeAddress()
+	testLifecycleAddr = freeAddress()
 	bbsURL = "https://" + bbsAddr
 	irisURL, irisTLSURL, irisOpsURL = "http://"+addr, "https://"+tlsAddr, "http://"+opsAddr
 	irisConfigFile = filepath.Join(dir, "iris.yml")
@@ -133,6 +134,8 @@ lrp:
   runner_image: %q
 staging:
   iris_url: %q
+  stack_image: %q
+  lifecycle_bundle_url: %q
   timeout_seconds: 600
   insecure_registries: [%q]
 route:
@@ -166,7 +169,7 @@ bbs:
   client_ca_file: %q
   stacks:
     %s: %q
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), testRunnerImage, irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), testRunnerImage, irisURL, testStackImage, testLifecycleURL(), oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
 		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
 		bbsAddr, certFile, keyFile, clientCAFile, testStack, testStackImage)), 0o600)).To(Succeed())
 
