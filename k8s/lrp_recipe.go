@@ -3,6 +3,7 @@ package k8s
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -175,6 +176,19 @@ func (b *Builder) recipeSecretOf(sts *appsv1.StatefulSet) (*corev1.Secret, error
 	}
 	secret.OwnerReferences = []metav1.OwnerReference{OwnerReference(sts)}
 	return secret, nil
+}
+
+// RunnerFailureReason is the failure reason the runner reported as the
+// container's termination message (see AddRunner), when it did.
+func RunnerFailureReason(t *corev1.ContainerStateTerminated) (string, bool) {
+	if t == nil || t.Message == "" {
+		return "", false
+	}
+	var report actions.Result
+	if err := json.Unmarshal([]byte(t.Message), &report); err != nil || !report.Failed || report.FailureReason == "" {
+		return "", false
+	}
+	return report.FailureReason, true
 }
 
 // isRecipeSecretName reports whether name is a recipe Secret's.

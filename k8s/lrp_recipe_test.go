@@ -280,3 +280,28 @@ var _ = Describe("LRPClient.Desire of a recipe LRP", func() {
 		Expect(secrets.Items).To(BeEmpty())
 	})
 })
+
+var _ = Describe("A recipe pod's crash reason", func() {
+	pod := func(message string, exitCode int32) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{k8s.PodIndexLabel: "0", k8s.LabelSourceType: "APP"}},
+			Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
+				Name: k8s.AppContainerName, RestartCount: 1,
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exitCode, Message: message}},
+			}}},
+		}
+	}
+
+	It("is the runner's report (Diego's reason for the app's exit), not the runner's own exit status", func() {
+		inst, ok := k8s.ActualInstance(pod(`{"failed":true,"failure_reason":"APP/PROC/WEB: Exited with status 2"}`, 1))
+		Expect(ok).To(BeTrue())
+		Expect(inst.CrashReason).To(Equal("APP/PROC/WEB: Exited with status 2"))
+	})
+
+	It("is the exit status when there is no report (not a recipe pod, or the runner was killed)", func() {
+		inst, _ := k8s.ActualInstance(pod("", 137))
+		Expect(inst.CrashReason).To(HaveSuffix("Exited with status 137"))
+		inst, _ = k8s.ActualInstance(pod("panic: something", 2))
+		Expect(inst.CrashReason).To(HaveSuffix("Exited with status 2"))
+	})
+})
