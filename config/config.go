@@ -383,8 +383,8 @@ func Default() Config {
 		BBS: BBS{Diego: Diego{PlacementConfigMap: "iris-space-backends", DefaultBackend: "diego"}},
 		CC:  CC{TimeoutSeconds: 30},
 		Staging: Staging{
-			IrisURL:         "http://iris.cf-system.svc.cluster.local:8085",
-			TimeoutSeconds:  900,
+			IrisURL:        "http://iris.cf-system.svc.cluster.local:8085",
+			TimeoutSeconds: 900,
 		},
 		Loggregator: Loggregator{ServerName: "metron", BufferSize: 10000},
 		LogAgent: LogAgent{

@@ -501,7 +501,7 @@ var _ = Describe("OPI buildpack staging on the action runner", func() {
 		}
 		stager := startPrivateRunner(recipe, env, flags...)
 		Eventually(stager.session).WithTimeout(3 * time.Minute).Should(gexec.Exit(0))
-		Expect(blobs.upload("/v1/droplet/" + guid)).NotTo(BeEmpty(), "the droplet reached CC's upload URI")
+		Expect(blobs.upload("/v1/droplet/"+guid)).NotTo(BeEmpty(), "the droplet reached CC's upload URI")
 		reportFile := filepath.Join(stager.dir, "state", "report.json")
 		Expect(reportFile).To(BeAnExistingFile())
 
@@ -556,7 +556,7 @@ var _ = Describe("OPI buildpack staging on the action runner", func() {
 		recipe, err := json.Marshal(stagingRecipe(&job))
 		Expect(err).NotTo(HaveOccurred())
 		stager := startPrivateRunner(recipe, nil, "--report-file", "/mnt/state/report.json", "--exit-zero-when-reported")
-		Eventually(stager.session).WithTimeout(3 * time.Minute).Should(gexec.Exit(0), "the report, not the exit, carries the failure")
+		Eventually(stager.session).WithTimeout(3*time.Minute).Should(gexec.Exit(0), "the report, not the exit, carries the failure")
 		token, _ := stagingCompletionToken(namespace, &job)
 		cmd := exec.Command(irisPath, "actions", "report-staging", "--report", filepath.Join(stager.dir, "state", "report.json"), "--staging-guid", guid)
 		cmd.Env = []string{"STAGING_COMPLETION_TOKEN=" + token, "STAGING_COMPLETION_URL=" + irisURL + "/stage/" + guid + "/completed"}

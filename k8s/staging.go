@@ -29,7 +29,6 @@ const (
 	StagingLifecycleBuildpack = "buildpack"
 )
 
-
 // StagingObjects are the objects one staging becomes.
 type StagingObjects struct {
 	Job            *batchv1.Job

@@ -95,7 +95,9 @@ func reportStaging(args []string) int {
 // finalAnswer is a 4xx from Iris: sending again would not change it.
 type finalAnswer struct{ status int }
 
-func (f *finalAnswer) Error() string { return fmt.Sprintf("Iris refused the completion: HTTP %d", f.status) }
+func (f *finalAnswer) Error() string {
+	return fmt.Sprintf("Iris refused the completion: HTTP %d", f.status)
+}
 
 func putCompletion(client *http.Client, url, token string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
