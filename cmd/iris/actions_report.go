@@ -92,19 +92,18 @@ func reportStaging(args []string) int {
 	}
 }
 
-// finalAnswer is a 4xx from Iris: sending again would not change it.
-type finalAnswer struct{ status int }
+// finalAnswer is an error that sending again would not change: a 4xx from
+// Iris, or a request that cannot be made.
+type finalAnswer struct{ reason string }
 
-func (f *finalAnswer) Error() string {
-	return fmt.Sprintf("Iris refused the completion: HTTP %d", f.status)
-}
+func (f *finalAnswer) Error() string { return f.reason }
 
 func putCompletion(client *http.Client, url, token string, body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(body))
 	if err != nil {
-		return &finalAnswer{}
+		return &finalAnswer{reason: fmt.Sprintf("building the request: %v", err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -118,7 +117,7 @@ func putCompletion(client *http.Client, url, token string, body []byte) error {
 	case resp.StatusCode < 300:
 		return nil
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
-		return &finalAnswer{status: resp.StatusCode}
+		return &finalAnswer{reason: fmt.Sprintf("Iris refused the completion: HTTP %d", resp.StatusCode)}
 	}
 	return fmt.Errorf("HTTP %d", resp.StatusCode)
 }
