@@ -1,6 +1,8 @@
 package actions_test
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
 
 	"github.com/iris-cf/iris/actions"
 )
@@ -59,8 +62,45 @@ var _ = Describe("a buildpack DesiredLRP as CC builds it", func() {
 			g.Expect(filepath.Join(home, "runner-healthy")).To(BeAnExistingFile())
 		}).WithTimeout(processTimeout).Should(Succeed())
 
+		Expect(healthyProbe(filepath.Join(home, "runner-healthy"))).To(Equal(0), "the pod's readiness probe passes")
+
 		r.session.Signal(syscall.SIGTERM)
 		Expect(r.waitExit()).To(Equal(143))
 		Expect(r.stdout()).To(ContainElements("APP/PROC/WEB| stopping", "APP/PROC/WEB| Exit status 0"))
+	})
+})
+
+// healthyProbe runs the readiness probe of recipe pods with a monitor,
+// `iris actions healthy FILE`, and returns its exit code.
+func healthyProbe(file string) int {
+	session, err := gexec.Start(exec.Command(irisPath, "actions", "healthy", file), GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	Eventually(session).WithTimeout(processTimeout).Should(gexec.Exit())
+	return session.ExitCode()
+}
+
+var _ = Describe("a restarted recipe container (its healthy file on a volume)", func() {
+	It("is not ready on the last container's word: the runner removes the old healthy file until its own monitor passes", func() {
+		dir := GinkgoT().TempDir()
+		healthy := filepath.Join(dir, "healthy")
+		passing := filepath.Join(dir, "passing")
+		Expect(os.WriteFile(healthy, nil, 0o644)).To(Succeed())
+		recipe := &actions.Recipe{
+			Action:  models.WrapAction(sh("while true; do sleep 0.05; done")),
+			Monitor: models.WrapAction(sh("test -f " + passing)),
+		}
+		r := startRunner(recipe, "--healthy-file", healthy)
+		Eventually(func(g Gomega) {
+			g.Expect(healthy).NotTo(BeAnExistingFile())
+		}).WithTimeout(processTimeout).Should(Succeed())
+		Expect(healthyProbe(healthy)).To(Equal(1))
+
+		Expect(os.WriteFile(passing, nil, 0o644)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(healthy).To(BeAnExistingFile())
+		}).WithTimeout(processTimeout).Should(Succeed())
+		Expect(healthyProbe(healthy)).To(Equal(0))
+		r.session.Signal(syscall.SIGTERM)
+		Expect(r.waitExit()).To(Equal(143))
 	})
 })

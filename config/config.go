@@ -181,10 +181,21 @@ type Tasks struct {
 
 // Staging configures buildpack and docker staging.
 type Staging struct {
-	// Images of the buildpack staging steps.
-	DownloaderImage string `json:"downloader_image"`
-	ExecutorImage   string `json:"executor_image"`
-	UploaderImage   string `json:"uploader_image"`
+	// StackImage is the root file system buildpack staging runs in (the
+	// stack, e.g. cflinuxfs4); Iris's action runner (lrp.runner_image) runs
+	// CC's staging recipe in it. Empty: buildpack staging is refused.
+	StackImage string `json:"stack_image"`
+	// LifecycleBundleURL is the buildpack app lifecycle (a tgz with the
+	// builder) staging pods download into /tmp/lifecycle, as Diego's file
+	// server serves it to cells. Empty: buildpack staging is refused.
+	LifecycleBundleURL string `json:"lifecycle_bundle_url"`
+	// Removed: the images of the downloader, executor and uploader steps,
+	// which were never built anywhere. Staging pods run the action runner
+	// in StackImage instead. Setting one is an error naming the
+	// replacement, not silently ignored.
+	DownloaderImage string `json:"downloader_image,omitempty"`
+	ExecutorImage   string `json:"executor_image,omitempty"`
+	UploaderImage   string `json:"uploader_image,omitempty"`
 	// IrisURL is where staging pods reach Iris's API (the uploader PUTs
 	// /stage/{guid}/completed there).
 	IrisURL string `json:"iris_url"`
@@ -401,11 +412,8 @@ func Default() Config {
 			Migration: Migration{IntervalSeconds: 5, MaxInFlight: 100, LeaseName: "iris-space-migrator"}}},
 		CC: CC{TimeoutSeconds: 30},
 		Staging: Staging{
-			DownloaderImage: "cloudfoundry/iris-staging-downloader:latest",
-			ExecutorImage:   "cloudfoundry/iris-staging-executor:latest",
-			UploaderImage:   "cloudfoundry/iris-staging-uploader:latest",
-			IrisURL:         "http://iris.cf-system.svc.cluster.local:8085",
-			TimeoutSeconds:  900,
+			IrisURL:        "http://iris.cf-system.svc.cluster.local:8085",
+			TimeoutSeconds: 900,
 		},
 		Loggregator: Loggregator{ServerName: "metron", BufferSize: 10000},
 		LogAgent: LogAgent{
@@ -575,6 +583,17 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.LRP.RunnerImage, " \t\n") {
 		errs = append(errs, fmt.Errorf("lrp: runner_image: %q is not an image reference", c.LRP.RunnerImage))
+	}
+	for key, value := range map[string]string{"downloader_image": c.Staging.DownloaderImage, "executor_image": c.Staging.ExecutorImage, "uploader_image": c.Staging.UploaderImage} {
+		if value != "" {
+			errs = append(errs, fmt.Errorf("staging: %s is removed: buildpack staging runs Iris's action runner (lrp.runner_image) in staging.stack_image with the lifecycle from staging.lifecycle_bundle_url; delete the setting", key))
+		}
+	}
+	if strings.ContainsAny(c.Staging.StackImage, " \t\n") {
+		errs = append(errs, fmt.Errorf("staging: stack_image: %q is not an image reference", c.Staging.StackImage))
+	}
+	if u := c.Staging.LifecycleBundleURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		errs = append(errs, fmt.Errorf("staging: lifecycle_bundle_url: %q: want an http(s) URL", u))
 	}
 	for stack, image := range c.BBS.Stacks {
 		if stack == "" || image == "" || strings.ContainsAny(stack+image, " \t\n") {

@@ -36,9 +36,11 @@ import (
 // the fixtures are created with the real Go client.
 //
 // Known differences that are deliberately not entries:
-//   - Iris refuses a buildpack LRP (preloaded root_fs), a privileged one
-//     (unless allowed) and more than one placement tag with InvalidRequest;
-//     the real BBS accepts all three (bbs_test.go covers Iris's refusals).
+//   - Iris refuses a preloaded root_fs whose stack has no image
+//     (bbs.stacks), a buildpack LRP when lrp.runner_image is not set, a
+//     privileged one (unless allowed) and more than one placement tag with
+//     InvalidRequest; the real BBS accepts them (bbs_test.go covers Iris's
+//     refusals).
 //   - An update request without an update of an existing LRP: the real
 //     BBS dereferences it and the connection drops; Iris answers
 //     InvalidRequest "Invalid field: update" (of an unknown guid both

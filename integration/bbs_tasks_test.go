@@ -320,7 +320,7 @@ func runRecipePod(guid string) int {
 	}, 30*time.Second).Should(Succeed())
 
 	Expect(pod.Spec.InitContainers).To(ConsistOf(And(
-		HaveField("Image", "iris-runner:test"),
+		HaveField("Image", testRunnerImage),
 		HaveField("Command", []string{"/usr/local/bin/iris", "actions", "install", "/iris-runner/iris"}),
 	)))
 	container := pod.Spec.Containers[0]

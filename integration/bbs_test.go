@@ -384,14 +384,14 @@ var _ = Describe("The BBS front on a real cluster", func() {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(list.Items).To(BeEmpty())
 		},
-		Entry("a buildpack app (preloaded root_fs, a setup downloading the droplet)", func(l *models.DesiredLRP) {
-			l.RootFs = "preloaded:cflinuxfs4"
+		Entry("a buildpack app on a stack this Iris has no image for (bbs.stacks)", func(l *models.DesiredLRP) {
+			l.RootFs = "preloaded:cflinuxfs3"
 			l.Setup = models.WrapAction(models.Serial(&models.DownloadAction{
 				From: "http://cloud-controller-ng.service.cf.internal:9022/internal/v2/droplets/x/y/download", To: ".", CacheKey: "droplets-x", User: "vcap",
 			}))
-		}, "buildpack apps need Diego's download actions"),
-		Entry("a stack this Iris has no image for (bbs.stacks)", func(l *models.DesiredLRP) { l.RootFs = "preloaded:cflinuxfs4" },
-			`no image for stack "cflinuxfs4"`),
+		}, `no image for stack "cflinuxfs3"`),
+		Entry("a stack this Iris has no image for (bbs.stacks)", func(l *models.DesiredLRP) { l.RootFs = "preloaded:cflinuxfs3" },
+			`no image for stack "cflinuxfs3"`),
 		Entry("privileged, which this Iris does not allow", func(l *models.DesiredLRP) { l.Privileged = true },
 			"privileged containers are not allowed"),
 		Entry("more than one placement tag, which Iris cannot place by", func(l *models.DesiredLRP) { l.PlacementTags = []string{"a", "b"} },

@@ -112,6 +112,7 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(ingress.Stop)
 
 	addr, tlsAddr, opsAddr, bbsAddr := freeAddress(), freeAddress(), freeAddress(), freeAddress()
+	testLifecycleAddr = freeAddress()
 	bbsURL = "https://" + bbsAddr
 	irisURL, irisTLSURL, irisOpsURL = "http://"+addr, "https://"+tlsAddr, "http://"+opsAddr
 	irisConfigFile = filepath.Join(dir, "iris.yml")
@@ -130,9 +131,11 @@ lrp:
   droplet_registry: 127.0.0.1:5000/cloudfoundry
   droplet_registry_secret_name: droplet-registry
   apparmor_profile: %q
-  runner_image: iris-runner:test
+  runner_image: %q
 staging:
   iris_url: %q
+  stack_image: %q
+  lifecycle_bundle_url: %q
   timeout_seconds: 600
   insecure_registries: [%q]
 route:
@@ -165,10 +168,11 @@ bbs:
   tls_key_file: %q
   client_ca_file: %q
   stacks:
+    %s: %q
     cflinuxfs4-test: iris-test/cflinuxfs4:1.0
-`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), irisURL, oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
+`, kubeconfig, namespace, otherNamespace, addr, tlsAddr, certFile, keyFile, clientCAFile, appArmorProfile(), testRunnerImage, irisURL, testStackImage, testLifecycleURL(), oci.Host(), nats.URL(), cc.URL(), ccCAFile, ccClientCert, ccClientKey,
 		ingress.Addr(), ingress.caFile, ingress.certFile, ingress.keyFile, opsAddr,
-		bbsAddr, certFile, keyFile, clientCAFile)), 0o600)).To(Succeed())
+		bbsAddr, certFile, keyFile, clientCAFile, testStack, testStackImage)), 0o600)).To(Succeed())
 
 	startIris()
 })

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	bbsmodels "code.cloudfoundry.org/bbs/models"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/uuid"
 	. "github.com/onsi/ginkgo/v2"
@@ -153,7 +154,7 @@ var _ = Describe("Staging", Serial, func() {
 	})
 
 	Describe("buildpack", func() {
-		It("runs downloader, executor and uploader in a Job and forwards the uploader's result once", func() {
+		It("runs CC's staging recipe with the action runner in a Job, and forwards the reported result once", func() {
 			guid := uuid.NewString()
 			stage(guid, buildpackStaging(guid))
 			stage(guid, buildpackStaging(guid)) // idempotent
@@ -173,24 +174,27 @@ var _ = Describe("Staging", Serial, func() {
 			Expect(*spec.SecurityContext.RunAsNonRoot).To(BeTrue())
 			Expect(*spec.AutomountServiceAccountToken).To(BeFalse())
 			Expect(spec.InitContainers).To(HaveLen(2))
-			Expect(spec.InitContainers[0].Name).To(Equal("downloader"))
-			Expect(spec.InitContainers[1].Name).To(Equal("executor"))
+			Expect(spec.InitContainers[0].Name).To(Equal(k8s.RunnerInitContainerName))
+			Expect(spec.InitContainers[0].Image).To(Equal(testRunnerImage))
+			Expect(spec.InitContainers[1].Name).To(Equal(k8s.StagingRunnerName))
+			Expect(spec.InitContainers[1].Image).To(Equal(testStackImage))
 			Expect(spec.InitContainers[1].Resources.Limits.Memory().Value()).To(Equal(int64(1024 << 20)))
-			Expect(spec.Containers[0].Name).To(Equal("uploader"))
-			env := map[string]string{}
-			for _, c := range append(spec.InitContainers, spec.Containers...) {
-				for _, e := range c.Env {
-					env[e.Name] = e.Value
-				}
-			}
-			Expect(env).To(HaveKeyWithValue("APP_BITS_DOWNLOAD_URI", "https://cc/bits/"+guid))
-			Expect(env).To(HaveKeyWithValue("DROPLET_UPLOAD_URI", "https://cc/droplet/"+guid))
-			Expect(env).To(HaveKeyWithValue("BUILDPACK_CACHE_UPLOAD_URI", "https://cc/cache-up/"+guid))
-			Expect(env).To(HaveKeyWithValue("STAGING_COMPLETION_URL", irisURL+"/stage/"+guid+"/completed"))
-			Expect(env["BUILDPACKS"]).To(MatchJSON(`[{"name":"ruby_buildpack","key":"ruby-key","url":"https://cc/bp/ruby","skip_detect":false}]`))
-			Expect(env).To(HaveKeyWithValue("LANG", "en_US.UTF-8"))
+			Expect(spec.Containers[0].Name).To(Equal(k8s.StagingReporterName))
+			Expect(spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "STAGING_COMPLETION_URL", Value: irisURL + "/stage/" + guid + "/completed"}))
 
-			// Play the uploader.
+			recipe := stagingRecipe(&job)
+			Expect(recipe.CachedDependencies[0].From).To(Equal(testLifecycleURL()))
+			Expect(recipe.CachedDependencies[1].From).To(Equal("https://cc/bp/ruby"))
+			steps := recipe.Action.GetSerialAction().Actions
+			Expect(steps[0].GetParallelAction().Actions[0].GetDownloadAction().From).To(Equal("https://cc/bits/" + guid))
+			builder := steps[1].GetRunAction()
+			Expect(builder.Args).To(ContainElement("-buildpackOrder=ruby-key"))
+			Expect(builder.Env).To(ContainElement(&bbsmodels.EnvironmentVariable{Name: "LANG", Value: "en_US.UTF-8"}))
+			uploads := steps[2].GetEmitProgressAction().Action.GetParallelAction().Actions
+			Expect(uploads[0].GetUploadAction().To).To(Equal("https://cc/droplet/" + guid))
+			Expect(uploads[1].GetUploadAction().To).To(Equal("https://cc/cache-up/" + guid))
+
+			// Play the reporting container.
 			result := `{"lifecycle_type":"buildpack","lifecycle_metadata":{"buildpack_key":"ruby-key","detected_buildpack":"ruby"},"process_types":{"web":"bundle exec rackup"},"execution_metadata":""}`
 			status, body := request("PUT", "/stage/"+guid+"/completed", models.StagingCompletedRequest{TaskGUID: guid, Result: result})
 			Expect(status).To(Equal(http.StatusOK), string(body))
@@ -200,24 +204,32 @@ var _ = Describe("Staging", Serial, func() {
 			Eventually(func(g Gomega) []batchv1.Job { return stagingJobsWith(g, guid) }, 20*time.Second).Should(BeEmpty())
 		})
 
-		It("reports a failing buildpack without waiting for the uploader", func() {
+		It("maps a failed builder, as the runner reports it, to CC's buildpack error", func() {
+			guid := uuid.NewString()
+			stage(guid, buildpackStaging(guid))
+			status, body := request("PUT", "/stage/"+guid+"/completed", models.StagingCompletedRequest{TaskGUID: guid, Failed: true, FailureReason: "Exited with status 223"})
+			Expect(status).To(Equal(http.StatusOK), string(body))
+			Expect(oneStagingCallback(guid).Error.ID).To(Equal("BuildpackCompileFailed"))
+		})
+
+		It("reports a staging container that was killed without waiting for its report", func() {
 			guid := uuid.NewString()
 			stage(guid, buildpackStaging(guid))
 			setStagingPodStatus(guid, func(pod *corev1.Pod) {
 				pod.Status.Phase = corev1.PodFailed
 				pod.Status.InitContainerStatuses = []corev1.ContainerStatus{
-					{Name: "downloader", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}},
-					{Name: "executor", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 223}}},
+					{Name: k8s.RunnerInitContainerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}},
+					{Name: k8s.StagingRunnerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}},
 				}
 			})
 			callback := oneStagingCallback(guid)
-			Expect(callback.Error).To(Equal(&models.StagingError{ID: "BuildpackCompileFailed", Message: "staging executor exited with status 223"}))
+			Expect(callback.Error).To(Equal(&models.StagingError{ID: "StagingError", Message: "staging stage exited with status 137"}))
 		})
 
 		It("reports a staging pod that cannot pull its image", func() {
 			guid := uuid.NewString()
 			stage(guid, buildpackStaging(guid))
-			// The uploader's image cannot be pulled (KWOK has already completed
+			// The reporter's image cannot be pulled (KWOK has already completed
 			// the init containers, and a terminated container cannot wait again).
 			setStagingPodStatus(guid, func(pod *corev1.Pod) {
 				for i := range pod.Status.ContainerStatuses {

@@ -19,13 +19,14 @@ import (
 	"github.com/iris-cf/iris/models"
 )
 
-// stagingCompletionToken reads what a buildpack staging's uploader gets:
+// stagingCompletionToken reads what a buildpack staging's reporting
+// container gets:
 // its token (from the Secret its env names) and, when Iris is reached over
 // https, the CA it verifies Iris with.
 func stagingCompletionToken(ns string, job *batchv1.Job) (token string, ca []byte) {
 	GinkgoHelper()
 	uploader := job.Spec.Template.Spec.Containers[0]
-	Expect(uploader.Name).To(Equal(k8s.StagingUploaderName))
+	Expect(uploader.Name).To(Equal(k8s.StagingReporterName))
 	for _, e := range uploader.Env {
 		if e.Name != k8s.StagingCompletionTokenEnv {
 			continue
@@ -36,7 +37,7 @@ func stagingCompletionToken(ns string, job *batchv1.Job) (token string, ca []byt
 		Expect(err).NotTo(HaveOccurred())
 		return string(secret.Data[ref.Key]), secret.Data["ca.crt"]
 	}
-	Fail("the uploader has no " + k8s.StagingCompletionTokenEnv)
+	Fail("the reporting container has no " + k8s.StagingCompletionTokenEnv)
 	return "", nil
 }
 

@@ -52,6 +52,11 @@ func ActualInstance(pod *corev1.Pod) (inst workload.Instance, ok bool) {
 			if last.Reason == "OOMKilled" {
 				inst.CrashReason += " (out of memory)"
 			}
+			// A recipe pod's container is the runner, whose exit status is
+			// its own: its report holds Diego's reason for the app's exit.
+			if reason, ok := RunnerFailureReason(last); ok {
+				inst.CrashReason = reason
+			}
 		}
 	}
 	return inst, true

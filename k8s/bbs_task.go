@@ -40,8 +40,6 @@ const (
 	// AnnotationRecipeTaskResolving is when the completion callback was
 	// first posted (RFC 3339): the task is RESOLVING from then on.
 	AnnotationRecipeTaskResolving = "cloudfoundry.org/bbs_task_resolving"
-	// recipeSecretSuffix names a recipe task's recipe Secret.
-	recipeSecretSuffix = "-recipe"
 )
 
 // ErrTaskExists is CreateRecipeTask's answer for a guid that has a Job.

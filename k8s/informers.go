@@ -316,7 +316,7 @@ func (c *Caches) EachAppPod(fn func(*corev1.Pod)) {
 }
 
 // WatchLRPOwnedObjects adds informers for the NetworkPolicies, PDBs and
-// registry Secrets of LRPs (labelled source_type=APP, like their
+// Secrets (registry and recipe) of LRPs (labelled source_type=APP, like their
 // StatefulSets); call it before Run. Only the reconciler needs them. Secrets
 // are cached without their data: the reconciler needs to know that a Secret
 // exists and who owns it, and credentials kept in memory could only leak.

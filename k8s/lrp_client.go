@@ -104,10 +104,19 @@ func (c *LRPClient) desire(ctx context.Context, logger lager.Logger, lrp *worklo
 			return false, err
 		}
 	}
+	// Likewise the recipe: an instance without it could not start at all.
+	if secret := objects.RecipeSecret; secret != nil {
+		stampDesiredAt(secret, now)
+		if _, err := Apply(ctx, c.clientset, secret); err != nil {
+			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+			return false, fmt.Errorf("applying recipe secret %s/%s: %w", secret.Namespace, secret.Name, err)
+		}
+	}
 	if policy := objects.EgressPolicy; policy != nil {
 		stampDesiredAt(policy, now)
 		if _, err := Apply(ctx, c.clientset, policy); err != nil {
 			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+			deleteSecret(ctx, c.clientset, logger, objects.RecipeSecret)
 			if apierrors.IsInvalid(err) {
 				return false, models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
 			}
@@ -117,6 +126,7 @@ func (c *LRPClient) desire(ctx context.Context, logger lager.Logger, lrp *worklo
 	applied, err := Apply(ctx, c.clientset, objects.StatefulSet)
 	if err != nil {
 		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+		deleteSecret(ctx, c.clientset, logger, objects.RecipeSecret)
 		deleteNetworkPolicy(ctx, c.clientset, logger, objects.EgressPolicy)
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return false, models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
@@ -182,6 +192,21 @@ func (c *LRPClient) ensureOwned(ctx context.Context, sts *appsv1.StatefulSet, fr
 			return err
 		}
 	}
+	// The recipe as rebuilt from the StatefulSet, else as this request
+	// built it: an existing StatefulSet's pods run the recipe it was first
+	// desired with, and a request for it carries the same one.
+	if name := owned.RecipeSecretName; name != "" {
+		secret := owned.RecipeSecret
+		if secret == nil && fromRequest.RecipeSecret != nil {
+			secret = fromRequest.RecipeSecret.DeepCopy()
+			secret.Name, secret.Namespace = name, sts.Namespace
+		}
+		if secret != nil {
+			if _, err := Apply(ctx, c.clientset, OwnedSecret(secret, sts)); err != nil {
+				return fmt.Errorf("applying recipe secret %s/%s: %w", sts.Namespace, name, err)
+			}
+		}
+	}
 	if created && owned.PodDisruptionBudget == nil {
 		return nil
 	}
@@ -223,7 +248,7 @@ func deleteSecret(ctx context.Context, clientset kubernetes.Interface, logger la
 	}
 	err := clientset.CoreV1().Secrets(secret.Namespace).Delete(ctx, secret.Name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		logger.Error("deleting-registry-secret", err, lager.Data{"secret": secret.Name})
+		logger.Error("deleting-secret", err, lager.Data{"secret": secret.Name})
 	}
 }
 

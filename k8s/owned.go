@@ -59,6 +59,12 @@ type OwnedObjects struct {
 	// RegistrySecretName is the docker credentials' Secret the pods pull
 	// with, "" if none.
 	RegistrySecretName string
+	// RecipeSecretName is the recipe Secret the pods mount, "" if they run
+	// no recipe; RecipeSecret is that Secret rebuilt from the StatefulSet,
+	// nil when the builder has no record to rebuild it from (it is then
+	// only adopted, as the registry Secret).
+	RecipeSecretName string
+	RecipeSecret     *corev1.Secret
 }
 
 // OwnedObjects returns the objects sts should own, with their owner
@@ -69,6 +75,11 @@ func (b *Builder) OwnedObjects(sts *appsv1.StatefulSet) (*OwnedObjects, error) {
 	owned := &OwnedObjects{
 		PodDisruptionBudget: PodDisruptionBudget(sts),
 		RegistrySecretName:  RegistrySecretName(sts),
+		RecipeSecretName:    RecipeSecretName(sts),
+	}
+	var err error
+	if owned.RecipeSecret, err = b.recipeSecretOf(sts); err != nil {
+		return nil, err
 	}
 	raw, recorded := sts.Annotations[AnnotationEgressRules]
 	owned.EgressRecorded = recorded
@@ -106,9 +117,12 @@ func RegistrySecretName(sts *appsv1.StatefulSet) string {
 }
 
 // StatefulSetNameOfOwned returns the name of the StatefulSet an LRP's
-// Secret, NetworkPolicy or PDB called name belongs to.
+// Secret (registry or recipe), NetworkPolicy or PDB called name belongs to.
 func StatefulSetNameOfOwned(obj metav1.Object) string {
 	if _, isSecret := obj.(*corev1.Secret); isSecret {
+		if isRecipeSecretName(obj.GetName()) {
+			return strings.TrimSuffix(obj.GetName(), recipeSecretSuffix)
+		}
 		return strings.TrimSuffix(obj.GetName(), registrySecretSuffix)
 	}
 	return obj.GetName()
@@ -140,6 +154,7 @@ func OwnedSecret(secret *corev1.Secret, sts *appsv1.StatefulSet) *corev1.Secret 
 			Name:            secret.Name,
 			Namespace:       secret.Namespace,
 			Labels:          secret.Labels,
+			Annotations:     withoutDesiredAt(secret.Annotations),
 			OwnerReferences: []metav1.OwnerReference{OwnerReference(sts)},
 		},
 		Type: secret.Type,
@@ -175,4 +190,20 @@ func OwnerReference(sts *appsv1.StatefulSet) metav1.OwnerReference {
 		Controller:         ptr.To(true),
 		BlockOwnerDeletion: ptr.To(true),
 	}
+}
+
+// withoutDesiredAt is annotations without the desire's stamp, which an
+// owned object no longer needs; nil for none left.
+func withoutDesiredAt(annotations map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range annotations {
+		if k == AnnotationDesiredAt {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }

@@ -29,13 +29,6 @@ const (
 	StagingLifecycleBuildpack = "buildpack"
 )
 
-// Names of the buildpack staging containers, in the order they run.
-const (
-	StagingDownloaderName = "downloader"
-	StagingExecutorName   = "executor"
-	StagingUploaderName   = "uploader"
-)
-
 // StagingObjects are the objects one staging becomes.
 type StagingObjects struct {
 	Job            *batchv1.Job
@@ -44,16 +37,19 @@ type StagingObjects struct {
 	// credentials (see completionCallback).
 	CallbackSecret *corev1.Secret
 	// CompletionSecret holds a buildpack staging's completion token and the
-	// CA its uploader verifies Iris with (see StagingCompletion).
+	// CA its reporter verifies Iris with (see StagingCompletion).
 	CompletionSecret *corev1.Secret
+	// RecipeSecret holds a buildpack staging's recipe (see
+	// buildpackStagingPod).
+	RecipeSecret *corev1.Secret
 }
 
-// StagingCompletion is what a buildpack staging's uploader proves itself
+// StagingCompletion is what a buildpack staging's reporter proves itself
 // with when it reports to Iris: Iris's TLS listener asks CC for a client
 // certificate, which staging pods have none of, so a pod without one may
 // report only its own staging, with a token minted for it (see
-// VerifyCompletionToken). Only the uploader gets the token, from a Secret:
-// the executor runs buildpack and app code.
+// VerifyCompletionToken). Only the reporter container gets the token,
+// from a Secret: the staging container runs buildpack and app code.
 type StagingCompletion struct {
 	// Token is random and this staging's alone.
 	Token string
@@ -62,7 +58,7 @@ type StagingCompletion struct {
 	CA []byte
 }
 
-// Keys of a staging's completion Secret, and where the uploader finds them.
+// Keys of a staging's completion Secret, and where the reporter finds them.
 const (
 	completionSecretSuffix    = "-completion"
 	completionTokenKey        = "token"
@@ -92,8 +88,8 @@ func NewStagingCompletion(caFile string) (StagingCompletion, error) {
 }
 
 // BuildStaging returns the Job for one staging. A buildpack staging runs
-// downloader → executor (init containers) → uploader; the uploader reports
-// to Iris's PUT /stage/{guid}/completed. A docker staging runs no pod: Iris
+// CC's staging recipe with Iris's action runner, then reports to Iris's
+// PUT /stage/{guid}/completed (see buildpackStagingPod). A docker staging runs no pod: Iris
 // reads the image's config itself, and the suspended Job is the durable
 // record that keeps the callback from being lost.
 func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespace string, cfg config.Staging, completion StagingCompletion) (*StagingObjects, error) {
@@ -160,76 +156,13 @@ func (b *Builder) BuildStaging(guid string, req *models.StagingRequest, namespac
 		}
 		objects.CompletionSecret = secret
 		annotations[AnnotationStagingCompletionSecret] = secret.Name
-		if err := b.buildpackStagingPod(&job.Spec.Template.Spec, guid, req, cfg, secret); err != nil {
+		if objects.RecipeSecret, err = b.buildpackStagingPod(&job.Spec.Template.Spec, name, namespace, labels, guid, req, cfg, secret); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, models.Invalidf("lifecycle: one of docker_lifecycle or buildpack_lifecycle is required")
 	}
 	return objects, nil
-}
-
-func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, guid string, req *models.StagingRequest, cfg config.Staging, completion *corev1.Secret) error {
-	bp := req.Lifecycle.BuildpackLifecycle
-	buildpacks, err := json.Marshal(bp.Buildpacks)
-	if err != nil {
-		return models.Invalidf("buildpacks: %v", err)
-	}
-	env := func(pairs ...string) []corev1.EnvVar {
-		var out []corev1.EnvVar
-		for i := 0; i+1 < len(pairs); i += 2 {
-			out = append(out, corev1.EnvVar{Name: pairs[i], Value: pairs[i+1]})
-		}
-		return out
-	}
-	appEnv := make([]corev1.EnvVar, 0, len(req.Environment))
-	for _, e := range req.Environment {
-		appEnv = append(appEnv, corev1.EnvVar{Name: e.Name, Value: e.Value})
-	}
-	mounts := []corev1.VolumeMount{
-		{Name: "workspace", MountPath: "/workspace"},
-		{Name: "cache", MountPath: "/cache"},
-		{Name: "output", MountPath: "/out"},
-	}
-	spec.Volumes = []corev1.Volume{
-		{Name: "workspace", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		{Name: "cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		{Name: "output", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-	}
-	spec.InitContainers = []corev1.Container{
-		{
-			Name: StagingDownloaderName, Image: cfg.DownloaderImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
-			Env: env("STAGING_GUID", guid, "APP_BITS_DOWNLOAD_URI", bp.AppBitsDownloadURI, "BUILDPACKS", string(buildpacks),
-				"BUILDPACK_CACHE_DOWNLOAD_URI", bp.BuildpackCacheDownloadURI,
-				"BUILDPACK_CACHE_CHECKSUM", bp.BuildpackCacheChecksum,
-				"BUILDPACK_CACHE_CHECKSUM_ALGORITHM", bp.BuildpackCacheChecksumAlgorithm),
-		},
-		{
-			Name: StagingExecutorName, Image: cfg.ExecutorImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
-			Env:       append(appEnv, env("STAGING_GUID", guid, "BUILDPACKS", string(buildpacks))...),
-			Resources: b.resources(req.MemoryMB, req.DiskMB, req.CPUWeight),
-		},
-	}
-	uploader := corev1.Container{
-		Name: StagingUploaderName, Image: cfg.UploaderImage, VolumeMounts: mounts, SecurityContext: containerSecurityContext(),
-		Env: env("STAGING_GUID", guid, "DROPLET_UPLOAD_URI", bp.DropletUploadURI,
-			"BUILDPACK_CACHE_UPLOAD_URI", bp.BuildpackCacheUploadURI,
-			"STAGING_COMPLETION_URL", fmt.Sprintf("%s/stage/%s/completed", cfg.IrisURL, guid)),
-	}
-	// The uploader sends "Authorization: Bearer $STAGING_COMPLETION_TOKEN"
-	// and, over https, verifies Iris with $STAGING_COMPLETION_CA_FILE.
-	uploader.Env = append(uploader.Env, corev1.EnvVar{Name: StagingCompletionTokenEnv, ValueFrom: &corev1.EnvVarSource{
-		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: completion.Name}, Key: completionTokenKey},
-	}})
-	if _, ok := completion.Data[completionCAKey]; ok {
-		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: completionCAVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: completion.Name, Items: []corev1.KeyToPath{{Key: completionCAKey, Path: completionCAKey}},
-		}}})
-		uploader.VolumeMounts = append(uploader.VolumeMounts, corev1.VolumeMount{Name: completionCAVolume, MountPath: completionCAMountPath, ReadOnly: true})
-		uploader.Env = append(uploader.Env, corev1.EnvVar{Name: StagingCompletionCAEnv, Value: completionCAMountPath + "/" + completionCAKey})
-	}
-	spec.Containers = []corev1.Container{uploader}
-	return nil
 }
 
 // StagingClient carries out CC's staging requests.
@@ -272,7 +205,7 @@ func (c *StagingClient) Stage(ctx context.Context, logger lager.Logger, guid str
 		logger.Info("already-staging")
 		return nil
 	}
-	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret, objects.CallbackSecret, objects.CompletionSecret)
+	return createJob(ctx, c.clientset, logger, "staging", objects.Job, objects.RegistrySecret, objects.CallbackSecret, objects.CompletionSecret, objects.RecipeSecret)
 }
 
 // VerifyCompletionToken checks the token a staging pod without a client
@@ -305,7 +238,7 @@ func (c *StagingClient) VerifyCompletionToken(ctx context.Context, guid, token s
 	return nil
 }
 
-// Complete records the uploader's outcome on the staging Job; the reporter
+// Complete records the reported outcome on the staging Job; the reporter
 // forwards it to CC and cleans up.
 func (c *StagingClient) Complete(ctx context.Context, logger lager.Logger, guid string, done *models.StagingCompletedRequest) error {
 	job, err := lookupJob(ctx, c.clientset, c.caches, c.namespaces, LabelStagingGUID, SourceTypeStaging, guid)
@@ -314,8 +247,9 @@ func (c *StagingClient) Complete(ctx context.Context, logger lager.Logger, guid 
 	}
 	callback := models.StagingCallback{}
 	if done.Failed {
-		// The uploader passes on the executor's failure ("... exit status
-		// 223"): CC tells a failed detect or compile from its id.
+		// The runner's failure reason ends in the builder's exit status
+		// ("Exited with status 223"): CC tells a failed detect or compile
+		// from its id.
 		callback.Error = models.StagingFailure(done.FailureReason)
 	} else {
 		if !json.Valid([]byte(done.Result)) {

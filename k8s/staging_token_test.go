@@ -39,6 +39,9 @@ var _ = Describe("A buildpack staging's completion token", func() {
 		caFile = filepath.Join(GinkgoT().TempDir(), "iris-ca.crt")
 		Expect(os.WriteFile(caFile, []byte("-----BEGIN CERTIFICATE-----\nIris's CA\n-----END CERTIFICATE-----\n"), 0o600)).To(Succeed())
 		cfg := config.Default()
+		cfg.LRP.RunnerImage = "registry.example.com/cf/iris:1.2"
+		cfg.Staging.StackImage = "registry.example.com/cf/cflinuxfs4:1.200"
+		cfg.Staging.LifecycleBundleURL = "https://file-server/v1/static/buildpack_app_lifecycle/buildpack_app_lifecycle.tgz"
 		cfg.Staging.IrisURL = "https://iris.cf-system.svc:8086"
 		cfg.Staging.IrisCAFile = caFile
 		staging = k8s.NewStagingClient(clientset, caches, k8s.NewBuilder(cfg.LRP), cfg.Staging, []string{ns})
@@ -66,7 +69,7 @@ var _ = Describe("A buildpack staging's completion token", func() {
 		return secret
 	}
 
-	It("is random per staging, kept with the CA in a Secret, and given to the uploader only", func() {
+	It("is random per staging, kept with the CA in a Secret, and given to the reporting container only", func() {
 		stage("s1")
 		stage("s2")
 		one, two := secretOf("s1"), secretOf("s2")
@@ -78,7 +81,7 @@ var _ = Describe("A buildpack staging's completion token", func() {
 		Expect(err).NotTo(HaveOccurred())
 		spec := list.Items[0].Spec.Template.Spec
 		uploader := spec.Containers[0]
-		Expect(uploader.Name).To(Equal(k8s.StagingUploaderName))
+		Expect(uploader.Name).To(Equal(k8s.StagingReporterName))
 		Expect(uploader.Env).To(ContainElement(corev1.EnvVar{Name: k8s.StagingCompletionTokenEnv, ValueFrom: &corev1.EnvVarSource{
 			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: one.Name}, Key: "token"},
 		}}))

@@ -37,11 +37,13 @@ const (
 )
 
 // LRPObjects are the objects one LRP becomes. RegistrySecret is nil unless the
-// docker image needs credentials; the PDB is nil for one instance or fewer;
-// EgressPolicy is nil when egress policies are off.
+// docker image needs credentials; RecipeSecret is nil unless the LRP runs a
+// recipe; the PDB is nil for one instance or fewer; EgressPolicy is nil when
+// egress policies are off.
 type LRPObjects struct {
 	StatefulSet         *appsv1.StatefulSet
 	RegistrySecret      *corev1.Secret
+	RecipeSecret        *corev1.Secret
 	PodDisruptionBudget *policyv1.PodDisruptionBudget
 	EgressPolicy        *networkingv1.NetworkPolicy
 }
@@ -50,11 +52,18 @@ type LRPObjects struct {
 // is pure: no API calls.
 type Builder struct {
 	cfg config.LRP
+	// recipeSource rebuilds recipe Secrets from their StatefulSets; nil:
+	// they are only adopted (see OwnedObjects).
+	recipeSource RecipeSource
 }
 
 // NewBuilder returns a builder for the given LRP settings.
-func NewBuilder(cfg config.LRP) *Builder {
-	return &Builder{cfg: cfg}
+func NewBuilder(cfg config.LRP, opts ...BuilderOption) *Builder {
+	b := &Builder{cfg: cfg}
+	for _, opt := range opts {
+		opt(b)
+	}
+	return b
 }
 
 // Build returns the objects for lrp in namespace. It fails only for input
@@ -136,6 +145,11 @@ func (b *Builder) Build(lrp *workload.DesiredLRP, namespace string) (*LRPObjects
 	b.harden(&podSpec, lrp.IsDocker() && (b.cfg.AllowRootDockerImages || lrp.Privileged))
 
 	objects := &LRPObjects{}
+	if lrp.Process.Recipe != nil {
+		if objects.RecipeSecret, err = b.addRecipe(&podSpec, &podSpec.Containers[0], lrp, name, namespace, labels); err != nil {
+			return nil, err
+		}
+	}
 	if creds := lrp.RegistryCredentials; lrp.IsDocker() && creds != nil && creds.Username != "" {
 		secret, err := registrySecret(name+registrySecretSuffix, namespace, labels, lrp.Process.Image, creds.Username, creds.Password)
 		if err != nil {

@@ -43,6 +43,9 @@ var _ = Describe("TaskClient and StagingClient", func() {
 		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
 		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
 		cfg := config.Default()
+		// Buildpack staging runs the action runner in a stack.
+		cfg.LRP.RunnerImage, cfg.Staging.StackImage = "registry.example.com/cf/iris:1", "registry.example.com/cf/cflinuxfs4:1"
+		cfg.Staging.LifecycleBundleURL = "https://file-server/buildpack_app_lifecycle.tgz"
 		builder := k8s.NewBuilder(cfg.LRP)
 		tasks = k8s.NewTaskClient(clientset, caches, builder, []string{ns})
 		staging = k8s.NewStagingClient(clientset, caches, builder, cfg.Staging, []string{ns})

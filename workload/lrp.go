@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/models"
 )
 
@@ -92,6 +93,12 @@ type Process struct {
 	// User is the user the front asked for ("vcap", "root"); informative
 	// only: the pod's user comes from the operator's settings.
 	User string
+	// Recipe, when set, is Diego's recipe (cached dependencies, image
+	// layers, setup, action, monitor) that Iris's action runner runs in
+	// the Stack's image: a buildpack app as current CC desires it, which
+	// downloads the lifecycle and its droplet before it starts. Command
+	// and Args are then empty: the runner is the container's command.
+	Recipe *actions.Recipe
 }
 
 // Droplet is a buildpack app's staged droplet.
@@ -245,6 +252,17 @@ func (l *DesiredLRP) validateProcess() error {
 		}
 	case p.Image == "":
 		return models.Invalidf("lifecycle: an image or a droplet is required")
+	}
+	if p.Recipe != nil {
+		if p.Stack == "" {
+			return models.Invalidf("root_fs: a recipe runs in a stack's image, and none was named")
+		}
+		if len(p.Command) > 0 || len(p.Args) > 0 {
+			return models.Invalidf("action: a recipe's processes are started by the runner, not by a command")
+		}
+		if err := p.Recipe.Validate(); err != nil {
+			return models.Invalidf("%v", err)
+		}
 	}
 	if c := l.RegistryCredentials; c != nil && (c.Username == "") != (c.Password == "") {
 		return models.Invalidf("lifecycle: registry credentials need both a username and a password, or neither")

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/k8s"
 	irismodels "github.com/iris-cf/iris/models"
 	"github.com/iris-cf/iris/workload"
@@ -468,3 +469,18 @@ func bbsError(err error) error {
 
 // newEpoch starts a modification tag, as BBS does, with a fresh uuid.
 func newEpoch() string { return uuid.NewString() }
+
+// RecipeOf is the recipe a BBS StatefulSet's pods run, rebuilt from the
+// DesiredLRP stored on it, as Translate built it at the desire (updates
+// change nothing it holds). It is the k8s.RecipeSource the reconciler
+// rebuilds recipe Secrets with; ok is false for other StatefulSets.
+func RecipeOf(sts *appsv1.StatefulSet) (recipe *actions.Recipe, ok bool, err error) {
+	if !isBBS(sts) {
+		return nil, false, nil
+	}
+	lrp, err := desiredLRPFromStatefulSet(sts)
+	if err != nil {
+		return nil, false, err
+	}
+	return actions.RecipeFromDesiredLRP(lrp), true, nil
+}

@@ -107,3 +107,51 @@ func ccDockerLRP(processGUID, startCommand string) *models.DesiredLRP {
 		TrustedSystemCertificatesPath: "/etc/cf-system-certificates",
 	}
 }
+
+// ccBuildpackLRP is a desired LRP as current CC builds one for a buildpack
+// app (cloud_controller_ng lib/cloud_controller/diego/app_recipe_builder.rb
+// and buildpack/desired_lrp_builder.rb): preloaded:<stack>, the lifecycle
+// bundle as a cached dependency into /tmp/lifecycle, LANG as the global
+// environment, a setup downloading the droplet to "." (the vcap user's
+// home) with its sha256, the launcher with the start command and the
+// execution metadata codependent with diego-sshd, the app's environment on
+// the run action, a healthcheck monitor under a 10-minute timeout and the
+// check definition mapping the same port check.
+func ccBuildpackLRP(processGUID string) *models.DesiredLRP {
+	lrp := ccDockerLRP(processGUID, "")
+	lrp.RootFs = "preloaded:cflinuxfs4"
+	lrp.ImageUsername, lrp.ImagePassword = "", ""
+	lrp.PlacementTags = nil
+	lrp.EnvironmentVariables = []*models.EnvironmentVariable{{Name: "LANG", Value: "en_US.UTF-8"}}
+	lrp.CachedDependencies = []*models.CachedDependency{{
+		From:     "https://file-server.service.cf.internal:8447/v1/static/buildpack_app_lifecycle/buildpack_app_lifecycle.tgz",
+		To:       "/tmp/lifecycle",
+		CacheKey: "buildpack-cflinuxfs4-lifecycle",
+	}}
+	lrp.Setup = models.WrapAction(models.Serial(&models.DownloadAction{
+		From:              "http://cloud-controller-ng.service.cf.internal:9022/internal/v4/droplets/" + processGUID[:36] + "/checksum/download",
+		To:                ".",
+		CacheKey:          "droplets-" + processGUID,
+		User:              "vcap",
+		ChecksumAlgorithm: "sha256",
+		ChecksumValue:     "4b7c0f8e2d1f6a9b3c5e7d9f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b",
+	}))
+	lrp.Action = models.WrapAction(models.Codependent(
+		&models.RunAction{
+			Path: "/tmp/lifecycle/launcher",
+			Args: []string{"app", "bundle exec rackup config.ru -p $PORT", `{"start_command":"bundle exec rackup config.ru -p $PORT"}`},
+			User: "vcap",
+			Env: []*models.EnvironmentVariable{
+				{Name: "VCAP_APPLICATION", Value: `{"application_name":"dora"}`}, {Name: "VCAP_SERVICES", Value: `{"db":[{"credentials":{"password":"p"}}]}`},
+				{Name: "PORT", Value: "8080"}, {Name: "VCAP_APP_PORT", Value: "8080"}, {Name: "VCAP_APP_HOST", Value: "0.0.0.0"},
+			},
+			ResourceLimits: &models.ResourceLimits{},
+			LogSource:      "APP/PROC/WEB",
+		},
+		&models.RunAction{Path: "/tmp/lifecycle/diego-sshd", Args: []string{"-address=0.0.0.0:2222", "-allowUnauthenticatedClients=false"}, User: "vcap"},
+	))
+	lrp.Monitor = models.WrapAction(models.Timeout(models.Parallel(&models.RunAction{
+		Path: "/tmp/lifecycle/healthcheck", Args: []string{"-port=8080"}, User: "vcap", LogSource: "HEALTH", SuppressLogOutput: true,
+	}), 10*time.Minute))
+	return lrp
+}

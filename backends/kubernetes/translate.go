@@ -15,6 +15,7 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/workload"
 )
 
@@ -76,15 +77,18 @@ func invalid(format string, args ...any) *models.Error {
 }
 
 // Translate turns a validated BBS DesiredLRP into the workload model.
-// What Iris cannot run yet (buildpack root file systems, which need Diego's
-// download actions) or may not run (privileged, unless allowed) is an
-// InvalidRequest with a message saying why.
+// A buildpack app (a preloaded stack with Diego's downloads: setup, cached
+// dependencies or image layers) becomes a recipe that Iris's action runner
+// runs in the stack's image; a docker app runs its image. What Iris cannot
+// run (an unknown stack, sidecars of a docker app) or may not run
+// (privileged, unless allowed) is an InvalidRequest with a message saying
+// why.
 func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.DesiredLRP, error) {
 	guid, version, err := splitProcessGUID(lrp.ProcessGuid)
 	if err != nil {
 		return nil, err
 	}
-	image, stack, err := rootFSImage(lrp, opts.Stacks)
+	image, stack, runsRecipe, err := rootFSImage(lrp, opts.Stacks)
 	if err != nil {
 		return nil, err
 	}
@@ -132,26 +136,34 @@ func Translate(lrp *models.DesiredLRP, opts TranslateOptions) (*workload.Desired
 	if lrp.ImageUsername != "" || lrp.ImagePassword != "" {
 		w.RegistryCredentials = &workload.RegistryCredentials{Username: lrp.ImageUsername, Password: lrp.ImagePassword}
 	}
-	for _, e := range lrp.EnvironmentVariables {
-		w.Env[e.Name] = e.Value
-	}
 
 	run := appRunAction(lrp.Action)
 	if run == nil {
 		return nil, invalid("action: no run action to start the app with")
 	}
-	// Sidecars are further run actions beside the app's: running the app
-	// without a process it relies on would fail in ways CC never reports.
-	if n := countRuns(lrp.Action, func(r *models.RunAction) bool { return r.Path != sshdPath }); n > 1 {
-		return nil, invalid("action: %d processes (the app and its sidecars); Iris runs only the app's process yet, not sidecars", n)
-	}
-	w.Process = process(image, run)
-	w.Process.Stack = stack
-	for _, e := range run.Env {
-		w.Env[e.Name] = e.Value
+	if runsRecipe {
+		// The runner runs CC's whole action (the launcher, sidecars and
+		// diego-sshd, codependent), with the environment CC put on the
+		// recipe; the container's own is only the instance's.
+		w.Process = workload.Process{Image: image, Stack: stack, User: run.User, Recipe: actions.RecipeFromDesiredLRP(lrp)}
+		w.HealthChecks = checkDefinition(lrp)
+	} else {
+		// Sidecars are further run actions beside the app's: running the app
+		// without a process it relies on would fail in ways CC never reports.
+		if n := countRuns(lrp.Action, func(r *models.RunAction) bool { return r.Path != sshdPath }); n > 1 {
+			return nil, invalid("action: %d processes (the app and its sidecars); Iris runs the sidecars of buildpack apps only (with the action runner), not of docker apps", n)
+		}
+		w.Process = process(image, run)
+		w.Process.Stack = stack
+		for _, e := range lrp.EnvironmentVariables {
+			w.Env[e.Name] = e.Value
+		}
+		for _, e := range run.Env {
+			w.Env[e.Name] = e.Value
+		}
+		w.HealthChecks = healthChecks(lrp)
 	}
 
-	w.HealthChecks = healthChecks(lrp)
 	for _, r := range lrp.EgressRules {
 		w.EgressRules = append(w.EgressRules, egressRule(r))
 	}
@@ -181,28 +193,38 @@ func splitProcessGUID(processGUID string) (string, string, error) {
 	return processGUID[:i], processGUID[i+1:], nil
 }
 
-// rootFSImage is the image lrp runs in, and its stack for a preloaded
-// root_fs: a docker root_fs names its image; preloaded:<stack> runs the
-// image the operator configured for the stack. A buildpack app's recipe
-// (setup downloading the droplet, image layers) needs Diego's download
-// actions, which Iris does not run yet: such an LRP is refused rather than
-// started without its droplet.
-func rootFSImage(lrp *models.DesiredLRP, stacks map[string]string) (image, stack string, err error) {
+// rootFSImage is the image lrp runs in, its stack for a preloaded root_fs,
+// and whether it runs as a recipe: a docker root_fs names its image;
+// preloaded:<stack> and preloaded+layer:<stack> run the image the operator
+// configured for the stack. A stack LRP with Diego's downloads (setup,
+// cached dependencies, image layers: a buildpack app's lifecycle and
+// droplet) runs as a recipe; one without them runs its run action directly.
+func rootFSImage(lrp *models.DesiredLRP, stacks map[string]string) (image, stack string, runsRecipe bool, err error) {
 	rootFS := lrp.RootFs
 	switch {
 	case strings.HasPrefix(rootFS, dockerRootFSScheme):
 		image, err = dockerImage(rootFS)
-		return image, "", err
-	case strings.HasPrefix(rootFS, preloadedLayerRootFSScheme), strings.HasPrefix(rootFS, preloadedRootFSScheme) && (lrp.Setup != nil || len(lrp.ImageLayers) > 0):
-		return "", "", invalid("root_fs %q: buildpack apps need Diego's download actions (droplet and lifecycle), which Iris does not run yet; only docker:// root file systems and preloaded stacks without setup or image layers are supported", rootFS)
+		return image, "", false, err
+	case strings.HasPrefix(rootFS, preloadedLayerRootFSScheme):
+		var query string
+		stack, query, _ = strings.Cut(strings.TrimPrefix(rootFS, preloadedLayerRootFSScheme), "?")
+		if query != "" {
+			// CC's experimental "oci-phase-1" mode: the droplet as a layer
+			// of the root file system, which only Garden's image plugin
+			// builds.
+			return "", "", false, invalid("root_fs %q: a droplet given as a root file system layer (CC's temporary_oci_buildpack_mode) is not supported; CC's default recipe (setup or image_layers) is", rootFS)
+		}
+		runsRecipe = true
 	case strings.HasPrefix(rootFS, preloadedRootFSScheme):
 		stack = strings.TrimPrefix(rootFS, preloadedRootFSScheme)
-		if image = stacks[stack]; image == "" {
-			return "", "", invalid("root_fs %q: this Iris has no image for stack %q (bbs.stacks)", rootFS, stack)
-		}
-		return image, stack, nil
+		runsRecipe = lrp.Setup != nil || len(lrp.ImageLayers) > 0 || len(lrp.CachedDependencies) > 0
+	default:
+		return "", "", false, invalid("root_fs %q: want docker://<image>, preloaded:<stack> or preloaded+layer:<stack>", rootFS)
 	}
-	return "", "", invalid("root_fs %q: want docker://<image> or preloaded:<stack>", rootFS)
+	if image = stacks[stack]; stack == "" || image == "" {
+		return "", "", false, invalid("root_fs %q: this Iris has no image for stack %q (bbs.stacks)", rootFS, stack)
+	}
+	return image, stack, runsRecipe, nil
 }
 
 // dockerImage reads the image reference out of a docker root_fs:
@@ -273,6 +295,15 @@ func process(image string, run *models.RunAction) workload.Process {
 		p.Command = []string{"/bin/sh", "-c", run.Args[1]}
 	}
 	return p
+}
+
+// checkDefinition maps check_definition alone: a recipe's monitor is run by
+// the runner, not by Kubernetes probes.
+func checkDefinition(lrp *models.DesiredLRP) workload.HealthChecks {
+	if def := lrp.CheckDefinition; def != nil && len(def.Checks) > 0 {
+		return healthChecks(lrp)
+	}
+	return workload.HealthChecks{StartTimeoutMs: lrp.StartTimeoutMs}
 }
 
 // healthChecks maps check_definition (liveness and readiness checks; Iris

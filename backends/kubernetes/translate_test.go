@@ -179,6 +179,73 @@ var _ = Describe("Translate", func() {
 		Expect(w.IsDocker()).To(BeFalse(), "a stack image never runs as its image's user")
 	})
 
+	Describe("a buildpack app as current CC desires it", func() {
+		BeforeEach(func() {
+			lrp = ccBuildpackLRP(processGUID)
+			opts.Stacks = map[string]string{"cflinuxfs4": "registry.example.com/cf/cflinuxfs4:1.200"}
+			Expect(lrp.Validate()).To(Succeed(), "BBS itself accepts the fixture")
+		})
+
+		It("runs CC's recipe, as CC sent it, in the stack's image", func() {
+			w := translate()
+			p := w.Process
+			Expect(p.Image).To(Equal("registry.example.com/cf/cflinuxfs4:1.200"))
+			Expect(p.Stack).To(Equal("cflinuxfs4"))
+			Expect(p.Command).To(BeEmpty(), "the runner is the container's command")
+			Expect(p.Recipe).NotTo(BeNil())
+			Expect(p.Recipe.CachedDependencies).To(Equal(lrp.CachedDependencies))
+			Expect(p.Recipe.Setup).To(Equal(lrp.Setup))
+			Expect(p.Recipe.Action).To(Equal(lrp.Action), "the launcher with CC's start command, and diego-sshd beside it")
+			Expect(p.Recipe.EnvironmentVariables).To(Equal(lrp.EnvironmentVariables))
+			Expect(p.Recipe.StartTimeoutMs).To(Equal(lrp.StartTimeoutMs))
+			Expect(w.Env).To(BeEmpty(), "CC's environment travels in the recipe (a Secret), not in the pod spec")
+		})
+
+		It("probes the check definition and leaves the monitor out of the recipe, as Diego's executor prefers the checks", func() {
+			w := translate()
+			Expect(w.Process.Recipe.Monitor).To(BeNil())
+			Expect(w.HealthChecks.Liveness).To(Equal(&workload.HealthCheck{Type: workload.CheckTCP, Port: 8080, TimeoutMs: 2000}))
+			Expect(w.HealthChecks.Readiness).To(Equal(&workload.HealthCheck{Type: workload.CheckTCP, Port: 8080, IntervalMs: 5000}))
+		})
+
+		It("gives the runner the monitor when there is no check definition, and makes no probe of it", func() {
+			lrp.CheckDefinition = nil
+			w := translate()
+			Expect(w.Process.Recipe.Monitor).To(Equal(lrp.Monitor))
+			Expect(w.HealthChecks.Liveness).To(BeNil())
+			Expect(w.HealthChecks.Readiness).To(BeNil())
+		})
+
+		It("runs sidecars: the runner runs CC's whole codependent action", func() {
+			lrp.Action = models.WrapAction(models.Codependent(
+				&models.RunAction{Path: "/tmp/lifecycle/launcher", Args: []string{"app", "./server", "{}"}, User: "vcap"},
+				&models.RunAction{Path: "/tmp/lifecycle/launcher", Args: []string{"app", "./config-agent", ""}, User: "vcap"},
+			))
+			Expect(translate().Process.Recipe.Action.GetCodependentAction().Actions).To(HaveLen(2))
+		})
+
+		It("takes the droplet and lifecycle as image layers (preloaded+layer:<stack>, no setup)", func() {
+			lrp.RootFs = "preloaded+layer:cflinuxfs4"
+			lrp.Setup, lrp.CachedDependencies = nil, nil
+			lrp.ImageLayers = []*models.ImageLayer{
+				{Name: "buildpack-cflinuxfs4-lifecycle", Url: "https://file-server/lifecycle.tgz", DestinationPath: "/tmp/lifecycle", LayerType: models.LayerTypeShared, MediaType: models.MediaTypeTgz},
+				{Name: "droplet", Url: "https://cc/droplet", DestinationPath: "/home/vcap", LayerType: models.LayerTypeExclusive, MediaType: models.MediaTypeTgz,
+					DigestAlgorithm: models.DigestAlgorithmSha256, DigestValue: "4b7c0f8e2d1f6a9b3c5e7d9f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b"},
+			}
+			Expect(lrp.Validate()).To(Succeed())
+			p := translate().Process
+			Expect(p.Stack).To(Equal("cflinuxfs4"))
+			Expect(p.Recipe.ImageLayers).To(Equal(lrp.ImageLayers))
+		})
+
+		It("runs a stack LRP without Diego's downloads directly, as before", func() {
+			lrp.Setup, lrp.CachedDependencies = nil, nil
+			p := translate().Process
+			Expect(p.Recipe).To(BeNil())
+			Expect(p.Command).To(Equal([]string{"/bin/sh", "-c", "bundle exec rackup config.ru -p $PORT"}))
+		})
+	})
+
 	It("bounds instances by lrp.max_instances", func() {
 		opts.MaxInstances = 1000
 		lrp.Instances = 1000
@@ -198,26 +265,23 @@ var _ = Describe("Translate", func() {
 			Expect(bbsErr.Type).To(Equal(models.Error_InvalidRequest))
 			Expect(bbsErr.Message).To(ContainSubstring(message))
 		},
-		Entry("a buildpack app's recipe (a preloaded root_fs with a setup downloading the droplet)", func(l *models.DesiredLRP) {
-			l.RootFs = "preloaded:cflinuxfs4"
+		Entry("a buildpack app on a stack without an image (bbs.stacks)", func(l *models.DesiredLRP) {
+			l.RootFs = "preloaded:cflinuxfs3"
 			l.Setup = models.WrapAction(&models.DownloadAction{From: "https://cc/droplet", To: ".", User: "vcap"})
-		}, "buildpack apps need Diego's download actions"),
-		Entry("a preloaded root_fs with image layers", func(l *models.DesiredLRP) {
-			l.RootFs = "preloaded:cflinuxfs4"
-			l.ImageLayers = []*models.ImageLayer{{Url: "https://cc/droplet", DestinationPath: "/home/vcap", MediaType: models.MediaTypeTgz, LayerType: models.LayerTypeExclusive}}
-		}, "buildpack apps need Diego's download actions"),
+		}, `no image for stack "cflinuxfs3" (bbs.stacks)`),
 		Entry("a stack without an image (bbs.stacks)", func(l *models.DesiredLRP) { l.RootFs = "preloaded:cflinuxfs3" },
 			`no image for stack "cflinuxfs3" (bbs.stacks)`),
-		Entry("a preloaded+layer root_fs", func(l *models.DesiredLRP) { l.RootFs = "preloaded+layer:cflinuxfs4?layer=x" },
-			"buildpack apps need Diego's download actions"),
-		Entry("sidecars beside the app (further run actions in CC's codependent action)", func(l *models.DesiredLRP) {
+		Entry("a droplet as a root file system layer (CC's experimental oci-phase-1)", func(l *models.DesiredLRP) {
+			l.RootFs = "preloaded+layer:cflinuxfs4?layer=https%3A%2F%2Fcc%2Fdroplet"
+		}, "a droplet given as a root file system layer (CC's temporary_oci_buildpack_mode) is not supported"),
+		Entry("sidecars beside a docker app (further run actions in CC's codependent action)", func(l *models.DesiredLRP) {
 			l.Action = models.WrapAction(models.Codependent(
 				&models.RunAction{Path: "/tmp/lifecycle/launcher", Args: []string{"app", "./server", "{}"}, User: "vcap"},
 				&models.RunAction{Path: "/tmp/lifecycle/launcher", Args: []string{"app", "./config-agent", ""}, User: "vcap"},
 				&models.RunAction{Path: "/tmp/lifecycle/diego-sshd", Args: []string{"-address=0.0.0.0:2222"}, User: "vcap"},
 			))
-		}, "2 processes (the app and its sidecars); Iris runs only the app's process yet"),
-		Entry("an unknown root_fs scheme", func(l *models.DesiredLRP) { l.RootFs = "oci://x" }, "want docker://<image> or preloaded:<stack>"),
+		}, "2 processes (the app and its sidecars); Iris runs the sidecars of buildpack apps only"),
+		Entry("an unknown root_fs scheme", func(l *models.DesiredLRP) { l.RootFs = "oci://x" }, "want docker://<image>, preloaded:<stack> or preloaded+layer:<stack>"),
 		Entry("a docker root_fs without an image", func(l *models.DesiredLRP) { l.RootFs = "docker://" }, "no image"),
 		Entry("no run action", func(l *models.DesiredLRP) {
 			l.Action = models.WrapAction(&models.DownloadAction{From: "http://x", To: "/tmp", User: "vcap"})

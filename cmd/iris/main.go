@@ -196,7 +196,9 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 	members = append(grouper.Members{{Name: "informers", Runner: ifrit.RunFunc(caches.Run(logger))}}, members...)
 
 	if cfg.Runs(config.ComponentAPI) {
-		builder := k8s.NewBuilder(cfg.LRP)
+		// The reconciler rebuilds a BBS LRP's recipe Secret from the
+		// DesiredLRP stored on its StatefulSet.
+		builder := k8s.NewBuilder(cfg.LRP, k8s.WithRecipeSource(bbsbackend.RecipeOf))
 		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces, clock.RealClock{})
 		// Every API replica repairs what LRPs own (see k8s/reconcile for
 		// why no Lease); it runs before the API serves and stops after it.

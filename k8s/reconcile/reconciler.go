@@ -252,7 +252,10 @@ func (r *Reconciler) Sync(ctx context.Context, key string) (time.Duration, error
 	if err := r.syncPDB(ctx, logger, sts, owned.PodDisruptionBudget); err != nil {
 		return 0, err
 	}
-	return 0, r.syncRegistrySecret(ctx, logger, sts, owned.RegistrySecretName)
+	if err := r.syncRegistrySecret(ctx, logger, sts, owned.RegistrySecretName); err != nil {
+		return 0, err
+	}
+	return 0, r.syncRecipeSecret(ctx, logger, sts, owned)
 }
 
 func (r *Reconciler) syncEgressPolicy(ctx context.Context, logger lager.Logger, sts *appsv1.StatefulSet, owned *k8s.OwnedObjects) error {
@@ -336,20 +339,59 @@ func (r *Reconciler) syncRegistrySecret(ctx context.Context, logger lager.Logger
 		logger.Error("registry-secret-missing", fmt.Errorf("secret %s/%s does not exist: instances cannot pull until CC desires the LRP again", sts.Namespace, name))
 		return nil
 	}
+	return r.adoptSecret(ctx, logger, sts, meta, "registry")
+}
+
+// adoptSecret makes sts the owner of the Secret meta describes, keeping
+// its data (which only the API has).
+func (r *Reconciler) adoptSecret(ctx context.Context, logger lager.Logger, sts *appsv1.StatefulSet, meta *corev1.Secret, kind string) error {
 	if k8s.OwnedBy(meta, sts) {
 		return nil
 	}
-	secret, err := r.clientset.CoreV1().Secrets(sts.Namespace).Get(ctx, name, metav1.GetOptions{})
+	secret, err := r.clientset.CoreV1().Secrets(sts.Namespace).Get(ctx, meta.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil // its delete event brings the key back
 	}
 	if err != nil {
-		return fmt.Errorf("getting registry secret %s/%s: %w", sts.Namespace, name, err)
+		return fmt.Errorf("getting %s secret %s/%s: %w", kind, sts.Namespace, meta.Name, err)
 	}
 	if _, err := k8s.Apply(ctx, r.clientset, k8s.OwnedSecret(secret, sts)); err != nil {
-		return fmt.Errorf("applying registry secret %s/%s: %w", sts.Namespace, name, err)
+		return fmt.Errorf("applying %s secret %s/%s: %w", kind, sts.Namespace, meta.Name, err)
 	}
-	r.repaired(logger, "Secret", name, "unowned")
+	r.repaired(logger, "Secret", meta.Name, "unowned")
+	return nil
+}
+
+// syncRecipeSecret makes the recipe Secret of sts's pods exist, owned by
+// sts and holding the recipe rebuilt from sts. The cache holds Secrets
+// without their data, so a changed recipe is told by the digest annotation
+// it carries. Without a rebuilt recipe (no record of it on sts) the Secret
+// is only adopted, as the registry Secret is.
+func (r *Reconciler) syncRecipeSecret(ctx context.Context, logger lager.Logger, sts *appsv1.StatefulSet, owned *k8s.OwnedObjects) error {
+	name := owned.RecipeSecretName
+	if name == "" {
+		return nil
+	}
+	want := owned.RecipeSecret
+	current := r.cache.SecretMeta(sts.Namespace, name)
+	if want == nil {
+		if current == nil {
+			logger.Error("recipe-secret-missing", fmt.Errorf("secret %s/%s does not exist and there is no record to rebuild it from: instances cannot start", sts.Namespace, name))
+			return nil
+		}
+		return r.adoptSecret(ctx, logger, sts, current, "recipe")
+	}
+	reason := "missing"
+	if current != nil {
+		reason = mismatch(current, sts, current.Annotations[k8s.AnnotationRecipeSHA256] == want.Annotations[k8s.AnnotationRecipeSHA256])
+	}
+	if reason == "" {
+		return nil
+	}
+	if _, err := k8s.Apply(ctx, r.clientset, want); err != nil {
+		return fmt.Errorf("applying recipe secret %s/%s: %w", sts.Namespace, name, err)
+	}
+	r.repaired(logger, "Secret", name, reason)
 	return nil
 }
 
@@ -365,8 +407,10 @@ func (r *Reconciler) deleteOrphans(ctx context.Context, namespace, name string) 
 	if p := r.cache.PodDisruptionBudget(namespace, name); p != nil {
 		candidates = append(candidates, p)
 	}
-	if s := r.cache.SecretMeta(namespace, k8s.RegistrySecretNameFor(name)); s != nil {
-		candidates = append(candidates, s)
+	for _, secret := range []string{k8s.RegistrySecretNameFor(name), k8s.RecipeSecretNameFor(name)} {
+		if s := r.cache.SecretMeta(namespace, secret); s != nil {
+			candidates = append(candidates, s)
+		}
 	}
 	var due []metav1.Object
 	var requeueAfter time.Duration

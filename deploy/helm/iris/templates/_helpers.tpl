@@ -164,9 +164,8 @@ true{{ end }}
       "dns_namespace" $v.lrp.egressPolicies.dnsNamespace
       "dns_pod_selector" $v.lrp.egressPolicies.dnsPodSelector))
   "staging" (dict
-    "downloader_image" $v.staging.downloaderImage
-    "executor_image" $v.staging.executorImage
-    "uploader_image" $v.staging.uploaderImage
+    "stack_image" $v.staging.stackImage
+    "lifecycle_bundle_url" $v.staging.lifecycleBundleUrl
     "iris_url" $irisUrl
     "timeout_seconds" $v.staging.timeoutSeconds
     "insecure_registries" $v.staging.insecureRegistries)
