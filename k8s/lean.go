@@ -8,6 +8,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -18,7 +20,8 @@ import (
 // cached objects (BBS and OPI fronts, reconciler, route emitter, crash
 // reporter, CELL logs, metrics, pod logs) get:
 //
-//   - every object: its metadata without managed fields; label and
+//   - every object (NetworkPolicies and PDBs whole otherwise): its
+//     metadata without managed fields; label and
 //     annotation keys and short values interned, since every pod repeats
 //     its StatefulSet's and the keys are the same everywhere;
 //   - a StatefulSet: its spec's replicas, selector, pod management policy,
@@ -92,6 +95,14 @@ func (l *leaner) transform(obj any) (any, error) {
 		return leanStatefulSet(o), nil
 	case *corev1.Pod:
 		return l.leanPod(o), nil
+	case *networkingv1.NetworkPolicy:
+		// One per LRP: the reconciler compares its labels, annotations
+		// and spec with what the StatefulSet records.
+		leanMeta(&o.ObjectMeta)
+		return o, nil
+	case *policyv1.PodDisruptionBudget:
+		leanMeta(&o.ObjectMeta)
+		return o, nil
 	}
 	return stripManagedFields(obj)
 }

@@ -21,10 +21,10 @@ var _ = Describe("the app informers' transform", func() {
 		return metav1.ObjectMeta{
 			Name: "dora-dev-0123456789", Namespace: "cf-workloads", UID: "uid-1", ResourceVersion: "7", Generation: 2,
 			CreationTimestamp: at, DeletionTimestamp: &at,
-			Labels:            map[string]string{k8s.LabelGUID: "guid", k8s.LabelSourceType: k8s.SourceTypeApp},
-			Annotations:       map[string]string{k8s.AnnotationProcessGUID: "guid-version", k8s.AnnotationRoutes: `{"cf-router":[]}`},
-			OwnerReferences:   []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "dora", UID: "sts-uid", Controller: ptr.To(true)}},
-			ManagedFields:     managed,
+			Labels:          map[string]string{k8s.LabelGUID: "guid", k8s.LabelSourceType: k8s.SourceTypeApp},
+			Annotations:     map[string]string{k8s.AnnotationProcessGUID: "guid-version", k8s.AnnotationRoutes: `{"cf-router":[]}`},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "dora", UID: "sts-uid", Controller: ptr.To(true)}},
+			ManagedFields:   managed,
 		}
 	}
 	resources := corev1.ResourceRequirements{
@@ -86,9 +86,9 @@ var _ = Describe("the app informers' transform", func() {
 		podMeta.Labels[appsv1.StatefulSetPodNameLabel] = "dora-2"
 		status := corev1.PodStatus{
 			Phase: corev1.PodRunning, PodIP: "10.244.0.7", HostIP: "10.0.0.1", StartTime: &at,
-			PodIPs:     []corev1.PodIP{{IP: "10.244.0.7"}},
-			HostIPs:    []corev1.HostIP{{IP: "10.0.0.1"}},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
+			PodIPs:                []corev1.PodIP{{IP: "10.244.0.7"}},
+			HostIPs:               []corev1.HostIP{{IP: "10.0.0.1"}},
+			Conditions:            []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
 			InitContainerStatuses: []corev1.ContainerStatus{{Name: "setup", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}},
 			ContainerStatuses: []corev1.ContainerStatus{{
 				Name: k8s.AppContainerName, RestartCount: 4, Image: "registry.example/app:1", ContainerID: "containerd://abc",

@@ -17,6 +17,7 @@ import (
 	"github.com/tedsuo/ifrit"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -39,7 +40,8 @@ import (
 // KWOK make them, streamed into the real informer caches through a fake
 // watch (one allocation per object, as the watch-list a real informer uses
 // delivers them), followed by the scheduling-infos and routing-infos lists
-// that keep their per-LRP summaries. Heap is measured after a full GC.
+// that keep their per-LRP summaries, and each LRP's egress NetworkPolicy
+// (the API component's reconciler caches them). Heap is measured after a full GC.
 // Run with
 //
 //	go test ./backends/kubernetes -run '^$' -bench CacheHeap -benchtime 1x
@@ -69,7 +71,7 @@ func BenchmarkCacheHeap(b *testing.B) {
 func measureCacheHeap(b *testing.B, n, instances int) {
 	const ns = "cf-workloads"
 	builder := k8s.NewBuilder(config.Default().LRP)
-	stsWatch, podWatch := watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false)
+	stsWatch, podWatch, policyWatch := watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false)
 	clientset := fake.NewClientset()
 	// Lists answer empty and the objects arrive through the watches, so
 	// that the fake's tracker keeps no copies to skew the heap.
@@ -77,6 +79,8 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 		switch action.GetResource() {
 		case schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}:
 			return true, stsWatch, nil
+		case schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}:
+			return true, policyWatch, nil
 		case schema.GroupVersionResource{Version: "v1", Resource: "pods"}:
 			if selector := action.(k8stesting.WatchAction).GetWatchRestrictions().Labels.String(); selector == k8s.LabelSourceType+"="+k8s.SourceTypeApp {
 				return true, podWatch, nil
@@ -89,6 +93,8 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The API component's reconciler watches what LRPs own, as Iris does.
+	caches.WatchLRPOwnedObjects()
 	lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
 	backend := bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
 	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
@@ -100,6 +106,7 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 
 	created := time.Now().Add(-time.Hour)
 	var statefulSets []*appsv1.StatefulSet
+	var policies []*networkingv1.NetworkPolicy
 	for i := 0; i < n; i++ {
 		lrp := bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), int32(instances), fmt.Sprintf("app-%d.example.com", i),
 			bbstest.Space{AppName: fmt.Sprintf("app-%d", i), SpaceGUID: uuid.NewString(), SpaceName: "dev", OrgGUID: uuid.NewString(), OrgName: "acme"})
@@ -120,13 +127,22 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 		sts.Status = appsv1.StatefulSetStatus{Replicas: int32(instances), ReadyReplicas: int32(instances), AvailableReplicas: int32(instances),
 			CurrentRevision: sts.Name + "-6d5f8c7b9c", UpdateRevision: sts.Name + "-6d5f8c7b9c", ObservedGeneration: 1, CollisionCount: ptr.To[int32](0)}
 		statefulSets = append(statefulSets, sts)
+		owned, err := builder.OwnedObjects(sts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		policy := owned.EgressPolicy
+		policy.UID, policy.ResourceVersion, policy.CreationTimestamp = types.UID(uuid.NewString()), strconv.Itoa(n+i+1), sts.CreationTimestamp
+		policies = append(policies, policy)
 	}
 	// The originals stay for the pods below: their heap is not the cache's.
 	generated := liveHeap()
-	for _, sts := range statefulSets {
+	for i, sts := range statefulSets {
 		stsWatch.Add(sts.DeepCopy())
+		policyWatch.Add(policies[i].DeepCopy())
 	}
 	waitFor(b, func() int { return countStatefulSets(caches) }, n)
+	waitFor(b, func() int { return countOwned(caches) }, n)
 	if _, err := backend.EncodedSchedulingInfos(context.Background(), logger, models.DesiredLRPFilter{Domain: "cf-apps"}); err != nil {
 		b.Fatal(err)
 	}
@@ -192,6 +208,12 @@ func waitFor(b *testing.B, count func() int, want int) {
 func countStatefulSets(c *k8s.Caches) int {
 	n := 0
 	c.EachStatefulSet(func(*appsv1.StatefulSet) { n++ })
+	return n
+}
+
+func countOwned(c *k8s.Caches) int {
+	n := 0
+	c.EachLRPOwnedObject(func(metav1.Object) { n++ })
 	return n
 }
 

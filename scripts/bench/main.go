@@ -71,6 +71,8 @@ func main() {
 	flag.IntVar(&o.bbs.eventSeconds, "bbs-event-seconds", 10, "seconds of instance changes, through the cluster and in process")
 	inProcessRates := flag.String("bbs-inprocess-rates", "1000,10000", "comma-separated synthetic event rates fed to the in-process hub")
 	flag.IntVar(&o.bbs.setupClients, "bbs-setup-clients", 32, "concurrent client-go writers for setup and the end-to-end changes")
+	flag.BoolVar(&o.bbs.restart, "bbs-restart", true, "restart Iris with every LRP in the cluster: time start-up, then count its API-server requests over -bbs-quiet-seconds")
+	flag.IntVar(&o.bbs.quietSeconds, "bbs-quiet-seconds", 60, "the quiet window the steady-state API-server requests are counted over")
 	flag.Parse()
 	var err error
 	if o.bbs.listCounts, err = intList(*listCounts); err != nil {
