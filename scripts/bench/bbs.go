@@ -704,7 +704,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-
 // cpuMark is the CPU time Iris and this process had used at one moment:
 // CPU per request does not depend on how busy the machine is, latency
 // does. This process is otherwise idle while it lists, so its share is
