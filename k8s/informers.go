@@ -61,6 +61,7 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 	c := &Caches{clientset: clientset, namespaces: namespaces}
 	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
 	taskSelector := LabelSourceType + " in (" + SourceTypeTask + "," + SourceTypeStaging + ")"
+	lean := newLeaner()
 	for _, ns := range namespaces {
 		taskFactory := informers.NewSharedInformerFactoryWithOptions(clientset, 0,
 			informers.WithNamespace(ns),
@@ -97,7 +98,7 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 		factory := informers.NewSharedInformerFactoryWithOptions(clientset, 0,
 			informers.WithNamespace(ns),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
-			informers.WithTransform(stripManagedFields),
+			informers.WithTransform(lean.transform),
 		)
 		sts := factory.Apps().V1().StatefulSets().Informer()
 		pods := factory.Core().V1().Pods().Informer()

@@ -227,9 +227,10 @@ func (b *Backend) DesiredLRPs(ctx context.Context, logger lager.Logger, filter m
 // decoded once per version (see lrpSummaries).
 func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRPSchedulingInfo, error) {
 	var infos []*models.DesiredLRPSchedulingInfo
-	err := b.eachSummary(filter, func(s *lrpSummary) {
-		info := s.scheduling
-		infos = append(infos, &info)
+	err := b.eachSummary(filter, func(s *lrpSummary) error {
+		info, err := s.scheduling()
+		infos = append(infos, info)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -247,8 +248,9 @@ func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logge
 		info        []byte
 	}
 	var all []encoded
-	err := b.eachSummary(filter, func(s *lrpSummary) {
-		all = append(all, encoded{s.scheduling.ProcessGuid, s.schedulingEncoded})
+	err := b.eachSummary(filter, func(s *lrpSummary) error {
+		all = append(all, encoded{s.processGUID, s.schedulingEncoded})
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -265,9 +267,10 @@ func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logge
 // scheduling infos are.
 func (b *Backend) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
 	var infos []*models.DesiredLRP
-	err := b.eachSummary(filter, func(s *lrpSummary) {
-		info := s.routing
-		infos = append(infos, &info)
+	err := b.eachSummary(filter, func(s *lrpSummary) error {
+		info, err := s.routing()
+		infos = append(infos, info)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -298,7 +301,7 @@ func (b *Backend) list(filter models.DesiredLRPFilter) ([]*models.DesiredLRP, er
 // eachSummary calls fn with the summary of every BBS LRP filter selects.
 // A pass not limited to some guids (CC's and route-emitter's, by domain)
 // marks every live LRP's summary and forgets those of deleted ones.
-func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummary)) error {
+func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummary) error) error {
 	full := len(filter.ProcessGuids) == 0 && len(filter.AppGuids) == 0
 	selects := selector(filter)
 	pass := b.summaries.begin()
@@ -315,7 +318,7 @@ func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummar
 		}
 		var s *lrpSummary
 		if s, err = b.summaries.get(sts, pass); err == nil {
-			fn(s)
+			err = fn(s)
 		}
 	})
 	if err == nil && full {

@@ -7,6 +7,8 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/iris-cf/iris/k8s"
 )
 
 // lrpSummaries keeps, per cached StatefulSet, what the sync lists answer
@@ -26,16 +28,37 @@ type lrpSummaries struct {
 	entries map[types.UID]*lrpSummary
 }
 
-// lrpSummary is what the lists read of one LRP. Both are shared by every
-// list that answers from it: read-only.
+// lrpSummary is what the lists read of one LRP, kept protobuf-encoded:
+// encoding the 100,000 infos of CC's sync on every call cost about half of
+// the list, and the encoded infos take a third of the decoded structs'
+// heap (a foundation's LRPs are all cached at once). Shared by every list
+// that answers from it: read-only.
 type lrpSummary struct {
 	resourceVersion string
 	seen            uint64
-	scheduling      models.DesiredLRPSchedulingInfo
-	routing         models.DesiredLRP
-	// schedulingEncoded is scheduling as protobuf: encoding the 100,000
-	// infos of CC's sync on every call cost about half of the list.
+	// processGUID is the StatefulSet's annotation (the same string).
+	processGUID       string
 	schedulingEncoded []byte
+	routingEncoded    []byte
+}
+
+// scheduling decodes the scheduling info, for the lists that are not
+// written out encoded.
+func (s *lrpSummary) scheduling() (*models.DesiredLRPSchedulingInfo, error) {
+	info := &models.DesiredLRPSchedulingInfo{}
+	if err := info.Unmarshal(s.schedulingEncoded); err != nil {
+		return nil, fmt.Errorf("decoding the kept scheduling info of %s: %w", s.processGUID, err)
+	}
+	return info, nil
+}
+
+// routing decodes the routing info (route-emitter's sync, once a minute).
+func (s *lrpSummary) routing() (*models.DesiredLRP, error) {
+	info := &models.DesiredLRP{}
+	if err := info.Unmarshal(s.routingEncoded); err != nil {
+		return nil, fmt.Errorf("decoding the kept routing info of %s: %w", s.processGUID, err)
+	}
+	return info, nil
 }
 
 func newLRPSummaries() *lrpSummaries {
@@ -71,11 +94,18 @@ func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, e
 	entry := &lrpSummary{
 		resourceVersion: sts.ResourceVersion,
 		seen:            pass,
-		scheduling:      lrp.DesiredLRPSchedulingInfo(),
-		routing:         lrp.DesiredLRPRoutingInfo(),
+		processGUID:     lrp.ProcessGuid,
 	}
-	if entry.schedulingEncoded, err = entry.scheduling.Marshal(); err != nil {
+	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == lrp.ProcessGuid {
+		entry.processGUID = guid // shared with the cache, not a second copy
+	}
+	scheduling := lrp.DesiredLRPSchedulingInfo()
+	if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
 		return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+	}
+	routing := lrp.DesiredLRPRoutingInfo()
+	if entry.routingEncoded, err = routing.Marshal(); err != nil {
+		return nil, fmt.Errorf("encoding the routing info of %s/%s: %w", sts.Namespace, sts.Name, err)
 	}
 	if cacheable {
 		s.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	bbsclient "code.cloudfoundry.org/bbs"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -128,7 +129,7 @@ func newLogger(level string) (lager.Logger, error) {
 }
 
 func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server) (grouper.Members, error) {
-	restConfig, clientset, err := kubeClient(cfg, "iris")
+	restConfig, clientset, err := countedKubeClient(cfg, "iris", opsServer.CountKubeAPIRequests())
 	if err != nil {
 		return nil, err
 	}
@@ -455,6 +456,12 @@ func closing(runner ifrit.Runner, closeFn func() error) ifrit.Runner {
 
 // kubeClient builds the API client, rate-limited as configured.
 func kubeClient(cfg config.Config, userAgent string) (*rest.Config, kubernetes.Interface, error) {
+	return countedKubeClient(cfg, userAgent, nil)
+}
+
+// countedKubeClient is kubeClient with its requests counted by count (the
+// ops server's iris_kube_api_requests_total), if not nil.
+func countedKubeClient(cfg config.Config, userAgent string, count func(http.RoundTripper) http.RoundTripper) (*rest.Config, kubernetes.Interface, error) {
 	restConfig, err := kubeConfig(cfg.Kubeconfig)
 	if err != nil {
 		return nil, nil, err
@@ -462,6 +469,9 @@ func kubeClient(cfg config.Config, userAgent string) (*rest.Config, kubernetes.I
 	restConfig.QPS = cfg.KubeAPIQPS
 	restConfig.Burst = cfg.KubeAPIBurst
 	restConfig.UserAgent = userAgent
+	if count != nil {
+		restConfig.Wrap(count)
+	}
 	clientset, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating kubernetes client: %w", err)

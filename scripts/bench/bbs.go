@@ -45,6 +45,10 @@ type bbsOptions struct {
 	// inProcessRates are the synthetic event rates fed to the in-process hub.
 	inProcessRates []int
 	setupClients   int
+	// restart times a start with every LRP in place, then counts Iris's
+	// API-server requests over quietSeconds.
+	restart      bool
+	quietSeconds int
 }
 
 // domain is CC's LRP domain; CC lists scheduling infos filtered by it.
@@ -95,7 +99,7 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 	if err != nil {
 		return err
 	}
-	iris, bbsURL, err := startBBSIris(ctx, o.irisBinary, kubeconfig, namespace, dir, tlsFiles)
+	iris, bbsURL, opsURL, err := startBBSIris(ctx, o.irisBinary, kubeconfig, namespace, dir, tlsFiles)
 	if err != nil {
 		return err
 	}
@@ -112,7 +116,10 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 	b := &bbsBench{
 		o: o, bo: bo, ctx: ctx, clientset: clientset, client: client, logger: logger,
 		namespace: namespace, builder: k8s.NewBuilder(config.Default().LRP), results: results,
-		irisPID: iris.Process.Pid,
+		irisPID: iris.Process.Pid, opsURL: opsURL, kubeconfig: kubeconfig, dir: dir, tls: tlsFiles,
+	}
+	if err := b.memoryAt(0); err != nil {
+		return fmt.Errorf("memory: %w", err)
 	}
 	if err := b.desireOverhead(); err != nil {
 		return fmt.Errorf("desire overhead: %w", err)
@@ -121,10 +128,28 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 		if err := b.schedulingInfos(n); err != nil {
 			return fmt.Errorf("scheduling infos at %d: %w", n, err)
 		}
-		results.add("iris RSS after the list at this size", strconv.Itoa(n)+" LRPs", "", "", "VmRSS "+currentRSS(iris.Process.Pid)+", peak "+peakRSS(iris.Process.Pid), loadAverage())
+		if err := b.memoryAt(b.desired + len(b.created)); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	before, err := b.memory()
+	if err != nil {
+		return err
 	}
 	if err := b.actualByProcessGuids(); err != nil {
 		return fmt.Errorf("actual lrps by process guids: %w", err)
+	}
+	if after, err := b.memory(); err == nil && b.pods > 0 {
+		b.results.add("Iris memory per cached instance (KWOK pods)", strconv.Itoa(b.pods)+" pods", "", "",
+			fmt.Sprintf("%s; %.0f B heap, %.0f B RSS per instance", after, (after.liveHeap-before.liveHeap)/float64(b.pods), (after.rss-before.rss)/float64(b.pods)), loadAverage())
+	}
+	if bo.restart {
+		if err := b.restart(&iris); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+	}
+	if bo.eventSeconds == 0 {
+		return nil // -bbs-event-seconds 0: no event benchmarks
 	}
 	if err := b.eventsThroughCluster(); err != nil {
 		return fmt.Errorf("events through the cluster: %w", err)
@@ -150,6 +175,16 @@ type bbsBench struct {
 	builder   *k8s.Builder
 	results   *resultTable
 	irisPID   int
+	// opsURL is Iris's ops endpoint (metrics: live heap, RSS, API requests).
+	opsURL     string
+	kubeconfig string
+	dir        string
+	tls        bbsTLS
+	// lastMemory is Iris's memory at lastMemoryLRPs, for the slope.
+	lastMemory     irisMemory
+	lastMemoryLRPs int
+	// pods is the number of instances scaled up (KWOK pods).
+	pods int
 
 	// created are the LRPs made directly (0 instances), in creation
 	// order; desired counts the other BBS LRPs in the namespace.
@@ -169,6 +204,11 @@ func (b *bbsBench) desireOverhead() error {
 		failures        []string
 		wg              sync.WaitGroup
 	)
+	order, err := watchCreationOrder(b.ctx, b.clientset, b.namespace)
+	if err != nil {
+		return err
+	}
+	viaIrisNames := map[string]bool{}
 	work := make(chan int)
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
@@ -176,6 +216,11 @@ func (b *bbsBench) desireOverhead() error {
 			defer wg.Done()
 			for i := range work {
 				lrp := benchLRP(i, int32(b.o.instances))
+				if i%2 == 1 {
+					mu.Lock()
+					viaIrisNames[k8s.StatefulSetName("bench", "bench", lrp.ProcessGuid)] = true
+					mu.Unlock()
+				}
 				var d time.Duration
 				var err error
 				if i%2 == 0 {
@@ -205,6 +250,25 @@ func (b *bbsBench) desireOverhead() error {
 	close(work)
 	wg.Wait()
 	b.desired += 2 * n
+	if b.o.instances > 0 {
+		// KWOK starts the pods within seconds; give them time to exist.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			order.mu.Lock()
+			seen := len(order.pods)
+			order.mu.Unlock()
+			if seen >= 2*n*b.o.instances || time.Now().After(deadline) {
+				break
+			}
+			if err := sleep(b.ctx, time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	pods, early := order.check(viaIrisNames)
+	b.results.add("egress policy before instances (desire.r2 through Iris; watch revisions)", fmt.Sprintf("%d pods", pods), "", "",
+		fmt.Sprintf("%d pods created before their NetworkPolicy", early), loadAverage())
+	fmt.Printf("order: of %d pods of LRPs desired through Iris, %d were created before their NetworkPolicy\n", pods, early)
 	load := loadAverage()
 	fmt.Printf("desire.r2: %d through Iris and %d bare, %d clients, %d instances each, in %s; %d failed; load %s\n",
 		len(viaIris), len(direct), clients, b.o.instances, time.Since(start).Round(time.Millisecond), len(failures), load)
@@ -450,6 +514,7 @@ func (b *bbsBench) actualByProcessGuids() error {
 			return err
 		}
 	}
+	b.pods = n
 	fmt.Printf("setup: %d LRPs scaled to 1 instance, all RUNNING in Iris's answer after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), loadAverage())
 
 	var lat []time.Duration
@@ -569,8 +634,8 @@ func (t bbsTLS) client(url string) (bbsclient.InternalClient, error) {
 
 // startBBSIris starts Iris as main.go's benchmark does, with the API
 // component only and a bbs: section (mTLS); its log goes to dir/iris.log.
-func startBBSIris(ctx context.Context, binary, kubeconfig, namespace, dir string, t bbsTLS) (*exec.Cmd, string, error) {
-	apiAddr, bbsAddr := freeAddr(), freeAddr()
+func startBBSIris(ctx context.Context, binary, kubeconfig, namespace, dir string, t bbsTLS) (*exec.Cmd, string, string, error) {
+	apiAddr, bbsAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	cfg := fmt.Sprintf(`components: [api]
 log_level: error
 kubeconfig: %q
@@ -584,31 +649,33 @@ bbs:
   tls_cert_file: %q
   tls_key_file: %q
   client_ca_file: %q
-`, kubeconfig, namespace, apiAddr, bbsAddr, t.serverCert, t.serverKey, t.clientCA)
+ops:
+  listen_address: %q
+`, kubeconfig, namespace, apiAddr, bbsAddr, t.serverCert, t.serverKey, t.clientCA, opsAddr)
 	cfgPath := filepath.Join(dir, "iris.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "iris.log"))
+	logFile, err := os.OpenFile(filepath.Join(dir, "iris.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	cmd := exec.Command(binary, "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	url := "https://" + bbsAddr
 	client, err := t.client(url)
 	if err != nil {
 		_ = cmd.Process.Kill()
-		return nil, "", err
+		return nil, "", "", err
 	}
 	logger := lager.NewLogger("bench")
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if client.Ping(logger, "") {
 			fmt.Printf("iris (pid %d) serves BBS at %s; its log: %s\n", cmd.Process.Pid, url, logFile.Name())
-			return cmd, url, nil
+			return cmd, url, "http://" + opsAddr, nil
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
 			break
@@ -616,7 +683,7 @@ bbs:
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	return nil, "", fmt.Errorf("iris did not answer BBS ping (see %s)", logFile.Name())
+	return nil, "", "", fmt.Errorf("iris did not answer BBS ping (see %s)", logFile.Name())
 }
 
 func freeAddr() string {
@@ -635,20 +702,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
-}
-
-// currentRSS is the process's resident set now.
-func currentRSS(pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
-		}
-	}
-	return "unknown"
 }
 
 // cpuMark is the CPU time Iris and this process had used at one moment:

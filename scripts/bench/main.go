@@ -81,6 +81,8 @@ func main() {
 	flag.IntVar(&o.spaces.inFlight, "spaces-in-flight", 100, "bbs.diego.migration.max_in_flight")
 	flag.IntVar(&o.spaces.intervalS, "spaces-interval", 1, "bbs.diego.migration.interval_seconds")
 	flag.BoolVar(&o.spaces.skipMoving, "spaces-latency-only", false, "only the proxy latency, no migration")
+	flag.BoolVar(&o.bbs.restart, "bbs-restart", true, "restart Iris with every LRP in the cluster: time start-up, then count its API-server requests over -bbs-quiet-seconds")
+	flag.IntVar(&o.bbs.quietSeconds, "bbs-quiet-seconds", 60, "the quiet window the steady-state API-server requests are counted over")
 	flag.Parse()
 	var err error
 	if o.bbs.listCounts, err = intList(*listCounts); err != nil {

@@ -1,0 +1,185 @@
+package k8s
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"unique"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The app informers (StatefulSets, pods, and the objects LRPs own) hold
+// every LRP and instance of the foundation: 100,000 LRPs and 250,000
+// instances in one Iris. What they keep is what Iris's readers use, and
+// nothing else; the whole object is always one GET away. Readers of the
+// cached objects (BBS and OPI fronts, reconciler, route emitter, crash
+// reporter, CELL logs, metrics, pod logs) get:
+//
+//   - every object (NetworkPolicies and PDBs whole otherwise): its
+//     metadata without managed fields; label and
+//     annotation keys and short values interned, since every pod repeats
+//     its StatefulSet's and the keys are the same everywhere;
+//   - a StatefulSet: its spec's replicas, selector, pod management policy,
+//     and of its pod template only the app container's name and ports and
+//     the image pull secrets (exposedPorts, RegistrySecretName); its status;
+//   - a pod: the node, the restart policy, each container's name, ports and
+//     resources (instances' ports, the metrics gauge's quotas), each init
+//     container's name; its status, without the plural IP lists that repeat
+//     podIP and hostIP.
+//
+// Commands, environment (CC's VCAP_* and service credentials), probes,
+// volumes and security settings are the bulk of a pod and no reader needs
+// them from the cache. A reader that starts needing a field must add it
+// here (lean_test.go lists what is kept).
+
+// internMax bounds the values interned: labels and identities, not the
+// LRP records in annotations, which are unique per StatefulSet.
+const internMax = 128
+
+// intern returns s backed by one shared copy: decoding allocates every
+// label key and guid afresh for each object and each watch event.
+func intern(s string) string {
+	if s == "" || len(s) > internMax {
+		return s
+	}
+	return unique.Make(s).Value()
+}
+
+func internMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[intern(k)] = intern(v)
+	}
+	return out
+}
+
+func leanMeta(meta *metav1.ObjectMeta) {
+	meta.ManagedFields = nil
+	meta.Namespace = intern(meta.Namespace)
+	meta.Labels = internMap(meta.Labels)
+	meta.Annotations = internMap(meta.Annotations)
+	for i := range meta.OwnerReferences {
+		ref := &meta.OwnerReferences[i]
+		ref.APIVersion, ref.Kind = intern(ref.APIVersion), intern(ref.Kind)
+	}
+}
+
+// unreadPodLabels are set by the StatefulSet controller and read by no one
+// in Iris (the index label is).
+var unreadPodLabels = []string{appsv1.ControllerRevisionHashLabelKey, appsv1.StatefulSetPodNameLabel}
+
+// leaner is the transform of the source_type=APP informers. It shares one
+// copy of each distinct resource requirements among the pods that have
+// them (all instances of an LRP, and most LRPs of a foundation): they are
+// maps of quantities, over a kilobyte per pod otherwise.
+type leaner struct {
+	mu        sync.Mutex
+	resources map[string]corev1.ResourceRequirements
+}
+
+func newLeaner() *leaner {
+	return &leaner{resources: map[string]corev1.ResourceRequirements{}}
+}
+
+func (l *leaner) transform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		return leanStatefulSet(o), nil
+	case *corev1.Pod:
+		return l.leanPod(o), nil
+	case *networkingv1.NetworkPolicy:
+		// One per LRP: the reconciler compares its labels, annotations
+		// and spec with what the StatefulSet records.
+		leanMeta(&o.ObjectMeta)
+		return o, nil
+	case *policyv1.PodDisruptionBudget:
+		leanMeta(&o.ObjectMeta)
+		return o, nil
+	}
+	return stripManagedFields(obj)
+}
+
+// shared returns the shared copy of r. The set of distinct requirements is
+// small (CC's memory, disk and CPU choices), so it is never pruned.
+func (l *leaner) shared(r corev1.ResourceRequirements) corev1.ResourceRequirements {
+	if len(r.Claims) > 0 {
+		return r
+	}
+	key := resourceKey(r)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.resources[key]; ok {
+		return s
+	}
+	l.resources[key] = r
+	return r
+}
+
+func resourceKey(r corev1.ResourceRequirements) string {
+	var parts []string
+	for name, q := range r.Limits {
+		parts = append(parts, "l:"+string(name)+"="+q.String())
+	}
+	for name, q := range r.Requests {
+		parts = append(parts, "r:"+string(name)+"="+q.String())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func leanStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
+	leanMeta(&sts.ObjectMeta)
+	var containers []corev1.Container
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if c.Name == AppContainerName {
+			containers = append(containers, corev1.Container{Name: AppContainerName, Ports: c.Ports})
+		}
+	}
+	sts.Spec = appsv1.StatefulSetSpec{
+		Replicas:            sts.Spec.Replicas,
+		Selector:            sts.Spec.Selector,
+		PodManagementPolicy: sts.Spec.PodManagementPolicy,
+		ServiceName:         sts.Spec.ServiceName,
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers:       containers,
+			ImagePullSecrets: sts.Spec.Template.Spec.ImagePullSecrets,
+		}},
+	}
+	return sts
+}
+
+func (l *leaner) leanPod(pod *corev1.Pod) *corev1.Pod {
+	for _, label := range unreadPodLabels {
+		delete(pod.Labels, label)
+	}
+	leanMeta(&pod.ObjectMeta)
+	containers := make([]corev1.Container, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		containers[i] = corev1.Container{Name: intern(c.Name), Ports: c.Ports, Resources: l.shared(c.Resources)}
+	}
+	var initContainers []corev1.Container
+	for _, c := range pod.Spec.InitContainers {
+		initContainers = append(initContainers, corev1.Container{Name: intern(c.Name)})
+	}
+	pod.Spec = corev1.PodSpec{
+		NodeName:       intern(pod.Spec.NodeName),
+		RestartPolicy:  pod.Spec.RestartPolicy,
+		Containers:     containers,
+		InitContainers: initContainers,
+	}
+	pod.Status.PodIPs, pod.Status.HostIPs = nil, nil
+	pod.Status.HostIP = intern(pod.Status.HostIP)
+	for i := range pod.Status.ContainerStatuses {
+		s := &pod.Status.ContainerStatuses[i]
+		s.Name, s.Image, s.ImageID = intern(s.Name), intern(s.Image), intern(s.ImageID)
+	}
+	return pod
+}

@@ -1,0 +1,152 @@
+package k8s_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/iris-cf/iris/k8s"
+)
+
+var _ = Describe("the app informers' transform", func() {
+	at := metav1.NewTime(time.Unix(100, 0))
+	managed := []metav1.ManagedFieldsEntry{{Manager: "iris", Operation: metav1.ManagedFieldsOperationApply, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}}}
+	meta := func() metav1.ObjectMeta {
+		return metav1.ObjectMeta{
+			Name: "dora-dev-0123456789", Namespace: "cf-workloads", UID: "uid-1", ResourceVersion: "7", Generation: 2,
+			CreationTimestamp: at, DeletionTimestamp: &at,
+			Labels:          map[string]string{k8s.LabelGUID: "guid", k8s.LabelSourceType: k8s.SourceTypeApp},
+			Annotations:     map[string]string{k8s.AnnotationProcessGUID: "guid-version", k8s.AnnotationRoutes: `{"cf-router":[]}`},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "dora", UID: "sts-uid", Controller: ptr.To(true)}},
+			ManagedFields:   managed,
+		}
+	}
+	resources := corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi"), corev1.ResourceEphemeralStorage: resource.MustParse("1Gi")},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("80m")},
+	}
+	ports := []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	heavy := func(name string) corev1.Container {
+		return corev1.Container{
+			Name: name, Image: "registry.example/app:1", Command: []string{"/launcher"}, Args: []string{"app"},
+			Env:   []corev1.EnvVar{{Name: "VCAP_SERVICES", Value: `{"db":[{"credentials":{"password":"p"}}]}`}},
+			Ports: ports, Resources: resources,
+			ReadinessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{}}},
+			SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr.To(true)},
+			VolumeMounts:    []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+		}
+	}
+
+	It("keeps of a StatefulSet what Iris reads: metadata, replicas, selector, the app container's ports, the pull secrets, the status", func() {
+		sts := &appsv1.StatefulSet{
+			ObjectMeta: meta(),
+			Spec: appsv1.StatefulSetSpec{
+				Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{k8s.LabelGUID: "guid"}},
+				PodManagementPolicy: appsv1.ParallelPodManagement,
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}, Annotations: map[string]string{"c": "d"}},
+					Spec: corev1.PodSpec{
+						Containers:       []corev1.Container{heavy(k8s.AppContainerName), heavy("sidecar")},
+						ImagePullSecrets: []corev1.LocalObjectReference{{Name: k8s.RegistrySecretNameFor("dora-dev-0123456789")}},
+						Volumes:          []corev1.Volume{{Name: "tmp"}},
+					},
+				},
+			},
+			Status: appsv1.StatefulSetStatus{Replicas: 3, ReadyReplicas: 2},
+		}
+		want := meta()
+		want.ManagedFields = nil
+
+		obj, err := k8s.LeanAppObject(sts)
+		Expect(err).NotTo(HaveOccurred())
+		lean := obj.(*appsv1.StatefulSet)
+		Expect(lean.ObjectMeta).To(Equal(want))
+		Expect(lean.Spec).To(Equal(appsv1.StatefulSetSpec{
+			Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{k8s.LabelGUID: "guid"}},
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				Containers:       []corev1.Container{{Name: k8s.AppContainerName, Ports: ports}},
+				ImagePullSecrets: []corev1.LocalObjectReference{{Name: k8s.RegistrySecretNameFor("dora-dev-0123456789")}},
+			}},
+		}))
+		Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 3, ReadyReplicas: 2}))
+		Expect(k8s.RegistrySecretName(lean)).To(Equal(k8s.RegistrySecretNameFor(lean.Name)))
+	})
+
+	It("keeps of a pod what Iris reads: metadata but the controller's unread labels, node, restart policy, containers' names, ports and resources, the status", func() {
+		podMeta := meta()
+		podMeta.Labels[k8s.PodIndexLabel] = "2"
+		podMeta.Labels[appsv1.ControllerRevisionHashLabelKey] = "dora-6d5f8c7b9c"
+		podMeta.Labels[appsv1.StatefulSetPodNameLabel] = "dora-2"
+		status := corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: "10.244.0.7", HostIP: "10.0.0.1", StartTime: &at,
+			PodIPs:                []corev1.PodIP{{IP: "10.244.0.7"}},
+			HostIPs:               []corev1.HostIP{{IP: "10.0.0.1"}},
+			Conditions:            []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: "setup", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}},
+			ContainerStatuses: []corev1.ContainerStatus{{
+				Name: k8s.AppContainerName, RestartCount: 4, Image: "registry.example/app:1", ContainerID: "containerd://abc",
+				State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at}},
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}},
+			}},
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: podMeta,
+			Spec: corev1.PodSpec{
+				NodeName: "cell-1", RestartPolicy: corev1.RestartPolicyAlways, Hostname: "dora-2",
+				InitContainers: []corev1.Container{heavy("setup")},
+				Containers:     []corev1.Container{heavy(k8s.AppContainerName)},
+				Volumes:        []corev1.Volume{{Name: "tmp"}},
+			},
+			Status: *status.DeepCopy(),
+		}
+		want := meta()
+		want.ManagedFields = nil
+		want.Labels[k8s.PodIndexLabel] = "2"
+		wantStatus := *status.DeepCopy()
+		wantStatus.PodIPs, wantStatus.HostIPs = nil, nil
+
+		obj, err := k8s.LeanAppObject(pod)
+		Expect(err).NotTo(HaveOccurred())
+		lean := obj.(*corev1.Pod)
+		Expect(lean.ObjectMeta).To(Equal(want))
+		Expect(lean.Spec).To(Equal(corev1.PodSpec{
+			NodeName: "cell-1", RestartPolicy: corev1.RestartPolicyAlways,
+			InitContainers: []corev1.Container{{Name: "setup"}},
+			Containers:     []corev1.Container{{Name: k8s.AppContainerName, Ports: ports, Resources: resources}},
+		}))
+		Expect(lean.Status).To(Equal(wantStatus))
+
+		inst, ok := k8s.ActualInstance(lean)
+		Expect(ok).To(BeTrue())
+		Expect(inst.Ports).To(Equal([]int32{8080}))
+		Expect(inst.CellID).To(Equal("cell-1"))
+		Expect(inst.CrashCount).To(Equal(int32(4)))
+	})
+
+	It("shares one copy of equal resource requirements among pods", func() {
+		transform := k8s.NewLeanTransform()
+		a, err := transform(&corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: k8s.AppContainerName, Resources: *resources.DeepCopy()}}}})
+		Expect(err).NotTo(HaveOccurred())
+		b, err := transform(&corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: k8s.AppContainerName, Resources: *resources.DeepCopy()}}}})
+		Expect(err).NotTo(HaveOccurred())
+		limitsA, limitsB := a.(*corev1.Pod).Spec.Containers[0].Resources.Limits, b.(*corev1.Pod).Spec.Containers[0].Resources.Limits
+		Expect(limitsB).To(Equal(resources.Limits))
+		Expect(func() { limitsA["probe"] = resource.MustParse("1") }).NotTo(Panic())
+		Expect(limitsB).To(HaveKey(corev1.ResourceName("probe")), "the same map")
+	})
+
+	It("strips managed fields from other objects and leaves them otherwise as they are", func() {
+		secret := &corev1.Secret{ObjectMeta: meta(), Data: map[string][]byte{"k": []byte("v")}}
+		obj, err := k8s.LeanAppObject(secret)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(obj.(*corev1.Secret).ManagedFields).To(BeNil())
+		Expect(obj.(*corev1.Secret).Data).To(HaveKey("k"))
+	})
+})
