@@ -126,3 +126,16 @@ func runnerInitSecurityContext() *corev1.SecurityContext {
 	sc.ReadOnlyRootFilesystem = ptr.To(true)
 	return sc
 }
+
+// RunsRecipe reports whether pod runs a recipe with the runner (AddRunner
+// gave it the install init container): its containers' output is then the
+// runner's tagged lines. Decided by the init container's name because the
+// lean caches keep names but not commands.
+func RunsRecipe(pod *corev1.Pod) bool {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == RunnerInitContainerName {
+			return true
+		}
+	}
+	return false
+}

@@ -209,8 +209,13 @@ func (a *Agent) follow(ctx context.Context, path string, uid types.UID, src logs
 		err := follower.Run(followCtx, func(rec crilog.Record, pos crilog.Position) {
 			// Dropped lines count as handed on: their position is saved
 			// too, so a restart does not ship what the limit dropped.
-			if ok, report := limit.Admit(rec.Timestamp, len(rec.Line)); ok {
-				a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, rec.Stdout, rec.Line)...)
+			lineSrc, line, ship := src.Line(rec.Line)
+			if !ship {
+				a.checkpoints.Set(path, pos)
+				return
+			}
+			if ok, report := limit.Admit(rec.Timestamp, len(line)); ok {
+				a.emitter.Emit(lineSrc.LogEnvelopes(rec.Timestamp, rec.Stdout, line)...)
 			} else if report != "" {
 				a.emitter.Emit(src.LogEnvelopes(rec.Timestamp, true, []byte(report))...)
 			}

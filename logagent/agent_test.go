@@ -44,6 +44,13 @@ func (k *knownSources) add(uid types.UID, appGUID string) {
 	k.addLimited(uid, appGUID, nil)
 }
 
+// addRunner declares a pod that runs a recipe with Iris's runner.
+func (k *knownSources) addRunner(uid types.UID, appGUID string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.byID[uid] = logs.Source{SourceID: appGUID, InstanceID: "0", SourceType: "APP/PROC/WEB", Runner: true}
+}
+
 func (k *knownSources) addLimited(uid types.UID, appGUID string, logRateLimit *int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -54,6 +61,7 @@ func (k *knownSources) addLimited(uid types.UID, appGUID string, logRateLimit *i
 type recordingEmitter struct {
 	mu    sync.Mutex
 	lines []string
+	typed []string // "source_type: payload"
 }
 
 func (r *recordingEmitter) Emit(envelopes ...*loggregator_v2.Envelope) {
@@ -61,7 +69,14 @@ func (r *recordingEmitter) Emit(envelopes ...*loggregator_v2.Envelope) {
 	defer r.mu.Unlock()
 	for _, e := range envelopes {
 		r.lines = append(r.lines, e.SourceId+": "+string(e.GetLog().GetPayload()))
+		r.typed = append(r.typed, e.GetTags()["source_type"]+": "+string(e.GetLog().GetPayload()))
 	}
+}
+
+func (r *recordingEmitter) gotTyped() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.typed...)
 }
 
 func (r *recordingEmitter) got() []string {
@@ -163,6 +178,29 @@ var _ = Describe("Agent", func() {
 		sources.add("uid-3", "late")
 		Eventually(emitter.got).Should(ConsistOf("dora: hello", "late: early line"))
 		Consistently(emitter.got, 200*time.Millisecond).Should(HaveLen(2))
+	})
+
+	It("ships a runner pod's tagged lines under their source type without the tag, drops its own logs, and leaves other pods' lines as written", func() {
+		runner := logFile("apps", "bp-0", "uid-r", "app", 0)
+		docker := logFile("apps", "docker-0", "uid-d", "app", 0)
+		sources.addRunner("uid-r", "bp")
+		sources.add("uid-d", "docker")
+		write(runner,
+			"@iris[CELL] Downloading droplet...",
+			`{"timestamp":"1","source":"iris-actions","message":"iris-actions.run.starting"}`,
+			"@iris[APP/PROC/WEB] listening on 8080",
+			"@iris[CELL] Exit status 0",
+			"iris actions: failed: Exited with status 1")
+		write(docker, "@iris[CELL] forged by the app")
+		start()
+
+		Eventually(emitter.gotTyped).Should(ConsistOf(
+			"CELL: Downloading droplet...",
+			"APP/PROC/WEB: listening on 8080",
+			"CELL: Exit status 0",
+			"APP/PROC/WEB: @iris[CELL] forged by the app",
+		))
+		Consistently(emitter.gotTyped, 200*time.Millisecond).Should(HaveLen(4))
 	})
 
 	It("resumes after a restart exactly where it stopped", func() {

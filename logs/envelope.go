@@ -11,6 +11,7 @@ import (
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -40,6 +41,29 @@ type Source struct {
 	// LogRateLimit is the app instance's log rate limit in bytes per
 	// second; nil: unlimited (so a Source built without one is unlimited).
 	LogRateLimit *int64
+	// Runner is true for pods that run a Diego recipe with Iris's action
+	// runner: their output is the runner's tagged lines (see Line).
+	Runner bool
+}
+
+// Line is what one line a pod wrote becomes: the source it is shipped
+// under, its message, and whether it is shipped at all. Other pods' lines
+// go out as they are. A runner pod's lines carry their source type in
+// a tag (actions.FormatLine: the app's output is APP/PROC/WEB, progress is
+// CELL, staging output STG), so they go out under that type without the
+// tag; its untagged lines are the runner's own operational logs, which are
+// not the app's and are dropped. Only runner pods are read this way, so
+// an app that prints a tag itself cannot pass as CELL: the runner tags
+// everything the app writes.
+func (s Source) Line(line []byte) (Source, []byte, bool) {
+	if !s.Runner {
+		return s, line, true
+	}
+	source, message, ok := actions.ParseLine(string(line))
+	if !ok {
+		return s, nil, false
+	}
+	return s.WithSourceType(source), []byte(message), true
 }
 
 // WithSourceType is a copy of s with another source type, for Iris's own
@@ -133,7 +157,7 @@ func SourceForPod(pod *corev1.Pod) (Source, bool) {
 		"organization_id":   labels[k8s.LabelOrgGUID],
 		"organization_name": annotations[k8s.AnnotationOrgName],
 	}
-	src := Source{SourceID: appGUID, InstanceID: "0", Tags: tags, LogRateLimit: LogRateLimit(pod)}
+	src := Source{SourceID: appGUID, InstanceID: "0", Tags: tags, LogRateLimit: LogRateLimit(pod), Runner: k8s.RunsRecipe(pod)}
 	switch labels[k8s.LabelSourceType] {
 	case k8s.SourceTypeApp:
 		processType := labels[k8s.LabelProcessType]

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/logs"
 )
@@ -60,6 +61,32 @@ var _ = Describe("Source", func() {
 	})
 })
 
+var _ = Describe("Source.Line", func() {
+	app := logs.Source{SourceID: "app", SourceType: "APP/PROC/WEB"}
+	runner := app
+	runner.Runner = true
+
+	It("ships other pods' lines as written, tags included", func() {
+		src, msg, ship := app.Line([]byte("@iris[CELL] not from the runner"))
+		Expect(ship).To(BeTrue())
+		Expect(src.SourceType).To(Equal("APP/PROC/WEB"))
+		Expect(string(msg)).To(Equal("@iris[CELL] not from the runner"))
+	})
+
+	It("ships a runner's tagged line under its source type, without the tag", func() {
+		src, msg, ship := runner.Line([]byte(actions.FormatLine("CELL", "Downloading droplet...")))
+		Expect(ship).To(BeTrue())
+		Expect(src.SourceType).To(Equal("CELL"))
+		Expect(src.SourceID).To(Equal("app"))
+		Expect(string(msg)).To(Equal("Downloading droplet..."))
+	})
+
+	It("drops a runner pod's untagged lines (the runner's own logs)", func() {
+		_, _, ship := runner.Line([]byte(`{"source":"iris-actions","message":"iris-actions.starting"}`))
+		Expect(ship).To(BeFalse())
+	})
+})
+
 var _ = Describe("SourceForPod", func() {
 	pod := func(labels, annotations map[string]string) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "pod-uid", Labels: labels, Annotations: annotations}}
@@ -99,6 +126,17 @@ var _ = Describe("SourceForPod", func() {
 		Expect(ok).To(BeTrue())
 		Expect(src.SourceType).To(Equal(logs.SourceTypeStaging))
 		Expect(src.SourceID).To(Equal("app-guid"))
+	})
+
+	It("reads a pod whose runner an init container installed as a runner pod, and no other", func() {
+		runnerPod := pod(map[string]string{k8s.LabelAppGUID: "app-guid", k8s.LabelSourceType: k8s.SourceTypeApp}, names)
+		plain, ok := logs.SourceForPod(runnerPod)
+		Expect(ok).To(BeTrue())
+		Expect(plain.Runner).To(BeFalse())
+		runnerPod.Spec.InitContainers = []corev1.Container{{Name: k8s.RunnerInitContainerName}}
+		src, ok := logs.SourceForPod(runnerPod)
+		Expect(ok).To(BeTrue())
+		Expect(src.Runner).To(BeTrue())
 	})
 
 	It("ignores pods that are not Iris's", func() {

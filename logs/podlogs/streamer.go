@@ -230,9 +230,13 @@ func (s *Streamer) read(body io.Reader, src logs.Source, limit *logs.RateLimit, 
 			continue
 		}
 		last = ts
-		msg := append([]byte(nil), line[space+1:]...)
+		lineSrc, msg, ship := src.Line(line[space+1:])
+		if !ship {
+			continue
+		}
+		msg = append([]byte(nil), msg...)
 		if ok, report := limit.Admit(ts, len(msg)); ok {
-			s.emitter.Emit(src.LogEnvelopes(ts, true, msg)...)
+			s.emitter.Emit(lineSrc.LogEnvelopes(ts, true, msg)...)
 		} else if report != "" {
 			s.emitter.Emit(src.LogEnvelopes(ts, true, []byte(report))...)
 		}
