@@ -151,46 +151,26 @@ func (b *Builder) BuildRecipeTask(task *RecipeTask, namespace string) (*RecipeTa
 		objects.RegistrySecret = secret
 	}
 
-	podSpec := corev1.PodSpec{
-		RestartPolicy:                 corev1.RestartPolicyNever,
-		AutomountServiceAccountToken:  ptr.To(false),
-		ServiceAccountName:            b.cfg.ServiceAccountName,
-		EnableServiceLinks:            ptr.To(false),
-		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
-		SecurityContext:               b.podSecurityContext(),
-		Affinity:                      &corev1.Affinity{NodeAffinity: b.segmentNodeAffinity(firstTag(task.PlacementTags))},
-		Tolerations:                   b.segmentTolerations(firstTag(task.PlacementTags)),
-		Containers: []corev1.Container{{
-			Name:  TaskContainerName,
-			Image: task.Image,
-			// The variables Diego's executor adds for a task's processes;
-			// the runner passes its environment on to them.
-			Env: []corev1.EnvVar{
-				{Name: "CF_INSTANCE_GUID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
-				{Name: "CF_INSTANCE_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}},
-				{Name: "CF_INSTANCE_INTERNAL_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
-			},
-			Resources:       b.resources(task.MemoryMB, task.DiskMB, task.CPUWeight),
-			SecurityContext: containerSecurityContext(),
-		}},
-	}
+	podSpec := b.runOncePodSpec(corev1.Container{
+		Name:  TaskContainerName,
+		Image: task.Image,
+		// The variables Diego's executor adds for a task's processes;
+		// the runner passes its environment on to them.
+		Env: []corev1.EnvVar{
+			{Name: "CF_INSTANCE_GUID", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.uid"}}},
+			{Name: "CF_INSTANCE_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}},
+			{Name: "CF_INSTANCE_INTERNAL_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+		},
+		Resources:       b.resources(task.MemoryMB, task.DiskMB, task.CPUWeight),
+		SecurityContext: containerSecurityContext(),
+	})
+	b.placeJob(&podSpec, firstTag(task.PlacementTags))
 	b.harden(&podSpec, task.RunsAsImageUser)
 	if err := b.AddRunner(&podSpec, &podSpec.Containers[0], recipe.Name); err != nil {
 		return nil, err
 	}
 	podSpec.ImagePullSecrets = b.pullSecrets(false, objects.RegistrySecret)
-	objects.Job = &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: jobAnnotations},
-		Spec: batchv1.JobSpec{
-			BackoffLimit: ptr.To(int32(0)),
-			Completions:  ptr.To(int32(1)),
-			Parallelism:  ptr.To(int32(1)),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-				Spec:       podSpec,
-			},
-		},
-	}
+	objects.Job = runOnceJob(name, namespace, labels, jobAnnotations, annotations, podSpec)
 	return objects, nil
 }
 

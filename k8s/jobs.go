@@ -169,3 +169,35 @@ func createJob(ctx context.Context, clientset kubernetes.Interface, logger lager
 	logger.Info("created", lager.Data{"job": created.Name, "namespace": created.Namespace})
 	return nil
 }
+
+// runOncePodSpec is the pod of a task: container run once, never
+// restarted (CC decides whether to run a task again), without a service
+// account token or service links, as the fixed app user.
+func (b *Builder) runOncePodSpec(container corev1.Container) corev1.PodSpec {
+	return corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		AutomountServiceAccountToken:  ptr.To(false),
+		ServiceAccountName:            b.cfg.ServiceAccountName,
+		EnableServiceLinks:            ptr.To(false),
+		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
+		SecurityContext:               b.podSecurityContext(),
+		Containers:                    []corev1.Container{container},
+	}
+}
+
+// runOnceJob is the Job that runs podSpec exactly once: no retries, one
+// completion.
+func runOnceJob(name, namespace string, labels, jobAnnotations, podAnnotations map[string]string, podSpec corev1.PodSpec) *batchv1.Job {
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: jobAnnotations},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: ptr.To(int32(0)),
+			Completions:  ptr.To(int32(1)),
+			Parallelism:  ptr.To(int32(1)),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: podAnnotations},
+				Spec:       podSpec,
+			},
+		},
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/models"
 )
@@ -51,22 +50,14 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 		corev1.EnvVar{Name: "CF_INSTANCE_INTERNAL_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 	)
 
-	podSpec := corev1.PodSpec{
-		RestartPolicy:                 corev1.RestartPolicyNever,
-		AutomountServiceAccountToken:  ptr.To(false),
-		ServiceAccountName:            b.cfg.ServiceAccountName,
-		EnableServiceLinks:            ptr.To(false),
-		TerminationGracePeriodSeconds: ptr.To(b.cfg.TerminationGracePeriodSeconds),
-		SecurityContext:               b.podSecurityContext(),
-		Containers: []corev1.Container{{
-			Name:            TaskContainerName,
-			Image:           image,
-			Command:         command,
-			Env:             env,
-			Resources:       b.resources(task.MemoryMB, task.DiskMB, task.CPUWeight),
-			SecurityContext: containerSecurityContext(),
-		}},
-	}
+	podSpec := b.runOncePodSpec(corev1.Container{
+		Name:            TaskContainerName,
+		Image:           image,
+		Command:         command,
+		Env:             env,
+		Resources:       b.resources(task.MemoryMB, task.DiskMB, task.CPUWeight),
+		SecurityContext: containerSecurityContext(),
+	})
 	b.harden(&podSpec, task.Lifecycle.DockerLifecycle != nil && b.cfg.AllowRootDockerImages)
 	b.placeJob(&podSpec, task.IsolationSegment)
 	objects := &TaskObjects{}
@@ -78,18 +69,7 @@ func (b *Builder) BuildTask(task *models.TaskRequest, namespace string) (*TaskOb
 		objects.RegistrySecret = secret
 	}
 	podSpec.ImagePullSecrets = b.pullSecrets(task.Lifecycle.BuildpackLifecycle != nil, objects.RegistrySecret)
-	objects.Job = &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels, Annotations: annotations},
-		Spec: batchv1.JobSpec{
-			BackoffLimit: ptr.To(int32(0)),
-			Completions:  ptr.To(int32(1)),
-			Parallelism:  ptr.To(int32(1)),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-				Spec:       podSpec,
-			},
-		},
-	}
+	objects.Job = runOnceJob(name, namespace, labels, annotations, annotations, podSpec)
 	return objects, nil
 }
 
