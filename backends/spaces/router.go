@@ -158,8 +158,14 @@ func isNotFound(err error) bool {
 
 // spaceOf reads the org and space CC tags every LRP with.
 func spaceOf(lrp *models.DesiredLRP) (org, space string) {
+	return spaceOfTags(lrp.MetricTags)
+}
+
+// spaceOfTags reads the org and space from CC's metric tags of an LRP or
+// a task (organization_id; org_id in older CCs).
+func spaceOfTags(tags map[string]*models.MetricTagValue) (org, space string) {
 	tag := func(key string) string {
-		if v := lrp.MetricTags[key]; v != nil {
+		if v := tags[key]; v != nil {
 			return v.Static
 		}
 		return ""

@@ -74,15 +74,5 @@ func (r *TaskRouter) CancelTask(ctx context.Context, logger lager.Logger, guid s
 
 // taskSpace reads the org and space CC tags every task with.
 func taskSpace(def *models.TaskDefinition) (org, space string) {
-	tag := func(key string) string {
-		if v := def.MetricTags[key]; v != nil {
-			return v.Static
-		}
-		return ""
-	}
-	org = tag("organization_id")
-	if org == "" {
-		org = tag("org_id")
-	}
-	return org, tag("space_id")
+	return spaceOfTags(def.MetricTags)
 }
