@@ -8,6 +8,7 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -171,4 +172,24 @@ func onlySourceType(sourceType string, fn func(any)) func(any) {
 			fn(obj)
 		}
 	}
+}
+
+// enqueueJobsOfPods queues the Job (namespace/name) of every added or
+// updated Job pod that want accepts: a pod shows a Job's outcome (a
+// report, an image it cannot pull, no node to run on) before the Job
+// controller reflects it, if it ever does.
+func enqueueJobsOfPods(jobs interface {
+	AddJobPodEventHandler(handler cache.ResourceEventHandler) error
+}, want func(metav1.Object) bool, add func(key string)) error {
+	enqueue := func(obj any) {
+		if pod, ok := obj.(*corev1.Pod); ok && want(pod) {
+			if name := pod.Labels[batchv1.JobNameLabel]; name != "" {
+				add(pod.Namespace + "/" + name)
+			}
+		}
+	}
+	return jobs.AddJobPodEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+	})
 }

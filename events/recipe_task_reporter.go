@@ -9,7 +9,6 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -73,17 +72,7 @@ func NewRecipeTaskReporter(logger lager.Logger, clientset kubernetes.Interface, 
 	}
 	// The outcome is on the pod (the runner's report, an unschedulable or
 	// unstartable pod) before the Job controller reflects it, if ever.
-	enqueuePod := func(obj any) {
-		if pod, ok := obj.(*corev1.Pod); ok && k8s.IsRecipeTask(pod) {
-			if name := pod.Labels[batchv1.JobNameLabel]; name != "" {
-				r.add(pod.Namespace + "/" + name)
-			}
-		}
-	}
-	if err := jobs.AddJobPodEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueuePod,
-		UpdateFunc: func(_, obj any) { enqueuePod(obj) },
-	}); err != nil {
+	if err := enqueueJobsOfPods(jobs, k8s.IsRecipeTask, r.add); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -79,17 +79,10 @@ func NewStagingReporter(logger lager.Logger, clientset kubernetes.Interface, job
 	}
 	// A staging pod that cannot pull its image never fails its Job: watch
 	// the pods too, so such a staging fails at once.
-	enqueuePod := func(obj any) {
-		if pod, ok := obj.(*corev1.Pod); ok && pod.Labels[k8s.LabelSourceType] == k8s.SourceTypeStaging && !k8s.IsRecipeTask(pod) {
-			if name := pod.Labels[batchv1.JobNameLabel]; name != "" {
-				r.add(pod.Namespace + "/" + name)
-			}
-		}
+	isOPIStaging := func(pod metav1.Object) bool {
+		return pod.GetLabels()[k8s.LabelSourceType] == k8s.SourceTypeStaging && !k8s.IsRecipeTask(pod)
 	}
-	if err := jobs.AddJobPodEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueuePod,
-		UpdateFunc: func(_, obj any) { enqueuePod(obj) },
-	}); err != nil {
+	if err := enqueueJobsOfPods(jobs, isOPIStaging, r.add); err != nil {
 		return nil, err
 	}
 	return r, nil
