@@ -100,8 +100,17 @@ type blobStore struct {
 }
 
 func startBlobStore() *blobStore {
+	return startBlobStoreOn("127.0.0.1:0")
+}
+
+// startBlobStoreOn is startBlobStore listening on listen (host:port), e.g.
+// the real node's IP, where its pods reach the host.
+func startBlobStoreOn(listen string) *blobStore {
+	GinkgoHelper()
 	s := &blobStore{blobs: map[string][]byte{}, uploaded: map[string][]byte{}}
-	s.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	listener, err := net.Listen("tcp", listen)
+	Expect(err).NotTo(HaveOccurred())
+	s.server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		switch r.Method {
@@ -124,6 +133,9 @@ func startBlobStore() *blobStore {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 		}
 	}))
+	s.server.Listener.Close()
+	s.server.Listener = listener
+	s.server.Start()
 	DeferCleanup(s.server.Close)
 	return s
 }

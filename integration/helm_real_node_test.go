@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -71,14 +73,10 @@ var _ = Describe("Helm chart on the real node", Ordered, func() {
 		})
 
 		By("packaging the suite's static binary with scripts/image and pushing it to the suite's registry")
-		ref := oci.Host() + "/cf/iris:real-node"
-		build := exec.Command("go", "run", "./scripts/image", "-binary", irisPath, "-platforms", "linux/"+runtime.GOARCH, "-push", ref, "-insecure")
-		build.Dir = ".."
-		out, err := build.CombinedOutput()
-		Expect(err).NotTo(HaveOccurred(), string(out))
+		pushIrisImage("real-node")
 
 		By("the chart's TLS Secrets: the suite's server certificate and CC's client CA")
-		_, err = clientset.CoreV1().Secrets(releaseNS).Create(ctx, &corev1.Secret{
+		_, err := clientset.CoreV1().Secrets(releaseNS).Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "iris-server-tls"},
 			Type:       corev1.SecretTypeTLS,
 			Data: map[string][]byte{
@@ -155,6 +153,24 @@ var _ = Describe("Helm chart on the real node", Ordered, func() {
 		Expect(status).To(Equal(http.StatusUnauthorized))
 	})
 })
+
+// pushIrisImage packages the suite's static binary as Iris's image with
+// scripts/image, pushes it to the suite's registry as cf/iris:tag, and
+// returns the pushed image by digest, so that a node that pulled an older
+// image of the same tag runs this one.
+func pushIrisImage(tag string) string {
+	GinkgoHelper()
+	ref := oci.Host() + "/cf/iris:" + tag
+	build := exec.Command("go", "run", "./scripts/image", "-binary", irisPath, "-platforms", "linux/"+runtime.GOARCH, "-push", ref, "-insecure")
+	build.Dir = ".."
+	out, err := build.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	parsed, err := name.ParseReference(ref, name.Insecure)
+	Expect(err).NotTo(HaveOccurred())
+	desc, err := remote.Head(parsed)
+	Expect(err).NotTo(HaveOccurred())
+	return parsed.Context().Digest(desc.Digest.String()).String()
+}
 
 // podMTLSClient is CC's client for Iris in a pod: the suite's client
 // certificate, Iris's server CA, and the name in Iris's certificate (the

@@ -101,7 +101,11 @@ func (b *Builder) AddRunner(spec *corev1.PodSpec, container *corev1.Container, r
 		// maximum with the app's, so these are free beside any app.
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+			// The copy's dirty page cache is charged to this container and
+			// is written back slower than it fills: at 64Mi a real node
+			// OOM-killed the copy of the ~85 MB binary. The bound is the
+			// volume's.
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 		},
 	})
 	container.Command = append([]string{RunnerBinary, "actions",

@@ -32,7 +32,7 @@ var _ = Describe("The action runner in a pod", func() {
 		Expect(install.Command).To(Equal([]string{"/usr/local/bin/iris", "actions", "install", "/iris-runner/iris"}))
 		Expect(install.SecurityContext.ReadOnlyRootFilesystem).To(HaveValue(BeTrue()))
 		Expect(install.SecurityContext.Capabilities.Drop).To(ConsistOf(corev1.Capability("ALL")))
-		Expect(install.Resources.Limits.Memory().String()).To(Equal("64Mi"))
+		Expect(install.Resources.Limits.Memory().String()).To(Equal("256Mi"))
 
 		app := spec.Containers[0]
 		Expect(app.Image).To(Equal("stack:cflinuxfs4"), "the recipe runs in the stack's root file system")

@@ -111,6 +111,22 @@ ensure_runc_build_deps() {
   } >>"$CACHE_DIR/apt-get.log" 2>&1 || die "apt-get install libseccomp-dev gcc pkg-config failed (see $CACHE_DIR/apt-get.log)"
 }
 
+# ensure_busybox_static installs Debian's busybox-static when missing: the
+# integration suite builds the stack image of its real buildpack stagings
+# from its /bin/busybox (pulling no image). Only a warning when it cannot:
+# those specs then skip and say why.
+ensure_busybox_static() {
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' && return 0
+  if ! ((EUID == 0)) || ! command -v apt-get >/dev/null; then
+    log "warning: busybox-static is not installed (apt-get install busybox-static): the real-node buildpack staging specs will skip"
+    return 0
+  fi
+  log "installing busybox-static from Debian (for the suite's test stack image; log in $CACHE_DIR/apt-get.log)"
+  mkdir -p "$CACHE_DIR"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static >>"$CACHE_DIR/apt-get.log" 2>&1 ||
+    log "warning: apt-get install busybox-static failed (see $CACHE_DIR/apt-get.log): the real-node buildpack staging specs will skip"
+}
+
 # build_node_tools builds containerd, its runc shim, ctr, runc and the CNI
 # plugins (each `go install`ed at its pinned version, with its own go.mod) and
 # the pause image, into their own cache directory. The kubelet is a tool of
@@ -193,6 +209,7 @@ up_real_node() {
     stop_real_node
   fi
   check_real_node_free
+  ensure_busybox_static
   mkdir -p "$dir"/{log,cni,cni-bin,tunables,proc} "$STATE_DIR/logs" "$STATE_DIR/pids"
   echo "$NODE_BIN" >"$dir/bin-dir"
   write_kubeconfig "$dir/kubelet.kubeconfig" real-node "system:node:$REAL_NODE_NAME"

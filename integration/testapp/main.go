@@ -18,13 +18,10 @@
 //
 //	POST /listen      starts listening on $PORT (with LISTEN=false)
 //
-// As a command (a task, or a staging container) it serves nothing:
+// As a command (a task) it serves nothing:
 //
 //	testapp exit [N]  prints its identity and exits with status N (else
 //	                  $TESTAPP_EXIT_CODE, else 0)
-//	testapp upload    plays a staging's uploader: PUTs a successful
-//	                  completion to $STAGING_COMPLETION_URL with
-//	                  "Authorization: Bearer $STAGING_COMPLETION_TOKEN"
 //
 // HEALTHY=false in its environment starts it unhealthy. LISTEN=false starts
 // it without listening on $PORT (a port health check fails) but on
@@ -33,7 +30,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -262,14 +258,8 @@ func command(args []string) int {
 		}
 		fmt.Printf("testapp: exiting with %d\n", code)
 		return code
-	case len(args) == 1 && args[0] == "upload":
-		if err := upload(); err != nil {
-			fmt.Fprintln(os.Stderr, "testapp upload:", err)
-			return 1
-		}
-		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "testapp: unknown command %q (exit N, upload)\n", args)
+		fmt.Fprintf(os.Stderr, "testapp: unknown command %q (exit N)\n", args)
 		return 2
 	}
 }
@@ -289,38 +279,4 @@ func exitCode(args []string) (int, error) {
 		return 0, fmt.Errorf("exit status %q is not a number", s)
 	}
 	return code, nil
-}
-
-// upload reports a successful buildpack staging to Iris, as the staging
-// uploader does, with the staging guid in the result's execution metadata.
-func upload() error {
-	result, err := json.Marshal(map[string]any{
-		"lifecycle_type":     "buildpack",
-		"lifecycle_metadata": map[string]any{"detected_buildpack": "testapp", "buildpack_key": "testapp"},
-		"process_types":      map[string]string{"web": "/testapp"},
-		"execution_metadata": os.Getenv("STAGING_GUID"),
-	})
-	if err != nil {
-		return err
-	}
-	body, err := json.Marshal(map[string]any{"task_guid": os.Getenv("STAGING_GUID"), "failed": false, "result": string(result)})
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest(http.MethodPut, os.Getenv("STAGING_COMPLETION_URL"), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+os.Getenv("STAGING_COMPLETION_TOKEN"))
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", req.URL.Redacted(), resp.Status)
-	}
-	fmt.Printf("testapp: reported staging %s to %s\n", os.Getenv("STAGING_GUID"), req.URL.Redacted())
-	return nil
 }
