@@ -76,6 +76,13 @@ func RecipeSecret(name, namespace string, labels map[string]string, recipe *acti
 // --healthy-file. The container keeps its image: the stack's root file
 // system the recipe runs in.
 func (b *Builder) AddRunner(spec *corev1.PodSpec, container *corev1.Container, recipeSecret string, flags ...string) error {
+	return b.addRunnerReportingTo(spec, container, recipeSecret, RunnerReportFile, flags...)
+}
+
+// addRunnerReportingTo is AddRunner with the report written to reportFile
+// instead of the termination message (a staging's report goes to a shared
+// volume for the container that sends it).
+func (b *Builder) addRunnerReportingTo(spec *corev1.PodSpec, container *corev1.Container, recipeSecret, reportFile string, flags ...string) error {
 	if b.cfg.RunnerImage == "" {
 		return ErrNoRunnerImage
 	}
@@ -110,12 +117,14 @@ func (b *Builder) AddRunner(spec *corev1.PodSpec, container *corev1.Container, r
 	})
 	container.Command = append([]string{RunnerBinary, "actions",
 		"--recipe", path.Join(RecipeMountPath, RecipeSecretKey),
-		"--report-file", RunnerReportFile,
+		"--report-file", reportFile,
 	}, flags...)
 	container.Args = nil
-	container.TerminationMessagePath = RunnerReportFile
-	// The report is the outcome; the log's tail is not a substitute for it.
-	container.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+	if reportFile == RunnerReportFile {
+		container.TerminationMessagePath = RunnerReportFile
+		// The report is the outcome; the log's tail is not a substitute for it.
+		container.TerminationMessagePolicy = corev1.TerminationMessageReadFile
+	}
 	container.VolumeMounts = append(container.VolumeMounts,
 		corev1.VolumeMount{Name: RunnerVolumeName, MountPath: RunnerMountPath, ReadOnly: true},
 		corev1.VolumeMount{Name: RecipeVolumeName, MountPath: RecipeMountPath, ReadOnly: true},

@@ -73,9 +73,8 @@ func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, jobName, namespace s
 			{Name: stagingTmpVolume, MountPath: "/tmp"},
 		},
 	}
-	// The report goes to the state volume for the completion container:
-	// the later --report-file wins over AddRunner's termination log.
-	if err := b.AddRunner(spec, &stage, recipeSecret.Name, "--report-file", stagingReportFile, "--exit-zero-when-reported"); err != nil {
+	// The report goes to the state volume for the completion container.
+	if err := b.addRunnerReportingTo(spec, &stage, recipeSecret.Name, stagingReportFile, "--exit-zero-when-reported"); err != nil {
 		if errors.Is(err, ErrNoRunnerImage) {
 			return nil, models.Invalidf("lifecycle: this Iris cannot stage buildpack apps: lrp.runner_image (Iris's own image, which brings the action runner) is not set")
 		}

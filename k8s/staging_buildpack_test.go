@@ -52,7 +52,7 @@ var _ = Describe("An OPI buildpack staging's pod", func() {
 		Expect(stage.Name).To(Equal(k8s.StagingRunnerName))
 		Expect(stage.Image).To(Equal("registry.example.com/cf/cflinuxfs4:1.200"))
 		Expect(stage.Command).To(Equal([]string{"/iris-runner/iris", "actions", "--recipe", "/etc/iris-recipe/recipe.json",
-			"--report-file", "/dev/termination-log", "--report-file", "/iris-state/report.json", "--exit-zero-when-reported"}))
+			"--report-file", "/iris-state/report.json", "--exit-zero-when-reported"}))
 		Expect(stage.Resources.Limits.Memory().String()).To(Equal("1Gi"))
 
 		reporter := spec.Containers[0]
