@@ -26,7 +26,8 @@ import (
 //     its StatefulSet's and the keys are the same everywhere;
 //   - a StatefulSet: its spec's replicas, selector, pod management policy,
 //     and of its pod template only the app container's name and ports and
-//     the image pull secrets (exposedPorts, RegistrySecretName); its status;
+//     the image pull secrets (exposedPorts, RegistrySecretName) and the
+//     recipe Secret's volume (RecipeSecretName); its status;
 //   - a pod: the node, the restart policy, each container's name, ports and
 //     resources (instances' ports, the metrics gauge's quotas), each init
 //     container's name; its status, without the plural IP lists that repeat
@@ -151,9 +152,22 @@ func leanStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 			Containers:       containers,
 			ImagePullSecrets: sts.Spec.Template.Spec.ImagePullSecrets,
+			Volumes:          recipeVolumes(sts.Spec.Template.Spec.Volumes),
 		}},
 	}
 	return sts
+}
+
+// recipeVolumes keeps of a pod template's volumes only the recipe
+// Secret's, reduced to its name: the reconciler finds the Secret to repair
+// by it (RecipeSecretName).
+func recipeVolumes(volumes []corev1.Volume) []corev1.Volume {
+	for _, v := range volumes {
+		if v.Name == RecipeVolumeName && v.Secret != nil {
+			return []corev1.Volume{{Name: v.Name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: v.Secret.SecretName}}}}
+		}
+	}
+	return nil
 }
 
 func (l *leaner) leanPod(pod *corev1.Pod) *corev1.Pod {

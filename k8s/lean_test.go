@@ -43,7 +43,7 @@ var _ = Describe("the app informers' transform", func() {
 		}
 	}
 
-	It("keeps of a StatefulSet what Iris reads: metadata, replicas, selector, the app container's ports, the pull secrets, the status", func() {
+	It("keeps of a StatefulSet what Iris reads: metadata, replicas, selector, the app container's ports, the pull secrets, the recipe Secret's volume, the status", func() {
 		sts := &appsv1.StatefulSet{
 			ObjectMeta: meta(),
 			Spec: appsv1.StatefulSetSpec{
@@ -54,7 +54,9 @@ var _ = Describe("the app informers' transform", func() {
 					Spec: corev1.PodSpec{
 						Containers:       []corev1.Container{heavy(k8s.AppContainerName), heavy("sidecar")},
 						ImagePullSecrets: []corev1.LocalObjectReference{{Name: k8s.RegistrySecretNameFor("dora-dev-0123456789")}},
-						Volumes:          []corev1.Volume{{Name: "tmp"}},
+						Volumes: []corev1.Volume{{Name: "tmp"}, {Name: k8s.RecipeVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+							SecretName: k8s.RecipeSecretNameFor("dora-dev-0123456789"), DefaultMode: ptr.To[int32](0o444),
+						}}}},
 					},
 				},
 			},
@@ -73,10 +75,14 @@ var _ = Describe("the app informers' transform", func() {
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				Containers:       []corev1.Container{{Name: k8s.AppContainerName, Ports: ports}},
 				ImagePullSecrets: []corev1.LocalObjectReference{{Name: k8s.RegistrySecretNameFor("dora-dev-0123456789")}},
+				Volumes: []corev1.Volume{{Name: k8s.RecipeVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+					SecretName: k8s.RecipeSecretNameFor("dora-dev-0123456789"),
+				}}}},
 			}},
 		}))
 		Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 3, ReadyReplicas: 2}))
 		Expect(k8s.RegistrySecretName(lean)).To(Equal(k8s.RegistrySecretNameFor(lean.Name)))
+		Expect(k8s.RecipeSecretName(lean)).To(Equal(k8s.RecipeSecretNameFor(lean.Name)))
 	})
 
 	It("keeps of a pod what Iris reads: metadata but the controller's unread labels, node, restart policy, containers' names, ports and resources, the status", func() {
