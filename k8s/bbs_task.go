@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -322,7 +324,27 @@ func (c *RecipeTaskClient) Pods(job *batchv1.Job) []*corev1.Pod {
 // Cancel marks the task's Job cancelled and suspends it, which stops its
 // pod; the reporter then completes the task as cancelled.
 func (c *RecipeTaskClient) Cancel(ctx context.Context, job *batchv1.Job) error {
-	return cancelJob(ctx, c.clientset, job)
+	if err := cancelJob(ctx, c.clientset, job); err != nil {
+		return err
+	}
+	c.awaitCached(ctx, job, func(cached *batchv1.Job) bool { return cached.Annotations[AnnotationCancelled] != "" })
+	return nil
+}
+
+// cacheCatchUpTimeout bounds how long a write waits for Iris's caches to
+// show it. It is a courtesy, not a guarantee: the write has happened.
+const cacheCatchUpTimeout = 2 * time.Second
+
+// awaitCached waits (briefly) until the caches show job as done says.
+// BBS answers a read right after a write from its database, and CC's
+// clients may read back what they just changed; Iris reads from caches a
+// watch event behind the API server, so without this a get right after a
+// cancel would still say PENDING or RUNNING.
+func (c *RecipeTaskClient) awaitCached(ctx context.Context, job *batchv1.Job, done func(*batchv1.Job) bool) {
+	_ = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, cacheCatchUpTimeout, true, func(context.Context) (bool, error) {
+		cached := c.caches.Job(job.Namespace, job.Name)
+		return cached == nil || done(cached), nil
+	})
 }
 
 // RecipeTaskOutcome is a recipe task's outcome as recorded on its Job.
