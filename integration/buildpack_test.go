@@ -503,8 +503,11 @@ var _ = Describe("OPI buildpack staging on the action runner", func() {
 		By("the stage container: the runner on the Job's recipe, its report on the state volume")
 		recipe, err := json.Marshal(stagingRecipe(&job))
 		Expect(err).NotTo(HaveOccurred())
+		// The pod's flags after the recipe's: the report file on the state
+		// volume and --exit-zero-when-reported.
+		Expect(stageContainer.Command[:4]).To(Equal([]string{k8s.RunnerBinary, "actions", "--recipe", "/etc/iris-recipe/recipe.json"}))
 		var flags []string
-		for _, arg := range stageContainer.Command[6:] {
+		for _, arg := range stageContainer.Command[4:] {
 			flags = append(flags, strings.Replace(arg, k8s.RecipeStatePath, "/mnt/state", 1))
 		}
 		var env []string
