@@ -202,6 +202,12 @@ func (e *Emitter) onGreeting(data []byte) {
 		e.mu.Unlock()
 	}
 	e.logger.Info("router-greeting", lager.Data{"router": g.ID, "interval_seconds": g.MinimumRegisterIntervalInSeconds})
+	e.requestReEmit()
+}
+
+// requestReEmit asks the loop for a full emit at once (one pending request
+// stands for any number).
+func (e *Emitter) requestReEmit() {
 	select {
 	case e.reEmitNow <- struct{}{}:
 	default:
@@ -280,6 +286,13 @@ func (e *Emitter) emitAll(spread time.Duration, signals <-chan os.Signal) (os.Si
 			select {
 			case sig := <-signals:
 				return sig, true
+			case <-e.reEmitNow:
+				// A router greeted mid-pass: it needs every route now, not
+				// at this pass's pace (half the old interval, 10 s by
+				// default). Leave the pass; the loop sees the greeting again
+				// and emits everything at once.
+				e.requestReEmit()
+				return nil, false
 			case <-e.clock.After(pause):
 			}
 		}

@@ -2,6 +2,7 @@ package route_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -284,6 +285,43 @@ var _ = Describe("Emitter leadership", func() {
 		Consistently(func() []sent { return bus.take() }, 100*time.Millisecond).Should(BeEmpty())
 		clock.Step(time.Second)
 		Eventually(func() []sent { return bus.take() }).Should(HaveLen(1))
+	})
+
+	It("answers a greeting that arrives during a spread pass at once, with every route", func() {
+		for i := range 40 {
+			name := fmt.Sprintf("s%02d-v1", i)
+			source.statefulSets.OnAdd(routedStatefulSet(name, name+".example.com"), true)
+			source.pods.OnAdd(readyPod(name, name+"-0", fmt.Sprintf("10.0.9.%d", i+1)), true)
+		}
+		process := ifrit.Invoke(emitter)
+		DeferCleanup(func() {
+			process.Signal(os.Interrupt)
+			Eventually(process.Wait()).Should(Receive())
+		})
+		// take drains: each poll adds what arrived since the last.
+		var got []sent
+		collect := func(n int) func(g Gomega) {
+			got = nil
+			return func(g Gomega) {
+				got = append(got, bus.take()...)
+				g.Expect(got).To(HaveLen(n))
+			}
+		}
+		Eventually(collect(40)).Should(Succeed(), "the first emit")
+		Eventually(clock.HasWaiters).Should(BeTrue())
+
+		// The default interval's pass: 20 slices of 2 LRPs, a pause
+		// between slices; it stops after its first slice.
+		clock.Step(time.Hour)
+		Eventually(collect(2)).Should(Succeed(), "the pass's first slice")
+		Eventually(clock.HasWaiters).Should(BeTrue())
+
+		bus.mu.Lock()
+		start := bus.subscriptions[route.SubjectStart]
+		bus.mu.Unlock()
+		start([]byte(`{"id":"router-1","minimumRegisterIntervalInSeconds":1}`))
+		// No clock step: the greeting ends the pause.
+		Eventually(collect(40)).Should(Succeed(), "everything at once for the greeting")
 	})
 
 	It("replays only the unregistrations withheld within the last two minutes", func() {
