@@ -15,7 +15,9 @@ var _ = Describe("CELL lifecycle logs", func() {
 		lrp := runningLRP(1)
 		uid := podUIDs(lrp)[0]
 		cellLines := func() []string { return ingress.payloads(lrp.AppGUID, logs.SourceTypeCell) }
-		Eventually(cellLines, 15*time.Second).Should(ContainElements(
+		// 30 s: this may be the suite's first spec, its Iris just started
+		// (the reporters' Lease, the Loggregator connection).
+		Eventually(cellLines, 30*time.Second).Should(ContainElements(
 			HavePrefix("Cell "), // creating container for instance <uid>
 			ContainSubstring("successfully created container for instance "+uid),
 			"Starting health monitoring of container",

@@ -284,7 +284,9 @@ var _ = Describe("Live migration of a space between a real Diego BBS and Kuberne
 	noLoss := func(sync *ccSync, view *gorouterView) {
 		GinkgoHelper()
 		lists, failures, wrong := sync.report()
-		Expect(lists).To(BeNumerically(">", 10), "CC's sync polled")
+		// The poller ran through the migration (every 200 ms; a rollback
+		// caught early settles in about two seconds).
+		Expect(lists).To(BeNumerically(">=", 3), "CC's sync polled")
 		Expect(failures).To(BeEmpty())
 		Expect(wrong).To(BeEmpty(), "every process listed exactly once in every sync")
 		Expect(view.losses()).To(BeEmpty(), "every route kept an endpoint")
