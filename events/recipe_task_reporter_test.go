@@ -141,11 +141,11 @@ var _ = Describe("The BBS task reporter", func() {
 		Expect(urls).To(Equal([]string{callback}))
 
 		Eventually(func(g Gomega) { g.Expect(job(g)).To(HaveKey(k8s.AnnotationCallbackDelivered)) }).Should(Succeed())
-		Eventually(func() error {
+		Eventually(func(g Gomega) {
 			_, err := tasks.TaskByGuid(ctx, lagertest.NewTestLogger("get"), guid)
-			return err
-		}).Should(MatchError(bbsmodels.ErrResourceNotFound))
-		Eventually(func() bool { clock.Step(10 * time.Second); return jobExists() }).Should(BeFalse())
+			g.Expect(err).To(MatchError(bbsmodels.ErrResourceNotFound))
+		}).Should(Succeed())
+		Eventually(func(g Gomega) { clock.Step(10 * time.Second); g.Expect(jobExists()).To(BeFalse()) }).Should(Succeed())
 		Expect(attempts()).To(Equal(4))
 	})
 
@@ -167,7 +167,7 @@ var _ = Describe("The BBS task reporter", func() {
 		_, err = clientset.BatchV1().Jobs(ns).Update(ctx, j, metav1.UpdateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		start()
-		Eventually(func() bool { clock.Step(10 * time.Second); return jobExists() }).Should(BeFalse())
+		Eventually(func(g Gomega) { clock.Step(10 * time.Second); g.Expect(jobExists()).To(BeFalse()) }).Should(Succeed())
 		Expect(attempts()).To(BeZero())
 	})
 

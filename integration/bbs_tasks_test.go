@@ -116,9 +116,9 @@ var _ = Describe("BBS tasks and staging", Serial, Label("bbs-tasks"), func() {
 		for _, guid := range []string{ok, failing} {
 			Eventually(func() error { _, err := client.TaskByGuid(logger, "run-task", guid); return err }, 10*time.Second).
 				Should(MatchError(models.ErrResourceNotFound))
-			Eventually(func() bool { return recipeJobGone(guid) }, 30*time.Second).Should(BeTrue())
+			Eventually(func(g Gomega) { g.Expect(recipeJobGone(guid)).To(BeTrue()) }, 30*time.Second).Should(Succeed())
 		}
-		Consistently(func() int { return len(ccRequestsTo("/internal/v4/tasks/" + ok + "/completed")) }, 2*time.Second).Should(Equal(1))
+		Consistently(func(g Gomega) { g.Expect(len(ccRequestsTo("/internal/v4/tasks/" + ok + "/completed"))).To(Equal(1)) }, 2*time.Second).Should(Succeed())
 	})
 
 	It("cancels a running task: its pod stops and CC hears 'task was cancelled' once", func() {
@@ -172,7 +172,7 @@ var _ = Describe("BBS tasks and staging", Serial, Label("bbs-tasks"), func() {
 		terminateRecipePod(pod.Name, guid, pod.Spec.Containers[0].Image, 0,
 			actions.EncodeReport(actions.Result{Result: result}, actions.MaxTerminationMessageBytes))
 		path := "/internal/v4/tasks/" + guid + "/completed"
-		Eventually(func() int { return len(ccRequestsTo(path)) }, 30*time.Second).Should(BeNumerically(">=", 1))
+		Eventually(func(g Gomega) { g.Expect(len(ccRequestsTo(path))).To(BeNumerically(">=", 1)) }, 30*time.Second).Should(Succeed())
 		Eventually(func(g Gomega) {
 			task, err := client.TaskByGuid(logger, "restart", guid)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -195,7 +195,7 @@ var _ = Describe("BBS tasks and staging", Serial, Label("bbs-tasks"), func() {
 		var body map[string]any
 		Expect(json.Unmarshal(accepted()[0].Body, &body)).To(Succeed())
 		Expect(body).To(HaveKeyWithValue("result", result))
-		Eventually(func() bool { return recipeJobGone(guid) }, 30*time.Second).Should(BeTrue())
+		Eventually(func(g Gomega) { g.Expect(recipeJobGone(guid)).To(BeTrue()) }, 30*time.Second).Should(Succeed())
 		Expect(accepted()).To(HaveLen(1))
 	})
 

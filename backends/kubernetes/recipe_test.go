@@ -100,9 +100,9 @@ var _ = Describe("Backend with a buildpack LRP", func() {
 		Expect(backend.DesireLRP(ctx, logger, lrp)).To(Succeed())
 		before := desired()
 		recipeBefore := recipeSecretData(before.Name + "-recipe")
-		Eventually(func() error {
+		Eventually(func(g Gomega) {
 			_, err := backend.DesiredLRPByProcessGuid(ctx, logger, processGUID)
-			return err
+			g.Expect(err).To(Succeed())
 		}).Should(Succeed())
 
 		routes := bbsRoutesFor("new.example.com")

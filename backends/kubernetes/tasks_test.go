@@ -296,10 +296,10 @@ var _ = Describe("Tasks", func() {
 			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{k8s.AnnotationCallbackDelivered: "2026-12-02T01:00:00Z"}}})
 			_, err := clientset.BatchV1().Jobs(ns).Patch(ctx, jobName, "application/merge-patch+json", patch, metav1.PatchOptions{})
 			Expect(err).NotTo(HaveOccurred())
-			Eventually(func() error {
+			Eventually(func(g Gomega) {
 				_, err := tasks.TaskByGuid(ctx, logger, taskGUID)
-				return err
-			}).Should(MatchError(models.ErrResourceNotFound))
+				g.Expect(err).To(MatchError(models.ErrResourceNotFound))
+			}).Should(Succeed())
 			Expect(tasks.Tasks(ctx, logger, models.TaskFilter{})).To(BeEmpty())
 			Expect(tasks.CancelTask(ctx, logger, taskGUID)).To(MatchError(models.ErrResourceNotFound))
 		})

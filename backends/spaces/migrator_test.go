@@ -493,9 +493,11 @@ var _ = Describe("Migrator", func() {
 		go func() { process <- migrator.Run(signals, ready) }()
 		Eventually(ready).Should(BeClosed())
 		placement.set("s", spaces.Kubernetes)
-		Consistently(func() bool { return kube.has("a") }).Should(BeFalse(), "the first pass ran before the placement changed")
+		Consistently(func(g Gomega) {
+			g.Expect(kube.has("a")).To(BeFalse(), "the first pass ran before the placement changed")
+		}).Should(Succeed())
 		clock.Step(opts.Interval)
-		Eventually(func() bool { return kube.has("a") }).Should(BeTrue())
+		Eventually(func(g Gomega) { g.Expect(kube.has("a")).To(BeTrue()) }).Should(Succeed())
 		signals <- os.Interrupt
 		Eventually(process).Should(Receive(BeNil()))
 	})
@@ -566,6 +568,6 @@ var _ = Describe("MoveWatch", func() {
 		Expect(watch.Count("", true)).To(Equal(1))
 
 		Expect(store.Save(ctx, spaces.Moves{}, nil)).To(Succeed())
-		Eventually(func() int { return watch.Count("", false) }).Should(BeZero())
+		Eventually(func(g Gomega) { g.Expect(watch.Count("", false)).To(BeZero()) }).Should(Succeed())
 	})
 })
