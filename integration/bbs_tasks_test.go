@@ -114,8 +114,10 @@ var _ = Describe("BBS tasks and staging", Serial, Label("bbs-tasks"), func() {
 
 		// Answered: gone as BBS deletes it, and the Job follows a TTL later.
 		for _, guid := range []string{ok, failing} {
-			Eventually(func() error { _, err := client.TaskByGuid(logger, "run-task", guid); return err }, 10*time.Second).
-				Should(MatchError(models.ErrResourceNotFound))
+			Eventually(func(g Gomega) {
+				_, err := client.TaskByGuid(logger, "run-task", guid)
+				g.Expect(err).To(MatchError(models.ErrResourceNotFound))
+			}, 10*time.Second).Should(Succeed())
 			Eventually(func(g Gomega) { g.Expect(recipeJobGone(guid)).To(BeTrue()) }, 30*time.Second).Should(Succeed())
 		}
 		Consistently(func(g Gomega) { g.Expect(len(ccRequestsTo("/internal/v4/tasks/" + ok + "/completed"))).To(Equal(1)) }, 2*time.Second).Should(Succeed())

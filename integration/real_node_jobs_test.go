@@ -95,10 +95,14 @@ var _ = Describe("Tasks and stagings in real containers on the real node", Order
 		Expect(jobPodNode(k8s.LabelTaskGUID + "=" + succeeds.GUID)).To(Equal(node))
 		Expect(jobPodNode(k8s.LabelTaskGUID + "=" + fails.GUID)).To(Equal(node))
 
-		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(succeeds.GUID, true) }, 2*time.Minute).Should(ConsistOf(
-			models.TaskCompletedRequest{TaskGUID: succeeds.GUID, Failed: false, FailureReason: ""}))
-		Eventually(func() []models.TaskCompletedRequest { return cc.taskCallbacks(fails.GUID, true) }, 2*time.Minute).Should(ConsistOf(
-			models.TaskCompletedRequest{TaskGUID: fails.GUID, Failed: true, FailureReason: "Exited with status 3"}))
+		Eventually(func(g Gomega) {
+			g.Expect(cc.taskCallbacks(succeeds.GUID, true)).To(ConsistOf(
+				models.TaskCompletedRequest{TaskGUID: succeeds.GUID, Failed: false, FailureReason: ""}))
+		}, 2*time.Minute).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(cc.taskCallbacks(fails.GUID, true)).To(ConsistOf(
+				models.TaskCompletedRequest{TaskGUID: fails.GUID, Failed: true, FailureReason: "Exited with status 3"}))
+		}, 2*time.Minute).Should(Succeed())
 		By("each reported once, and its Job removed")
 		Eventually(func(g Gomega) {
 			g.Expect(taskJobsWith(g, succeeds)).To(BeEmpty())
@@ -215,8 +219,10 @@ var _ = Describe("Tasks and stagings in real containers on the real node", Order
 
 		It("tells CC the compile failed when the buildpack's supply fails (the builder exits 223)", func() {
 			guid := stageOnRealNode(failingBuildpack())
-			Eventually(func() []models.StagingCallback { return cc.stagingCallbacks(guid, true) }, 3*time.Minute).Should(ConsistOf(
-				HaveField("Error", HaveField("ID", "BuildpackCompileFailed"))))
+			Eventually(func(g Gomega) {
+				g.Expect(cc.stagingCallbacks(guid, true)).To(ConsistOf(
+					HaveField("Error", HaveField("ID", "BuildpackCompileFailed"))))
+			}, 3*time.Minute).Should(Succeed())
 			Expect(blobs.upload("/v1/droplet/"+guid)).To(BeEmpty(), "no droplet from a failed compile")
 		})
 	})
