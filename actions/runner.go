@@ -29,6 +29,10 @@ type Config struct {
 	// HTTPClient downloads and uploads (its TLS config carries the
 	// optional client certificate for mTLS).
 	HTTPClient *http.Client
+	// UploadProxy is the unix socket of the pod's upload proxy (see
+	// UploadProxy); "" uploads straight to the destinations with
+	// HTTPClient.
+	UploadProxy string
 	// CacheDir keeps downloads with a cache key; "" disables caching.
 	CacheDir string
 	// TempDir holds downloads and upload payloads while they are handled.
@@ -113,9 +117,14 @@ func Run(ctx context.Context, recipe *Recipe, cfg Config) Result {
 		return Result{Failed: true, FailureReason: DownloadCachedDependenciesFailed}
 	}
 
+	var uploadProxy *http.Client
+	if cfg.UploadProxy != "" {
+		uploadProxy = UploadProxyClient(cfg.UploadProxy)
+	}
 	builder := &treeBuilder{
 		fetcher:      fetcher,
 		client:       cfg.HTTPClient,
+		uploadProxy:  uploadProxy,
 		clock:        cfg.Clock,
 		logger:       logger,
 		env:          append(append([]string{}, cfg.Env...), convertEnv(recipe.EnvironmentVariables)...),

@@ -18,6 +18,7 @@ import (
 type treeBuilder struct {
 	fetcher      *Fetcher
 	client       *http.Client
+	uploadProxy  *http.Client
 	clock        clock.Clock
 	logger       lager.Logger
 	env          []string
@@ -48,7 +49,7 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 	case *models.DownloadAction:
 		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
 	case *models.UploadAction:
-		return &uploadStep{model: a, client: b.client, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
+		return &uploadStep{model: a, client: b.client, proxy: b.uploadProxy, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
 	case *models.EmitProgressAction:
 		// The member writes to the parent's stream; only the progress
 		// messages take this action's source.

@@ -38,8 +38,11 @@ const (
 // only "Failed to upload payload for <artifact>" to the log stream: the
 // error may contain the URL, which may be signed.
 type uploadStep struct {
-	model    *models.UploadAction
-	client   *http.Client
+	model  *models.UploadAction
+	client *http.Client
+	// proxy, when set, is the upload proxy's client: payloads go through
+	// it (see UploadProxy) instead of straight to the destination.
+	proxy    *http.Client
 	tempDir  string
 	streamer Streamer
 	logger   lager.Logger
@@ -66,7 +69,7 @@ func (s *uploadStep) Run(ctx context.Context) error {
 	}
 	defer cleanup()
 
-	size, err := upload(ctx, logger, s.client, payload, to)
+	size, err := upload(ctx, logger, s.client, s.proxy, payload, to)
 	if err != nil {
 		if ctx.Err() != nil {
 			return new(CancelledError)
@@ -135,7 +138,9 @@ func (s *uploadStep) emitError(text string) {
 
 // upload sends file with Diego's headers: Content-MD5 and Content-Digest
 // (sha-256), both base64, which cc-uploader and the blobstore check.
-func upload(ctx context.Context, logger lager.Logger, client *http.Client, file string, to *url.URL) (int64, error) {
+// Through a proxy (non-nil), each attempt is one request to the proxy,
+// which answers with the destination's status: the retries stay here.
+func upload(ctx context.Context, logger lager.Logger, client, proxy *http.Client, file string, to *url.URL) (int64, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return 0, err
@@ -150,7 +155,7 @@ func upload(ctx context.Context, logger lager.Logger, client *http.Client, file 
 	contentSHA256 := base64.StdEncoding.EncodeToString(sha256sum.Sum(nil))
 
 	for attempt := 0; attempt < maxUploadAttempts; attempt++ {
-		err = attemptUpload(ctx, client, f, size, contentMD5, contentSHA256, to)
+		err = attemptUpload(ctx, logger, client, proxy, f, size, contentMD5, contentSHA256, to)
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -162,13 +167,20 @@ func upload(ctx context.Context, logger lager.Logger, client *http.Client, file 
 	return size, nil
 }
 
-func attemptUpload(ctx context.Context, client *http.Client, f *os.File, size int64, contentMD5, contentSHA256 string, to *url.URL) error {
+func attemptUpload(ctx context.Context, logger lager.Logger, client, proxy *http.Client, f *os.File, size int64, contentMD5, contentSHA256 string, to *url.URL) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, to.String(), io.NopCloser(f))
+	target := to.String()
+	if proxy != nil {
+		client, target = proxy, "http://"+uploadProxyHost+UploadProxyPath
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, io.NopCloser(f))
 	if err != nil {
 		return err
+	}
+	if proxy != nil {
+		req.Header.Set(UploadProxyDestinationHeader, to.String())
 	}
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
@@ -181,6 +193,9 @@ func attemptUpload(ctx context.Context, client *http.Client, f *os.File, size in
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode >= 400 {
+		if refusal := resp.Header.Get(UploadProxyErrorHeader); refusal != "" {
+			logger.Info("upload-proxy-refused", lager.Data{"status": resp.StatusCode, "message": refusal})
+		}
 		return fmt.Errorf("Upload failed: Status code %d", resp.StatusCode) //nolint:staticcheck // Diego's exact text
 	}
 	return nil

@@ -209,6 +209,13 @@ type Staging struct {
 	// InsecureRegistries (host or host:port) may be read over plain HTTP or
 	// unverified TLS when staging docker images.
 	InsecureRegistries []string `json:"insecure_registries"`
+	// UploadIdentitySecretName names a Secret, present in every workloads
+	// namespace, with the client certificate (tls.crt, tls.key) and CA
+	// (ca.crt) recipe pods upload with (a real cc-uploader requires mTLS).
+	// Pods whose recipe uploads (staging over BBS and OPI, BBS tasks) get
+	// an upload sidecar that alone mounts it. Empty: uploads go directly,
+	// without a client certificate.
+	UploadIdentitySecretName string `json:"upload_identity_secret_name"`
 }
 
 // Route configures the route emitter, which registers app instances with
@@ -591,6 +598,11 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Staging.StackImage, " \t\n") {
 		errs = append(errs, fmt.Errorf("staging: stack_image: %q is not an image reference", c.Staging.StackImage))
+	}
+	if name := c.Staging.UploadIdentitySecretName; name != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			errs = append(errs, fmt.Errorf("staging: upload_identity_secret_name: %q: %s", name, msg))
+		}
 	}
 	if u := c.Staging.LifecycleBundleURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		errs = append(errs, fmt.Errorf("staging: lifecycle_bundle_url: %q: want an http(s) URL", u))

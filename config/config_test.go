@@ -72,6 +72,15 @@ var _ = Describe("Config", func() {
 		Expect(cfg.Staging.IrisCAFile).To(BeEmpty())
 	})
 
+	It("takes the name of the upload identity Secret, and refuses one Kubernetes could not name", func() {
+		base := "components: [api]\napi:\n  listen_address: 127.0.0.1:1\n"
+		cfg, err := config.Load(writeConfig(base + "staging:\n  upload_identity_secret_name: cc-uploader-client\n"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cfg.Staging.UploadIdentitySecretName).To(Equal("cc-uploader-client"))
+		_, err = config.Load(writeConfig(base + "staging:\n  upload_identity_secret_name: Not_A_Name\n"))
+		Expect(err).To(MatchError(ContainSubstring("staging: upload_identity_secret_name")))
+	})
+
 	It("rejects unknown keys", func() {
 		_, err := config.Load(writeConfig("api:\n  listen_adress: 127.0.0.1:1\n"))
 		Expect(err).To(MatchError(ContainSubstring("listen_adress")))

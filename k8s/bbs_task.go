@@ -171,6 +171,7 @@ func (b *Builder) BuildRecipeTask(task *RecipeTask, namespace string) (*RecipeTa
 	if err := b.AddRunner(&podSpec, &podSpec.Containers[0], recipe.Name); err != nil {
 		return nil, err
 	}
+	b.addUploadProxy(&podSpec, &podSpec.Containers[0], task.Recipe)
 	podSpec.ImagePullSecrets = b.pullSecrets(false, objects.RegistrySecret)
 	objects.Job = runOnceJob(name, namespace, labels, jobAnnotations, annotations, podSpec)
 	return objects, nil

@@ -17,14 +17,18 @@ import (
 // A buildpack staging pod runs, in order:
 //
 //  1. iris-runner-install (init, Iris's image): installs the runner (AddRunner).
-//  2. stage (init, the stack's image): the runner runs CC's staging recipe
+//  2. iris-uploader (native sidecar, Iris's image), only with an upload
+//     identity configured (WithUploadIdentity): relays the stage
+//     container's uploads with the client certificate that container must
+//     not see (see addUploadProxy).
+//  3. stage (init, the stack's image): the runner runs CC's staging recipe
 //     (stager/buildpack): downloads the lifecycle, buildpacks and app
 //     bits, runs the builder, uploads droplet and cache to CC's URIs. It
 //     writes its report ({failed, failure_reason, result}) to the pod's
 //     state emptyDir and exits 0 even when staging failed, so that the
 //     report is sent; a stage container that crashes or is killed (OOM)
 //     fails the pod, which the staging reporter tells CC at once.
-//  3. completion (Iris's image): sends the report to Iris's
+//  4. completion (Iris's image): sends the report to Iris's
 //     PUT /stage/{guid}/completed with the staging's token.
 //
 // The token is given to the completion container only: the stage
@@ -80,6 +84,8 @@ func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, jobName, namespace s
 		}
 		return nil, err
 	}
+	// The sidecar before the stage container, which it must outlive.
+	b.addUploadProxy(spec, &stage, recipe)
 	spec.InitContainers = append(spec.InitContainers, stage)
 	spec.Volumes = append(spec.Volumes,
 		corev1.Volume{Name: RecipeStateVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},

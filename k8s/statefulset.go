@@ -55,6 +55,9 @@ type Builder struct {
 	// recipeSource rebuilds recipe Secrets from their StatefulSets; nil:
 	// they are only adopted (see OwnedObjects).
 	recipeSource RecipeSource
+	// uploadIdentity names the Secret the upload proxy presents (see
+	// WithUploadIdentity); "": recipe pods upload directly.
+	uploadIdentity string
 }
 
 // NewBuilder returns a builder for the given LRP settings.

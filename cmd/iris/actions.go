@@ -72,6 +72,9 @@ func runActions(args []string) int {
 		}
 		return 0
 	}
+	if len(args) > 0 && args[0] == actionsUploadProxy {
+		return runUploadProxy(args[1:])
+	}
 	if len(args) > 0 && args[0] == actionsReportStaging {
 		return reportStaging(args[1:])
 	}
@@ -100,6 +103,7 @@ func runActions(args []string) int {
 	caFile := flags.String("tls-ca-file", "", "CA bundle for HTTPS downloads and uploads (default: system roots)")
 	certFile := flags.String("tls-cert-file", "", "client certificate for mTLS downloads and uploads")
 	keyFile := flags.String("tls-key-file", "", "client key for mTLS downloads and uploads")
+	uploadProxy := flags.String("upload-proxy", "", "unix socket of the pod's upload proxy (`iris actions upload-proxy`): uploads go through it, which presents the pod's upload identity; empty: uploads go straight to their destinations")
 	memoryEvents := flags.String("memory-events-file", actions.DefaultMemoryEvents, "cgroup v2 memory.events of the container; an oom_kill during a process adds \" (out of memory)\" to its exit")
 	exitZeroWhenReported := flags.Bool("exit-zero-when-reported", false, "exit 0 once the report is written, even when the recipe failed: the report is the outcome (a staging pod's next container sends it)")
 	logLevel := flags.String("log-level", "info", "level of the runner's own logs (JSON on stderr, without the @iris[ prefix)")
@@ -164,6 +168,7 @@ func runActions(args []string) int {
 		Stdout:                   os.Stdout,
 		Stderr:                   os.Stderr,
 		HTTPClient:               client,
+		UploadProxy:              *uploadProxy,
 		CacheDir:                 *cacheDir,
 		TempDir:                  *tempDir,
 		Env:                      processEnv(os.Environ()),

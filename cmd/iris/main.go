@@ -199,7 +199,7 @@ func buildMembers(logger lager.Logger, cfg config.Config, opsServer *ops.Server)
 	if cfg.Runs(config.ComponentAPI) {
 		// The reconciler rebuilds a BBS LRP's recipe Secret from the
 		// DesiredLRP stored on its StatefulSet.
-		builder := k8s.NewBuilder(cfg.LRP, k8s.WithRecipeSource(bbsbackend.RecipeOf))
+		builder := k8s.NewBuilder(cfg.LRP, k8s.WithRecipeSource(bbsbackend.RecipeOf), k8s.WithUploadIdentity(cfg.Staging.UploadIdentitySecretName))
 		lrps := k8s.NewLRPClient(clientset, caches, builder, cfg.WorkloadsNamespaces, clock.RealClock{})
 		// Every API replica repairs what LRPs own (see k8s/reconcile for
 		// why no Lease); it runs before the API serves and stops after it.
