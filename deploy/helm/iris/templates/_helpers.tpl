@@ -168,7 +168,8 @@ true{{ end }}
     "lifecycle_bundle_url" $v.staging.lifecycleBundleUrl
     "iris_url" $irisUrl
     "timeout_seconds" $v.staging.timeoutSeconds
-    "insecure_registries" $v.staging.insecureRegistries)
+    "insecure_registries" $v.staging.insecureRegistries
+    "upload_identity_secret_name" $v.staging.uploadIdentitySecretName)
   "tasks" (dict
     "default_memory_mb" $v.tasks.defaultMemoryMb
     "default_disk_mb" $v.tasks.defaultDiskMb)
