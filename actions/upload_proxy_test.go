@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"code.cloudfoundry.org/bbs/models"
 	. "github.com/onsi/ginkgo/v2"
@@ -171,6 +172,45 @@ var _ = Describe("iris actions upload-proxy (the upload sidecar, as a process)",
 		proxy.session.Signal(syscall.SIGTERM)
 		Eventually(proxy.session).WithTimeout(processTimeout).Should(gexec.Exit(0))
 		Expect(proxy.socket).NotTo(BeAnExistingFile())
+	})
+
+	It("lets an upload in flight finish when it is stopped (SIGTERM), then exits 0", func() {
+		arrived, release := make(chan struct{}), make(chan struct{})
+		slow := newBlobServer()
+		slow.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			close(arrived)
+			<-release
+			slow.mu.Lock()
+			slow.requests = append(slow.requests, recordedRequest{Method: r.Method, Path: r.URL.Path, Body: body})
+			slow.mu.Unlock()
+			w.WriteHeader(http.StatusCreated)
+		})
+		slow.TLS = secure.TLS
+		slow.StartTLS()
+		DeferCleanup(slow.Close)
+		// Released on any way out, so the server can close.
+		released := false
+		DeferCleanup(func() {
+			if !released {
+				close(release)
+			}
+		})
+
+		recipe := recipeOf(&models.UploadAction{Artifact: "droplet", From: payload, To: slow.URL + "/v1/droplet/abc", User: "vcap"})
+		proxy := startUploadProxy(recipe, identityArgs...)
+		r := startRunner(recipe, "--upload-proxy", proxy.socket)
+		Eventually(arrived).WithTimeout(processTimeout).Should(BeClosed())
+
+		proxy.session.Signal(syscall.SIGTERM)
+		Eventually(proxy.session.Err).WithTimeout(processTimeout).Should(gbytes.Say("stopping"))
+		Consistently(proxy.session).WithTimeout(300 * time.Millisecond).ShouldNot(gexec.Exit(), "it waits for the upload in flight")
+		close(release)
+		released = true
+
+		Expect(r.waitExit()).To(Equal(0))
+		Expect(slow.received("/v1/droplet/abc")).To(HaveLen(1), "one attempt, answered")
+		Eventually(proxy.session).WithTimeout(processTimeout).Should(gexec.Exit(0))
 	})
 
 	It("refuses to start without a client identity or a recipe", func() {
