@@ -207,6 +207,9 @@ func (c *RecipeTaskClient) Create(ctx context.Context, logger lager.Logger, task
 	if existing != nil {
 		return ErrTaskExists
 	}
+	if err := requireUploadIdentity(ctx, c.clientset, objects.Job); err != nil {
+		return err
+	}
 	var written []*corev1.Secret
 	undo := func() {
 		for _, secret := range written {

@@ -131,6 +131,9 @@ func CompletionCallbackURL(ctx context.Context, clientset kubernetes.Interface, 
 // input leaves nothing behind. what names the kind of Job in errors ("task",
 // "staging").
 func createJob(ctx context.Context, clientset kubernetes.Interface, logger lager.Logger, what string, job *batchv1.Job, secrets ...*corev1.Secret) error {
+	if err := requireUploadIdentity(ctx, clientset, job); err != nil {
+		return err
+	}
 	var applied []*corev1.Secret
 	removeSecrets := func() {
 		for _, secret := range applied {

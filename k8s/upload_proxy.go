@@ -1,7 +1,15 @@
 package k8s
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path"
+
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -103,4 +111,29 @@ func (b *Builder) addUploadProxy(spec *corev1.PodSpec, container *corev1.Contain
 	})
 	container.Command = append(container.Command, "--upload-proxy", UploadProxySocket)
 	container.VolumeMounts = append(container.VolumeMounts, corev1.VolumeMount{Name: UploadProxyVolumeName, MountPath: UploadProxySocketDir})
+}
+
+// ErrNoUploadIdentity refuses a Job whose pod would mount an upload
+// identity Secret that its namespace lacks: the pod would wait at volume
+// mount forever (Kubernetes retries the mount), and CC would hear nothing
+// until its staging timeout. Refusing the desire names the problem at once.
+var ErrNoUploadIdentity = errors.New("upload identity missing")
+
+// requireUploadIdentity checks that the upload identity Secret job's pod
+// mounts (if any) exists in job's namespace.
+func requireUploadIdentity(ctx context.Context, clientset kubernetes.Interface, job *batchv1.Job) error {
+	for _, volume := range job.Spec.Template.Spec.Volumes {
+		if volume.Name != UploadIdentityVolumeName || volume.Secret == nil {
+			continue
+		}
+		name := volume.Secret.SecretName
+		_, err := clientset.CoreV1().Secrets(job.Namespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("%w: Secret %s/%s (staging.upload_identity_secret_name) does not exist, so the pod could not upload", ErrNoUploadIdentity, job.Namespace, name)
+		case err != nil:
+			return fmt.Errorf("reading upload identity Secret %s/%s: %w", job.Namespace, name, err)
+		}
+	}
+	return nil
 }

@@ -1,10 +1,15 @@
 package k8s_test
 
 import (
+	"context"
+
 	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/iris-cf/iris/actions"
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
@@ -177,6 +182,44 @@ var _ = Describe("The upload sidecar of recipe pods", func() {
 			spec := build()
 			Expect(containerNames(spec.InitContainers)).To(Equal([]string{k8s.RunnerInitContainerName, k8s.StagingRunnerName}))
 			Expect(spec.InitContainers[1].Command).NotTo(ContainElement("--upload-proxy"))
+		})
+	})
+
+	Describe("creating a BBS staging task", func() {
+		const ns = "cf-workloads"
+		var (
+			ctx       context.Context
+			clientset *fake.Clientset
+			client    *k8s.RecipeTaskClient
+		)
+
+		BeforeEach(func() {
+			ctx = context.Background()
+			clientset = fake.NewClientset()
+			caches, err := k8s.NewCaches(clientset, []string{ns})
+			Expect(err).NotTo(HaveOccurred())
+			client = k8s.NewRecipeTaskClient(clientset, caches, k8s.NewBuilder(lrpCfg, k8s.WithUploadIdentity(identity)), []string{ns})
+		})
+
+		It("is refused, naming the Secret, and writes nothing when the namespace lacks the upload identity", func() {
+			err := client.Create(ctx, lagertest.NewTestLogger("create"), stagingTask())
+			Expect(err).To(MatchError(k8s.ErrNoUploadIdentity))
+			Expect(err).To(MatchError(ContainSubstring("Secret cf-workloads/cc-uploader-client")))
+			jobs, err := clientset.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(jobs.Items).To(BeEmpty())
+			secrets, err := clientset.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(secrets.Items).To(BeEmpty(), "no recipe or callback Secret left behind")
+		})
+
+		It("creates the Job when the namespace has it", func() {
+			_, err := clientset.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: identity, Namespace: ns}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(client.Create(ctx, lagertest.NewTestLogger("create"), stagingTask())).To(Succeed())
+			jobs, err := clientset.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(jobs.Items).To(HaveLen(1))
 		})
 	})
 })
