@@ -161,7 +161,7 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		Expect(body).To(HaveKeyWithValue("task_guid", failing))
 		Expect(body).To(HaveKeyWithValue("failed", true))
 		Expect(body).To(HaveKeyWithValue("result", ""))
-		Expect(body["failure_reason"]).To(HaveSuffix("Exited with status 3"))
+		Expect(body).To(HaveKeyWithValue("failure_reason", "APP/TASK/fail: Exited with status 3"), "Diego's run step failure, with the run action's log source")
 
 		By("get_by_task_guid.r2 saw the task on the real node, RUNNING, then completed; answered, it is gone")
 		for _, guid := range []string{ok, failing} {
@@ -171,6 +171,7 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 			}, 30*time.Second).Should(Succeed())
 		}
 		seen := states()
+		GinkgoWriter.Printf("task %s as get_by_task_guid.r2 saw it: %+v\n", ok, seen)
 		Expect(seen).To(ContainElement(taskSeen{State: models.Task_Running, CellID: node}))
 		Expect(seen[len(seen)-1].State).To(BeElementOf(models.Task_Completed, models.Task_Resolving))
 		Expect(seen[len(seen)-1].Result).NotTo(BeEmpty())
@@ -179,26 +180,32 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		}
 	})
 
-	It("stages a buildpack app from CC's staging TaskDefinition: bits, buildpack and lifecycle downloaded, the builder run, the droplet uploaded, the builder's result to build_completed", func() {
-		guid := uuid.NewString()
+	It("stages a buildpack app from CC's staging TaskDefinition: bits, buildpack and lifecycle downloaded, the builder run, the droplet uploaded, the builder's result to build_completed; a failing compile as exit 223", func() {
 		bits := zipOf([]archiveEntry{{name: "server", mode: 0o755, body: buildStatic("github.com/iris-cf/iris/integration/testapp")}})
-		def := bbstest.BuildpackStaging(bbstest.Staging{
-			Task: bbstest.Task{Space: space, AppGUID: uuid.NewString(),
-				CallbackURL:  cc.URL() + "/internal/v3/staging/" + guid + "/build_completed?start=true",
-				LifecycleURL: lifecycleURL},
-			Stack:      testStack,
-			PackageURL: blobs.put("/packages/"+guid, bits), PackageSHA256: sha256Of(bits),
-			BuildpackURL: blobs.put("/buildpacks/"+guid+".zip", testBuildpack()), BuildpackKey: "test-buildpack-key",
-			DropletUploadURL: blobs.server.URL + "/v1/droplet/" + guid + "?cc-droplet-upload-uri=x",
-			CacheUploadURL:   blobs.server.URL + "/v1/build_artifacts/" + guid,
-		})
-		def.PlacementTags = []string{tag}
-		Expect(client.DesireTask(logger, "staging", guid, "cf-app-staging", def)).To(Succeed())
-		Eventually(func(g Gomega) {
-			pods := jobPods(g, guid)
-			g.Expect(pods).To(HaveLen(1))
-			g.Expect(pods[0].Spec.NodeName).To(Equal(node))
-		}, time.Minute, 100*time.Millisecond).Should(Succeed())
+		stage := func(buildpack []byte) string {
+			guid := uuid.NewString()
+			def := bbstest.BuildpackStaging(bbstest.Staging{
+				Task: bbstest.Task{Space: space, AppGUID: uuid.NewString(),
+					CallbackURL:  cc.URL() + "/internal/v3/staging/" + guid + "/build_completed?start=true",
+					LifecycleURL: lifecycleURL},
+				Stack:      testStack,
+				PackageURL: blobs.put("/packages/"+guid, bits), PackageSHA256: sha256Of(bits),
+				BuildpackURL: blobs.put("/buildpacks/"+guid+".zip", buildpack), BuildpackKey: "test-buildpack-key",
+				DropletUploadURL: blobs.server.URL + "/v1/droplet/" + guid + "?cc-droplet-upload-uri=x",
+				CacheUploadURL:   blobs.server.URL + "/v1/build_artifacts/" + guid,
+			})
+			def.PlacementTags = []string{tag}
+			Expect(client.DesireTask(logger, "staging", guid, "cf-app-staging", def)).To(Succeed())
+			return guid
+		}
+		guid, failing := stage(testBuildpack()), stage(failingBuildpack())
+		for _, g := range []string{guid, failing} {
+			Eventually(func(g2 Gomega) {
+				pods := jobPods(g2, g)
+				g2.Expect(pods).To(HaveLen(1))
+				g2.Expect(pods[0].Spec.NodeName).To(Equal(node))
+			}, time.Minute, 100*time.Millisecond).Should(Succeed())
+		}
 
 		body := oneCallback("/internal/v3/staging/" + guid + "/build_completed")
 		Expect(body).To(HaveKeyWithValue("task_guid", guid))
@@ -221,6 +228,12 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		droplet = blobs.upload("/v1/droplet/" + guid)
 		Expect(tgzNames(droplet)).To(ContainElements("./app/server", "./profile.d/test.sh", "./staging_info.yml"))
 		Expect(blobs.upload("/v1/build_artifacts/" + guid)).NotTo(BeEmpty())
+
+		By("the failing buildpack's staging: the builder's exit status where CC's sanitizer maps it, no droplet")
+		body = oneCallback("/internal/v3/staging/" + failing + "/build_completed")
+		Expect(body).To(HaveKeyWithValue("failed", true))
+		Expect(body).To(HaveKeyWithValue("failure_reason", "STG: Exited with status 223"), "CC's sanitizer maps a reason ending in 223 to BuildpackCompileFailed")
+		Expect(blobs.upload("/v1/droplet/" + failing)).To(BeEmpty())
 	})
 
 	It("runs the staged droplet as CC's buildpack DesiredLRP: the pod Ready, the actual LRP RUNNING on the real node, the app answering on the instance address", func() {
