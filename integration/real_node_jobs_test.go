@@ -289,7 +289,7 @@ func pushBusyboxStack(repoAndTag string) string {
 	Expect(tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})).To(Succeed())
 	_, err = tw.Write(data)
 	Expect(err).NotTo(HaveOccurred())
-	for _, applet := range []string{"sh", "cat", "cp", "echo", "env", "ls", "mkdir", "mv", "printf", "rm", "tar", "test", "["} {
+	for _, applet := range []string{"sh", "cat", "cp", "echo", "env", "ls", "mkdir", "mv", "printf", "rm", "sleep", "tar", "test", "["} {
 		Expect(tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777, Typeflag: tar.TypeSymlink})).To(Succeed())
 	}
 	// The lifecycle's launcher runs the start command with bash, which

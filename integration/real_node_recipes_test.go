@@ -113,27 +113,32 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		return callbacks(path)[0]
 	}
 
-	It("runs CC's `cf run-task` of a buildpack app in a real container: the result file's contents on success, Diego's reason on failure, one callback each", func() {
+	// runTask desires CC's `cf run-task` of command for a buildpack app
+	// whose droplet is a prepared one (an app dir with a script, and a
+	// profile.d script the launcher sources), on the real node.
+	runTask := func(name, command string, resultFile string) string {
+		GinkgoHelper()
 		droplet := tgzOf([]archiveEntry{
 			{name: "app/hello.sh", mode: 0o755, body: []byte("#!/bin/sh\necho \"hello from $1\"\n")},
 			{name: "profile.d/task.sh", mode: 0o644, body: []byte("export FROM_PROFILE=sourced\n")},
 			{name: "staging_info.yml", mode: 0o644, body: []byte("detected_buildpack: test\nstart_command: ./hello.sh web\n")},
 		})
-		dropletURL := blobs.put("/droplets/task-droplet.tgz", droplet)
-		run := func(name, command string, resultFile string) (string, *models.TaskDefinition) {
-			guid := uuid.NewString()
-			def := bbstest.BuildpackRunTask(bbstest.Task{Space: space, AppGUID: uuid.NewString(), Name: name,
-				CallbackURL: cc.URL() + "/internal/v4/tasks/" + guid + "/completed", LifecycleURL: lifecycleURL},
-				testStack, dropletURL, sha256Of(droplet), command)
-			def.PlacementTags = []string{tag}
-			def.ResultFile = resultFile
-			def.Annotation = "1764583200.5"
-			Expect(client.DesireTask(logger, "run-task", guid, "cf-tasks", def)).To(Succeed())
-			return guid, def
-		}
-		ok, _ := run("answer", `./hello.sh task && printf '{"profile":"%s","memory_limit":"%s","pwd":"%s"}' "$FROM_PROFILE" "$MEMORY_LIMIT" "$PWD" > /tmp/result.json`, "/tmp/result.json")
+		guid := uuid.NewString()
+		def := bbstest.BuildpackRunTask(bbstest.Task{Space: space, AppGUID: uuid.NewString(), Name: name,
+			CallbackURL: cc.URL() + "/internal/v4/tasks/" + guid + "/completed", LifecycleURL: lifecycleURL},
+			testStack, blobs.put("/droplets/"+guid+".tgz", droplet), sha256Of(droplet), command)
+		def.PlacementTags = []string{tag}
+		def.ResultFile = resultFile
+		def.Annotation = "1764583200.5"
+		Expect(client.DesireTask(logger, "run-task", guid, "cf-tasks", def)).To(Succeed())
+		return guid
+	}
+
+	It("runs CC's `cf run-task` of a buildpack app in a real container: the result file's contents on success, Diego's reason on failure, one callback each", func() {
+		run := runTask
+		ok := run("answer", `./hello.sh task && printf '{"profile":"%s","memory_limit":"%s","pwd":"%s"}' "$FROM_PROFILE" "$MEMORY_LIMIT" "$PWD" > /tmp/result.json`, "/tmp/result.json")
 		states := watchTaskStates(client, logger, ok)
-		failing, _ := run("fail", `echo "failing on purpose" >&2; exit 3`, "")
+		failing := run("fail", `echo "failing on purpose" >&2; exit 3`, "")
 
 		By("the tasks' pods run on the real node")
 		for _, guid := range []string{ok, failing} {
@@ -178,6 +183,28 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		for i := 1; i < len(seen); i++ {
 			Expect(seen[i].State).To(BeNumerically(">=", seen[i-1].State), "states in BBS's order: %v", seen)
 		}
+	})
+
+	It("cancels a running task: its real container stops, and CC hears 'task was cancelled' once", func() {
+		guid := runTask("forever", `echo "started"; exec sleep 3600`, "")
+		By("the task's process runs in its container on the real node")
+		Eventually(func(g Gomega) {
+			pods := jobPods(g, guid)
+			g.Expect(pods).To(HaveLen(1))
+			g.Expect(pods[0].Spec.NodeName).To(Equal(node))
+			g.Expect(pods[0].Status.ContainerStatuses).To(ConsistOf(HaveField("State.Running", Not(BeNil()))))
+			task, err := client.TaskByGuid(logger, "cancel", guid)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(task.State).To(Equal(models.Task_Running))
+		}, 2*time.Minute, 250*time.Millisecond).Should(Succeed())
+
+		Expect(client.CancelTask(logger, "cancel", guid)).To(Succeed())
+		body := oneCallback("/internal/v4/tasks/" + guid + "/completed")
+		Expect(body).To(HaveKeyWithValue("failed", true))
+		Expect(body).To(HaveKeyWithValue("failure_reason", "task was cancelled"))
+		By("the kubelet stopped the container: the pod is gone")
+		Eventually(func(g Gomega) { g.Expect(jobPods(g, guid)).To(BeEmpty()) }, time.Minute, 250*time.Millisecond).Should(Succeed())
+		Expect(client.CancelTask(logger, "cancel", guid)).To(MatchError(models.ErrResourceNotFound))
 	})
 
 	It("stages a buildpack app from CC's staging TaskDefinition: bits, buildpack and lifecycle downloaded, the builder run, the droplet uploaded, the builder's result to build_completed; a failing compile as exit 223", func() {
