@@ -162,6 +162,7 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 			"pwd":          k8s.StackHome + "/app",
 		}))
 
+		okResult := body["result"]
 		body = oneCallback("/internal/v4/tasks/" + failing + "/completed")
 		Expect(body).To(HaveKeyWithValue("task_guid", failing))
 		Expect(body).To(HaveKeyWithValue("failed", true))
@@ -178,10 +179,18 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		seen := states()
 		GinkgoWriter.Printf("task %s as get_by_task_guid.r2 saw it: %+v\n", ok, seen)
 		Expect(seen).To(ContainElement(taskSeen{State: models.Task_Running, CellID: node}))
-		Expect(seen[len(seen)-1].State).To(BeElementOf(models.Task_Completed, models.Task_Resolving))
-		Expect(seen[len(seen)-1].Result).NotTo(BeEmpty())
-		for i := 1; i < len(seen); i++ {
-			Expect(seen[i].State).To(BeNumerically(">=", seen[i-1].State), "states in BBS's order: %v", seen)
+		// COMPLETED and RESOLVING last only as long as the callback takes
+		// (the test CC answers at once), often less than a poll: where
+		// they were seen, they carry the result and no cell.
+		for i, reading := range seen {
+			Expect(reading.State).To(BeElementOf(models.Task_Pending, models.Task_Running, models.Task_Completed, models.Task_Resolving))
+			if i > 0 {
+				Expect(reading.State).To(BeNumerically(">=", seen[i-1].State), "states in BBS's order: %v", seen)
+			}
+			if reading.State >= models.Task_Completed {
+				Expect(reading.Result).To(Equal(okResult))
+				Expect(reading.CellID).To(BeEmpty())
+			}
 		}
 	})
 
@@ -263,59 +272,78 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		Expect(blobs.upload("/v1/droplet/" + failing)).To(BeEmpty())
 	})
 
-	It("runs the staged droplet as CC's buildpack DesiredLRP: the pod Ready, the actual LRP RUNNING on the real node, the app answering on the instance address", func() {
+	It("runs the staged droplet as CC's buildpack DesiredLRPs, with a monitor and with a check definition: the pods Ready, the actual LRPs RUNNING on the real node, the app answering on the instance address", func() {
 		Expect(droplet).NotTo(BeEmpty(), "the staging spec's droplet")
 		const port = 8080
-		lrp := ccBuildpackLRP(blobs, droplet, port)
-		lrp.PlacementTags = []string{tag}
-		Expect(lrp.Validate()).To(Succeed(), "BBS itself accepts it")
-		Expect(client.DesireLRP(logger, "lrp", lrp)).To(Succeed())
-		DeferCleanup(func() {
-			Expect(client.RemoveDesiredLRP(logger, "lrp", lrp.ProcessGuid)).To(Succeed())
-			Eventually(func(g Gomega) {
-				pods, err := clientset.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelGUID + "=" + lrp.ProcessGuid[:36]})
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(pods.Items).To(BeEmpty())
-			}, time.Minute).Should(Succeed())
-		})
-
-		By("the pod runs on the real node and its readiness (the monitor's healthy file) makes it Ready")
-		var pod corev1.Pod
-		Eventually(func(g Gomega) {
+		// CCs before check definitions sent the monitor alone; current CC
+		// sends a check definition beside it, which becomes the pod's
+		// probes (the kubelet's, here for real) instead of the runner's monitor.
+		monitored, checked := ccBuildpackLRP(blobs, droplet, port), ccBuildpackLRP(blobs, droplet, port)
+		checked.CheckDefinition = &models.CheckDefinition{
+			Checks:          []*models.Check{{HttpCheck: &models.HTTPCheck{Port: port, Path: "/health", RequestTimeoutMs: 1000}}},
+			ReadinessChecks: []*models.Check{{TcpCheck: &models.TCPCheck{Port: port}}},
+		}
+		lrpPods := func(g Gomega, lrp *models.DesiredLRP) []corev1.Pod {
 			pods, err := clientset.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: k8s.LabelGUID + "=" + lrp.ProcessGuid[:36]})
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(pods.Items).To(HaveLen(1))
-			pod = pods.Items[0]
-			g.Expect(pod.Spec.NodeName).To(Equal(node))
-			g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
-			g.Expect(isReady(pod)).To(BeTrue())
-		}, 3*time.Minute, 250*time.Millisecond).Should(Succeed())
-		Expect(pod.Status.ContainerStatuses).To(ConsistOf(HaveField("RestartCount", BeZero())))
+			return pods.Items
+		}
+		for _, lrp := range []*models.DesiredLRP{monitored, checked} {
+			lrp.PlacementTags = []string{tag}
+			Expect(lrp.Validate()).To(Succeed(), "BBS itself accepts it")
+			Expect(client.DesireLRP(logger, "lrp", lrp)).To(Succeed())
+			DeferCleanup(func() {
+				Expect(client.RemoveDesiredLRP(logger, "lrp", lrp.ProcessGuid)).To(Succeed())
+				Eventually(func(g Gomega) { g.Expect(lrpPods(g, lrp)).To(BeEmpty()) }, time.Minute).Should(Succeed())
+			})
+		}
 
-		var actual *models.ActualLRP
-		Eventually(func(g Gomega) {
-			lrps, err := client.ActualLRPs(logger, "lrp", models.ActualLRPFilter{ProcessGuid: lrp.ProcessGuid})
-			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(lrps).To(HaveLen(1))
-			g.Expect(lrps[0].State).To(Equal(models.ActualLRPStateRunning))
-			actual = lrps[0]
-		}, 30*time.Second, 250*time.Millisecond).Should(Succeed())
-		Expect(actual.CellId).To(Equal(node))
-		Expect(actual.InstanceAddress).To(Equal(pod.Status.PodIP))
-		Expect(actual.Ports).To(ContainElement(HaveField("ContainerPort", uint32(port))))
+		for _, lrp := range []*models.DesiredLRP{monitored, checked} {
+			By("the pod runs on the real node and is Ready: " + map[bool]string{true: "the kubelet's probes", false: "the monitor's healthy file"}[lrp == checked])
+			var pod corev1.Pod
+			Eventually(func(g Gomega) {
+				pods := lrpPods(g, lrp)
+				g.Expect(pods).To(HaveLen(1))
+				pod = pods[0]
+				g.Expect(pod.Spec.NodeName).To(Equal(node))
+				g.Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+				g.Expect(isReady(pod)).To(BeTrue())
+			}, 3*time.Minute, 250*time.Millisecond).Should(Succeed())
+			Expect(pod.Status.ContainerStatuses).To(ConsistOf(HaveField("RestartCount", BeZero())))
+			app := pod.Spec.Containers[0]
+			if lrp == checked {
+				Expect(app.LivenessProbe).NotTo(BeNil())
+				Expect(app.LivenessProbe.HTTPGet).To(HaveField("Path", "/health"))
+				Expect(app.Command).NotTo(ContainElement("--healthy-file"), "no monitor in the recipe")
+			} else {
+				Expect(app.Command).To(ContainElement("--healthy-file"))
+			}
 
-		By("the app, started by the launcher with CC's start command, answers on the instance address")
-		address := "http://" + net.JoinHostPort(actual.InstanceAddress, strconv.Itoa(port))
-		Expect(httpGet(Default, address+"/")).To(Equal("testapp 0\n"))
-		var env map[string]string
-		Expect(json.Unmarshal([]byte(httpGet(Default, address+"/env")), &env)).To(Succeed())
-		Expect(env).To(HaveKeyWithValue("TEST_BUILDPACK", "finalized"), "the droplet's profile.d, sourced by the launcher")
-		Expect(env).To(HaveKeyWithValue("TEST_SUPPLIED", "supplied"))
-		Expect(env).To(HaveKeyWithValue("PORT", strconv.Itoa(port)))
-		Expect(env).To(HaveKeyWithValue("HOME", k8s.StackHome))
-		Expect(env).To(HaveKeyWithValue("CF_INSTANCE_GUID", actual.InstanceGuid))
-		Expect(env).To(HaveKeyWithValue("CF_INSTANCE_INDEX", "0"))
-		Expect(env).To(HaveKeyWithValue("VCAP_APPLICATION", `{"application_name":"dora"}`))
+			var actual *models.ActualLRP
+			Eventually(func(g Gomega) {
+				lrps, err := client.ActualLRPs(logger, "lrp", models.ActualLRPFilter{ProcessGuid: lrp.ProcessGuid})
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(lrps).To(HaveLen(1))
+				g.Expect(lrps[0].State).To(Equal(models.ActualLRPStateRunning))
+				actual = lrps[0]
+			}, 30*time.Second, 250*time.Millisecond).Should(Succeed())
+			Expect(actual.CellId).To(Equal(node))
+			Expect(actual.InstanceAddress).To(Equal(pod.Status.PodIP))
+			Expect(actual.Ports).To(ContainElement(HaveField("ContainerPort", uint32(port))))
+
+			By("the app, started by the launcher with CC's start command, answers on the instance address")
+			address := "http://" + net.JoinHostPort(actual.InstanceAddress, strconv.Itoa(port))
+			Expect(httpGet(Default, address+"/")).To(Equal("testapp 0\n"))
+			var env map[string]string
+			Expect(json.Unmarshal([]byte(httpGet(Default, address+"/env")), &env)).To(Succeed())
+			Expect(env).To(HaveKeyWithValue("TEST_BUILDPACK", "finalized"), "the droplet's profile.d, sourced by the launcher")
+			Expect(env).To(HaveKeyWithValue("TEST_SUPPLIED", "supplied"))
+			Expect(env).To(HaveKeyWithValue("PORT", strconv.Itoa(port)))
+			Expect(env).To(HaveKeyWithValue("HOME", k8s.StackHome))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_GUID", actual.InstanceGuid))
+			Expect(env).To(HaveKeyWithValue("CF_INSTANCE_INDEX", "0"))
+			Expect(env).To(HaveKeyWithValue("VCAP_APPLICATION", `{"application_name":"dora"}`))
+		}
 	})
 })
 
