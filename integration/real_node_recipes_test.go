@@ -135,10 +135,9 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 	}
 
 	It("runs CC's `cf run-task` of a buildpack app in a real container: the result file's contents on success, Diego's reason on failure, one callback each", func() {
-		run := runTask
-		ok := run("answer", `./hello.sh task && printf '{"profile":"%s","memory_limit":"%s","pwd":"%s"}' "$FROM_PROFILE" "$MEMORY_LIMIT" "$PWD" > /tmp/result.json`, "/tmp/result.json")
+		ok := runTask("answer", `./hello.sh task && printf '{"profile":"%s","memory_limit":"%s","pwd":"%s"}' "$FROM_PROFILE" "$MEMORY_LIMIT" "$PWD" > /tmp/result.json`, "/tmp/result.json")
 		states := watchTaskStates(client, logger, ok)
-		failing := run("fail", `echo "failing on purpose" >&2; exit 3`, "")
+		failing := runTask("fail", `echo "failing on purpose" >&2; exit 3`, "")
 
 		By("the tasks' pods run on the real node")
 		for _, guid := range []string{ok, failing} {
