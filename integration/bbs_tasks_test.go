@@ -215,7 +215,8 @@ for arg in "$@"; do case "$arg" in
   -buildpacksDir=*) buildpacks="${arg#-buildpacksDir=}" ;;
   -buildpackOrder=*) order="${arg#-buildpackOrder=}" ;;
 esac; done
-echo "-----> $("$buildpacks/$order/bin/detect" "$build")"
+# CC puts each buildpack at <buildpacksDir>/<md5 of its key>.
+echo "-----> $("$buildpacks/$(printf %s "$order" | md5sum | cut -d' ' -f1)/bin/detect" "$build")"
 [ ` + strconv.Itoa(exit) + ` -eq 0 ] || exit ` + strconv.Itoa(exit) + `
 tar -czf "$droplet" -C "$build" .
 echo cache > "$cache"

@@ -289,9 +289,15 @@ func pushBusyboxStack(repoAndTag string) string {
 	Expect(tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg})).To(Succeed())
 	_, err = tw.Write(data)
 	Expect(err).NotTo(HaveOccurred())
-	for _, applet := range []string{"sh", "cat", "cp", "echo", "env", "ls", "mkdir", "mv", "printf", "rm", "tar", "test", "["} {
+	for _, applet := range []string{"sh", "cat", "cp", "echo", "env", "ls", "mkdir", "mv", "printf", "rm", "sleep", "tar", "test", "["} {
 		Expect(tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777, Typeflag: tar.TypeSymlink})).To(Succeed())
 	}
+	// The lifecycle's launcher runs the start command with bash, which
+	// CF stacks have and busybox has not: busybox's sh stands in for it.
+	bash := []byte("#!/bin/sh\nexec /bin/sh \"$@\"\n")
+	Expect(tw.WriteHeader(&tar.Header{Name: "bin/bash", Mode: 0o755, Size: int64(len(bash)), Typeflag: tar.TypeReg})).To(Succeed())
+	_, err = tw.Write(bash)
+	Expect(err).NotTo(HaveOccurred())
 	passwd := []byte("root:x:0:0:root:/root:/bin/sh\nvcap:x:2000:2000::/home/vcap:/bin/sh\n")
 	Expect(tw.WriteHeader(&tar.Header{Name: "etc/passwd", Mode: 0o644, Size: int64(len(passwd)), Typeflag: tar.TypeReg})).To(Succeed())
 	_, err = tw.Write(passwd)

@@ -59,7 +59,11 @@ type RecipeTask struct {
 	// TaskName is the `cf run-task` name (logs: APP/TASK/<name>).
 	TaskName string
 	// Image is the root file system the recipe runs in.
-	Image                              string
+	Image string
+	// InStack is true when Image is a stack's (root_fs preloaded:<stack>):
+	// the recipe then runs as the vcap user with its home, as a buildpack
+	// app's does (a buildpack `cf run-task` downloads its droplet there).
+	InStack                            bool
 	RegistryUsername, RegistryPassword string
 	// RunsAsImageUser lets a docker image's own user apply (privileged
 	// tasks, root docker images where the operator allows them).
@@ -172,6 +176,9 @@ func (b *Builder) BuildRecipeTask(task *RecipeTask, namespace string) (*RecipeTa
 		return nil, err
 	}
 	b.addUploadProxy(&podSpec, &podSpec.Containers[0], task.Recipe)
+	if task.InStack {
+		addStackHome(&podSpec, &podSpec.Containers[0])
+	}
 	podSpec.ImagePullSecrets = b.pullSecrets(false, objects.RegistrySecret)
 	objects.Job = runOnceJob(name, namespace, labels, jobAnnotations, annotations, podSpec)
 	return objects, nil

@@ -127,19 +127,10 @@ func (b *Builder) addRecipe(spec *corev1.PodSpec, container *corev1.Container, l
 		return nil, err
 	}
 	spec.Volumes = append(spec.Volumes,
-		corev1.Volume{Name: RecipeStateVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		corev1.Volume{Name: recipeHomeVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-	)
+		corev1.Volume{Name: RecipeStateVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	container.VolumeMounts = append(container.VolumeMounts,
-		corev1.VolumeMount{Name: RecipeStateVolumeName, MountPath: RecipeStatePath},
-		corev1.VolumeMount{Name: recipeHomeVolumeName, MountPath: StackHome},
-	)
-	// Garden gives a process its user's HOME and USER; relative download
-	// targets and the launcher's "app" directory resolve against HOME.
-	container.Env = append(container.Env,
-		corev1.EnvVar{Name: "HOME", Value: StackHome},
-		corev1.EnvVar{Name: "USER", Value: stackUser},
-	)
+		corev1.VolumeMount{Name: RecipeStateVolumeName, MountPath: RecipeStatePath})
+	addStackHome(spec, container)
 	if recipe.Monitor != nil {
 		// The runner runs the monitor itself, as Diego's executor does:
 		// it fails the start timeout and kills an instance whose checks
@@ -155,6 +146,22 @@ func (b *Builder) addRecipe(spec *corev1.PodSpec, container *corev1.Container, l
 		}
 	}
 	return secret, nil
+}
+
+// addStackHome gives container the vcap user's home as an emptyDir, with
+// HOME and USER: Garden gives a process its user's HOME and USER, and
+// relative download targets (CC's droplet goes to ".") and the launcher's
+// "app" directory resolve against HOME. The stack image's own home is
+// not the pod user's to write (and the root file system may be read-only).
+func addStackHome(spec *corev1.PodSpec, container *corev1.Container) {
+	spec.Volumes = append(spec.Volumes,
+		corev1.Volume{Name: recipeHomeVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	container.VolumeMounts = append(container.VolumeMounts,
+		corev1.VolumeMount{Name: recipeHomeVolumeName, MountPath: StackHome})
+	container.Env = append(container.Env,
+		corev1.EnvVar{Name: "HOME", Value: StackHome},
+		corev1.EnvVar{Name: "USER", Value: stackUser},
+	)
 }
 
 // recipeSecretOf rebuilds sts's recipe Secret, owned by sts, with the

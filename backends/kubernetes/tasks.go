@@ -217,6 +217,7 @@ func TranslateTask(guid, domain string, def *models.TaskDefinition, opts Transla
 		OrgName:            tags[tagOrgName],
 		TaskName:           strings.TrimPrefix(def.LogSource, taskLogSourcePrefix),
 		Image:              image,
+		InStack:            strings.HasPrefix(def.RootFs, preloadedRootFSScheme),
 		RegistryUsername:   def.ImageUsername,
 		RegistryPassword:   def.ImagePassword,
 		RunsAsImageUser:    runsAsImageUser,

@@ -169,6 +169,8 @@ var _ = Describe("Tasks", func() {
 			Expect(spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions).To(ConsistOf(
 				corev1.NodeSelectorRequirement{Key: "cloudfoundry.org/isolation-segment", Operator: corev1.NodeSelectorOpIn, Values: []string{"segment-a"}}))
 			Expect(spec.ImagePullSecrets).To(ConsistOf(corev1.LocalObjectReference{Name: jobName + "-registry"}))
+			Expect(c.Env).NotTo(ContainElement(HaveField("Name", "HOME")), "a docker image's user keeps the image's home")
+			Expect(c.VolumeMounts).NotTo(ContainElement(HaveField("MountPath", k8s.StackHome)))
 
 			// The recipe, env and credentials included, lives in a Secret the Job owns.
 			recipeSecret := secret(jobName + "-recipe")
@@ -190,6 +192,14 @@ var _ = Describe("Tasks", func() {
 			j := job()
 			Expect(j.Spec.Template.Spec.Containers[0].Image).To(Equal("registry.example/cflinuxfs4:1.200"))
 			Expect(j.Labels).To(HaveKeyWithValue(k8s.LabelSourceType, k8s.SourceTypeStaging))
+			// The vcap user's home, writable, as a buildpack app's: the
+			// stack image's /home/vcap is not the pod user's, and a
+			// buildpack `cf run-task` downloads its droplet to "." there.
+			spec := j.Spec.Template.Spec
+			Expect(spec.Containers[0].Env).To(ContainElements(
+				corev1.EnvVar{Name: "HOME", Value: k8s.StackHome}, corev1.EnvVar{Name: "USER", Value: "vcap"}))
+			Expect(spec.Containers[0].VolumeMounts).To(ContainElement(corev1.VolumeMount{Name: "home", MountPath: k8s.StackHome}))
+			Expect(spec.Volumes).To(ContainElement(And(HaveField("Name", "home"), HaveField("EmptyDir", Not(BeNil())))))
 			recipe, err := actions.DecodeRecipe(secret(jobName + "-recipe").Data[k8s.RecipeSecretKey], actions.FormatJSON)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(recipe.ResultFile).To(Equal("/tmp/result.json"))

@@ -1,6 +1,8 @@
 package bbstest
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
@@ -88,6 +90,14 @@ type Staging struct {
 	DropletUploadURL, CacheUploadURL string
 }
 
+// BuildpackDir is where CC's staging recipe puts the buildpack of key
+// (staging_action_builder.rb buildpack_path): /tmp/buildpacks/<md5 of key>,
+// where the builder looks for each key of -buildpackOrder.
+func BuildpackDir(key string) string {
+	sum := md5.Sum([]byte(key))
+	return "/tmp/buildpacks/" + hex.EncodeToString(sum[:])
+}
+
 // BuildpackStaging is a buildpack staging as current CC's TaskRecipeBuilder
 // and buildpack StagingActionBuilder build it (lib/cloud_controller/diego/
 // buildpack/staging_action_builder.rb): domain cf-app-staging, log source
@@ -122,7 +132,7 @@ func BuildpackStaging(s Staging) *models.TaskDefinition {
 		LegacyDownloadUser:            "vcap",
 		CachedDependencies: []*models.CachedDependency{
 			{From: s.LifecycleURL, To: "/tmp/lifecycle", CacheKey: "buildpack-" + s.Stack + "-lifecycle"},
-			{Name: "test-buildpack", From: s.BuildpackURL, To: "/tmp/buildpacks/" + s.BuildpackKey, CacheKey: s.BuildpackKey, LogSource: "STG"},
+			{Name: "test-buildpack", From: s.BuildpackURL, To: BuildpackDir(s.BuildpackKey), CacheKey: s.BuildpackKey, LogSource: "STG"},
 		},
 		Action: models.WrapAction(models.Timeout(models.Serial(
 			models.Parallel(&models.DownloadAction{Artifact: "app package", From: s.PackageURL, To: "/tmp/app", User: "vcap",
@@ -144,4 +154,28 @@ func BuildpackStaging(s Staging) *models.TaskDefinition {
 			), "Uploading droplet, build artifacts cache...", "Uploading complete", "Uploading failed"),
 		), 15*time.Minute)),
 	}
+}
+
+// BuildpackRunTask is a `cf run-task` of a buildpack app as current CC's
+// TaskRecipeBuilder and buildpack TaskActionBuilder build it (cloud_
+// controller_ng lib/cloud_controller/diego/buildpack/task_action_builder.rb,
+// without declarative asset downloads): domain cf-tasks, root_fs
+// preloaded:<stack>, the lifecycle as a cached dependency in
+// /tmp/lifecycle, then serially the droplet downloaded to "." (the vcap
+// user's home) with its sha256 and the launcher running the command in
+// "app" with log source APP/TASK/<name>.
+func BuildpackRunTask(t Task, stack, dropletURL, dropletSHA256, command string) *models.TaskDefinition {
+	def := DockerRunTask(t, "", command)
+	def.RootFs = "preloaded:" + stack
+	def.CachedDependencies = []*models.CachedDependency{{
+		From: t.LifecycleURL, To: "/tmp/lifecycle", CacheKey: "buildpack-" + stack + "-lifecycle",
+	}}
+	run := def.Action.RunAction
+	run.User, run.Args = "vcap", []string{"app", command, ""}
+	def.Action = models.WrapAction(models.Serial(
+		&models.DownloadAction{From: dropletURL, To: ".", CacheKey: "", User: "vcap",
+			ChecksumAlgorithm: "sha256", ChecksumValue: dropletSHA256},
+		run,
+	))
+	return def
 }
