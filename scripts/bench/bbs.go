@@ -99,7 +99,7 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 	if err != nil {
 		return err
 	}
-	iris, bbsURL, opsURL, err := startBBSIris(ctx, o.irisBinary, kubeconfig, namespace, dir, tlsFiles)
+	iris, bbsURL, opsURL, err := startBBSIris(ctx, o.irisBinary, kubeconfig, namespace, dir, tlsFiles, time.Minute)
 	if err != nil {
 		return err
 	}
@@ -634,7 +634,8 @@ func (t bbsTLS) client(url string) (bbsclient.InternalClient, error) {
 
 // startBBSIris starts Iris as main.go's benchmark does, with the API
 // component only and a bbs: section (mTLS); its log goes to dir/iris.log.
-func startBBSIris(ctx context.Context, binary, kubeconfig, namespace, dir string, t bbsTLS) (*exec.Cmd, string, string, error) {
+// It waits up to timeout for the BBS ping (served once the caches synced).
+func startBBSIris(ctx context.Context, binary, kubeconfig, namespace, dir string, t bbsTLS, timeout time.Duration) (*exec.Cmd, string, string, error) {
 	apiAddr, bbsAddr, opsAddr := freeAddr(), freeAddr(), freeAddr()
 	cfg := fmt.Sprintf(`components: [api]
 log_level: error
@@ -672,7 +673,10 @@ ops:
 		return nil, "", "", err
 	}
 	logger := lager.NewLogger("bench")
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if processExited(cmd.Process.Pid) {
+			break
+		}
 		if client.Ping(logger, "") {
 			fmt.Printf("iris (pid %d) serves BBS at %s; its log: %s\n", cmd.Process.Pid, url, logFile.Name())
 			return cmd, url, "http://" + opsAddr, nil
@@ -684,6 +688,17 @@ ops:
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	return nil, "", "", fmt.Errorf("iris did not answer BBS ping (see %s)", logFile.Name())
+}
+
+// processExited says whether pid, a child not yet waited for, has exited
+// (a zombie).
+func processExited(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	return i < 0 || strings.HasPrefix(string(data)[i+1:], " Z")
 }
 
 func freeAddr() string {

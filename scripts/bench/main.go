@@ -53,6 +53,9 @@ type options struct {
 	// spacesMode runs the per-space backends benchmark (spaces.go) instead.
 	spacesMode bool
 	spaces     spacesOptions
+	// scale (non-empty sizes) runs the memory and start-up by size
+	// benchmark (sizes.go) instead.
+	scale scaleOptions
 }
 
 func main() {
@@ -83,6 +86,12 @@ func main() {
 	flag.BoolVar(&o.spaces.skipMoving, "spaces-latency-only", false, "only the proxy latency, no migration")
 	flag.BoolVar(&o.bbs.restart, "bbs-restart", true, "restart Iris with every LRP in the cluster: time start-up, then count its API-server requests over -bbs-quiet-seconds")
 	flag.IntVar(&o.bbs.quietSeconds, "bbs-quiet-seconds", 60, "the quiet window the steady-state API-server requests are counted over")
+	scaleSizes := flag.String("scale", "", "instead: fill the cluster to each of these comma-separated LRP totals (e.g. 1000,10000,50000; a cluster of your own) and start Iris fresh at each: start-up, live heap, RSS, slope per LRP; the idle API-server requests at the largest")
+	flag.IntVar(&o.scale.instances, "scale-instances", 1000, "-scale: LRPs scaled to one KWOK instance after the first size, measured again (cost per instance); 0 for none")
+	flag.IntVar(&o.scale.writers, "scale-writers", 64, "-scale: concurrent client-go writers filling the cluster")
+	flag.IntVar(&o.scale.quietSeconds, "scale-quiet-seconds", 60, "-scale: the quiet window the idle API-server requests are counted over, at the largest size")
+	flag.DurationVar(&o.scale.fillTimeout, "scale-fill-timeout", time.Hour, "-scale: longest fill before a size; past it, the size reached is measured as the largest")
+	flag.DurationVar(&o.scale.gcWait, "scale-gc-wait", 130*time.Second, "-scale: longest wait for a GC of Iris's after its first complete list before reading the live heap")
 	flag.Parse()
 	var err error
 	if o.bbs.listCounts, err = intList(*listCounts); err != nil {
@@ -91,6 +100,10 @@ func main() {
 	}
 	if o.bbs.inProcessRates, err = intList(*inProcessRates); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: -bbs-inprocess-rates: %v\n", err)
+		os.Exit(2)
+	}
+	if o.scale.sizes, err = intList(*scaleSizes); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -scale: %v\n", err)
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -120,6 +133,11 @@ func run(o options) error {
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runBBS(ctx, o, restConfig, kubeconfig)
+	}
+	if len(o.scale.sizes) > 0 {
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runScale(ctx, o, restConfig, kubeconfig)
 	}
 	if o.spacesMode {
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)

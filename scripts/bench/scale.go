@@ -100,7 +100,7 @@ func (b *bbsBench) restart(iris **exec.Cmd) error {
 	_ = (*iris).Wait()
 	want := b.desired + len(b.created)
 	start := time.Now()
-	cmd, bbsURL, opsURL, err := startBBSIris(b.ctx, b.o.irisBinary, b.kubeconfig, b.namespace, b.dir, b.tls)
+	cmd, bbsURL, opsURL, err := startBBSIris(b.ctx, b.o.irisBinary, b.kubeconfig, b.namespace, b.dir, b.tls, 10*time.Minute)
 	if err != nil {
 		return err
 	}
