@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
@@ -50,6 +51,13 @@ type Config struct {
 	// binary with `actions exec-with-nofile`; a run action with
 	// resource_limits.nofile fails to start without it.
 	NofileExec []string
+	// RootFS is the container's root file system, whose etc/passwd and
+	// etc/group resolve run actions' users ("" is "/").
+	RootFS string
+	// DemoteRootTo, when set, is the uid:gid a run action asking for root
+	// runs as in a runner that runs as root (a pod built to switch users
+	// where root processes are not allowed). See user.go.
+	DemoteRootTo *syscall.Credential
 	// OnHealthy is called when the monitor first passes.
 	OnHealthy func()
 	Clock     clock.Clock
@@ -80,6 +88,9 @@ func (c *Config) defaults() {
 	}
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
+	}
+	if c.RootFS == "" {
+		c.RootFS = "/"
 	}
 }
 
@@ -118,7 +129,9 @@ func Run(ctx context.Context, recipe *Recipe, cfg Config) Result {
 		client:       cfg.HTTPClient,
 		clock:        cfg.Clock,
 		logger:       logger,
-		env:          append(append([]string{}, cfg.Env...), convertEnv(recipe.EnvironmentVariables)...),
+		baseEnv:      cfg.Env,
+		recipeEnv:    convertEnv(recipe.EnvironmentVariables),
+		users:        userResolver{root: cfg.RootFS, uid: os.Getuid(), demoteRoot: cfg.DemoteRootTo},
 		tempDir:      cfg.TempDir,
 		gracePeriod:  cfg.GracefulShutdownInterval,
 		memoryEvents: cfg.MemoryEvents,
