@@ -317,6 +317,27 @@ var _ = Describe("iris actions (as a process)", func() {
 				Expect(r.stdout()).To(ContainElement("CELL| overridden /from/action from-recipe"))
 			})
 
+			It("extracts a download of that user into its home, owned by it, so its process can write there", func() {
+				// Where the user can reach its home (a test's TempDir is root's alone).
+				parent, err := os.MkdirTemp("", "iris-user-home-")
+				Expect(err).NotTo(HaveOccurred())
+				DeferCleanup(os.RemoveAll, parent)
+				Expect(os.Chmod(parent, 0o755)).To(Succeed())
+				home := filepath.Join(parent, "app-home")
+				root := rootFS("app:x:65534:65533::"+home+":/bin/sh\n", "")
+				url := blobs.put("/droplet", tgzBytes([]archiveFile{{name: "app/", dir: true, mode: 0o755}, {name: "app/start", body: "#!/bin/sh\necho written > \"$HOME/app/out\"\n", mode: 0o755}}))
+				start := run("./app/start")
+				start.User = "app"
+				r := startRunnerWithEnv(recipeOf(models.Serial(&models.DownloadAction{From: url, To: ".", User: "app"}, start)), []string{"HOME=/root"}, "--rootfs", root)
+				Expect(r.waitExit()).To(Equal(0))
+				for _, name := range []string{"", "app", "app/start", "app/out"} {
+					info, err := os.Lstat(filepath.Join(home, name))
+					Expect(err).NotTo(HaveOccurred())
+					Expect(info.Sys().(*syscall.Stat_t).Uid).To(BeEquivalentTo(65534), name)
+					Expect(info.Sys().(*syscall.Stat_t).Gid).To(BeEquivalentTo(65533), name)
+				}
+			})
+
 			It("runs a root action as --demote-root-to when given, else as root", func() {
 				action := sh(`echo "$(id -u):$(id -g)"`)
 				action.User, action.Dir = "root", "/"

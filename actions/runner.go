@@ -232,7 +232,7 @@ func fetchCachedDependencies(ctx context.Context, logger lager.Logger, fetcher *
 				}
 			}
 			say("Downloading %s...", dep.Name)
-			err := fetchAndExtract(ctx, fetcher, dep.From, dep.To, dep.CacheKey, dep.ChecksumAlgorithm, dep.ChecksumValue, func(size int64) {
+			err := fetchAndExtract(ctx, fetcher, dep.From, dep.To, dep.CacheKey, dep.ChecksumAlgorithm, dep.ChecksumValue, nil, func(size int64) {
 				if size != 0 {
 					say("Downloaded %s (%s)", dep.Name, byteSize(uint64(size)))
 				} else {

@@ -48,7 +48,7 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 			nofileExec:   b.nofileExec,
 		}, nil
 	case *models.DownloadAction:
-		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env())}, nil
+		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env()), users: b.users}, nil
 	case *models.UploadAction:
 		return &uploadStep{model: a, client: b.client, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env())}, nil
 	case *models.EmitProgressAction:

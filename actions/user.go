@@ -37,11 +37,16 @@ import (
 //     pod was told to demote root: the process runs unprivileged;
 //   - anything else cannot be honoured: the process is not started and the
 //     action fails, naming the user and the uid the container runs as.
+//
+// A switching runner also extracts a download as its user's (Garden
+// streams it in as that user); elsewhere a download's user is only logged.
 
 // processIdentity is who one process runs as.
 type processIdentity struct {
 	// credential is nil when the process runs as the runner does.
 	credential *syscall.Credential
+	// home is a switched user's home directory.
+	home string
 	// env are HOME and USER as Garden gives a switched process; the
 	// recipe's and the action's own variables come after them and win.
 	env []string
@@ -89,6 +94,7 @@ func (r userResolver) identityFor(requested string) (processIdentity, error) {
 	}
 	return processIdentity{
 		credential: &syscall.Credential{Uid: uint32(execUser.Uid), Gid: uint32(execUser.Gid), Groups: groups}, // #nosec G115
+		home:       home,
 		env:        []string{"HOME=" + home, "USER=" + requested},
 	}, nil
 }

@@ -22,15 +22,17 @@ import (
 // recipe whose users only the image's /etc/passwd can tell (a name) or
 // that asks for several uids runs its runner as root so that it switches,
 // but only in a user namespace (hostUsers: false), where that root is no
-// one on the node, and with SETUID and SETGID as its only capabilities.
+// one on the node, and with SETUID, SETGID and CHOWN as its only
+// capabilities.
 // Elsewhere the pod runs as app_uid and the runner fails an action whose
 // user it cannot be. Root is never granted for this: a recipe asking for
 // root runs as the pod's policy says (root docker images where the
 // operator allows them, else app_uid).
 
 // switchUserCapabilities are all a switching runner needs: setgroups,
-// setgid and setuid before it starts a process.
-var switchUserCapabilities = []corev1.Capability{"SETUID", "SETGID"}
+// setgid and setuid before it starts a process, chown for what it
+// downloads for a user.
+var switchUserCapabilities = []corev1.Capability{"SETUID", "SETGID", "CHOWN"}
 
 // runRecipeAs sets container's user for recipe's run actions and returns
 // the runner flags that go with it. rootAllowed is the pod's policy:

@@ -87,7 +87,7 @@ var _ = Describe("The user a recipe pod runs as", func() {
 		Context("with user namespaces", func() {
 			BeforeEach(func() { cfg.UserNamespaces = true })
 
-			It("runs the runner as root in the pod's user namespace with SETUID and SETGID only, demoting root to app_uid", func() {
+			It("runs the runner as root in the pod's user namespace with SETUID, SETGID and CHOWN only, demoting root to app_uid", func() {
 				for _, users := range [][]string{{"nginx"}, {"vcap", "1000"}} {
 					spec := taskPod(users...)
 					Expect(spec.HostUsers).To(HaveValue(BeFalse()))
@@ -96,7 +96,7 @@ var _ = Describe("The user a recipe pod runs as", func() {
 					Expect(task.SecurityContext.RunAsGroup).To(HaveValue(BeEquivalentTo(0)))
 					Expect(task.SecurityContext.RunAsNonRoot).To(HaveValue(BeFalse()))
 					Expect(task.SecurityContext.Capabilities).To(Equal(&corev1.Capabilities{
-						Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"SETUID", "SETGID"},
+						Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"SETUID", "SETGID", "CHOWN"},
 					}))
 					Expect(task.SecurityContext.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
 					Expect(task.SecurityContext.Privileged).To(HaveValue(BeFalse()))
@@ -139,7 +139,7 @@ var _ = Describe("The user a recipe pod runs as", func() {
 			Expect(err).NotTo(HaveOccurred())
 			app := objects.StatefulSet.Spec.Template.Spec.Containers[0]
 			Expect(app.SecurityContext.RunAsUser).To(HaveValue(BeEquivalentTo(0)))
-			Expect(app.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("SETUID"), corev1.Capability("SETGID")))
+			Expect(app.SecurityContext.Capabilities.Add).To(ConsistOf(corev1.Capability("SETUID"), corev1.Capability("SETGID"), corev1.Capability("CHOWN")))
 			Expect(app.Command).To(ContainElements("--demote-root-to", "2000:2000"))
 		})
 	})
