@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/moby/sys/user"
@@ -78,7 +79,14 @@ func (r userResolver) identityFor(requested string) (processIdentity, error) {
 		// Root is not granted to this pod: it runs unprivileged.
 		return processIdentity{}, nil
 	case execUser.Uid == 0 && r.demoteRoot != nil:
-		return processIdentity{credential: r.demoteRoot}, nil
+		// HOME is the demoted uid's, as runc would give a container of
+		// that uid ("/" where passwd has none); downloads stay where the
+		// runner puts them.
+		home := "/"
+		if demoted, err := r.lookup(strconv.FormatUint(uint64(r.demoteRoot.Uid), 10)); err == nil && demoted.Home != "" {
+			home = demoted.Home
+		}
+		return processIdentity{credential: r.demoteRoot, env: []string{"HOME=" + home, "USER=" + requested}}, nil
 	case execUser.Uid == r.uid:
 		return processIdentity{}, nil
 	case r.uid != 0:

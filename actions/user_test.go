@@ -100,7 +100,12 @@ var _ = Describe("run action users", func() {
 			identity, err = users.identityFor("root")
 			Expect(err).NotTo(HaveOccurred())
 			Expect(identity.credential).To(BeIdenticalTo(demoted))
-			Expect(identity.env).To(BeEmpty())
+			Expect(identity.env).To(Equal([]string{"HOME=/home/vcap", "USER=root"}), "uid 2000's home")
+
+			users.demoteRoot = &syscall.Credential{Uid: 3000, Gid: 3000}
+			identity, err = users.identityFor("root")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(identity.env).To(Equal([]string{"HOME=/", "USER=root"}), "a uid without a passwd entry")
 		})
 	})
 })
