@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"syscall"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
@@ -24,15 +25,26 @@ type downloadStep struct {
 	// baseDir resolves a relative `to` (CC's droplet goes to "."): Garden
 	// takes it relative to the user's home directory.
 	baseDir string
+	users   userResolver
 }
 
 func (s *downloadStep) Run(ctx context.Context) error {
 	logger := s.logger.Session("download-step", lager.Data{"to": s.model.To, "cache_key": s.model.CacheKey})
-	if s.model.User != "" {
-		logger.Info("user-not-switched", lager.Data{"requested_user": s.model.User})
+	// A runner that switches users extracts as the user's (into its home
+	// for a relative `to`), so that its processes own what they run in;
+	// otherwise everything is the runner's, as the container's one user.
+	baseDir := s.baseDir
+	identity, err := s.users.identityFor(s.model.User)
+	switch {
+	case err != nil:
+		logger.Info("user-not-switched", lager.Data{"requested_user": s.model.User, "reason": err.Error()})
+	case identity.credential != nil:
+		if identity.home != "" {
+			baseDir = identity.home
+		}
 	}
 	s.emit("Downloading %s...", s.model.Artifact)
-	err := fetchAndExtract(ctx, s.fetcher, s.model.From, resolve(s.baseDir, s.model.To), s.model.CacheKey, s.model.ChecksumAlgorithm, s.model.ChecksumValue, func(size int64) {
+	err = fetchAndExtract(ctx, s.fetcher, s.model.From, resolve(baseDir, s.model.To), s.model.CacheKey, s.model.ChecksumAlgorithm, s.model.ChecksumValue, identity.credential, func(size int64) {
 		if size != 0 {
 			s.emit("Downloaded %s (%s)", s.model.Artifact, byteSize(uint64(size)))
 		} else {
@@ -87,7 +99,7 @@ func (e *extractError) Unwrap() error { return e.err }
 // fetchAndExtract is a download action's work, shared with cached
 // dependencies. An archive of an unknown format is a fetch failure, as in
 // Diego, where the downloader rejects it.
-func fetchAndExtract(ctx context.Context, fetcher *Fetcher, from, to, cacheKey, algorithm, value string, downloaded func(size int64)) error {
+func fetchAndExtract(ctx context.Context, fetcher *Fetcher, from, to, cacheKey, algorithm, value string, owner *syscall.Credential, downloaded func(size int64)) error {
 	u, err := url.ParseRequestURI(from)
 	if err != nil {
 		return err
@@ -101,7 +113,7 @@ func fetchAndExtract(ctx context.Context, fetcher *Fetcher, from, to, cacheKey, 
 	if err != nil {
 		return err
 	}
-	if err := extractArchive(format, file.path, to); err != nil {
+	if err := extractArchive(format, file.path, to, owner); err != nil {
 		return &extractError{err: err}
 	}
 	downloaded(file.size)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 )
 
 // ErrUnknownArchiveFormat: a download that is neither tgz, zip nor tar
@@ -53,16 +54,25 @@ func detectArchive(file string) (archiveFormat, error) {
 
 // extractArchive unpacks file into dest, creating dest. Every path is
 // resolved inside dest (os.Root), so an entry like ../../etc/passwd or a
-// symlink pointing out of dest cannot write outside it.
-func extractArchive(format archiveFormat, file, dest string) error {
+// symlink pointing out of dest cannot write outside it. With an owner
+// (a runner that switches users), what it creates belongs to the owner, as
+// Garden streams a download in as the action's user.
+func extractArchive(format archiveFormat, file, dest string, owner *syscall.Credential) error {
+	_, statErr := os.Lstat(dest)
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
-	root, err := os.OpenRoot(dest)
+	if owner != nil && errors.Is(statErr, fs.ErrNotExist) {
+		if err := os.Lchown(dest, int(owner.Uid), int(owner.Gid)); err != nil {
+			return err
+		}
+	}
+	dir, err := os.OpenRoot(dest)
 	if err != nil {
 		return err
 	}
-	defer root.Close()
+	defer dir.Close()
+	root := &extractRoot{Root: dir, owner: owner}
 	switch format {
 	case formatZip:
 		return extractZip(file, root)
@@ -86,7 +96,22 @@ func extractArchive(format archiveFormat, file, dest string) error {
 	return ErrUnknownArchiveFormat
 }
 
-func extractTar(tr *tar.Reader, root *os.Root) error {
+// extractRoot is the destination, and who owns what is extracted into it
+// (nil: the runner).
+type extractRoot struct {
+	*os.Root
+	owner *syscall.Credential
+}
+
+// own gives name to the owner.
+func (r *extractRoot) own(name string) error {
+	if r.owner == nil {
+		return nil
+	}
+	return r.Lchown(name, int(r.owner.Uid), int(r.owner.Gid))
+}
+
+func extractTar(tr *tar.Reader, root *extractRoot) error {
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -118,13 +143,16 @@ func extractTar(tr *tar.Reader, root *os.Root) error {
 			// no place in app bits or buildpacks.
 			continue
 		}
+		if err == nil {
+			err = root.own(name)
+		}
 		if err != nil {
 			return fmt.Errorf("extracting %s: %w", hdr.Name, err)
 		}
 	}
 }
 
-func extractZip(file string, root *os.Root) error {
+func extractZip(file string, root *extractRoot) error {
 	zr, err := zip.OpenReader(file)
 	if err != nil {
 		return err
@@ -135,14 +163,18 @@ func extractZip(file string, root *os.Root) error {
 		if !ok {
 			continue
 		}
-		if err := extractZipEntry(entry, name, root); err != nil {
+		err := extractZipEntry(entry, name, root)
+		if err == nil {
+			err = root.own(name)
+		}
+		if err != nil {
 			return fmt.Errorf("extracting %s: %w", entry.Name, err)
 		}
 	}
 	return nil
 }
 
-func extractZipEntry(entry *zip.File, name string, root *os.Root) error {
+func extractZipEntry(entry *zip.File, name string, root *extractRoot) error {
 	mode := entry.Mode()
 	if mode.IsDir() {
 		return mkdir(root, name, mode.Perm()|0o700)
@@ -175,14 +207,14 @@ func entryName(name string) (string, bool) {
 	return name, name != "" && name != "."
 }
 
-func mkdir(root *os.Root, name string, perm fs.FileMode) error {
+func mkdir(root *extractRoot, name string, perm fs.FileMode) error {
 	if err := root.MkdirAll(name, perm); err != nil {
 		return err
 	}
 	return root.Chmod(name, perm)
 }
 
-func writeFile(root *os.Root, name string, perm fs.FileMode, content io.Reader) error {
+func writeFile(root *extractRoot, name string, perm fs.FileMode, content io.Reader) error {
 	if dir := path.Dir(name); dir != "." {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -210,14 +242,14 @@ func writeFile(root *os.Root, name string, perm fs.FileMode, content io.Reader) 
 	return root.Chmod(name, perm)
 }
 
-func symlink(root *os.Root, target, name string) error {
+func symlink(root *extractRoot, target, name string) error {
 	if err := replaceable(root, name); err != nil {
 		return err
 	}
 	return root.Symlink(target, name)
 }
 
-func link(root *os.Root, target, name string) error {
+func link(root *extractRoot, target, name string) error {
 	if err := replaceable(root, name); err != nil {
 		return err
 	}
@@ -226,7 +258,7 @@ func link(root *os.Root, target, name string) error {
 
 // replaceable makes room for a link at name: its directory exists, and
 // whatever stood at name is gone (a later archive entry wins, as tar does).
-func replaceable(root *os.Root, name string) error {
+func replaceable(root *extractRoot, name string) error {
 	if dir := path.Dir(name); dir != "." {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
 			return err

@@ -44,7 +44,7 @@ func extractBytes(archive []byte, dest string) error {
 	if err != nil {
 		return err
 	}
-	return extractArchive(format, file, dest)
+	return extractArchive(format, file, dest, nil)
 }
 
 var _ = Describe("extracting", func() {

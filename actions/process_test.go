@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,9 +53,11 @@ func startRunnerWithEnv(recipe any, env []string, args ...string) *runner {
 	recipePath := filepath.Join(dir, "recipe")
 	Expect(os.WriteFile(recipePath, data, 0o600)).To(Succeed())
 	report := filepath.Join(dir, "report.json")
+	// The recipes' "vcap" is this process's own user, as in a pod built
+	// for it; specs that test users pass their own --rootfs after it.
 	cmdArgs := append([]string{"actions", "--recipe", recipePath, "--report-file", report,
 		"--graceful-shutdown-interval", "2s", "--healthy-interval", "200ms", "--unhealthy-interval", "100ms",
-		"--temp-dir", dir}, args...)
+		"--temp-dir", dir, "--rootfs", vcapIsSelf()}, args...)
 	cmd := exec.Command(irisPath, cmdArgs...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
@@ -62,6 +65,23 @@ func startRunnerWithEnv(recipe any, env []string, args ...string) *runner {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { session.Kill().Wait() })
 	return &runner{session: session, dir: dir, report: report}
+}
+
+// vcapIsSelf is a root file system whose vcap is this process's user.
+func vcapIsSelf() string {
+	return rootFS(fmt.Sprintf("vcap:x:%d:%d::/home/vcap:/bin/sh\n", os.Getuid(), os.Getgid()), "")
+}
+
+// rootFS is a root file system with passwd and group (none when "") in
+// its etc.
+func rootFS(passwd, group string) string {
+	root := GinkgoT().TempDir()
+	Expect(os.Mkdir(filepath.Join(root, "etc"), 0o755)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte(passwd), 0o644)).To(Succeed())
+	if group != "" {
+		Expect(os.WriteFile(filepath.Join(root, "etc", "group"), []byte(group), 0o644)).To(Succeed())
+	}
+	return root
 }
 
 func (r *runner) waitExit() int {
@@ -133,7 +153,7 @@ var _ = Describe("iris actions (as a process)", func() {
 			data, err := json.Marshal(recipeOf(sh(`echo installed-runner-ran`)))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(os.WriteFile(recipePath, data, 0o600)).To(Succeed())
-			copied, err := gexec.Start(exec.Command(destination, "actions", "--recipe", recipePath), GinkgoWriter, GinkgoWriter)
+			copied, err := gexec.Start(exec.Command(destination, "actions", "--recipe", recipePath, "--rootfs", vcapIsSelf()), GinkgoWriter, GinkgoWriter)
 			Expect(err).NotTo(HaveOccurred())
 			Eventually(copied).WithTimeout(processTimeout).Should(gexec.Exit(0))
 			Expect(copied.Out).To(gbytes.Say("installed-runner-ran"))
@@ -230,6 +250,106 @@ var _ = Describe("iris actions (as a process)", func() {
 			Expect(r.waitExit()).To(Equal(1))
 			Expect(r.stdout()).To(ContainElement("CELL| Exit status 137 (exceeded 500ms graceful shutdown interval)"))
 			Expect(r.result().FailureReason).To(Equal("exceeded 1s timeout"))
+		})
+	})
+
+	Describe("run as a user", func() {
+		It("runs the process as the runner when the user is the runner's own, by name or uid:gid", func() {
+			self := fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+			byNumber := sh(`echo "number $(id -u):$(id -g) $HOME"`)
+			byNumber.User = self
+			r := startRunnerWithEnv(recipeOf(models.Serial(sh(`echo "name $(id -u):$(id -g) $HOME"`), byNumber)), []string{"HOME=/pod/home"})
+			Expect(r.waitExit()).To(Equal(0))
+			// Not switched: the pod's own HOME stays.
+			Expect(r.stdout()).To(ContainElements("CELL| name "+self+" /pod/home", "CELL| number "+self+" /pod/home"))
+		})
+
+		It("fails an action whose user the root file system does not have, with Garden's error, and starts nothing", func() {
+			marker := filepath.Join(GinkgoT().TempDir(), "ran")
+			action := sh("touch " + marker)
+			action.User = "ContainerUser"
+			r := startRunner(recipeOf(action))
+			Expect(r.waitExit()).To(Equal(1))
+			Expect(r.stdout()).To(ContainElement("CELL| failed-creating-process: unable to find user ContainerUser: no matching entries in passwd file"))
+			Expect(r.result()).To(Equal(actions.Result{Failed: true, FailureReason: "unable to find user ContainerUser: no matching entries in passwd file"}))
+			Expect(marker).NotTo(BeAnExistingFile())
+		})
+
+		It("fails an action whose user has another uid when the runner is not root", func() {
+			if os.Getuid() == 0 {
+				Skip("the runner runs as root here: it would switch (see the next specs)")
+			}
+			action := sh("true")
+			action.User = "other"
+			r := startRunner(recipeOf(action), "--rootfs", rootFS(fmt.Sprintf("other:x:%d:%d::/:/bin/sh\n", os.Getuid()+1, os.Getgid()), ""))
+			Expect(r.waitExit()).To(Equal(1))
+			Expect(r.result().FailureReason).To(Equal(fmt.Sprintf("cannot run as user other (uid %d): this container runs as uid %d and cannot switch users", os.Getuid()+1, os.Getuid())))
+		})
+
+		It("refuses a --demote-root-to of root", func() {
+			r := startRunner(recipeOf(sh("true")), "--demote-root-to", "0:0")
+			Expect(r.waitExit()).To(Equal(2))
+			Expect(string(r.session.Err.Contents())).To(ContainSubstring("demote-root-to"))
+		})
+
+		Context("when the runner runs as root (a pod built to switch users)", func() {
+			BeforeEach(func() {
+				if os.Getuid() != 0 {
+					Skip("switching users needs a runner running as root")
+				}
+			})
+
+			It("starts the process with the user's uid, gid, groups, HOME and USER; the recipe's and action's env win", func() {
+				root := rootFS("app:x:65534:65533::/home/app:/bin/sh\n", "app:x:65533:\nextra:x:4242:nobody,app\n")
+				plain := sh(`echo "plain $(id -u) $(id -g) $(id -G) $HOME $USER"`)
+				plain.User, plain.Dir = "app", "/"
+				overridden := sh(`echo "overridden $HOME $USER"`)
+				overridden.User, overridden.Dir = "app", "/"
+				overridden.Env = []*models.EnvironmentVariable{{Name: "HOME", Value: "/from/action"}}
+				recipe := recipeOf(models.Serial(plain, overridden))
+				recipe.EnvironmentVariables = []*models.EnvironmentVariable{{Name: "USER", Value: "from-recipe"}}
+				r := startRunnerWithEnv(recipeOf(plain), []string{"HOME=/root", "USER=root"}, "--rootfs", root)
+				Expect(r.waitExit()).To(Equal(0))
+				Expect(r.stdout()).To(ContainElement("CELL| plain 65534 65533 65533 4242 /home/app app"))
+
+				r = startRunnerWithEnv(recipe, []string{"HOME=/root", "USER=root"}, "--rootfs", root)
+				Expect(r.waitExit()).To(Equal(0))
+				Expect(r.stdout()).To(ContainElement("CELL| overridden /from/action from-recipe"))
+			})
+
+			It("extracts a download of that user into its home, owned by it, so its process can write there", func() {
+				// Where the user can reach its home (a test's TempDir is root's alone).
+				parent, err := os.MkdirTemp("", "iris-user-home-")
+				Expect(err).NotTo(HaveOccurred())
+				DeferCleanup(os.RemoveAll, parent)
+				Expect(os.Chmod(parent, 0o755)).To(Succeed())
+				home := filepath.Join(parent, "app-home")
+				root := rootFS("app:x:65534:65533::"+home+":/bin/sh\n", "")
+				url := blobs.put("/droplet", tgzBytes([]archiveFile{{name: "app/", dir: true, mode: 0o755}, {name: "app/start", body: "#!/bin/sh\necho written > \"$HOME/app/out\"\n", mode: 0o755}}))
+				start := run("./app/start")
+				start.User = "app"
+				r := startRunnerWithEnv(recipeOf(models.Serial(&models.DownloadAction{From: url, To: ".", User: "app"}, start)), []string{"HOME=/root"}, "--rootfs", root)
+				Expect(r.waitExit()).To(Equal(0))
+				for _, name := range []string{"", "app", "app/start", "app/out"} {
+					info, err := os.Lstat(filepath.Join(home, name))
+					Expect(err).NotTo(HaveOccurred())
+					Expect(info.Sys().(*syscall.Stat_t).Uid).To(BeEquivalentTo(65534), name)
+					Expect(info.Sys().(*syscall.Stat_t).Gid).To(BeEquivalentTo(65533), name)
+				}
+			})
+
+			It("runs a root action as --demote-root-to when given, else as root", func() {
+				action := sh(`echo "$(id -u):$(id -g)"`)
+				action.User, action.Dir = "root", "/"
+				root := rootFS("root:x:0:0:root:/root:/bin/sh\n", "")
+				r := startRunner(recipeOf(action), "--rootfs", root, "--demote-root-to", "65534:65533")
+				Expect(r.waitExit()).To(Equal(0))
+				Expect(r.stdout()).To(ContainElement("CELL| 65534:65533"))
+
+				r = startRunner(recipeOf(action), "--rootfs", root)
+				Expect(r.waitExit()).To(Equal(0))
+				Expect(r.stdout()).To(ContainElement("CELL| 0:0"))
+			})
 		})
 	})
 
@@ -652,7 +772,7 @@ var _ = Describe("iris actions (as a process)", func() {
 		It("reads the recipe from IRIS_ACTIONS_RECIPE and keeps IRIS_ACTIONS_* from the processes", func() {
 			data, err := json.Marshal(recipeOf(sh(`echo "recipe=${IRIS_ACTIONS_RECIPE:-unset} keep=$KEEP"`)))
 			Expect(err).NotTo(HaveOccurred())
-			cmd := exec.Command(irisPath, "actions")
+			cmd := exec.Command(irisPath, "actions", "--rootfs", vcapIsSelf())
 			cmd.Env = append(os.Environ(), "IRIS_ACTIONS_RECIPE="+string(data), "KEEP=yes")
 			session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 			Expect(err).NotTo(HaveOccurred())

@@ -28,14 +28,17 @@ const ExitTimeout = time.Second
 // "Exit status N" is written to the step's stdout either way, unless
 // suppress_log_output.
 type runStep struct {
-	model         *models.RunAction
-	env           []string
-	streamer      Streamer
-	clock         clock.Clock
-	gracePeriod   time.Duration
-	suppressExit  bool
-	logger        lager.Logger
-	currentUserID string
+	model *models.RunAction
+	// baseEnv is the container's environment, recipeEnv the recipe's
+	// variables; the action's own come last.
+	baseEnv, recipeEnv []string
+	streamer           Streamer
+	clock              clock.Clock
+	gracePeriod        time.Duration
+	suppressExit       bool
+	logger             lager.Logger
+	// users resolves the action's user (see user.go).
+	users userResolver
 	// memoryEvents is the container's cgroup memory.events: an OOM kill
 	// while the process ran adds Diego's " (out of memory)" to its exit.
 	memoryEvents string
@@ -50,13 +53,20 @@ func (s *runStep) Run(ctx context.Context) error {
 		logger.Info("cancelled-before-creating-process")
 		return new(CancelledError)
 	}
-	if s.model.User != "" {
-		// Pods run as one user (the pod's securityContext); an
-		// unprivileged runner cannot switch, so the request is recorded.
-		logger.Info("user-not-switched", lager.Data{"requested_user": s.model.User, "running_as_uid": s.currentUserID})
+	// Garden resolves the user when it creates the process: an unknown
+	// user fails the process's creation.
+	identity, err := s.users.identityFor(s.model.User)
+	if err != nil {
+		return s.failedToCreate(logger, err)
+	}
+	if identity.credential != nil {
+		logger.Info("switching-user", lager.Data{"user": s.model.User, "uid": identity.credential.Uid, "gid": identity.credential.Gid})
 	}
 
-	env := append(append([]string{}, s.env...), convertEnv(s.model.Env)...)
+	// A switched process's HOME and USER are its user's unless the recipe
+	// or the action sets them (later entries win).
+	env := make([]string, 0, len(s.baseEnv)+len(identity.env)+len(s.recipeEnv)+len(s.model.Env))
+	env = append(append(append(append(env, s.baseEnv...), identity.env...), s.recipeEnv...), convertEnv(s.model.Env)...)
 	path, err := lookPath(s.model.Path, env)
 	if err != nil {
 		return s.failedToCreate(logger, err)
@@ -79,7 +89,7 @@ func (s *runStep) Run(ctx context.Context) error {
 	}
 	// Its own process group, so a kill reaches what a shell wrapper
 	// started and leaves nothing behind holding the log pipes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: identity.credential}
 	// Bounds how long the output copy may outlive the process (a daemon it
 	// forked keeps the pipe open).
 	cmd.WaitDelay = ExitTimeout

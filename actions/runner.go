@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"syscall"
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
@@ -54,6 +55,13 @@ type Config struct {
 	// binary with `actions exec-with-nofile`; a run action with
 	// resource_limits.nofile fails to start without it.
 	NofileExec []string
+	// RootFS is the container's root file system, whose etc/passwd and
+	// etc/group resolve run actions' users ("" is "/").
+	RootFS string
+	// DemoteRootTo, when set, is the uid:gid a run action asking for root
+	// runs as in a runner that runs as root (a pod built to switch users
+	// where root processes are not allowed). See user.go.
+	DemoteRootTo *syscall.Credential
 	// OnHealthy is called when the monitor first passes.
 	OnHealthy func()
 	Clock     clock.Clock
@@ -84,6 +92,9 @@ func (c *Config) defaults() {
 	}
 	if c.Stderr == nil {
 		c.Stderr = io.Discard
+	}
+	if c.RootFS == "" {
+		c.RootFS = "/"
 	}
 }
 
@@ -127,7 +138,9 @@ func Run(ctx context.Context, recipe *Recipe, cfg Config) Result {
 		uploadProxy:  uploadProxy,
 		clock:        cfg.Clock,
 		logger:       logger,
-		env:          append(append([]string{}, cfg.Env...), convertEnv(recipe.EnvironmentVariables)...),
+		baseEnv:      cfg.Env,
+		recipeEnv:    convertEnv(recipe.EnvironmentVariables),
+		users:        userResolver{root: cfg.RootFS, uid: os.Getuid(), demoteRoot: cfg.DemoteRootTo},
 		tempDir:      cfg.TempDir,
 		gracePeriod:  cfg.GracefulShutdownInterval,
 		memoryEvents: cfg.MemoryEvents,
@@ -228,7 +241,7 @@ func fetchCachedDependencies(ctx context.Context, logger lager.Logger, fetcher *
 				}
 			}
 			say("Downloading %s...", dep.Name)
-			err := fetchAndExtract(ctx, fetcher, dep.From, dep.To, dep.CacheKey, dep.ChecksumAlgorithm, dep.ChecksumValue, func(size int64) {
+			err := fetchAndExtract(ctx, fetcher, dep.From, dep.To, dep.CacheKey, dep.ChecksumAlgorithm, dep.ChecksumValue, nil, func(size int64) {
 				if size != 0 {
 					say("Downloaded %s (%s)", dep.Name, byteSize(uint64(size)))
 				} else {

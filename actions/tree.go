@@ -3,8 +3,6 @@ package actions
 import (
 	"errors"
 	"net/http"
-	"os"
-	"strconv"
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
@@ -16,16 +14,19 @@ import (
 // transformer does (executor depot/transformer/transformer.go stepFor),
 // including which streams (source types) each member writes to.
 type treeBuilder struct {
-	fetcher      *Fetcher
-	client       *http.Client
-	uploadProxy  *http.Client
-	clock        clock.Clock
-	logger       lager.Logger
-	env          []string
-	tempDir      string
-	gracePeriod  time.Duration
-	memoryEvents string
-	nofileExec   []string
+	fetcher     *Fetcher
+	client      *http.Client
+	uploadProxy *http.Client
+	clock       clock.Clock
+	logger      lager.Logger
+	// baseEnv is the container's environment, recipeEnv the recipe's
+	// environment_variables (they come after it).
+	baseEnv, recipeEnv []string
+	users              userResolver
+	tempDir            string
+	gracePeriod        time.Duration
+	memoryEvents       string
+	nofileExec         []string
 }
 
 func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressExit, monitorOutputWrapper bool) (Step, error) {
@@ -35,21 +36,22 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 	switch a := action.GetValue().(type) {
 	case *models.RunAction:
 		return &runStep{
-			model:         a,
-			env:           b.env,
-			streamer:      streamer.WithSource(a.LogSource),
-			clock:         b.clock,
-			gracePeriod:   b.gracePeriod,
-			suppressExit:  suppressExit,
-			logger:        b.logger,
-			currentUserID: strconv.Itoa(os.Getuid()),
-			memoryEvents:  b.memoryEvents,
-			nofileExec:    b.nofileExec,
+			model:        a,
+			baseEnv:      b.baseEnv,
+			recipeEnv:    b.recipeEnv,
+			streamer:     streamer.WithSource(a.LogSource),
+			clock:        b.clock,
+			gracePeriod:  b.gracePeriod,
+			suppressExit: suppressExit,
+			logger:       b.logger,
+			users:        b.users,
+			memoryEvents: b.memoryEvents,
+			nofileExec:   b.nofileExec,
 		}, nil
 	case *models.DownloadAction:
-		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
+		return &downloadStep{model: a, fetcher: b.fetcher, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env()), users: b.users}, nil
 	case *models.UploadAction:
-		return &uploadStep{model: a, client: b.client, proxy: b.uploadProxy, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env)}, nil
+		return &uploadStep{model: a, client: b.client, proxy: b.uploadProxy, tempDir: b.tempDir, streamer: streamer.WithSource(a.LogSource), logger: b.logger, baseDir: workingDir(b.env())}, nil
 	case *models.EmitProgressAction:
 		// The member writes to the parent's stream; only the progress
 		// messages take this action's source.
@@ -104,6 +106,12 @@ func (b *treeBuilder) build(action *models.Action, streamer Streamer, suppressEx
 		return &serialStep{steps: members}, nil
 	}
 	return nil, errors.New("unknown action")
+}
+
+// env is the environment downloads and uploads resolve relative paths
+// with (the runner's own user's HOME).
+func (b *treeBuilder) env() []string {
+	return append(append([]string{}, b.baseEnv...), b.recipeEnv...)
 }
 
 // members of a parallel or codependent action; under the monitor each

@@ -204,7 +204,7 @@ var _ = Describe("iris actions upload-proxy (the upload sidecar, as a process)",
 
 		proxy.session.Signal(syscall.SIGTERM)
 		Eventually(proxy.session.Err).WithTimeout(processTimeout).Should(gbytes.Say("stopping"))
-		Consistently(proxy.session).WithTimeout(300 * time.Millisecond).ShouldNot(gexec.Exit(), "it waits for the upload in flight")
+		Consistently(proxy.session).WithTimeout(300*time.Millisecond).ShouldNot(gexec.Exit(), "it waits for the upload in flight")
 		close(release)
 		released = true
 

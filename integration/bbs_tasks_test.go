@@ -358,7 +358,9 @@ func runRecipePod(guid string) int {
 		}
 		args[i] = arg
 	}
-	cmd := exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /tmp && exec "$@"`, "sh"}, args...)...)
+	passwd := filepath.Join(dir, "passwd")
+	Expect(os.WriteFile(passwd, []byte(vcapIsRunnerPasswd), 0o644)).To(Succeed())
+	cmd := exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /tmp && mount --bind "$0" /etc/passwd && exec "$@"`, passwd}, args...)...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "CF_INSTANCE_GUID=" + string(pod.UID), "CF_INSTANCE_INTERNAL_IP=" + pod.Status.PodIP}
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())

@@ -226,9 +226,14 @@ func testBuildpack() []byte {
 	})
 }
 
+// vcapIsRunnerPasswd is the root file system's passwd in a runner's mount
+// namespace: the recipes' "vcap" is the user the runner runs as (root
+// here), as in a pod whose uid Iris chose for "vcap".
+const vcapIsRunnerPasswd = "root:x:0:0:root:/root:/bin/sh\nvcap:x:0:0::/home/vcap:/bin/sh\n"
+
 // privateRunner runs `iris actions` as a recipe pod's container does, in
 // its own mount namespace whose /tmp and /home are empty (a pod's emptyDirs
-// at /tmp and /home/vcap): the recipes' absolute paths (/tmp/lifecycle,
+// at /tmp and /home/vcap) and whose /etc/passwd has vcap: the recipes' absolute paths (/tmp/lifecycle,
 // /tmp/app, /tmp/droplet, /home/vcap) are then this run's alone. The
 // runner, its recipe, report and state live in dir, seen as /mnt.
 type privateRunner struct {
@@ -247,7 +252,8 @@ func startPrivateRunner(recipe []byte, env []string, flags ...string) *privateRu
 	Expect(os.WriteFile(filepath.Join(dir, "iris"), binary, 0o755)).To(Succeed())
 	Expect(os.WriteFile(filepath.Join(dir, "recipe.json"), recipe, 0o600)).To(Succeed())
 	Expect(os.Mkdir(filepath.Join(dir, "state"), 0o755)).To(Succeed(), "the pod's state emptyDir")
-	script := `mount --make-rprivate / && mount --bind "$0" /mnt && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /home && mkdir -m 0755 /home/vcap && exec "$@"`
+	Expect(os.WriteFile(filepath.Join(dir, "passwd"), []byte(vcapIsRunnerPasswd), 0o644)).To(Succeed())
+	script := `mount --make-rprivate / && mount --bind "$0" /mnt && mount --bind "$0/passwd" /etc/passwd && mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /home && mkdir -m 0755 /home/vcap && exec "$@"`
 	args := append([]string{"--mount", "sh", "-c", script, dir, "/mnt/iris", "actions", "--recipe", "/mnt/recipe.json", "--report-file", "/mnt/report.json"}, flags...)
 	cmd := exec.Command("unshare", args...)
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, env...)

@@ -172,7 +172,8 @@ func (b *Builder) BuildRecipeTask(task *RecipeTask, namespace string) (*RecipeTa
 	})
 	b.placeJob(&podSpec, firstTag(task.PlacementTags))
 	b.harden(&podSpec, task.RunsAsImageUser)
-	if err := b.AddRunner(&podSpec, &podSpec.Containers[0], recipe.Name); err != nil {
+	userFlags := b.runRecipeAs(&podSpec, &podSpec.Containers[0], task.Recipe, task.RunsAsImageUser)
+	if err := b.AddRunner(&podSpec, &podSpec.Containers[0], recipe.Name, userFlags...); err != nil {
 		return nil, err
 	}
 	b.addUploadProxy(&podSpec, &podSpec.Containers[0], task.Recipe)

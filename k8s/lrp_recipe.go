@@ -120,6 +120,9 @@ func (b *Builder) addRecipe(spec *corev1.PodSpec, container *corev1.Container, l
 	if recipe.Monitor != nil {
 		flags = append(flags, "--healthy-file", RecipeHealthyFile)
 	}
+	// harden left the pod without a uid where the image's user applies.
+	imageUser := spec.SecurityContext != nil && spec.SecurityContext.RunAsUser == nil
+	flags = append(flags, b.runRecipeAs(spec, container, recipe, imageUser)...)
 	if err := b.AddRunner(spec, container, secret.Name, flags...); err != nil {
 		if errors.Is(err, ErrNoRunnerImage) {
 			return nil, models.Invalidf("root_fs: this Iris cannot run buildpack apps: lrp.runner_image (Iris's own image, which brings the action runner) is not set")

@@ -78,7 +78,9 @@ func (b *Builder) buildpackStagingPod(spec *corev1.PodSpec, jobName, namespace s
 		},
 	}
 	// The report goes to the state volume for the completion container.
-	if err := b.addRunnerReportingTo(spec, &stage, recipeSecret.Name, stagingReportFile, "--exit-zero-when-reported"); err != nil {
+	// CC stages as "vcap": app_uid, as before; the same rule as any recipe.
+	flags := append([]string{"--exit-zero-when-reported"}, b.runRecipeAs(spec, &stage, recipe, false)...)
+	if err := b.addRunnerReportingTo(spec, &stage, recipeSecret.Name, stagingReportFile, flags...); err != nil {
 		if errors.Is(err, ErrNoRunnerImage) {
 			return nil, models.Invalidf("lifecycle: this Iris cannot stage buildpack apps: lrp.runner_image (Iris's own image, which brings the action runner) is not set")
 		}

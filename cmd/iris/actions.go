@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -106,6 +107,8 @@ func runActions(args []string) int {
 	uploadProxy := flags.String("upload-proxy", "", "unix socket of the pod's upload proxy (`iris actions upload-proxy`): uploads go through it, which presents the pod's upload identity; empty: uploads go straight to their destinations")
 	memoryEvents := flags.String("memory-events-file", actions.DefaultMemoryEvents, "cgroup v2 memory.events of the container; an oom_kill during a process adds \" (out of memory)\" to its exit")
 	exitZeroWhenReported := flags.Bool("exit-zero-when-reported", false, "exit 0 once the report is written, even when the recipe failed: the report is the outcome (a staging pod's next container sends it)")
+	rootFS := flags.String("rootfs", "/", "root file system whose etc/passwd and etc/group resolve run actions' users, as Garden resolves them")
+	demoteRoot := flags.String("demote-root-to", "", "UID:GID a run action asking for root runs as when the runner runs as root (a pod built to switch users where root is not allowed)")
 	logLevel := flags.String("log-level", "info", "level of the runner's own logs (JSON on stderr, without the @iris[ prefix)")
 	if err := flags.Parse(args); err != nil {
 		return actionsExitBadInput
@@ -119,6 +122,11 @@ func runActions(args []string) int {
 	logger := lager.NewLogger("iris-actions")
 	logger.RegisterSink(lager.NewWriterSink(os.Stderr, minLevel))
 
+	demoteRootTo, err := parseCredential(*demoteRoot)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "iris actions: demote-root-to: %v\n", err)
+		return actionsExitBadInput
+	}
 	recipe, err := loadRecipe(*recipePath, *format)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "iris actions: %v\n", err)
@@ -177,6 +185,8 @@ func runActions(args []string) int {
 		UnhealthyInterval:        *unhealthy,
 		MemoryEvents:             *memoryEvents,
 		NofileExec:               []string{self, "actions", actionsNofileExec},
+		RootFS:                   *rootFS,
+		DemoteRootTo:             demoteRootTo,
 		OnHealthy:                onHealthy,
 		Logger:                   logger,
 	})
@@ -234,6 +244,26 @@ func loadRecipe(path, format string) (*actions.Recipe, error) {
 		return nil, errors.New("no recipe: pass --recipe or set IRIS_ACTIONS_RECIPE")
 	}
 	return actions.DecodeRecipe(data, format)
+}
+
+// parseCredential reads UID:GID ("" is none); neither may be 0.
+func parseCredential(value string) (*syscall.Credential, error) {
+	if value == "" {
+		return nil, nil
+	}
+	uidText, gidText, ok := strings.Cut(value, ":")
+	if !ok {
+		return nil, fmt.Errorf("%q is not UID:GID", value)
+	}
+	uid, err := strconv.ParseUint(uidText, 10, 31)
+	if err != nil || uid == 0 {
+		return nil, fmt.Errorf("%q: the uid must be a number above 0", value)
+	}
+	gid, err := strconv.ParseUint(gidText, 10, 31)
+	if err != nil || gid == 0 {
+		return nil, fmt.Errorf("%q: the gid must be a number above 0", value)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 // processEnv is the runner's environment without its own settings (the
