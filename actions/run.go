@@ -59,6 +59,9 @@ func (s *runStep) Run(ctx context.Context) error {
 	if err != nil {
 		return s.failedToCreate(logger, err)
 	}
+	if identity.notSwitched != "" {
+		logger.Info("user-not-switched", lager.Data{"requested_user": s.model.User, "reason": identity.notSwitched})
+	}
 	if identity.credential != nil {
 		logger.Info("switching-user", lager.Data{"user": s.model.User, "uid": identity.credential.Uid, "gid": identity.credential.Gid})
 	}

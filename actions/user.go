@@ -36,8 +36,13 @@ import (
 //   - the user is root and the runner is not (Iris's policy runs root
 //     images as app_uid unless the operator allows them), or a switching
 //     pod was told to demote root: the process runs unprivileged;
-//   - anything else cannot be honoured: the process is not started and the
-//     action fails, naming the user and the uid the container runs as.
+//   - another user the runner cannot switch to (a docker image's named
+//     USER without user namespaces): the process runs as the container's
+//     uid, the way Iris runs that image's LRPs (a docker LRP's pod runs as
+//     app_uid), and the runner logs it. Failing instead would break `cf
+//     run-task` of docker apps whose web processes run fine.
+//   - a name the root file system does not know fails the action with
+//     Garden's error, as in Diego.
 //
 // A switching runner also extracts a download as its user's (Garden
 // streams it in as that user); elsewhere a download's user is only logged.
@@ -48,6 +53,9 @@ type processIdentity struct {
 	credential *syscall.Credential
 	// home is a switched user's home directory.
 	home string
+	// notSwitched says why the process runs as the runner although its
+	// user has another uid ("" when it does not).
+	notSwitched string
 	// env are HOME and USER as Garden gives a switched process; the
 	// recipe's and the action's own variables come after them and win.
 	env []string
@@ -90,7 +98,7 @@ func (r userResolver) identityFor(requested string) (processIdentity, error) {
 	case execUser.Uid == r.uid:
 		return processIdentity{}, nil
 	case r.uid != 0:
-		return processIdentity{}, fmt.Errorf("cannot run as user %s (uid %d): this container runs as uid %d and cannot switch users", requested, execUser.Uid, r.uid)
+		return processIdentity{notSwitched: fmt.Sprintf("user %s (uid %d) runs as this container's uid %d: it cannot switch users without user namespaces", requested, execUser.Uid, r.uid)}, nil
 	}
 	groups := make([]uint32, 0, len(execUser.Sgids))
 	for _, g := range execUser.Sgids {

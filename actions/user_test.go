@@ -35,11 +35,14 @@ var _ = Describe("run action users", func() {
 			}
 		})
 
-		It("refuses a user of another uid, naming both uids", func() {
-			_, err := users.identityFor("nginx")
-			Expect(err).To(MatchError("cannot run as user nginx (uid 101): this container runs as uid 2000 and cannot switch users"))
-			_, err = users.identityFor("1000:1000")
-			Expect(err).To(MatchError("cannot run as user 1000:1000 (uid 1000): this container runs as uid 2000 and cannot switch users"))
+		It("runs a user of another uid as the runner, as the image's LRPs run, saying why", func() {
+			identity, err := users.identityFor("nginx")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(identity).To(Equal(processIdentity{notSwitched: "user nginx (uid 101) runs as this container's uid 2000: it cannot switch users without user namespaces"}))
+			identity, err = users.identityFor("1000:1000")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(identity.credential).To(BeNil())
+			Expect(identity.notSwitched).To(ContainSubstring("user 1000:1000 (uid 1000)"))
 		})
 
 		It("refuses a name the root file system does not know, with Garden's error", func() {
