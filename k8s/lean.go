@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 )
 
 // The app informers (StatefulSets, pods, and the objects LRPs own) hold
@@ -81,28 +82,57 @@ var unreadPodLabels = []string{appsv1.ControllerRevisionHashLabelKey, appsv1.Sta
 // copy of each distinct resource requirements among the pods that have
 // them (all instances of an LRP, and most LRPs of a foundation): they are
 // maps of quantities, over a kilobyte per pod otherwise.
+// It also shares the label, annotation and selector maps that are equal
+// among an LRP's objects (see shareTable).
 type leaner struct {
 	mu        sync.Mutex
 	resources map[string]corev1.ResourceRequirements
+	maps      *sharedStringMaps
 }
 
-func newLeaner() *leaner {
-	return &leaner{resources: map[string]corev1.ResourceRequirements{}}
+func newLeaner(clock clock.PassiveClock) *leaner {
+	return &leaner{resources: map[string]corev1.ResourceRequirements{}, maps: newSharedStringMaps(clock)}
+}
+
+// shareMaps returns the shared copies of maps, in order.
+func (l *leaner) shareMaps(maps ...*map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range maps {
+		*m = l.maps.share(*m)
+	}
+}
+
+// selectorMaps are the label maps of a selector, for shareMaps.
+func selectorMaps(selector *metav1.LabelSelector) []*map[string]string {
+	if selector == nil {
+		return nil
+	}
+	selector.MatchLabels = internMap(selector.MatchLabels)
+	return []*map[string]string{&selector.MatchLabels}
 }
 
 func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
-		return leanStatefulSet(o), nil
+		leanStatefulSet(o)
+		// Its annotations hold the LRP record, unique to it.
+		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
+		return o, nil
 	case *corev1.Pod:
-		return l.leanPod(o), nil
+		// Its labels hold its index, unique to it.
+		l.leanPod(o)
+		l.shareMaps(&o.Annotations)
+		return o, nil
 	case *networkingv1.NetworkPolicy:
 		// One per LRP: the reconciler compares its labels, annotations
 		// and spec with what the StatefulSet records.
 		leanMeta(&o.ObjectMeta)
+		l.shareMaps(append(selectorMaps(&o.Spec.PodSelector), &o.Labels)...)
 		return o, nil
 	case *policyv1.PodDisruptionBudget:
 		leanMeta(&o.ObjectMeta)
+		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
 		return o, nil
 	}
 	return stripManagedFields(obj)
@@ -136,8 +166,11 @@ func resourceKey(r corev1.ResourceRequirements) string {
 	return strings.Join(parts, ",")
 }
 
-func leanStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
+func leanStatefulSet(sts *appsv1.StatefulSet) {
 	leanMeta(&sts.ObjectMeta)
+	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
+		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record)
+	}
 	var containers []corev1.Container
 	for _, c := range sts.Spec.Template.Spec.Containers {
 		if c.Name == AppContainerName {
@@ -155,7 +188,6 @@ func leanStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 			Volumes:          recipeVolumes(sts.Spec.Template.Spec.Volumes),
 		}},
 	}
-	return sts
 }
 
 // recipeVolumes keeps of a pod template's volumes only the recipe
@@ -170,7 +202,7 @@ func recipeVolumes(volumes []corev1.Volume) []corev1.Volume {
 	return nil
 }
 
-func (l *leaner) leanPod(pod *corev1.Pod) *corev1.Pod {
+func (l *leaner) leanPod(pod *corev1.Pod) {
 	for _, label := range unreadPodLabels {
 		delete(pod.Labels, label)
 	}
@@ -190,10 +222,47 @@ func (l *leaner) leanPod(pod *corev1.Pod) *corev1.Pod {
 		InitContainers: initContainers,
 	}
 	pod.Status.PodIPs, pod.Status.HostIPs = nil, nil
+	pod.Status.Conditions = readConditions(pod.Status.Conditions)
 	pod.Status.HostIP = intern(pod.Status.HostIP)
 	for i := range pod.Status.ContainerStatuses {
 		s := &pod.Status.ContainerStatuses[i]
 		s.Name, s.Image, s.ImageID = intern(s.Name), intern(s.Image), intern(s.ImageID)
 	}
-	return pod
+}
+
+// readConditions keeps the pod conditions Iris reads: Ready (routes,
+// instances, CELL logs) and PodScheduled (placement errors), and of the
+// others only the newest transition, should it be newer than theirs (the
+// crash reporter dates a start failure by the pod's newest transition).
+// Initialized and ContainersReady are otherwise 240 bytes per pod.
+func readConditions(conditions []corev1.PodCondition) []corev1.PodCondition {
+	keep := make([]bool, len(conditions))
+	var newestKept metav1.Time
+	newestOther, n := -1, 0
+	for i, c := range conditions {
+		switch c.Type {
+		case corev1.PodReady, corev1.PodScheduled:
+			keep[i], n = true, n+1
+			if newestKept.Before(&c.LastTransitionTime) {
+				newestKept = c.LastTransitionTime
+			}
+		default:
+			if newestOther < 0 || conditions[newestOther].LastTransitionTime.Before(&c.LastTransitionTime) {
+				newestOther = i
+			}
+		}
+	}
+	if newestOther >= 0 && newestKept.Before(&conditions[newestOther].LastTransitionTime) {
+		keep[newestOther], n = true, n+1
+	}
+	if n == 0 {
+		return nil
+	}
+	kept := make([]corev1.PodCondition, 0, n)
+	for i, c := range conditions {
+		if keep[i] {
+			kept = append(kept, c)
+		}
+	}
+	return kept
 }
