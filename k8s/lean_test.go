@@ -90,7 +90,7 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(k8s.RecipeSecretName(lean)).To(Equal(k8s.RecipeSecretNameFor(lean.Name)))
 	})
 
-	It("keeps of a pod what Iris reads: metadata but the controller's unread labels, node, restart policy, containers' names, ports and resources, the status", func() {
+	It("keeps of a pod what Iris reads: metadata but the controller's unread labels and the owner, node, restart policy, containers' names, ports and resources, the status", func() {
 		podMeta := meta()
 		podMeta.Labels[k8s.PodIndexLabel] = "2"
 		podMeta.Labels[appsv1.ControllerRevisionHashLabelKey] = "dora-6d5f8c7b9c"
@@ -118,7 +118,7 @@ var _ = Describe("the app informers' transform", func() {
 			Status: *status.DeepCopy(),
 		}
 		want := meta()
-		want.ManagedFields = nil
+		want.ManagedFields, want.OwnerReferences = nil, nil
 		want.Labels[k8s.PodIndexLabel] = "2"
 		wantStatus := *status.DeepCopy()
 		wantStatus.PodIPs, wantStatus.HostIPs = nil, nil
@@ -208,8 +208,19 @@ var _ = Describe("the app informers' transform", func() {
 			l[k8s.PodIndexLabel] = index
 			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "dora-" + index, Labels: l, Annotations: annotations()}}
 		}
-		policy := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "dora", Labels: labels()},
-			Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: labels()}}}
+		tcp := corev1.ProtocolTCP
+		egress := func() []networkingv1.NetworkPolicyEgressRule {
+			return []networkingv1.NetworkPolicyEgressRule{{
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp}},
+				To:    []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"k": "v"}}}},
+			}}
+		}
+		policyOf := func(name string) *networkingv1.NetworkPolicy {
+			return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels()},
+				Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: labels()}, Egress: egress(),
+					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}}}
+		}
+		policy := policyOf("dora")
 		same := func(a, b map[string]string) bool {
 			return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 		}
@@ -226,6 +237,13 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(same(s.Labels, s.Spec.Selector.MatchLabels)).To(BeTrue(), "labels and selector")
 		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
 		Expect(same(pod0.Annotations, pod1.Annotations)).To(BeTrue(), "the pods' annotations")
+		other := lean(policyOf("other")).(*networkingv1.NetworkPolicy)
+		Expect(other.Spec.Egress).To(Equal(egress()))
+		Expect(&other.Spec.Egress[0]).To(BeIdenticalTo(&p.Spec.Egress[0]), "equal egress rules")
+		Expect(&other.Spec.PolicyTypes[0]).To(BeIdenticalTo(&p.Spec.PolicyTypes[0]), "equal policy types")
+		different := policyOf("different")
+		different.Spec.Egress[0].Ports = nil
+		Expect(lean(different).(*networkingv1.NetworkPolicy).Spec.Egress[0].Ports).To(BeNil())
 		Expect(same(pod0.Labels, pod1.Labels)).To(BeFalse(), "pod labels hold the index")
 		Expect(pod1.Labels).To(HaveKeyWithValue(k8s.PodIndexLabel, "1"))
 		Expect(same(s.Annotations, pod0.Annotations)).To(BeFalse(), "StatefulSet annotations are its own")

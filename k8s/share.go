@@ -1,10 +1,13 @@
 package k8s
 
 import (
+	"encoding/json"
 	"hash/maphash"
 	"maps"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/utils/clock"
 )
 
@@ -80,4 +83,38 @@ func (s *sharedStringMaps) share(m map[string]string) map[string]string {
 		sum += h.Sum64()
 	}
 	return s.table.share(sum, m)
+}
+
+// egressRules are a NetworkPolicy's egress rules and policy types.
+type egressRules struct {
+	rules []networkingv1.NetworkPolicyEgressRule
+	types []networkingv1.PolicyType
+}
+
+// sharedEgress shares NetworkPolicies' egress rules.
+type sharedEgress struct {
+	seed  maphash.Seed
+	table *shareTable[egressRules]
+}
+
+func newSharedEgress(clock clock.PassiveClock) *sharedEgress {
+	return &sharedEgress{seed: maphash.MakeSeed(), table: newShareTable(clock, func(a, b egressRules) bool {
+		return equality.Semantic.DeepEqual(a.rules, b.rules) && equality.Semantic.DeepEqual(a.types, b.types)
+	})}
+}
+
+// share returns the shared copies of rules and types (as they are if they
+// cannot be hashed, which encoding them as JSON never fails to).
+func (s *sharedEgress) share(rules []networkingv1.NetworkPolicyEgressRule, types []networkingv1.PolicyType) ([]networkingv1.NetworkPolicyEgressRule, []networkingv1.PolicyType) {
+	data, err := json.Marshal(egressKey{rules, types})
+	if err != nil {
+		return rules, types
+	}
+	shared := s.table.share(maphash.Bytes(s.seed, data), egressRules{rules, types})
+	return shared.rules, shared.types
+}
+
+type egressKey struct {
+	Rules []networkingv1.NetworkPolicyEgressRule `json:"r"`
+	Types []networkingv1.PolicyType              `json:"t"`
 }
