@@ -1,10 +1,14 @@
 package k8s
 
+import "k8s.io/utils/clock"
+
 // UnclaimedSince is exported to the tests.
 var UnclaimedSince = unclaimedSince
 
 // LeanAppObject is the app informers' transform, exported to the tests.
-func LeanAppObject(obj any) (any, error) { return newLeaner().transform(obj) }
+func LeanAppObject(obj any) (any, error) { return newLeaner(clock.RealClock{}).transform(obj) }
 
 // NewLeanTransform is one transform, sharing across the objects it sees.
-func NewLeanTransform() func(any) (any, error) { return newLeaner().transform }
+func NewLeanTransform(clock clock.PassiveClock) func(any) (any, error) {
+	return newLeaner(clock).transform
+}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 )
 
 // byProcessGUID indexes StatefulSets and pods by CC's process guid, which is
@@ -61,7 +62,7 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 	c := &Caches{clientset: clientset, namespaces: namespaces}
 	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
 	taskSelector := LabelSourceType + " in (" + SourceTypeTask + "," + SourceTypeStaging + ")"
-	lean := newLeaner()
+	lean := newLeaner(clock.RealClock{})
 	for _, ns := range namespaces {
 		taskFactory := informers.NewSharedInformerFactoryWithOptions(clientset, 0,
 			informers.WithNamespace(ns),

@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 )
 
 // The app informers (StatefulSets, pods, and the objects LRPs own) hold
@@ -23,15 +24,19 @@ import (
 //   - every object (NetworkPolicies and PDBs whole otherwise): its
 //     metadata without managed fields; label and
 //     annotation keys and short values interned, since every pod repeats
-//     its StatefulSet's and the keys are the same everywhere;
+//     its StatefulSet's and the keys are the same everywhere; equal label,
+//     selector and pod annotation maps, and equal NetworkPolicy egress
+//     rules, shared among objects (shareTable);
 //   - a StatefulSet: its spec's replicas, selector, pod management policy,
 //     and of its pod template only the app container's name and ports and
 //     the image pull secrets (exposedPorts, RegistrySecretName) and the
-//     recipe Secret's volume (RecipeSecretName); its status;
-//   - a pod: the node, the restart policy, each container's name, ports and
-//     resources (instances' ports, the metrics gauge's quotas), each init
-//     container's name; its status, without the plural IP lists that repeat
-//     podIP and hostIP.
+//     recipe Secret's volume (RecipeSecretName); its status; the BBS LRP
+//     record compressed (BBSDesiredLRPRecord reads it);
+//   - a pod: no owner references; the node, the restart policy, each
+//     container's name, ports and resources (instances' ports, the metrics
+//     gauge's quotas), each init container's name; its status, without the
+//     plural IP lists that repeat podIP and hostIP, and of its conditions
+//     Ready, PodScheduled and the newest transition (readConditions).
 //
 // Commands, environment (CC's VCAP_* and service credentials), probes,
 // volumes and security settings are the bulk of a pod and no reader needs
@@ -81,28 +86,63 @@ var unreadPodLabels = []string{appsv1.ControllerRevisionHashLabelKey, appsv1.Sta
 // copy of each distinct resource requirements among the pods that have
 // them (all instances of an LRP, and most LRPs of a foundation): they are
 // maps of quantities, over a kilobyte per pod otherwise.
+// It also shares the label, annotation and selector maps that are equal
+// among an LRP's objects (see shareTable).
 type leaner struct {
 	mu        sync.Mutex
 	resources map[string]corev1.ResourceRequirements
+	maps      *sharedStringMaps
+	egress    *sharedEgress
 }
 
-func newLeaner() *leaner {
-	return &leaner{resources: map[string]corev1.ResourceRequirements{}}
+func newLeaner(clock clock.PassiveClock) *leaner {
+	return &leaner{resources: map[string]corev1.ResourceRequirements{}, maps: newSharedStringMaps(clock), egress: newSharedEgress(clock)}
+}
+
+// shareMaps returns the shared copies of maps, in order.
+func (l *leaner) shareMaps(maps ...*map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range maps {
+		*m = l.maps.share(*m)
+	}
+}
+
+// selectorMaps are the label maps of a selector, for shareMaps.
+func selectorMaps(selector *metav1.LabelSelector) []*map[string]string {
+	if selector == nil {
+		return nil
+	}
+	selector.MatchLabels = internMap(selector.MatchLabels)
+	return []*map[string]string{&selector.MatchLabels}
 }
 
 func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
-		return leanStatefulSet(o), nil
+		leanStatefulSet(o)
+		// Its annotations hold the LRP record, unique to it.
+		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
+		return o, nil
 	case *corev1.Pod:
-		return l.leanPod(o), nil
+		// Its labels hold its index, unique to it.
+		l.leanPod(o)
+		l.shareMaps(&o.Annotations)
+		return o, nil
 	case *networkingv1.NetworkPolicy:
 		// One per LRP: the reconciler compares its labels, annotations
 		// and spec with what the StatefulSet records.
 		leanMeta(&o.ObjectMeta)
+		l.shareMaps(append(selectorMaps(&o.Spec.PodSelector), &o.Labels)...)
+		// Most LRPs have the same rules (the DNS rule and the foundation's
+		// security groups): about 1.4 KB per LRP otherwise.
+		l.mu.Lock()
+		o.Spec.Egress, o.Spec.PolicyTypes = l.egress.share(o.Spec.Egress, o.Spec.PolicyTypes)
+		l.mu.Unlock()
 		return o, nil
 	case *policyv1.PodDisruptionBudget:
 		leanMeta(&o.ObjectMeta)
+		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
 		return o, nil
 	}
 	return stripManagedFields(obj)
@@ -136,8 +176,11 @@ func resourceKey(r corev1.ResourceRequirements) string {
 	return strings.Join(parts, ",")
 }
 
-func leanStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
+func leanStatefulSet(sts *appsv1.StatefulSet) {
 	leanMeta(&sts.ObjectMeta)
+	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
+		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record)
+	}
 	var containers []corev1.Container
 	for _, c := range sts.Spec.Template.Spec.Containers {
 		if c.Name == AppContainerName {
@@ -155,7 +198,6 @@ func leanStatefulSet(sts *appsv1.StatefulSet) *appsv1.StatefulSet {
 			Volumes:          recipeVolumes(sts.Spec.Template.Spec.Volumes),
 		}},
 	}
-	return sts
 }
 
 // recipeVolumes keeps of a pod template's volumes only the recipe
@@ -170,11 +212,14 @@ func recipeVolumes(volumes []corev1.Volume) []corev1.Volume {
 	return nil
 }
 
-func (l *leaner) leanPod(pod *corev1.Pod) *corev1.Pod {
+func (l *leaner) leanPod(pod *corev1.Pod) {
 	for _, label := range unreadPodLabels {
 		delete(pod.Labels, label)
 	}
 	leanMeta(&pod.ObjectMeta)
+	// No reader asks a pod for its owner (the process guid annotation
+	// names its LRP): 130 bytes per pod.
+	pod.OwnerReferences = nil
 	containers := make([]corev1.Container, len(pod.Spec.Containers))
 	for i, c := range pod.Spec.Containers {
 		containers[i] = corev1.Container{Name: intern(c.Name), Ports: c.Ports, Resources: l.shared(c.Resources)}
@@ -190,10 +235,47 @@ func (l *leaner) leanPod(pod *corev1.Pod) *corev1.Pod {
 		InitContainers: initContainers,
 	}
 	pod.Status.PodIPs, pod.Status.HostIPs = nil, nil
+	pod.Status.Conditions = readConditions(pod.Status.Conditions)
 	pod.Status.HostIP = intern(pod.Status.HostIP)
 	for i := range pod.Status.ContainerStatuses {
 		s := &pod.Status.ContainerStatuses[i]
 		s.Name, s.Image, s.ImageID = intern(s.Name), intern(s.Image), intern(s.ImageID)
 	}
-	return pod
+}
+
+// readConditions keeps the pod conditions Iris reads: Ready (routes,
+// instances, CELL logs) and PodScheduled (placement errors), and of the
+// others only the newest transition, should it be newer than theirs (the
+// crash reporter dates a start failure by the pod's newest transition).
+// Initialized and ContainersReady are otherwise 240 bytes per pod.
+func readConditions(conditions []corev1.PodCondition) []corev1.PodCondition {
+	keep := make([]bool, len(conditions))
+	var newestKept metav1.Time
+	newestOther, n := -1, 0
+	for i, c := range conditions {
+		switch c.Type {
+		case corev1.PodReady, corev1.PodScheduled:
+			keep[i], n = true, n+1
+			if newestKept.Before(&c.LastTransitionTime) {
+				newestKept = c.LastTransitionTime
+			}
+		default:
+			if newestOther < 0 || conditions[newestOther].LastTransitionTime.Before(&c.LastTransitionTime) {
+				newestOther = i
+			}
+		}
+	}
+	if newestOther >= 0 && newestKept.Before(&conditions[newestOther].LastTransitionTime) {
+		keep[newestOther], n = true, n+1
+	}
+	if n == 0 {
+		return nil
+	}
+	kept := make([]corev1.PodCondition, 0, n)
+	for i, c := range conditions {
+		if keep[i] {
+			kept = append(kept, c)
+		}
+	}
+	return kept
 }

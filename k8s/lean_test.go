@@ -1,14 +1,19 @@
 package k8s_test
 
 import (
+	"encoding/base64"
+	"reflect"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/k8s"
@@ -85,7 +90,7 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(k8s.RecipeSecretName(lean)).To(Equal(k8s.RecipeSecretNameFor(lean.Name)))
 	})
 
-	It("keeps of a pod what Iris reads: metadata but the controller's unread labels, node, restart policy, containers' names, ports and resources, the status", func() {
+	It("keeps of a pod what Iris reads: metadata but the controller's unread labels and the owner, node, restart policy, containers' names, ports and resources, the status", func() {
 		podMeta := meta()
 		podMeta.Labels[k8s.PodIndexLabel] = "2"
 		podMeta.Labels[appsv1.ControllerRevisionHashLabelKey] = "dora-6d5f8c7b9c"
@@ -113,7 +118,7 @@ var _ = Describe("the app informers' transform", func() {
 			Status: *status.DeepCopy(),
 		}
 		want := meta()
-		want.ManagedFields = nil
+		want.ManagedFields, want.OwnerReferences = nil, nil
 		want.Labels[k8s.PodIndexLabel] = "2"
 		wantStatus := *status.DeepCopy()
 		wantStatus.PodIPs, wantStatus.HostIPs = nil, nil
@@ -137,7 +142,7 @@ var _ = Describe("the app informers' transform", func() {
 	})
 
 	It("shares one copy of equal resource requirements among pods", func() {
-		transform := k8s.NewLeanTransform()
+		transform := k8s.NewLeanTransform(clocktesting.NewFakePassiveClock(time.Unix(0, 0)))
 		a, err := transform(&corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: k8s.AppContainerName, Resources: *resources.DeepCopy()}}}})
 		Expect(err).NotTo(HaveOccurred())
 		b, err := transform(&corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: k8s.AppContainerName, Resources: *resources.DeepCopy()}}}})
@@ -146,6 +151,109 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(limitsB).To(Equal(resources.Limits))
 		Expect(func() { limitsA["probe"] = resource.MustParse("1") }).NotTo(Panic())
 		Expect(limitsB).To(HaveKey(corev1.ResourceName("probe")), "the same map")
+	})
+
+	It("keeps a BBS StatefulSet's LRP record compressed, read back as the API's base64 reads", func() {
+		record := []byte("\x0a\x49" + strings.Repeat("guid-", 60))
+		encoded := base64.StdEncoding.EncodeToString(record)
+		fromAPI := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: encoded}}}
+		raw, err := k8s.BBSDesiredLRPRecord(fromAPI)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(record))
+
+		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
+		Expect(err).NotTo(HaveOccurred())
+		cached := obj.(*appsv1.StatefulSet)
+		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)))
+		raw, err = k8s.BBSDesiredLRPRecord(cached)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(record))
+
+		_, err = k8s.BBSDesiredLRPRecord(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: "%%%"}}})
+		Expect(err).To(MatchError(ContainSubstring("decoding cloudfoundry.org/bbs_desired_lrp of /dora")))
+	})
+
+	It("keeps of a pod's conditions Ready, PodScheduled and the newest other transition if it is newer", func() {
+		t := func(s int64) metav1.Time { return metav1.NewTime(time.Unix(s, 0)) }
+		pod := func(conditions ...corev1.PodCondition) *corev1.Pod {
+			return &corev1.Pod{Status: corev1.PodStatus{Conditions: conditions}}
+		}
+		ready := corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: t(20)}
+		scheduled := corev1.PodCondition{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: t(10)}
+		initialized := corev1.PodCondition{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: t(15)}
+		containersReady := corev1.PodCondition{Type: corev1.ContainersReady, Status: corev1.ConditionFalse, LastTransitionTime: t(20)}
+		lean := func(p *corev1.Pod) []corev1.PodCondition {
+			obj, err := k8s.LeanAppObject(p)
+			Expect(err).NotTo(HaveOccurred())
+			return obj.(*corev1.Pod).Status.Conditions
+		}
+		Expect(lean(pod(initialized, ready, containersReady, scheduled))).To(Equal([]corev1.PodCondition{ready, scheduled}))
+		later := corev1.PodCondition{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: t(30)}
+		Expect(lean(pod(later, ready, containersReady, scheduled))).To(Equal([]corev1.PodCondition{later, ready, scheduled}))
+		Expect(lean(pod(initialized))).To(Equal([]corev1.PodCondition{initialized}))
+		Expect(lean(pod())).To(BeEmpty())
+	})
+
+	It("shares equal labels and selectors among an LRP's objects and equal annotations among its pods, for two generations", func() {
+		clock := clocktesting.NewFakePassiveClock(time.Unix(0, 0))
+		transform := k8s.NewLeanTransform(clock)
+		labels := func() map[string]string { return map[string]string{k8s.LabelGUID: "guid", k8s.LabelVersion: "v1"} }
+		annotations := func() map[string]string { return map[string]string{k8s.AnnotationProcessGUID: "guid-v1"} }
+		sts := func() *appsv1.StatefulSet {
+			return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Labels: labels(), Annotations: annotations()},
+				Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels()}}}
+		}
+		pod := func(index string) *corev1.Pod {
+			l := labels()
+			l[k8s.PodIndexLabel] = index
+			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "dora-" + index, Labels: l, Annotations: annotations()}}
+		}
+		tcp := corev1.ProtocolTCP
+		egress := func() []networkingv1.NetworkPolicyEgressRule {
+			return []networkingv1.NetworkPolicyEgressRule{{
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp}},
+				To:    []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"k": "v"}}}},
+			}}
+		}
+		policyOf := func(name string) *networkingv1.NetworkPolicy {
+			return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels()},
+				Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: labels()}, Egress: egress(),
+					PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}}}
+		}
+		policy := policyOf("dora")
+		same := func(a, b map[string]string) bool {
+			return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+		}
+		lean := func(obj any) any {
+			out, err := transform(obj)
+			Expect(err).NotTo(HaveOccurred())
+			return out
+		}
+
+		s := lean(sts()).(*appsv1.StatefulSet)
+		p := lean(policy).(*networkingv1.NetworkPolicy)
+		pod0, pod1 := lean(pod("0")).(*corev1.Pod), lean(pod("1")).(*corev1.Pod)
+		Expect(same(s.Labels, p.Labels)).To(BeTrue(), "StatefulSet and NetworkPolicy labels")
+		Expect(same(s.Labels, s.Spec.Selector.MatchLabels)).To(BeTrue(), "labels and selector")
+		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
+		Expect(same(pod0.Annotations, pod1.Annotations)).To(BeTrue(), "the pods' annotations")
+		other := lean(policyOf("other")).(*networkingv1.NetworkPolicy)
+		Expect(other.Spec.Egress).To(Equal(egress()))
+		Expect(&other.Spec.Egress[0]).To(BeIdenticalTo(&p.Spec.Egress[0]), "equal egress rules")
+		Expect(&other.Spec.PolicyTypes[0]).To(BeIdenticalTo(&p.Spec.PolicyTypes[0]), "equal policy types")
+		different := policyOf("different")
+		different.Spec.Egress[0].Ports = nil
+		Expect(lean(different).(*networkingv1.NetworkPolicy).Spec.Egress[0].Ports).To(BeNil())
+		Expect(same(pod0.Labels, pod1.Labels)).To(BeFalse(), "pod labels hold the index")
+		Expect(pod1.Labels).To(HaveKeyWithValue(k8s.PodIndexLabel, "1"))
+		Expect(same(s.Annotations, pod0.Annotations)).To(BeFalse(), "StatefulSet annotations are its own")
+		Expect(s.Annotations).To(Equal(annotations()))
+
+		clock.SetTime(time.Unix(0, 0).Add(10 * time.Minute))
+		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "one generation on")
+		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
+		Expect(same(lean(pod("2")).(*corev1.Pod).Annotations, pod0.Annotations)).To(BeFalse(), "two generations without use")
+		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
 	})
 
 	It("strips managed fields from other objects and leaves them otherwise as they are", func() {

@@ -28,7 +28,9 @@ const (
 	// DesiredLRP as last desired or updated (protobuf, base64), without its
 	// image credentials (those live in the registry Secret): BBS's get and
 	// list routes answer from it, so a restarted Iris loses nothing.
-	AnnotationDesiredLRP = "cloudfoundry.org/bbs_desired_lrp"
+	// The informer cache keeps it compressed (k8s.BBSDesiredLRPRecord reads
+	// either form).
+	AnnotationDesiredLRP = k8s.AnnotationBBSDesiredLRP
 	// AnnotationDomain is the LRP's BBS domain, on the StatefulSet and its
 	// pods (instance events need it after the StatefulSet is gone). Its
 	// presence marks an LRP desired through the BBS front.
@@ -432,9 +434,9 @@ func StoredDesiredLRP(sts *appsv1.StatefulSet) (lrp *models.DesiredLRP, ok bool,
 // desiredLRPFromStatefulSet reads the stored LRP; the instance count is the
 // StatefulSet's (the source of truth for scaling).
 func desiredLRPFromStatefulSet(sts *appsv1.StatefulSet) (*models.DesiredLRP, error) {
-	data, err := base64.StdEncoding.DecodeString(sts.Annotations[AnnotationDesiredLRP])
+	data, err := k8s.BBSDesiredLRPRecord(sts)
 	if err != nil {
-		return nil, fmt.Errorf("decoding %s of %s/%s: %w", AnnotationDesiredLRP, sts.Namespace, sts.Name, err)
+		return nil, err
 	}
 	lrp := &models.DesiredLRP{}
 	if err := lrp.Unmarshal(data); err != nil {

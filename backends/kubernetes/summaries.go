@@ -39,7 +39,10 @@ type lrpSummary struct {
 	// processGUID is the StatefulSet's annotation (the same string).
 	processGUID       string
 	schedulingEncoded []byte
-	routingEncoded    []byte
+	// metricTagsEncoded is a DesiredLRP holding only the metric tags: a
+	// routing info is the scheduling info's key, instances, routes and
+	// modification tag with them, so the routes are not kept twice.
+	metricTagsEncoded []byte
 }
 
 // scheduling decodes the scheduling info, for the lists that are not
@@ -52,13 +55,19 @@ func (s *lrpSummary) scheduling() (*models.DesiredLRPSchedulingInfo, error) {
 	return info, nil
 }
 
-// routing decodes the routing info (route-emitter's sync, once a minute).
+// routing builds the routing info (route-emitter's sync, once a minute),
+// as DesiredLRP.DesiredLRPRoutingInfo does.
 func (s *lrpSummary) routing() (*models.DesiredLRP, error) {
-	info := &models.DesiredLRP{}
-	if err := info.Unmarshal(s.routingEncoded); err != nil {
-		return nil, fmt.Errorf("decoding the kept routing info of %s: %w", s.processGUID, err)
+	scheduling, err := s.scheduling()
+	if err != nil {
+		return nil, err
 	}
-	return info, nil
+	tags := &models.DesiredLRP{}
+	if err := tags.Unmarshal(s.metricTagsEncoded); err != nil {
+		return nil, fmt.Errorf("decoding the kept metric tags of %s: %w", s.processGUID, err)
+	}
+	info := models.NewDesiredLRPRoutingInfo(scheduling.DesiredLRPKey, scheduling.Instances, &scheduling.Routes, &scheduling.ModificationTag, tags.MetricTags)
+	return &info, nil
 }
 
 func newLRPSummaries() *lrpSummaries {
@@ -103,9 +112,11 @@ func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, e
 	if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
 		return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
 	}
-	routing := lrp.DesiredLRPRoutingInfo()
-	if entry.routingEncoded, err = routing.Marshal(); err != nil {
-		return nil, fmt.Errorf("encoding the routing info of %s/%s: %w", sts.Namespace, sts.Name, err)
+	if len(lrp.MetricTags) > 0 {
+		tags := &models.DesiredLRP{MetricTags: lrp.MetricTags}
+		if entry.metricTagsEncoded, err = tags.Marshal(); err != nil {
+			return nil, fmt.Errorf("encoding the metric tags of %s/%s: %w", sts.Namespace, sts.Name, err)
+		}
 	}
 	if cacheable {
 		s.mu.Lock()

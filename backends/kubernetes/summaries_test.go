@@ -125,6 +125,11 @@ var _ = Describe("Sync lists at scale", func() {
 		Expect(routing[0].Instances).To(BeEquivalentTo(7))
 		Expect(*routing[0].Routes).To(HaveKey("cf-router"))
 		Expect(routing[0].MetricTags).To(HaveKeyWithValue("app_name", &models.MetricTagValue{Static: "dora"}))
+		// Rebuilt from the kept scheduling info and metric tags, it is BBS's own routing info of the LRP.
+		stored, ok, err := bbsk8s.StoredDesiredLRP(newVersion)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+		Expect(*routing[0]).To(Equal(stored.DesiredLRPRoutingInfo()))
 		Expect(schedulingInfo(Default, second).Annotation).To(Equal("other"))
 	})
 

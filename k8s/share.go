@@ -1,0 +1,120 @@
+package k8s
+
+import (
+	"encoding/json"
+	"hash/maphash"
+	"maps"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/utils/clock"
+)
+
+// shareGeneration is how long a value the table has not handed out again
+// stays in it: past that, it only stops being shared with objects that
+// arrive later (those already cached keep theirs).
+const shareGeneration = 10 * time.Minute
+
+// shareTable hands out one copy of equal values, so that the cached objects
+// holding them share it: the pods of an LRP have equal annotations, an LRP's
+// StatefulSet and NetworkPolicy equal labels and selectors. Values are
+// found by a hash and confirmed by equal. It keeps two generations and
+// drops the older at each turn, so the values of deleted objects are
+// released within two generations instead of living as long as Iris.
+// Values handed out are shared with other objects and must not be modified
+// (no reader of the cache modifies what it reads). Not safe for concurrent
+// use: the leaner locks around it.
+type shareTable[T any] struct {
+	clock             clock.PassiveClock
+	equal             func(a, b T) bool
+	turned            time.Time
+	current, previous map[uint64][]T
+}
+
+func newShareTable[T any](clock clock.PassiveClock, equal func(a, b T) bool) *shareTable[T] {
+	return &shareTable[T]{clock: clock, equal: equal, turned: clock.Now(), current: map[uint64][]T{}}
+}
+
+// share returns the table's copy of v (hash is v's), adding v if it has none.
+func (t *shareTable[T]) share(hash uint64, v T) T {
+	if now := t.clock.Now(); now.Sub(t.turned) >= shareGeneration {
+		t.previous, t.current, t.turned = t.current, map[uint64][]T{}, now
+	}
+	for _, s := range t.current[hash] {
+		if t.equal(s, v) {
+			return s
+		}
+	}
+	for _, s := range t.previous[hash] {
+		if t.equal(s, v) {
+			t.current[hash] = append(t.current[hash], s)
+			return s
+		}
+	}
+	t.current[hash] = append(t.current[hash], v)
+	return v
+}
+
+// sharedStringMaps shares label and annotation maps.
+type sharedStringMaps struct {
+	seed  maphash.Seed
+	table *shareTable[map[string]string]
+}
+
+func newSharedStringMaps(clock clock.PassiveClock) *sharedStringMaps {
+	return &sharedStringMaps{seed: maphash.MakeSeed(), table: newShareTable(clock, maps.Equal[map[string]string])}
+}
+
+// share returns the shared copy of m (nil and empty maps as they are).
+func (s *sharedStringMaps) share(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	// Order-independent: the sum of each entry's hash.
+	var sum uint64
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for k, v := range m {
+		h.Reset()
+		h.WriteString(k)
+		h.WriteByte(0)
+		h.WriteString(v)
+		sum += h.Sum64()
+	}
+	return s.table.share(sum, m)
+}
+
+// egressRules are a NetworkPolicy's egress rules and policy types.
+type egressRules struct {
+	rules []networkingv1.NetworkPolicyEgressRule
+	types []networkingv1.PolicyType
+}
+
+// sharedEgress shares NetworkPolicies' egress rules.
+type sharedEgress struct {
+	seed  maphash.Seed
+	table *shareTable[egressRules]
+}
+
+func newSharedEgress(clock clock.PassiveClock) *sharedEgress {
+	return &sharedEgress{seed: maphash.MakeSeed(), table: newShareTable(clock, func(a, b egressRules) bool {
+		return equality.Semantic.DeepEqual(a.rules, b.rules) && equality.Semantic.DeepEqual(a.types, b.types)
+	})}
+}
+
+// share returns the shared copies of rules and types (as they are if they
+// cannot be hashed, which encoding them as JSON never fails to).
+func (s *sharedEgress) share(rules []networkingv1.NetworkPolicyEgressRule, types []networkingv1.PolicyType) ([]networkingv1.NetworkPolicyEgressRule, []networkingv1.PolicyType) {
+	data, err := json.Marshal(egressKey{rules, types})
+	if err != nil {
+		return rules, types
+	}
+	shared := s.table.share(maphash.Bytes(s.seed, data), egressRules{rules, types})
+	return shared.rules, shared.types
+}
+
+type egressKey struct {
+	Rules []networkingv1.NetworkPolicyEgressRule `json:"r"`
+	Types []networkingv1.PolicyType              `json:"t"`
+}
