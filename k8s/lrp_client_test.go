@@ -113,7 +113,7 @@ var _ = Describe("LRPClient.Desire", func() {
 		}
 		// The update's own change (the owner) is an Update; the rest, the
 		// create's fields, the apply manager's, so that applies remove them.
-		Expect(managers).To(ContainElement(k8s.FieldManager+" Apply"))
+		Expect(managers).To(ContainElement(k8s.FieldManager + " Apply"))
 		for _, f := range policy.ManagedFields {
 			if f.Operation == metav1.ManagedFieldsOperationUpdate {
 				Expect(f.FieldsV1.String()).NotTo(ContainSubstring("f:spec"), "the policy's spec is applied, not updated")
