@@ -19,16 +19,18 @@ func ActualInstance(pod *corev1.Pod) (inst workload.Instance, ok bool) {
 	if err != nil {
 		return workload.Instance{}, false
 	}
-	opi := InstanceFromPod(pod, index)
+	// As InstanceFromPod reads it, without its allocation: CC asks for the
+	// instances of a thousand LRPs at once.
+	state, placementError := podState(pod)
 	inst = workload.Instance{
 		ProcessGUID:    pod.Annotations[AnnotationProcessGUID],
 		Index:          int32(index),
 		InstanceGUID:   string(pod.UID),
 		CellID:         pod.Spec.NodeName,
 		Address:        pod.Status.PodIP,
-		State:          opi.State,
-		Since:          opi.Since,
-		PlacementError: opi.PlacementError,
+		State:          state,
+		Since:          since(pod),
+		PlacementError: placementError,
 	}
 	if c := PodCondition(pod, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue && pod.DeletionTimestamp == nil {
 		inst.Routable = true

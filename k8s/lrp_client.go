@@ -81,26 +81,58 @@ func (c *LRPClient) desire(ctx context.Context, logger lager.Logger, lrp *worklo
 	if err != nil {
 		return false, err
 	}
-	existing, err := c.existing(ctx, lrp.ProcessGUID, objects.StatefulSet)
-	if err != nil {
-		return false, err
-	}
-	if existing != nil {
-		if err := c.ensureOwned(ctx, existing, objects, false); err != nil {
-			return true, err
-		}
-		logger.Info("already-desired", lager.Data{"statefulset": existing.Name})
-		return true, nil
+	if existing := c.cached(lrp.ProcessGUID); existing != nil {
+		return c.alreadyDesired(ctx, logger, existing, objects)
 	}
 
-	// The secret and the egress policy exist before the StatefulSet, so no
-	// instance ever starts without its pull credentials or unrestricted.
-	// Until the StatefulSet owns them they carry the desire's time, which
-	// keeps the reconciler from taking them for orphans.
+	// The secrets and the egress policy exist before the StatefulSet, so
+	// no instance ever starts without its pull credentials or
+	// unrestricted. Until the StatefulSet owns them they carry the
+	// desire's time, which keeps the reconciler from taking them for
+	// orphans.
 	now := c.clock.Now()
+	policy := objects.EgressPolicy
+	// A process guid the cache has not seen may still have a StatefulSet
+	// (a re-desire right after its desire). Creating the egress policy,
+	// named like the StatefulSet and written first, tells a new LRP from
+	// that without a GET of the StatefulSet first: one request fewer per
+	// desire, and an existing LRP's policy is left as it is. When the
+	// policy exists (that LRP, or what a desire cut short left) the
+	// StatefulSet is looked up by name as before.
+	var createdPolicy, livePolicy *networkingv1.NetworkPolicy
+	if policy != nil {
+		stampDesiredAt(policy, now)
+		created, err := c.clientset.NetworkingV1().NetworkPolicies(policy.Namespace).Create(ctx, policy, metav1.CreateOptions{FieldManager: FieldManager})
+		switch {
+		case err == nil:
+			createdPolicy, livePolicy = created, created
+		case apierrors.IsAlreadyExists(err):
+		case apierrors.IsInvalid(err):
+			return false, models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
+		default:
+			return false, fmt.Errorf("creating egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
+		}
+	}
+	if createdPolicy == nil {
+		existing, err := c.existing(ctx, objects.StatefulSet)
+		if err != nil {
+			return false, err
+		}
+		if existing != nil {
+			return c.alreadyDesired(ctx, logger, existing, objects)
+		}
+	}
+	// Whatever fails from here removes what this desire wrote: nothing is
+	// left half-created (a CC retry starts afresh).
+	undo := func() {
+		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+		deleteSecret(ctx, c.clientset, logger, objects.RecipeSecret)
+		deleteNetworkPolicy(ctx, c.clientset, logger, policy)
+	}
 	if secret := objects.RegistrySecret; secret != nil {
 		stampDesiredAt(secret, now)
 		if err := applySecret(ctx, c.clientset, secret); err != nil {
+			undo()
 			return false, err
 		}
 	}
@@ -108,26 +140,25 @@ func (c *LRPClient) desire(ctx context.Context, logger lager.Logger, lrp *worklo
 	if secret := objects.RecipeSecret; secret != nil {
 		stampDesiredAt(secret, now)
 		if _, err := Apply(ctx, c.clientset, secret); err != nil {
-			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
+			undo()
 			return false, fmt.Errorf("applying recipe secret %s/%s: %w", secret.Namespace, secret.Name, err)
 		}
 	}
-	if policy := objects.EgressPolicy; policy != nil {
-		stampDesiredAt(policy, now)
-		if _, err := Apply(ctx, c.clientset, policy); err != nil {
-			deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
-			deleteSecret(ctx, c.clientset, logger, objects.RecipeSecret)
+	if policy != nil && createdPolicy == nil {
+		applied, err := Apply(ctx, c.clientset, policy)
+		if err != nil {
+			undo()
 			if apierrors.IsInvalid(err) {
 				return false, models.Invalidf("invalid egress_rules: %s", apiErrorMessage(err))
 			}
 			return false, fmt.Errorf("applying egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
 		}
+		// One a desire cut short created is owned by an Update.
+		livePolicy = applied.(*networkingv1.NetworkPolicy)
 	}
 	applied, err := Apply(ctx, c.clientset, objects.StatefulSet)
 	if err != nil {
-		deleteSecret(ctx, c.clientset, logger, objects.RegistrySecret)
-		deleteSecret(ctx, c.clientset, logger, objects.RecipeSecret)
-		deleteNetworkPolicy(ctx, c.clientset, logger, objects.EgressPolicy)
+		undo()
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return false, models.Invalidf("invalid LRP: %s", apiErrorMessage(err))
 		}
@@ -136,20 +167,25 @@ func (c *LRPClient) desire(ctx context.Context, logger lager.Logger, lrp *worklo
 	sts := applied.(*appsv1.StatefulSet)
 	// A failure from here on leaves a running app whose owned objects the
 	// reconciler, or CC's retry of this desire, completes.
-	if err := c.ensureOwned(ctx, sts, objects, true); err != nil {
+	if err := c.ensureOwned(ctx, sts, objects, true, livePolicy); err != nil {
 		return false, err
 	}
 	logger.Info("desired", lager.Data{"statefulset": sts.Name, "namespace": namespace, "instances": *sts.Spec.Replicas})
 	return false, nil
 }
 
-// existing returns the live StatefulSet of processGUID: from the cache, or,
-// for a desire racing its own cache entry, from the API server by the name
-// the request gives it.
-func (c *LRPClient) existing(ctx context.Context, processGUID string, want *appsv1.StatefulSet) (*appsv1.StatefulSet, error) {
-	if sts := c.cached(processGUID); sts != nil {
-		return sts, nil
+// alreadyDesired completes what existing owns, as a re-desire does.
+func (c *LRPClient) alreadyDesired(ctx context.Context, logger lager.Logger, existing *appsv1.StatefulSet, objects *LRPObjects) (bool, error) {
+	if err := c.ensureOwned(ctx, existing, objects, false, nil); err != nil {
+		return true, err
 	}
+	logger.Info("already-desired", lager.Data{"statefulset": existing.Name})
+	return true, nil
+}
+
+// existing returns the live StatefulSet named like want from the API
+// server, for a desire racing its own cache entry; nil if there is none.
+func (c *LRPClient) existing(ctx context.Context, want *appsv1.StatefulSet) (*appsv1.StatefulSet, error) {
 	sts, err := c.clientset.AppsV1().StatefulSets(want.Namespace).Get(ctx, want.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -167,8 +203,9 @@ func (c *LRPClient) existing(ctx context.Context, processGUID string, want *apps
 // ensureOwned writes, owned by sts, what sts should own (see OwnedObjects).
 // fromRequest supplies what the StatefulSet cannot: the registry credentials,
 // and the egress policy of a StatefulSet that predates the record of its
-// rules. created says sts was just created, so it has no PDB to delete.
-func (c *LRPClient) ensureOwned(ctx context.Context, sts *appsv1.StatefulSet, fromRequest *LRPObjects, created bool) error {
+// rules. created says sts was just created, so it has no PDB to delete;
+// livePolicy is its egress policy as this desire wrote it, if it did.
+func (c *LRPClient) ensureOwned(ctx context.Context, sts *appsv1.StatefulSet, fromRequest *LRPObjects, created bool, livePolicy *networkingv1.NetworkPolicy) error {
 	owned, err := c.builder.OwnedObjects(sts)
 	if err != nil {
 		return err
@@ -180,7 +217,13 @@ func (c *LRPClient) ensureOwned(ctx context.Context, sts *appsv1.StatefulSet, fr
 		policy.OwnerReferences = []metav1.OwnerReference{OwnerReference(sts)}
 		delete(policy.Annotations, AnnotationDesiredAt)
 	}
-	if policy != nil {
+	switch {
+	case policy == nil:
+	case livePolicy != nil && createdByUpdate(livePolicy):
+		if err := c.ownPolicy(ctx, policy, livePolicy); err != nil {
+			return fmt.Errorf("updating egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
+		}
+	default:
 		if _, err := Apply(ctx, c.clientset, policy); err != nil {
 			return fmt.Errorf("applying egress network policy %s/%s: %w", policy.Namespace, policy.Name, err)
 		}
@@ -211,6 +254,65 @@ func (c *LRPClient) ensureOwned(ctx context.Context, sts *appsv1.StatefulSet, fr
 		return nil
 	}
 	return c.reconcilePDB(ctx, sts, owned.PodDisruptionBudget)
+}
+
+// ownPolicy writes want, the owned form of the egress policy this desire
+// created, as an update of live, the policy as this desire last wrote it.
+// A create records its fields as an Update by manager iris, and applies
+// (this one's, the reconciler's later) would not remove a field that
+// entry owns when they leave it out: the desire stamp would stay, and so
+// would anything a later Iris stops writing. The update hands those fields
+// to the apply manager, as if the policy had only ever been applied, at the
+// cost of the apply it replaces. A conflict (the policy written meanwhile)
+// reads it and tries again.
+func (c *LRPClient) ownPolicy(ctx context.Context, want, live *networkingv1.NetworkPolicy) error {
+	policies := c.clientset.NetworkingV1().NetworkPolicies(want.Namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if live == nil {
+			var err error
+			if live, err = policies.Get(ctx, want.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		update := want.DeepCopy()
+		update.UID, update.ResourceVersion, update.Generation, update.CreationTimestamp = live.UID, live.ResourceVersion, live.Generation, live.CreationTimestamp
+		update.ManagedFields = appliedFields(live.ManagedFields)
+		_, err := policies.Update(ctx, update, metav1.UpdateOptions{FieldManager: FieldManager})
+		live = nil
+		return err
+	})
+}
+
+// createdByUpdate says Iris's field manager owns fields of obj by an
+// Update (a create), which its applies cannot remove.
+func createdByUpdate(obj metav1.Object) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == FieldManager && f.Operation == metav1.ManagedFieldsOperationUpdate && f.Subresource == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// appliedFields are fields with Iris's Update entry made its Apply entry,
+// or dropped when it has one already: the update that writes them sets
+// every field Iris wants, and its own changes are recorded afresh.
+func appliedFields(fields []metav1.ManagedFieldsEntry) []metav1.ManagedFieldsEntry {
+	applied := false
+	for _, f := range fields {
+		applied = applied || f.Manager == FieldManager && f.Operation == metav1.ManagedFieldsOperationApply && f.Subresource == ""
+	}
+	out := make([]metav1.ManagedFieldsEntry, 0, len(fields))
+	for _, f := range fields {
+		if f.Manager == FieldManager && f.Operation == metav1.ManagedFieldsOperationUpdate && f.Subresource == "" {
+			if applied {
+				continue
+			}
+			f.Operation = metav1.ManagedFieldsOperationApply
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // applySecret writes a registry secret. A secret left over from a desire

@@ -87,13 +87,14 @@ var _ = Describe("LRPClient.Desire", func() {
 		Expect(pdb.OwnerReferences).To(Equal([]metav1.OwnerReference{owner}))
 	}
 
-	It("applies the Secret and the egress policy before the StatefulSet, then makes the StatefulSet own them and its PDB", func() {
+	It("creates the egress policy and applies the Secret before the StatefulSet, then makes the StatefulSet own them and its PDB, without reading first", func() {
 		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
 		Expect(writes()).To(Equal([]string{
-			"patch secrets", "patch networkpolicies", "patch statefulsets",
-			"patch networkpolicies", "patch secrets", "patch poddisruptionbudgets",
+			"create networkpolicies", "patch secrets", "patch statefulsets",
+			"update networkpolicies", "patch secrets", "patch poddisruptionbudgets",
 		}))
 		for _, a := range clientset.Actions() {
+			Expect(a.GetVerb()).NotTo(Equal("get"), "the policy's create tells a new LRP")
 			if patch, ok := a.(clienttesting.PatchAction); ok {
 				Expect(patch.GetPatchType()).To(Equal(types.ApplyPatchType))
 			}
@@ -102,16 +103,85 @@ var _ = Describe("LRPClient.Desire", func() {
 		Expect(getSTS().Annotations).To(HaveKeyWithValue(k8s.AnnotationEgressRules, `[{"protocol":"tcp","destinations":["10.0.0.0/8"],"ports":[5432]}]`))
 	})
 
+	It("hands the created policy's fields to the apply manager when the StatefulSet takes it over", func() {
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
+		policy, err := clientset.NetworkingV1().NetworkPolicies(ns).Get(ctx, objects.StatefulSet.Name, metav1.GetOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		var managers []string
+		for _, f := range policy.ManagedFields {
+			managers = append(managers, f.Manager+" "+string(f.Operation))
+		}
+		// The update's own change (the owner) is an Update; the rest, the
+		// create's fields, the apply manager's, so that applies remove them.
+		Expect(managers).To(ContainElement(k8s.FieldManager + " Apply"))
+		for _, f := range policy.ManagedFields {
+			if f.Operation == metav1.ManagedFieldsOperationUpdate {
+				Expect(f.FieldsV1.String()).NotTo(ContainSubstring("f:spec"), "the policy's spec is applied, not updated")
+			}
+		}
+	})
+
+	It("reads the policy again when it changed since it was created", func() {
+		conflicts := 0
+		clientset.PrependReactor("update", "networkpolicies", func(clienttesting.Action) (bool, runtime.Object, error) {
+			if conflicts++; conflicts > 1 {
+				return false, nil, nil
+			}
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "networking.k8s.io", Resource: "networkpolicies"}, "x", errors.New("the object has been modified"))
+		})
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed())
+		Expect(conflicts).To(Equal(2))
+		expectAllOwned()
+	})
+
+	It("completes a desire that a crash cut short after the egress policy", func() {
+		clientset.PrependReactor("patch", "statefulsets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("connection reset")
+		})
+		clientset.PrependReactor("delete", "networkpolicies", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("crashed before cleaning up")
+		})
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).NotTo(Succeed())
+		clientset.ReactionChain = clientset.ReactionChain[2:]
+		clientset.ClearActions()
+
+		Expect(client.DesireNew(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).To(Succeed(), "new: there is no StatefulSet")
+		Expect(writes()).To(Equal([]string{
+			"create networkpolicies", "patch secrets", "patch networkpolicies", "patch statefulsets",
+			"update networkpolicies", "patch secrets", "patch poddisruptionbudgets",
+		}))
+		expectAllOwned()
+	})
+
 	It("stamps what it writes before the StatefulSet with the desire's time", func() {
 		clientset.PrependReactor("patch", "statefulsets", func(clienttesting.Action) (bool, runtime.Object, error) {
 			return true, nil, errors.New("connection reset")
 		})
 		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).NotTo(Succeed())
+		stamped := 0
 		for _, a := range clientset.Actions() {
-			if patch, ok := a.(clienttesting.PatchAction); ok && a.GetResource().Resource == "networkpolicies" {
-				Expect(string(patch.GetPatch())).To(ContainSubstring(`"` + k8s.AnnotationDesiredAt + `":"` + now.Format(time.RFC3339Nano) + `"`))
+			switch a := a.(type) {
+			case clienttesting.CreateAction:
+				Expect(a.GetObject().(metav1.Object).GetAnnotations()).To(HaveKeyWithValue(k8s.AnnotationDesiredAt, now.Format(time.RFC3339Nano)))
+				stamped++
+			case clienttesting.PatchAction:
+				if a.GetResource().Resource == "secrets" {
+					Expect(string(a.GetPatch())).To(ContainSubstring(`"` + k8s.AnnotationDesiredAt + `":"` + now.Format(time.RFC3339Nano) + `"`))
+					stamped++
+				}
 			}
 		}
+		Expect(stamped).To(Equal(2), "the policy and the registry secret")
+	})
+
+	It("removes the policy it created when a secret cannot be written", func() {
+		clientset.PrependReactor("patch", "secrets", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("connection reset")
+		})
+		Expect(client.Desire(ctx, lagertest.NewTestLogger("desire"), bifrost.DesiredLRP(lrp))).NotTo(Succeed())
+		policies, err := clientset.NetworkingV1().NetworkPolicies(ns).List(ctx, metav1.ListOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(policies.Items).To(BeEmpty())
 	})
 
 	It("ensures on a re-desire what the existing StatefulSet owns, and leaves the StatefulSet as first desired", func() {

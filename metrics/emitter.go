@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,8 +51,15 @@ type Reporter struct {
 	interval   time.Duration
 	clock      clock.PassiveClock
 
-	// logSamples are the last log byte count seen per pod, for log_rate.
-	logSamples map[types.UID]logSample
+	// instances are what the reporter knows of every running app pod, by
+	// uid, and byName the same by namespace and name (how metrics-server
+	// names them). Only EmitOnce uses them; Run calls it from one goroutine.
+	instances map[types.UID]*instance
+	byName    map[podName]*instance
+	// pass numbers EmitOnce's calls, to forget the pods a pass did not see.
+	pass uint64
+	// running is the pods of one pass, kept to reuse its array.
+	running []*corev1.Pod
 
 	// problems logged once each until they go away, so a missing
 	// metrics-server or an RBAC denial is visible without flooding the log.
@@ -71,7 +77,8 @@ func NewReporter(logger lager.Logger, usage Usage, pods AppPods, emitter Emitter
 		namespaces: namespaces,
 		interval:   interval,
 		clock:      clock.RealClock{},
-		logSamples: map[types.UID]logSample{},
+		instances:  map[types.UID]*instance{},
+		byName:     map[podName]*instance{},
 		problems:   map[string]bool{},
 	}
 }
@@ -80,6 +87,42 @@ func NewReporter(logger lager.Logger, usage Usage, pods AppPods, emitter Emitter
 func (r *Reporter) WithClock(c clock.PassiveClock) *Reporter {
 	r.clock = c
 	return r
+}
+
+type podName struct{ namespace, name string }
+
+// instance is one running app pod: what its envelope takes from the pod,
+// derived once per pod version (at 250,000 instances, deriving it on every
+// pass cost more than the pass's interval), the usage this pass found, and
+// the state kept between passes.
+type instance struct {
+	uid             types.UID
+	name            podName
+	resourceVersion string
+	// seen is the last pass that listed the pod.
+	seen uint64
+
+	// From the pod. ok is false for a pod that gets no envelope (not one
+	// of Iris's app instances, or without an index).
+	ok         bool
+	sourceID   string
+	instanceID string
+	// tags are shared, read only, by every envelope of this pod version:
+	// nothing downstream writes an envelope's tags.
+	tags            map[string]string
+	memoryQuota     float64
+	diskQuota       float64
+	cpuRequestMilli int64
+	logRateLimit    float64
+
+	// This pass's usage.
+	usage containerUsage
+
+	// Between passes: the last log size, for log_rate, and whether the
+	// pod's missing metrics were logged.
+	logSample  logSample
+	logSampled bool
+	noMetrics  bool
 }
 
 // logSample is a container's log size at one time.
@@ -123,7 +166,8 @@ type containerUsage struct {
 // whose usage is known. Failures of one source are logged once and the
 // others are still emitted.
 func (r *Reporter) EmitOnce(ctx context.Context) {
-	var pods []*corev1.Pod
+	r.pass++
+	pods := r.running[:0]
 	nodes := map[string]bool{}
 	r.pods.EachAppPod(func(pod *corev1.Pod) {
 		if pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil && pod.Spec.NodeName != "" {
@@ -131,31 +175,36 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 			nodes[pod.Spec.NodeName] = true
 		}
 	})
+	defer func() {
+		// Keep the array, not the pods: deleted ones must not stay alive.
+		clear(pods)
+		r.running = pods[:0]
+	}()
+	instances := make([]*instance, len(pods))
+	for i, pod := range pods {
+		instances[i] = r.instance(pod)
+	}
+	r.forgetUnseen()
 	if len(pods) == 0 {
 		return
 	}
 
-	usage := map[types.UID]*containerUsage{}
-	byName := map[string]types.UID{}
-	for _, pod := range pods {
-		usage[pod.UID] = &containerUsage{}
-		byName[pod.Namespace+"/"+pod.Name] = pod.UID
-	}
 	for _, ns := range r.namespaces {
 		list, err := r.usage.PodMetrics(ctx, ns)
 		if r.problem("pod-metrics/"+ns, err) {
 			continue
 		}
-		for _, pm := range list {
-			u := usage[byName[pm.Namespace+"/"+pm.Name]]
-			if u == nil {
+		for i := range list {
+			pm := &list[i]
+			inst := r.byName[podName{pm.Namespace, pm.Name}]
+			if inst == nil {
 				continue
 			}
 			for _, c := range pm.Containers {
 				if c.Name == k8s.AppContainerName {
-					u.cpuNanoCores = c.Usage.Cpu().ScaledValue(resource.Nano)
-					u.memoryBytes = c.Usage.Memory().Value()
-					u.known = true
+					inst.usage.cpuNanoCores = nanoCores(c.Usage)
+					inst.usage.memoryBytes = quantityValue(c.Usage, corev1.ResourceMemory)
+					inst.usage.known = true
 				}
 			}
 		}
@@ -166,10 +215,11 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 			continue
 		}
 		for _, ps := range summary.Pods {
-			u := usage[types.UID(ps.PodRef.UID)]
-			if u == nil {
+			inst := r.instances[types.UID(ps.PodRef.UID)]
+			if inst == nil {
 				continue
 			}
+			u := &inst.usage
 			if ps.EphemeralStorage != nil && ps.EphemeralStorage.UsedBytes != nil {
 				u.diskBytes, u.diskKnown = int64(*ps.EphemeralStorage.UsedBytes), true
 			}
@@ -181,31 +231,142 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 		}
 	}
 
-	r.forgetPodsOtherThan(pods)
 	now := r.clock.Now()
-	for _, pod := range pods {
-		u := usage[pod.UID]
+	batch := make([]*loggregator_v2.Envelope, 0, emitBatch)
+	for _, inst := range instances {
+		u := inst.usage
+		inst.usage = containerUsage{}
 		if !u.known {
-			r.problem(podProblemKey(pod), fmt.Errorf("no metrics for pod yet"))
+			if !inst.noMetrics {
+				inst.noMetrics = true
+				r.problem(noMetricsPrefix+inst.name.namespace+"/"+inst.name.name, fmt.Errorf("no metrics for pod yet"))
+			}
 			continue
 		}
-		r.problem(podProblemKey(pod), nil)
-		if e := gauge(pod, u, r.logRate(pod.UID, u, now), now); e != nil {
-			r.emitter.Emit(e)
+		if inst.noMetrics {
+			inst.noMetrics = false
+			r.problem(noMetricsPrefix+inst.name.namespace+"/"+inst.name.name, nil)
+		}
+		logRate := inst.logRate(&u, now)
+		if !inst.ok {
+			continue
+		}
+		batch = append(batch, inst.gauge(&u, logRate, now))
+		if len(batch) == cap(batch) {
+			r.emitter.Emit(batch...)
+			batch = batch[:0]
 		}
 	}
+	if len(batch) > 0 {
+		r.emitter.Emit(batch...)
+	}
+}
+
+// emitBatch is how many envelopes EmitOnce hands the emitter at once.
+const emitBatch = 256
+
+// instance returns what the reporter knows of pod, derived afresh when the
+// pod is new or changed, and marks it seen by this pass.
+func (r *Reporter) instance(pod *corev1.Pod) *instance {
+	inst := r.instances[pod.UID]
+	if inst == nil {
+		inst = &instance{uid: pod.UID}
+		r.instances[pod.UID] = inst
+	}
+	if inst.resourceVersion != pod.ResourceVersion || inst.resourceVersion == "" {
+		inst.derive(pod)
+	}
+	// A pod's name outlives it (a StatefulSet's next pod takes it): the
+	// newest pod listed under a name is the one metrics-server means.
+	r.byName[inst.name] = inst
+	inst.seen = r.pass
+	return inst
+}
+
+// forgetUnseen drops the pods this pass did not list, and their problems.
+func (r *Reporter) forgetUnseen() {
+	var gone []string
+	for uid, inst := range r.instances {
+		if inst.seen == r.pass {
+			continue
+		}
+		delete(r.instances, uid)
+		if r.byName[inst.name] == inst {
+			delete(r.byName, inst.name)
+		}
+		if inst.noMetrics {
+			gone = append(gone, noMetricsPrefix+inst.name.namespace+"/"+inst.name.name)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, key := range gone {
+		delete(r.problems, key)
+	}
+}
+
+// derive takes from pod what its envelopes need.
+func (inst *instance) derive(pod *corev1.Pod) {
+	inst.name = podName{pod.Namespace, pod.Name}
+	inst.resourceVersion = pod.ResourceVersion
+	inst.ok = false
+	inst.tags = nil
+	src, ok := logs.SourceForPod(pod)
+	if !ok {
+		return
+	}
+	index, err := strconv.Atoi(pod.Labels[k8s.PodIndexLabel])
+	if err != nil {
+		return
+	}
+	var limits, requests corev1.ResourceList
+	for _, c := range pod.Spec.Containers {
+		if c.Name == k8s.AppContainerName {
+			limits, requests = c.Resources.Limits, c.Resources.Requests
+		}
+	}
+	inst.ok = true
+	// CC reads an OPI process's metrics by its process guid.
+	inst.sourceID = pod.Labels[k8s.LabelGUID]
+	inst.instanceID = strconv.Itoa(index)
+	inst.tags = src.Tags
+	inst.memoryQuota = float64(limits.Memory().Value())
+	inst.diskQuota = float64(limits.StorageEphemeral().Value())
+	inst.cpuRequestMilli = requests.Cpu().MilliValue()
+	inst.logRateLimit = logRateLimit(src)
+}
+
+// nanoCores is the CPU in usage, in nanocores; 0 when absent.
+func nanoCores(usage corev1.ResourceList) int64 {
+	q, ok := usage[corev1.ResourceCPU]
+	if !ok {
+		return 0
+	}
+	return q.ScaledValue(resource.Nano)
+}
+
+// quantityValue is the named quantity in usage; 0 when absent.
+func quantityValue(usage corev1.ResourceList, name corev1.ResourceName) int64 {
+	q, ok := usage[name]
+	if !ok {
+		return 0
+	}
+	return q.Value()
 }
 
 // logRate is the bytes per second the container logged since the previous
 // round: the growth of its log files in the kubelet's stats summary. 0 when
 // there is no earlier sample yet, the summary is not read
 // (metrics.disk_from_stats_summary off) or the log was rotated meanwhile.
-func (r *Reporter) logRate(uid types.UID, u *containerUsage, now time.Time) float64 {
+func (inst *instance) logRate(u *containerUsage, now time.Time) float64 {
 	if !u.logsKnown {
 		return 0
 	}
-	prev, seen := r.logSamples[uid]
-	r.logSamples[uid] = logSample{bytes: u.logBytes, at: now}
+	prev, seen := inst.logSample, inst.logSampled
+	inst.logSample, inst.logSampled = logSample{bytes: u.logBytes, at: now}, true
 	elapsed := now.Sub(prev.at).Seconds()
 	if !seen || elapsed <= 0 || u.logBytes < prev.bytes {
 		return 0
@@ -222,55 +383,59 @@ func logRateLimit(src logs.Source) float64 {
 	return float64(*src.LogRateLimit)
 }
 
-// gauge builds Diego's container metric envelope for pod. Quotas are the
-// container's limits; cpu is a percentage of one core; cpu_entitlement is
-// usage as a percentage of the CPU request, when there is one.
+// gaugeEnvelope is one gauge envelope with everything it points to, in
+// one allocation instead of eleven. The sender holds envelopes until
+// Loggregator has them, so each pass needs new ones.
+type gaugeEnvelope struct {
+	envelope loggregator_v2.Envelope
+	message  loggregator_v2.Envelope_Gauge
+	gauge    loggregator_v2.Gauge
+	values   [8]loggregator_v2.GaugeValue
+}
+
+// gauge builds Diego's container metric envelope for the instance. Quotas
+// are the container's limits; cpu is a percentage of one core;
+// cpu_entitlement is usage as a percentage of the CPU request, when there
+// is one.
 //
 // log_rate and log_rate_limit are always present: CC from 2022-08 on reads
 // the gauge only when it carries them and shows every stat as zero
 // otherwise. log_rate_limit is the limit the LRP asked for, which Iris's log
 // agent enforces, or -1 for unlimited, as Diego's executor reports it.
-func gauge(pod *corev1.Pod, u *containerUsage, logRate float64, now time.Time) *loggregator_v2.Envelope {
-	src, ok := logs.SourceForPod(pod)
-	if !ok {
-		return nil
-	}
-	index, err := strconv.Atoi(pod.Labels[k8s.PodIndexLabel])
-	if err != nil {
-		return nil
-	}
-	var limits, requests corev1.ResourceList
-	for _, c := range pod.Spec.Containers {
-		if c.Name == k8s.AppContainerName {
-			limits, requests = c.Resources.Limits, c.Resources.Requests
-		}
-	}
-	cpuPercent := float64(u.cpuNanoCores) / 1e7 // nanocores → % of one core
-	values := map[string]*loggregator_v2.GaugeValue{
-		"cpu":          {Unit: "percentage", Value: cpuPercent},
-		"memory":       {Unit: "bytes", Value: float64(u.memoryBytes)},
-		"disk":         {Unit: "bytes", Value: float64(u.diskBytes)},
-		"memory_quota": {Unit: "bytes", Value: float64(limits.Memory().Value())},
-		"disk_quota":   {Unit: "bytes", Value: float64(limits.StorageEphemeral().Value())},
+func (inst *instance) gauge(u *containerUsage, logRate float64, now time.Time) *loggregator_v2.Envelope {
+	g := &gaugeEnvelope{}
+	g.values = [8]loggregator_v2.GaugeValue{
+		{Unit: "percentage", Value: float64(u.cpuNanoCores) / 1e7}, // nanocores → % of one core
+		{Unit: "bytes", Value: float64(u.memoryBytes)},
+		{Unit: "bytes", Value: float64(u.diskBytes)},
+		{Unit: "bytes", Value: inst.memoryQuota},
+		{Unit: "bytes", Value: inst.diskQuota},
 		// Diego's executor reports both in bytes per second.
-		"log_rate":       {Unit: "B/s", Value: logRate},
-		"log_rate_limit": {Unit: "B/s", Value: logRateLimit(src)},
+		{Unit: "B/s", Value: logRate},
+		{Unit: "B/s", Value: inst.logRateLimit},
 	}
-	if request := requests.Cpu().MilliValue(); request > 0 {
-		values["cpu_entitlement"] = &loggregator_v2.GaugeValue{Unit: "percentage", Value: float64(u.cpuNanoCores) / 1e6 / float64(request) * 100}
+	values := make(map[string]*loggregator_v2.GaugeValue, len(g.values))
+	values["cpu"] = &g.values[0]
+	values["memory"] = &g.values[1]
+	values["disk"] = &g.values[2]
+	values["memory_quota"] = &g.values[3]
+	values["disk_quota"] = &g.values[4]
+	values["log_rate"] = &g.values[5]
+	values["log_rate_limit"] = &g.values[6]
+	if request := inst.cpuRequestMilli; request > 0 {
+		g.values[7] = loggregator_v2.GaugeValue{Unit: "percentage", Value: float64(u.cpuNanoCores) / 1e6 / float64(request) * 100}
+		values["cpu_entitlement"] = &g.values[7]
 	}
-	tags := make(map[string]string, len(src.Tags))
-	for k, v := range src.Tags {
-		tags[k] = v
+	g.gauge.Metrics = values
+	g.message.Gauge = &g.gauge
+	g.envelope = loggregator_v2.Envelope{
+		Timestamp:  now.UnixNano(),
+		SourceId:   inst.sourceID,
+		InstanceId: inst.instanceID,
+		Tags:       inst.tags,
+		Message:    &g.message,
 	}
-	return &loggregator_v2.Envelope{
-		Timestamp: now.UnixNano(),
-		// CC reads an OPI process's metrics by its process guid.
-		SourceId:   pod.Labels[k8s.LabelGUID],
-		InstanceId: strconv.Itoa(index),
-		Tags:       tags,
-		Message:    &loggregator_v2.Envelope_Gauge{Gauge: &loggregator_v2.Gauge{Metrics: values}},
-	}
+	return &g.envelope
 }
 
 // problem logs err once under key and reports whether there was one; a nil
@@ -292,31 +457,4 @@ func (r *Reporter) problem(key string, err error) bool {
 	return true
 }
 
-// forgetPodsOtherThan drops per-pod problems and log samples of pods that
-// are gone.
-func (r *Reporter) forgetPodsOtherThan(pods []*corev1.Pod) {
-	current := make(map[string]bool, len(pods))
-	for _, pod := range pods {
-		current[podProblemKey(pod)] = true
-	}
-	uids := make(map[types.UID]bool, len(pods))
-	for _, pod := range pods {
-		uids[pod.UID] = true
-	}
-	for uid := range r.logSamples {
-		if !uids[uid] {
-			delete(r.logSamples, uid)
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for key := range r.problems {
-		if strings.HasPrefix(key, noMetricsPrefix) && !current[key] {
-			delete(r.problems, key)
-		}
-	}
-}
-
 const noMetricsPrefix = "no-metrics/"
-
-func podProblemKey(pod *corev1.Pod) string { return noMetricsPrefix + pod.Namespace + "/" + pod.Name }

@@ -43,8 +43,8 @@ func (f *fakeUsage) StatsSummary(_ context.Context, node string) (*statsv1alpha1
 
 type podList []*corev1.Pod
 
-func (p podList) EachAppPod(fn func(*corev1.Pod)) {
-	for _, pod := range p {
+func (p *podList) EachAppPod(fn func(*corev1.Pod)) {
+	for _, pod := range *p {
 		fn(pod)
 	}
 }
@@ -103,7 +103,8 @@ var _ = Describe("Reporter", func() {
 	})
 
 	reporter := func(pods ...*corev1.Pod) *metrics.Reporter {
-		return metrics.NewReporter(logger, usage, podList(pods), out, []string{"ns1", "ns2"}, 15e9)
+		list := podList(pods)
+		return metrics.NewReporter(logger, usage, &list, out, []string{"ns1", "ns2"}, 15e9)
 	}
 
 	It("emits Diego's container metrics per instance under the process guid", func() {
@@ -184,5 +185,79 @@ var _ = Describe("Reporter", func() {
 		reporter(pod).EmitOnce(context.Background())
 		Expect(out.envelopes).To(BeEmpty())
 		Expect(usage.listings).To(BeZero())
+	})
+
+	It("takes a pod's tags and quotas once per pod version, and afresh when the pod changes", func() {
+		pod := appPod("ns1", "dora-0", "uid-0", "0")
+		pod.ResourceVersion = "1"
+		pod.Annotations = map[string]string{k8s.AnnotationLogRateLimit: "4096"}
+		r := reporter(pod)
+		r.EmitOnce(context.Background())
+
+		pod.Annotations[k8s.AnnotationLogRateLimit] = "8192"
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes[1].GetGauge().GetMetrics()["log_rate_limit"].Value).To(BeEquivalentTo(4096), "same resource version: the pod did not change")
+
+		pod.ResourceVersion = "2"
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes[2].GetGauge().GetMetrics()["log_rate_limit"].Value).To(BeEquivalentTo(8192))
+	})
+
+	It("builds new envelopes every pass: the sender may still hold the previous ones", func() {
+		r := reporter(appPod("ns1", "dora-0", "uid-0", "0"))
+		r.EmitOnce(context.Background())
+		usage.pods["ns1"] = []metricsv1beta1.PodMetrics{podMetrics("ns1", "dora-0", "100m", "200Mi")}
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes).To(HaveLen(2))
+		Expect(out.envelopes[0]).NotTo(BeIdenticalTo(out.envelopes[1]))
+		Expect(out.envelopes[0].GetGauge().GetMetrics()["memory"].Value).To(BeEquivalentTo(100 << 20))
+		Expect(out.envelopes[1].GetGauge().GetMetrics()["memory"].Value).To(BeEquivalentTo(200 << 20))
+	})
+
+	It("reports a pod that took over a name under its own uid, with its own log samples", func() {
+		logs := uint64(1000)
+		usage.summary["node-a"].Pods[0].Containers = []statsv1alpha1.ContainerStats{{Name: k8s.AppContainerName, Logs: &statsv1alpha1.FsStats{UsedBytes: &logs}}}
+		clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+		pods := podList{appPod("ns1", "dora-0", "uid-0", "0")}
+		r := metrics.NewReporter(logger, usage, &pods, out, []string{"ns1"}, 15e9).WithClock(clk)
+		r.EmitOnce(context.Background())
+
+		// The StatefulSet's next pod of the same name; the summary now
+		// names it and its log is larger than the old pod's.
+		pods[0] = appPod("ns1", "dora-0", "uid-new", "0")
+		pods[0].Annotations = map[string]string{k8s.AnnotationLogRateLimit: "10"}
+		usage.summary["node-a"].Pods[0].PodRef.UID = "uid-new"
+		logs = 4000
+		clk.Step(15 * time.Second)
+		r.EmitOnce(context.Background())
+		Expect(out.envelopes).To(HaveLen(2))
+		m := out.envelopes[1].GetGauge().GetMetrics()
+		Expect(m["log_rate_limit"].Value).To(BeEquivalentTo(10))
+		Expect(m["log_rate"].Value).To(BeZero(), "the new pod has no earlier sample")
+		Expect(m["memory"].Value).To(BeEquivalentTo(100<<20), "metrics-server names pods by name")
+	})
+
+	It("logs a pod without metrics once, its recovery once, and forgets it when it is gone", func() {
+		pods := podList{appPod("ns1", "dora-0", "uid-0", "0"), appPod("ns1", "new-0", "uid-9", "0")}
+		r := metrics.NewReporter(logger, usage, &pods, out, []string{"ns1"}, 15e9)
+		r.EmitOnce(context.Background())
+		r.EmitOnce(context.Background())
+		Expect(logger.LogMessages()).To(Equal([]string{"metrics.metrics.usage-unavailable"}))
+
+		usage.pods["ns1"] = append(usage.pods["ns1"], podMetrics("ns1", "new-0", "10m", "1Mi"))
+		r.EmitOnce(context.Background())
+		r.EmitOnce(context.Background())
+		Expect(logger.LogMessages()).To(Equal([]string{"metrics.metrics.usage-unavailable", "metrics.metrics.recovered"}))
+
+		// Gone while without metrics: nothing more is logged about it, and
+		// a pod of that name without metrics later is logged afresh.
+		usage.pods["ns1"] = usage.pods["ns1"][:1]
+		r.EmitOnce(context.Background())
+		pods = pods[:1]
+		r.EmitOnce(context.Background())
+		Expect(logger.LogMessages()).To(HaveLen(3))
+		pods = append(pods, appPod("ns1", "new-0", "uid-10", "0"))
+		r.EmitOnce(context.Background())
+		Expect(logger.LogMessages()).To(Equal([]string{"metrics.metrics.usage-unavailable", "metrics.metrics.recovered", "metrics.metrics.usage-unavailable", "metrics.metrics.usage-unavailable"}))
 	})
 })

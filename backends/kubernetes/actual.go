@@ -1,8 +1,10 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -55,15 +57,18 @@ func (b *Backend) ActualLRPs(ctx context.Context, logger lager.Logger, filter mo
 	return out, nil
 }
 
-// ActualLRPsByProcessGuids lists every instance of the named LRPs.
+// ActualLRPsByProcessGuids lists every instance of the named LRPs, ordered
+// by process guid and index: the guids are sorted, not the instances (CC
+// asks for a thousand LRPs' at once).
 func (b *Backend) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Logger, filter models.ActualLRPsByProcessGuidsFilter) ([]*models.ActualLRP, error) {
+	guids := slices.Clone(filter.ProcessGuids)
+	slices.Sort(guids)
 	var out []*models.ActualLRP
-	for _, guid := range filter.ProcessGuids {
+	for _, guid := range guids {
 		if sts := b.statefulSet(guid); sts != nil {
-			out = append(out, b.actualLRPs(sts)...)
+			out = b.appendActualLRPs(out, sts)
 		}
 	}
-	sortActual(out)
 	return out, nil
 }
 
@@ -107,24 +112,34 @@ func (b *Backend) RetireActualLRP(ctx context.Context, logger lager.Logger, key 
 // actualLRPs are the instances of one LRP: one per pod, and an UNCLAIMED
 // one for each desired index without a pod yet (BBS creates those at once).
 func (b *Backend) actualLRPs(sts *appsv1.StatefulSet) []*models.ActualLRP {
+	return b.appendActualLRPs(nil, sts)
+}
+
+// appendActualLRPs appends sts's instances (see actualLRPs) to out,
+// ordered by index.
+func (b *Backend) appendActualLRPs(out []*models.ActualLRP, sts *appsv1.StatefulSet) []*models.ActualLRP {
 	processGUID := sts.Annotations[k8s.AnnotationProcessGUID]
 	domain := sts.Annotations[AnnotationDomain]
-	seen := map[int32]bool{}
-	var out []*models.ActualLRP
+	replicas := ptr.Deref(sts.Spec.Replicas, 0)
+	first := len(out)
+	seen := make([]bool, max(replicas, 0))
 	for _, pod := range b.caches.PodsByProcessGUID(processGUID) {
 		if pod.Namespace != sts.Namespace {
 			continue
 		}
 		if inst, ok := k8s.ActualInstance(pod); ok {
-			seen[inst.Index] = true
+			if inst.Index >= 0 && inst.Index < replicas {
+				seen[inst.Index] = true
+			}
 			out = append(out, ActualLRP(inst, domain))
 		}
 	}
-	for i := int32(0); i < ptr.Deref(sts.Spec.Replicas, 0); i++ {
+	for i := int32(0); i < replicas; i++ {
 		if !seen[i] {
 			out = append(out, ActualLRP(workload.Instance{ProcessGUID: processGUID, Index: i, State: workload.InstanceUnclaimed}, domain))
 		}
 	}
+	slices.SortFunc(out[first:], func(a, b *models.ActualLRP) int { return cmp.Compare(a.Index, b.Index) })
 	return out
 }
 

@@ -173,6 +173,33 @@ var _ = Describe("Backend", func() {
 		Expect(other).To(BeEmpty())
 	})
 
+	It("lists the actual LRPs of several process guids ordered by guid and index", func() {
+		desire()
+		sts := desired()
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: sts.Name + "-1", Namespace: ns, UID: types.UID("pod-uid-1"),
+				Labels:      map[string]string{k8s.PodIndexLabel: "1", k8s.LabelSourceType: k8s.SourceTypeApp},
+				Annotations: sts.Spec.Template.Annotations,
+			},
+			Spec:   corev1.PodSpec{NodeName: "node-1", Containers: sts.Spec.Template.Spec.Containers},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionTrue}}},
+		}
+		_, err := clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+
+		Eventually(func(g Gomega) {
+			actual, err := backend.ActualLRPsByProcessGuids(ctx, logger, models.ActualLRPsByProcessGuidsFilter{ProcessGuids: []string{"zzz-unknown", processGUID, "aaa-unknown"}})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(actual).To(HaveLen(2))
+			g.Expect(actual[0].Index).To(BeEquivalentTo(0))
+			g.Expect(actual[0].State).To(Equal(models.ActualLRPStateUnclaimed))
+			g.Expect(actual[1].Index).To(BeEquivalentTo(1))
+			g.Expect(actual[1].State).To(Equal(models.ActualLRPStateClaimed))
+			g.Expect(actual[1].InstanceGuid).To(Equal("pod-uid-1"), "the pod's instance, after the unclaimed one")
+		}).Should(Succeed())
+	})
+
 	It("lists actual LRPs from pods (unclaimed where there is none) and publishes their events", func() {
 		desire()
 		sts := desired()

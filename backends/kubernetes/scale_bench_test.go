@@ -1,0 +1,298 @@
+package kubernetes_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	bbsclient "code.cloudfoundry.org/bbs"
+	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/google/uuid"
+	"github.com/tedsuo/ifrit"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+
+	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
+	"github.com/iris-cf/iris/bifrost"
+	"github.com/iris-cf/iris/bifrost/bbs"
+	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
+	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/k8s"
+	irismodels "github.com/iris-cf/iris/models"
+)
+
+// BenchmarkCCSyncAtScale answers CC's periodic sync and instance queries at
+// the scale: 100,000 BBS LRPs as CC desires them and 250,000
+// Running instances (2 or 3 per LRP) in the real informer caches (fed
+// through fake watches, with the informers' transforms and indexes), the
+// real BBS and OPI handlers served on a loopback HTTP server, and the real
+// clients decoding the answers:
+//
+//   - /v1/actual_lrps/list_by_process_guids for 1,000 guids, through the
+//     handler in process and over HTTP with the bbs client;
+//   - /v1/desired_lrp_scheduling_infos/list and /v1/desired_lrps/list
+//     (domain cf-apps) over HTTP with the bbs client;
+//   - OPI's GET /apps over HTTP, decoded as JSON.
+//
+// Each prints p50 and p99 over IRIS_BENCH_ROUNDS rounds (default 20) and
+// the load. Run on its own:
+//
+//	go test ./backends/kubernetes -run '^$' -bench CCSyncAtScale -benchtime 1x
+//
+// (IRIS_BENCH_LRPS for another LRP count; setup takes a few minutes and
+// about 3 GB).
+func BenchmarkCCSyncAtScale(b *testing.B) {
+	n, rounds := 100000, 20
+	if s := os.Getenv("IRIS_BENCH_LRPS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if s := os.Getenv("IRIS_BENCH_ROUNDS"); s != "" {
+		var err error
+		if rounds, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		benchmarkCCSync(b, n, rounds)
+	}
+}
+
+func benchmarkCCSync(b *testing.B, n, rounds int) {
+	const ns = "cf-workloads"
+	ctx := context.Background()
+	fixture := newScaleFixture(b, ns, n)
+	defer fixture.stop()
+	logger := lager.NewLogger("bench") // no sink: a test logger would keep every request's lines
+	backend, lrps := fixture.backend, fixture.lrps
+
+	setup := time.Now()
+	if _, err := backend.EncodedSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"}); err != nil {
+		b.Fatal(err)
+	}
+	firstList := time.Since(setup)
+
+	bbsHandler := bbs.NewHandler(logger, bbs.Backends{DesiredLRPs: backend, ActualLRPs: backend, Domains: bbs.NewDomainStore(clock.RealClock{})},
+		bbs.NewEventHub(logger, 0), 1<<20)
+	bbsServer := httptest.NewServer(bbsHandler)
+	defer bbsServer.Close()
+	opiServer := httptest.NewServer(bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps}, bifrost.Limits{MaxRequestBodyBytes: 1 << 20, MaxInFlightRequests: 10}))
+	defer opiServer.Close()
+	client, err := bbsclient.NewClientWithConfig(bbsclient.ClientConfig{URL: bbsServer.URL, RequestTimeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// 1,000 guids spread over the whole set, with their 2,500 instances.
+	guids := make([]string, 0, 1000)
+	wantInstances := 0
+	for i := 0; i < 1000 && i < n; i++ {
+		sts := fixture.statefulSets[i*(n/min(n, 1000))]
+		guids = append(guids, sts.Annotations[k8s.AnnotationProcessGUID])
+		wantInstances += int(ptr.Deref(sts.Spec.Replicas, 0))
+	}
+	fmt.Printf("CC sync at scale: %d BBS LRPs, %d Running instances in the informer caches; first scheduling-infos list after the start (decodes every LRP) %s; load %s\n",
+		n, fixture.instances, firstList.Round(time.Millisecond), loadAverage())
+
+	request, err := (&models.ActualLRPsByProcessGuidsRequest{ProcessGuids: guids}).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, "actual_lrps/list_by_process_guids, 1,000 guids, in process (handler, protobuf encoding)", rounds, func() (string, error) {
+		recorder := httptest.NewRecorder()
+		bbsHandler.ServeHTTP(recorder, httptest.NewRequest(http.MethodPost, "/v1/actual_lrps/list_by_process_guids", bytes.NewReader(request)))
+		if recorder.Code != http.StatusOK {
+			return "", fmt.Errorf("answered %d", recorder.Code)
+		}
+		response := &models.ActualLRPsByProcessGuidsResponse{}
+		if err := response.Unmarshal(recorder.Body.Bytes()); err != nil || response.Error != nil {
+			return "", fmt.Errorf("decoding: %v %v", err, response.Error)
+		}
+		if len(response.ActualLrps) != wantInstances {
+			return "", fmt.Errorf("answered %d of %d instances", len(response.ActualLrps), wantInstances)
+		}
+		return fmt.Sprintf("%d instances, %.0f KB", wantInstances, float64(recorder.Body.Len())/1e3), nil
+	})
+	report(b, "actual_lrps/list_by_process_guids, 1,000 guids, HTTP (bbs client)", rounds, func() (string, error) {
+		actual, err := client.ActualLRPsByProcessGuids(logger, "", guids)
+		if err != nil {
+			return "", err
+		}
+		if len(actual) != wantInstances {
+			return "", fmt.Errorf("answered %d of %d instances", len(actual), wantInstances)
+		}
+		return fmt.Sprintf("%d instances", len(actual)), nil
+	})
+	report(b, "desired_lrp_scheduling_infos/list, domain cf-apps, HTTP (bbs client)", rounds, func() (string, error) {
+		infos, err := client.DesiredLRPSchedulingInfos(logger, "", models.DesiredLRPFilter{Domain: "cf-apps"})
+		if err != nil {
+			return "", err
+		}
+		if len(infos) != n {
+			return "", fmt.Errorf("listed %d of %d", len(infos), n)
+		}
+		return fmt.Sprintf("%d infos, %.1f MB", n, float64((&models.DesiredLRPSchedulingInfosResponse{DesiredLrpSchedulingInfos: infos}).Size())/1e6), nil
+	})
+	report(b, "OPI GET /apps, HTTP (JSON decoded)", rounds, func() (string, error) {
+		resp, err := http.Get(opiServer.URL + "/apps")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		var list irismodels.DesiredLRPSchedulingInfosResponse
+		if err := json.Unmarshal(body, &list); err != nil {
+			return "", err
+		}
+		if len(list.DesiredLRPSchedulingInfos) != n {
+			return "", fmt.Errorf("listed %d of %d", len(list.DesiredLRPSchedulingInfos), n)
+		}
+		return fmt.Sprintf("%d LRPs, %.1f MB", n, float64(len(body))/1e6), nil
+	})
+	// Every whole LRP decoded from its record and encoded: over a minute at
+	// 100k on the shared machine, so last, with one timed round and a
+	// longer timeout.
+	slowClient, err := bbsclient.NewClientWithConfig(bbsclient.ClientConfig{URL: bbsServer.URL, RequestTimeout: 15 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, "desired_lrps/list, domain cf-apps, HTTP (bbs client)", 1, func() (string, error) {
+		lrps, err := slowClient.DesiredLRPs(logger, "", models.DesiredLRPFilter{Domain: "cf-apps"})
+		if err != nil {
+			return "", err
+		}
+		if len(lrps) != n {
+			return "", fmt.Errorf("listed %d of %d", len(lrps), n)
+		}
+		return fmt.Sprintf("%d LRPs", n), nil
+	})
+}
+
+// report times rounds calls of call (after one untimed warm-up) and
+// prints p50, p99 and the load.
+func report(b *testing.B, what string, rounds int, call func() (string, error)) {
+	detail, err := call()
+	if err != nil {
+		b.Fatalf("%s: %v", what, err)
+	}
+	lat := make([]time.Duration, 0, rounds)
+	cpu := processCPU()
+	for i := 0; i < rounds; i++ {
+		start := time.Now()
+		if _, err := call(); err != nil {
+			b.Fatalf("%s: %v", what, err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	perCall := (processCPU() - cpu) / time.Duration(rounds)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p := func(q int) time.Duration { return lat[min(len(lat)-1, len(lat)*q/100)] }
+	fmt.Printf("  %s: p50 %s p99 %s over %d rounds (%s); CPU per call, server and client, %s; load %s\n",
+		what, p(50).Round(100*time.Microsecond), p(99).Round(100*time.Microsecond), rounds, detail, perCall.Round(100*time.Microsecond), loadAverage())
+}
+
+// scaleFixture is n BBS LRPs, 2 or 3 Running instances each, in the real
+// informer caches, and the backend and LRP client over them.
+type scaleFixture struct {
+	caches       *k8s.Caches
+	backend      *bbsk8s.Backend
+	lrps         *k8s.LRPClient
+	statefulSets []*appsv1.StatefulSet
+	instances    int
+	stop         func()
+}
+
+func newScaleFixture(b *testing.B, ns string, n int) *scaleFixture {
+	builder := k8s.NewBuilder(config.Default().LRP)
+	stsWatch, podWatch := watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false)
+	clientset := fake.NewClientset()
+	clientset.PrependWatchReactor("*", func(action k8stesting.Action) (bool, watch.Interface, error) {
+		switch action.GetResource() {
+		case schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}:
+			return true, stsWatch, nil
+		case schema.GroupVersionResource{Version: "v1", Resource: "pods"}:
+			if selector := action.(k8stesting.WatchAction).GetWatchRestrictions().Labels.String(); selector == k8s.LabelSourceType+"="+k8s.SourceTypeApp {
+				return true, podWatch, nil
+			}
+		}
+		return true, watch.NewFake(), nil
+	})
+	caches, err := k8s.NewCaches(clientset, []string{ns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	logger := lager.NewLogger("bench")
+	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
+	lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
+	f := &scaleFixture{
+		caches:  caches,
+		backend: bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{}),
+		lrps:    lrps,
+		stop: func() {
+			process.Signal(os.Interrupt)
+			<-process.Wait()
+		},
+	}
+	created := time.Now().Add(-time.Hour)
+	for i := 0; i < n; i++ {
+		instances := 2 + i%2
+		lrp := bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), int32(instances), fmt.Sprintf("app-%d.example.com", i),
+			bbstest.Space{AppName: fmt.Sprintf("app-%d", i), SpaceGUID: uuid.NewString(), SpaceName: "dev", OrgGUID: uuid.NewString(), OrgName: "acme"})
+		w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		built, err := builder.Build(w, ns)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sts := built.StatefulSet
+		sts.UID, sts.ResourceVersion, sts.Generation = types.UID(uuid.NewString()), strconv.Itoa(i+1), 1
+		sts.CreationTimestamp = metav1.NewTime(created)
+		sts.Status = appsv1.StatefulSetStatus{Replicas: int32(instances), ReadyReplicas: int32(instances), AvailableReplicas: int32(instances),
+			CurrentRevision: sts.Name + "-6d5f8c7b9c", UpdateRevision: sts.Name + "-6d5f8c7b9c", ObservedGeneration: 1}
+		for index := 0; index < instances; index++ {
+			podWatch.Add(podOf(sts, index, f.instances))
+			f.instances++
+		}
+		stsWatch.Add(sts.DeepCopy())
+		f.statefulSets = append(f.statefulSets, sts)
+	}
+	waitFor(b, func() int { return countStatefulSets(caches) }, n)
+	waitFor(b, func() int { return countPods(caches) }, f.instances)
+	return f
+}
+
+func processCPU() time.Duration {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+}
