@@ -478,11 +478,16 @@ var _ = Describe("Helm chart", Ordered, func() {
 		}
 		Expect(can(iris, authorizationv1.ResourceAttributes{Group: "metrics.k8s.io", Resource: "pods", Verb: "list", Namespace: ns})).To(BeTrue())
 		// LRP objects are written with server-side apply (create and patch)
-		// and watched by the reconciler; nothing else is granted.
+		// and watched by the reconciler; nothing else is granted, but for
+		// the egress policy a desire creates and then hands to the apply
+		// manager by one update (get on a conflict): no power beyond patch
+		// and list.
 		for _, attrs := range []authorizationv1.ResourceAttributes{
 			{Group: "apps", Resource: "statefulsets", Verb: "patch"},
 			{Resource: "secrets", Verb: "watch"},
 			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "watch"},
+			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "update"},
+			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "get"},
 			{Group: "policy", Resource: "poddisruptionbudgets", Verb: "patch"},
 		} {
 			attrs.Namespace = ns
@@ -491,8 +496,7 @@ var _ = Describe("Helm chart", Ordered, func() {
 		for _, attrs := range []authorizationv1.ResourceAttributes{
 			{Resource: "pods", Verb: "get"},
 			{Resource: "secrets", Verb: "update"},
-			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "update"},
-			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "get"},
+			{Group: "networking.k8s.io", Resource: "networkpolicies", Verb: "deletecollection"},
 			{Group: "policy", Resource: "poddisruptionbudgets", Verb: "get"},
 		} {
 			attrs.Namespace = ns

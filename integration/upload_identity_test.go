@@ -274,7 +274,11 @@ func runRecipePodWithUploader(guid, identitySecret string) int {
 
 	args := hostArgs(container)
 	Expect(args).To(ContainElements("--upload-proxy", socket))
-	cmd := exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /tmp && exec "$@"`, "sh"}, args...)...)
+	// The stack's passwd has vcap, CC's run-action user: here it is the
+	// runner's own user, as in the pod (vcap is the pod's uid).
+	passwd := filepath.Join(dir, "passwd")
+	Expect(os.WriteFile(passwd, []byte(vcapIsRunnerPasswd), 0o644)).To(Succeed())
+	cmd := exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c", `mount -t tmpfs tmpfs /tmp && mount --bind "$0" /etc/passwd && exec "$@"`, passwd}, args...)...)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "CF_INSTANCE_GUID=" + string(pod.UID), "CF_INSTANCE_INTERNAL_IP=" + pod.Status.PodIP}
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
