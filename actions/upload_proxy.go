@@ -51,38 +51,47 @@ const maxRelayedResponseBytes = 64 << 10
 // are left out: the upload step fails on them before it sends anything.
 func (r *Recipe) UploadDestinations() []string {
 	var out []string
-	for _, action := range []*models.Action{r.Setup, r.Action, r.Monitor} {
-		collectUploads(action, &out)
-	}
+	r.EachAction(func(action *models.Action) {
+		if a := action.GetUploadAction(); a != nil {
+			if to, err := url.ParseRequestURI(a.To); err == nil {
+				out = append(out, to.String())
+			}
+		}
+	})
 	return out
 }
 
-func collectUploads(action *models.Action, out *[]string) {
+// EachAction calls fn with every action of the recipe's setup, action and
+// monitor, members after the action holding them, in order.
+func (r *Recipe) EachAction(fn func(*models.Action)) {
+	for _, action := range []*models.Action{r.Setup, r.Action, r.Monitor} {
+		eachAction(action, fn)
+	}
+}
+
+func eachAction(action *models.Action, fn func(*models.Action)) {
 	if action == nil {
 		return
 	}
+	fn(action)
 	switch a := action.GetValue().(type) {
-	case *models.UploadAction:
-		if to, err := url.ParseRequestURI(a.To); err == nil {
-			*out = append(*out, to.String())
-		}
 	case *models.TryAction:
-		collectUploads(a.Action, out)
+		eachAction(a.Action, fn)
 	case *models.EmitProgressAction:
-		collectUploads(a.Action, out)
+		eachAction(a.Action, fn)
 	case *models.TimeoutAction:
-		collectUploads(a.Action, out)
+		eachAction(a.Action, fn)
 	case *models.ParallelAction:
 		for _, m := range a.Actions {
-			collectUploads(m, out)
+			eachAction(m, fn)
 		}
 	case *models.SerialAction:
 		for _, m := range a.Actions {
-			collectUploads(m, out)
+			eachAction(m, fn)
 		}
 	case *models.CodependentAction:
 		for _, m := range a.Actions {
-			collectUploads(m, out)
+			eachAction(m, fn)
 		}
 	}
 }

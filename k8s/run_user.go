@@ -122,37 +122,11 @@ func (b *Builder) knownUser(user string) (uid int64, gid *int64, ok bool) {
 // action and monitor.
 func recipeRunUsers(recipe *actions.Recipe) []string {
 	var users []string
-	var walk func(*models.Action)
-	walk = func(action *models.Action) {
-		if action == nil {
-			return
-		}
-		switch a := action.GetValue().(type) {
-		case *models.RunAction:
+	recipe.EachAction(func(action *models.Action) {
+		if a := action.GetRunAction(); a != nil {
 			users = append(users, a.User)
-		case *models.TimeoutAction:
-			walk(a.Action)
-		case *models.TryAction:
-			walk(a.Action)
-		case *models.EmitProgressAction:
-			walk(a.Action)
-		case *models.SerialAction:
-			for _, m := range a.Actions {
-				walk(m)
-			}
-		case *models.ParallelAction:
-			for _, m := range a.Actions {
-				walk(m)
-			}
-		case *models.CodependentAction:
-			for _, m := range a.Actions {
-				walk(m)
-			}
 		}
-	}
-	walk(recipe.Setup)
-	walk(recipe.Action)
-	walk(recipe.Monitor)
+	})
 	return users
 }
 
