@@ -350,12 +350,13 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 // and reporters (components api and events), whose recipe pods run on the
 // real node: runner is Iris's pushed image, stack the image of the suite's
 // stack. It watches only ns (its Leases live there too), serves no ops
-// listener, and returns its BBS URL once the BBS front answers.
-func startRecipeIris(ns, runner, stack string) string {
+// listener, and returns its BBS URL once the BBS front answers. Each of
+// extra replaces its first string in the config with its second.
+func startRecipeIris(ns, runner, stack string, extra ...[2]string) string {
 	GinkgoHelper()
 	config := readFile(irisConfigFile)
 	bbsAddr := freeAddress()
-	for _, r := range [][2]string{
+	for _, r := range append([][2]string{
 		{"log_level: debug", "log_level: debug\ncomponents: [api, events]"},
 		{fmt.Sprintf("workloads_namespaces: [%q, %q]", namespace, otherNamespace), fmt.Sprintf("workloads_namespaces: [%q]", ns)},
 		{"  listen_address: " + strconv.Quote(strings.TrimPrefix(irisURL, "http://")), "  listen_address: " + strconv.Quote(freeAddress())},
@@ -364,7 +365,7 @@ func startRecipeIris(ns, runner, stack string) string {
 		{"  runner_image: " + strconv.Quote(testRunnerImage), "  runner_image: " + strconv.Quote(runner)},
 		{"  tls_listen_address: " + strconv.Quote(strings.TrimPrefix(bbsURL, "https://")), "  tls_listen_address: " + strconv.Quote(bbsAddr)},
 		{"    " + testStack + ": " + strconv.Quote(testStackImage), "    " + testStack + ": " + strconv.Quote(stack)},
-	} {
+	}, extra...) {
 		Expect(config).To(ContainSubstring(r[0]))
 		config = strings.Replace(config, r[0], r[1], 1)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -137,8 +138,21 @@ type mtlsUploader struct {
 
 func startMTLSUploader() *mtlsUploader {
 	GinkgoHelper()
+	return startMTLSUploaderOn("127.0.0.1:0")
+}
+
+// startMTLSUploaderOn is startMTLSUploader listening on listen (ip:port),
+// e.g. the real node's IP, which its server certificate names.
+func startMTLSUploaderOn(listen string) *mtlsUploader {
+	GinkgoHelper()
+	listener, err := net.Listen("tcp", listen)
+	Expect(err).NotTo(HaveOccurred())
+	host, _, err := net.SplitHostPort(listen)
+	Expect(err).NotTo(HaveOccurred())
+	ip := net.ParseIP(host)
+	Expect(ip).NotTo(BeNil(), "an IP to listen on: "+listen)
 	serverCA, clientCA := newCA("cc-uploader-server-ca"), newCA("cc-uploader-client-ca")
-	serverLeaf, err := serverCA.Issue("cc-uploader.service.cf.internal")
+	serverLeaf, err := serverCA.Issue("cc-uploader.service.cf.internal", ip)
 	Expect(err).NotTo(HaveOccurred())
 	serverCert, err := serverLeaf.TLSCertificate()
 	Expect(err).NotTo(HaveOccurred())
@@ -158,6 +172,8 @@ func startMTLSUploader() *mtlsUploader {
 		u.clients[r.TLS.PeerCertificates[0].Subject.CommonName] = true
 		w.WriteHeader(http.StatusCreated)
 	}))
+	u.Listener.Close()
+	u.Listener = listener
 	u.TLS = &tls.Config{
 		Certificates: []tls.Certificate{serverCert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,

@@ -366,6 +366,10 @@ type RecipeTaskOutcome struct {
 	Result        string `json:"result"`
 	// CompletedAt is when Iris first saw the task completed (Unix ns).
 	CompletedAt int64 `json:"completed_at"`
+	// exited: the task's container terminated (observed, not recorded).
+	// Its pod then finishes by itself: the kubelet stops the upload
+	// sidecar after it, and the Job completes.
+	exited bool
 }
 
 // RecipeTaskStatus is where a recipe task stands, read from its Job and
@@ -434,7 +438,9 @@ func observedOutcome(job *batchv1.Job, pods []*corev1.Pod) *RecipeTaskOutcome {
 	for _, pod := range pods {
 		for _, s := range pod.Status.ContainerStatuses {
 			if t := s.State.Terminated; s.Name == TaskContainerName && t != nil {
-				return terminatedOutcome(t)
+				outcome := terminatedOutcome(t)
+				outcome.exited = true
+				return outcome
 			}
 		}
 	}
@@ -526,7 +532,10 @@ func decodeOutcome(recorded string) (*RecipeTaskOutcome, error) {
 // RecordRecipeTaskOutcome writes outcome on the Job, and with resolving
 // also the start of its callback, in one patch. It also suspends the Job:
 // a pod the scheduler could not place must not run after its task was
-// reported failed. models.ErrNotFound if the Job is gone.
+// reported failed. Not where the task's container exited: the pod is
+// finishing by itself (a native sidecar, the upload proxy, is stopped by
+// the kubelet just after), and suspending would delete it and leave the
+// Job suspended, never complete. models.ErrNotFound if the Job is gone.
 func RecordRecipeTaskOutcome(ctx context.Context, clientset kubernetes.Interface, job *batchv1.Job, outcome *RecipeTaskOutcome, resolvingAt string) error {
 	recorded, err := json.Marshal(outcome)
 	if err != nil {
@@ -537,7 +546,7 @@ func RecordRecipeTaskOutcome(ctx context.Context, clientset kubernetes.Interface
 		annotations[AnnotationRecipeTaskResolving] = resolvingAt
 	}
 	patch := map[string]any{"metadata": map[string]any{"annotations": annotations}}
-	if _, finished := JobFinished(job); !finished {
+	if _, finished := JobFinished(job); !finished && !outcome.exited {
 		patch["spec"] = map[string]any{"suspend": true}
 	}
 	data, err := json.Marshal(patch)

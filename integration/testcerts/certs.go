@@ -58,8 +58,9 @@ type Leaf struct {
 }
 
 // Issue signs a certificate for cn valid for server and client use on
-// 127.0.0.1 and localhost.
-func (ca *CA) Issue(cn string) (*Leaf, error) {
+// 127.0.0.1 and localhost, and on ips (e.g. a node's IP, where pods reach
+// a server of the test).
+func (ca *CA) Issue(cn string, ips ...net.IP) (*Leaf, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -72,7 +73,7 @@ func (ca *CA) Issue(cn string) (*Leaf, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     []string{"localhost", cn},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:  append([]net.IP{net.ParseIP("127.0.0.1")}, ips...),
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
