@@ -31,6 +31,7 @@ import (
 	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -170,7 +171,7 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 	b.ReportMetric(perInstance, "heap-B/instance")
 	b.ReportMetric(float64(withPods)/(1<<20), "heap-MiB")
 	fmt.Printf("cache heap: %d LRPs, %d instances: heap %.1f MiB (empty caches %.1f MiB); %.0f B per LRP, %.0f B per instance; load %s\n",
-		n, n*instances, float64(withPods)/(1<<20), float64(empty)/(1<<20), perLRP, perInstance, loadAverage())
+		n, n*instances, float64(withPods)/(1<<20), float64(empty)/(1<<20), perLRP, perInstance, benchenv.LoadAverage())
 	// The summaries must outlive the measurement.
 	runtime.KeepAlive(backend)
 }
@@ -211,12 +212,8 @@ func liveHeap() uint64 {
 }
 
 func waitFor(b *testing.B, count func() int, want int) {
-	deadline := time.Now().Add(5 * time.Minute)
-	for count() < want {
-		if time.Now().After(deadline) {
-			b.Fatalf("cached %d of %d", count(), want)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := benchenv.WaitUntil(5*time.Minute, func() bool { return count() >= want }); err != nil {
+		b.Fatalf("cached %d of %d", count(), want)
 	}
 }
 
@@ -293,18 +290,4 @@ func podOf(sts *appsv1.StatefulSet, index, serial int) *corev1.Pod {
 		},
 	}
 	return pod
-}
-
-// loadAverage is the machine's 1-, 5- and 15-minute load, printed beside
-// every figure: the machine is shared.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return f[0] + " " + f[1] + " " + f[2]
 }

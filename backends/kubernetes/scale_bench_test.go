@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 	"github.com/iris-cf/iris/bifrost/bbs"
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 	irismodels "github.com/iris-cf/iris/models"
 )
@@ -112,7 +112,7 @@ func benchmarkCCSync(b *testing.B, n, rounds int) {
 		wantInstances += int(ptr.Deref(sts.Spec.Replicas, 0))
 	}
 	fmt.Printf("CC sync at scale: %d BBS LRPs, %d Running instances in the informer caches; first scheduling-infos list after the start (decodes every LRP) %s; load %s\n",
-		n, fixture.instances, firstList.Round(time.Millisecond), loadAverage())
+		n, fixture.instances, firstList.Round(time.Millisecond), benchenv.LoadAverage())
 
 	request, err := (&models.ActualLRPsByProcessGuidsRequest{ProcessGuids: guids}).Marshal()
 	if err != nil {
@@ -202,7 +202,7 @@ func report(b *testing.B, what string, rounds int, call func() (string, error)) 
 		b.Fatalf("%s: %v", what, err)
 	}
 	lat := make([]time.Duration, 0, rounds)
-	cpu := processCPU()
+	cpu := benchenv.ProcessCPU()
 	for i := 0; i < rounds; i++ {
 		start := time.Now()
 		if _, err := call(); err != nil {
@@ -210,11 +210,11 @@ func report(b *testing.B, what string, rounds int, call func() (string, error)) 
 		}
 		lat = append(lat, time.Since(start))
 	}
-	perCall := (processCPU() - cpu) / time.Duration(rounds)
+	perCall := (benchenv.ProcessCPU() - cpu) / time.Duration(rounds)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	p := func(q int) time.Duration { return lat[min(len(lat)-1, len(lat)*q/100)] }
 	fmt.Printf("  %s: p50 %s p99 %s over %d rounds (%s); CPU per call, server and client, %s; load %s\n",
-		what, p(50).Round(100*time.Microsecond), p(99).Round(100*time.Microsecond), rounds, detail, perCall.Round(100*time.Microsecond), loadAverage())
+		what, p(50).Round(100*time.Microsecond), p(99).Round(100*time.Microsecond), rounds, detail, perCall.Round(100*time.Microsecond), benchenv.LoadAverage())
 }
 
 // scaleFixture is n BBS LRPs, 2 or 3 Running instances each, in the real
@@ -287,12 +287,4 @@ func newScaleFixture(b *testing.B, ns string, n int) *scaleFixture {
 	waitFor(b, func() int { return countStatefulSets(caches) }, n)
 	waitFor(b, func() int { return countPods(caches) }, f.instances)
 	return f
-}
-
-func processCPU() time.Duration {
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
-		return 0
-	}
-	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
 }

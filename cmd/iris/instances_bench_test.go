@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/events"
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/metrics"
 	"github.com/iris-cf/iris/route"
@@ -194,7 +194,7 @@ func benchmarkInstances(b *testing.B, total, perLRP int) {
 	}
 
 	// Initial list: every pod added.
-	before, cpu := liveHeapMiB(), processCPU()
+	before, cpu := liveHeapMiB(), benchenv.ProcessCPU()
 	start := time.Now()
 	serial := 0
 	for _, l := range lrps {
@@ -204,7 +204,7 @@ func benchmarkInstances(b *testing.B, total, perLRP int) {
 		}
 	}
 	waitUntil(b, func() bool { n := 0; caches.EachAppPod(func(*corev1.Pod) { n++ }); return n == total })
-	addDuration, addCPU := time.Since(start), processCPU()-cpu
+	addDuration, addCPU := time.Since(start), benchenv.ProcessCPU()-cpu
 	withPods := liveHeapMiB()
 
 	// Metrics reporter: passes over every instance. The handlers may still
@@ -220,22 +220,22 @@ func benchmarkInstances(b *testing.B, total, perLRP int) {
 		waitIdle(b)
 		passes = append(passes, measureMetricsPass(func() { reporter.EmitOnce(context.Background()) }, &envelopes.n))
 	}
-	metricsLoad := loadAverage()
+	metricsLoad := benchenv.LoadAverage()
 	u.pods = nil
 
 	// What building the synthetic pods costs by itself, to tell it from
 	// the handlers' CPU below.
-	cpu = processCPU()
+	cpu = benchenv.ProcessCPU()
 	for _, l := range lrps {
 		for index := 0; index < perLRP; index++ {
 			_ = pod(l, index, 0, 0, true, 0)
 		}
 	}
-	generatorCPU := 2 * (processCPU() - cpu)
+	generatorCPU := 2 * (benchenv.ProcessCPU() - cpu)
 
 	// Updates: every instance not ready, then ready again (a rolling
 	// restart's flips), 1% with a crash.
-	cpu, start = processCPU(), time.Now()
+	cpu, start = benchenv.ProcessCPU(), time.Now()
 	published, logged := bus.published.Load(), envelopes.n.Load()
 	serial = 0
 	for _, ready := range []bool{false, true} {
@@ -258,9 +258,9 @@ func benchmarkInstances(b *testing.B, total, perLRP int) {
 		p := caches.Pod(ns, last.sts.Name+"-"+strconv.Itoa(perLRP-1))
 		return p != nil && p.ResourceVersion == lastRV
 	})
-	updateDuration, updateCPU := time.Since(start), processCPU()-cpu
+	updateDuration, updateCPU := time.Since(start), benchenv.ProcessCPU()-cpu
 	updates := 2 * total
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 
 	fmt.Printf("250k instances, in process (%d LRPs × %d instances; informer transform and indexes, route emitter, crash reporter, CELL logs, BBS event feed; load %s):\n", lrpCount, perLRP, load)
 	fmt.Printf("  initial list: %d pod adds in %s (%.0f/s), CPU %s (%.1f µs per pod); heap %.0f MiB -> %.0f MiB (%.0f B per instance)\n",
@@ -297,9 +297,9 @@ type metricsPass struct {
 func measureMetricsPass(pass func(), envelopes *atomic.Int64) metricsPass {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	sent, cpu, start := envelopes.Load(), processCPU(), time.Now()
+	sent, cpu, start := envelopes.Load(), benchenv.ProcessCPU(), time.Now()
 	pass()
-	p := metricsPass{wall: time.Since(start), cpu: processCPU() - cpu, envelopes: envelopes.Load() - sent}
+	p := metricsPass{wall: time.Since(start), cpu: benchenv.ProcessCPU() - cpu, envelopes: envelopes.Load() - sent}
 	runtime.ReadMemStats(&after)
 	p.mallocs, p.bytes = after.Mallocs-before.Mallocs, after.TotalAlloc-before.TotalAlloc
 	return p
@@ -311,9 +311,9 @@ func waitIdle(b *testing.B) {
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		runtime.GC()
-		cpu := processCPU()
+		cpu := benchenv.ProcessCPU()
 		time.Sleep(500 * time.Millisecond)
-		if processCPU()-cpu < 25*time.Millisecond {
+		if benchenv.ProcessCPU()-cpu < 25*time.Millisecond {
 			return
 		}
 	}
@@ -365,12 +365,8 @@ func benchPod(sts *appsv1.StatefulSet, template *corev1.PodSpec, index, serial, 
 }
 
 func waitUntil(b *testing.B, done func() bool) {
-	deadline := time.Now().Add(10 * time.Minute)
-	for !done() {
-		if time.Now().After(deadline) {
-			b.Fatal("the caches did not catch up within 10 minutes")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := benchenv.WaitUntil(10*time.Minute, done); err != nil {
+		b.Fatal("the caches did not catch up within 10 minutes")
 	}
 }
 
@@ -379,22 +375,4 @@ func liveHeapMiB() float64 {
 	runtime.GC()
 	runtime.ReadMemStats(&m)
 	return float64(m.HeapAlloc) / (1 << 20)
-}
-
-func processCPU() time.Duration {
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
-		return 0
-	}
-	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
-}
-
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	var one, five, fifteen string
-	fmt.Sscan(string(data), &one, &five, &fifteen)
-	return one + " " + five + " " + fifteen
 }

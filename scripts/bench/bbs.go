@@ -29,6 +29,7 @@ import (
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/integration/testcerts"
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -93,7 +94,7 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 	} else {
 		defer fmt.Printf("kept namespace %s and %s (-keep)\n", namespace, dir)
 	}
-	fmt.Printf("BBS benchmark in namespace %s; load %s\n", namespace, loadAverage())
+	fmt.Printf("BBS benchmark in namespace %s; load %s\n", namespace, benchenv.LoadAverage())
 
 	tlsFiles, err := writeBBSCerts(dir)
 	if err != nil {
@@ -141,7 +142,7 @@ func runBBS(ctx context.Context, o options, restConfig *rest.Config, kubeconfig 
 	}
 	if after, err := b.memory(); err == nil && b.pods > 0 {
 		b.results.add("Iris memory per cached instance (KWOK pods)", strconv.Itoa(b.pods)+" pods", "", "",
-			fmt.Sprintf("%s; %.0f B heap, %.0f B RSS per instance", after, (after.liveHeap-before.liveHeap)/float64(b.pods), (after.rss-before.rss)/float64(b.pods)), loadAverage())
+			fmt.Sprintf("%s; %.0f B heap, %.0f B RSS per instance", after, (after.liveHeap-before.liveHeap)/float64(b.pods), (after.rss-before.rss)/float64(b.pods)), benchenv.LoadAverage())
 	}
 	if bo.restart {
 		if err := b.restart(&iris); err != nil {
@@ -267,9 +268,9 @@ func (b *bbsBench) desireOverhead() error {
 	}
 	pods, early := order.check(viaIrisNames)
 	b.results.add("egress policy before instances (desire.r2 through Iris; watch revisions)", fmt.Sprintf("%d pods", pods), "", "",
-		fmt.Sprintf("%d pods created before their NetworkPolicy", early), loadAverage())
+		fmt.Sprintf("%d pods created before their NetworkPolicy", early), benchenv.LoadAverage())
 	fmt.Printf("order: of %d pods of LRPs desired through Iris, %d were created before their NetworkPolicy\n", pods, early)
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("desire.r2: %d through Iris and %d bare, %d clients, %d instances each, in %s; %d failed; load %s\n",
 		len(viaIris), len(direct), clients, b.o.instances, time.Since(start).Round(time.Millisecond), len(failures), load)
 	if len(failures) > 0 {
@@ -354,7 +355,7 @@ func (b *bbsBench) schedulingInfos(total int) error {
 			return err
 		}
 		fmt.Printf("setup: created %d StatefulSets (0 instances) and their NetworkPolicies straight through client-go in %s (%.0f LRPs/s); load %s\n",
-			missing, time.Since(start).Round(time.Millisecond), float64(missing)/time.Since(start).Seconds(), loadAverage())
+			missing, time.Since(start).Round(time.Millisecond), float64(missing)/time.Since(start).Seconds(), benchenv.LoadAverage())
 	}
 	want := b.desired + len(b.created)
 	start := time.Now()
@@ -393,7 +394,7 @@ func (b *bbsBench) schedulingInfos(total int) error {
 		}
 	}
 	irisCPU, clientCPU := cpu.perRequest(len(lat))
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("/v1/desired_lrp_scheduling_infos/list over %d LRPs: p50 %s p99 %s (%d requests, %.1f MB each, including the client's decoding); CPU per request: Iris %s, client %s; load %s\n",
 		want, percentile(lat, 50), percentile(lat, 99), len(lat), float64(bytes)/1e6, irisCPU, clientCPU, load)
 	b.results.add("/v1/desired_lrp_scheduling_infos/list (domain cf-apps)", strconv.Itoa(want)+" LRPs",
@@ -515,7 +516,7 @@ func (b *bbsBench) actualByProcessGuids() error {
 		}
 	}
 	b.pods = n
-	fmt.Printf("setup: %d LRPs scaled to 1 instance, all RUNNING in Iris's answer after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), loadAverage())
+	fmt.Printf("setup: %d LRPs scaled to 1 instance, all RUNNING in Iris's answer after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), benchenv.LoadAverage())
 
 	var lat []time.Duration
 	cpu := b.startCPU()
@@ -531,7 +532,7 @@ func (b *bbsBench) actualByProcessGuids() error {
 		}
 	}
 	irisCPU, clientCPU := cpu.perRequest(len(lat))
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("/v1/actual_lrps/list_by_process_guids for %d guids: p50 %s p99 %s (%d requests); CPU per request: Iris %s, client %s; load %s\n",
 		n, percentile(lat, 50), percentile(lat, 99), len(lat), irisCPU, clientCPU, load)
 	b.results.add("/v1/actual_lrps/list_by_process_guids", fmt.Sprintf("%d guids, %d pods, of %d LRPs", n, n, b.desired+len(b.created)),

@@ -22,6 +22,7 @@ import (
 	"github.com/iris-cf/iris/bifrost/bbs"
 	"github.com/iris-cf/iris/bifrost/bbs/bbsfakes"
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -294,7 +295,7 @@ func (b *bbsBench) eventsThroughCluster() error {
 	// The same deliveries measured from the API server's answer to the
 	// write: what the watch, Iris and the stream add.
 	fromAck := summarize(subs, lookup(ackedAt), int(sent.Load()), start)
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("events through the cluster: asked %d changes/s for %ds over %d pods; %d sent in %s = %.0f changes/s reached (%d failed%s), status patch p50 %s p99 %s; %d subscribers: %.0f–%.0f events/s each, lag from send p50 %s p99 %s, from the API server's answer p50 %s p99 %s, %d of %d changed events missing, %d streams ended; load %s\n",
 		b.bo.eventRate, b.bo.eventSeconds, len(targets), sent.Load(), driven.Round(time.Millisecond), reached, failed.Load(), errSuffix(&lastErr),
 		percentile(writes, 50), percentile(writes, 99),
@@ -379,7 +380,7 @@ func fanOutInProcess(ctx context.Context, results *resultTable, t bbsTLS, subscr
 		s.close()
 	}
 	st := summarize(subs, func(k string) (time.Time, bool) { at, ok := sentAt[k]; return at, ok }, published, start)
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("in-process fan-out: %d events at %.0f/s (asked %d/s) to %d subscribers: %.0f–%.0f events/s each, lag p50 %s p99 %s, %d of %d missing, %d streams cut; load %s\n",
 		published, float64(published)/driven.Seconds(), rate, len(subs), st.minRate, st.maxRate, percentile(st.lags, 50), percentile(st.lags, 99), st.drops, published*len(subs), st.cut, load)
 	results.add("events in-process: real hub + handler + mTLS server → 10 real clients (synthetic)",

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 	"github.com/iris-cf/iris/models"
 )
@@ -35,7 +35,7 @@ func runCrash(ctx context.Context, o options, clientset kubernetes.Interface, ku
 	// A PDB comes with more than one instance.
 	o.instances = max(o.instances, 2)
 	fmt.Printf("kill -9 benchmark: %d rounds of %d LRPs x %d instances, %d clients; load %s\n",
-		o.crashRounds, o.lrps, o.instances, o.clients, loadAverage())
+		o.crashRounds, o.lrps, o.instances, o.clients, benchenv.LoadAverage())
 	failedRounds := 0
 	for round := 1; round <= o.crashRounds; round++ {
 		ok, err := crashRound(ctx, o, clientset, kubeconfig, round)
@@ -47,7 +47,7 @@ func runCrash(ctx context.Context, o options, clientset kubernetes.Interface, ku
 		}
 	}
 	fmt.Printf("%d of %d rounds ended with every StatefulSet owning exactly its objects and nothing orphaned; load %s\n",
-		o.crashRounds-failedRounds, o.crashRounds, loadAverage())
+		o.crashRounds-failedRounds, o.crashRounds, benchenv.LoadAverage())
 	return nil
 }
 
@@ -279,17 +279,4 @@ func countOwned(ctx context.Context, clientset kubernetes.Interface, ns string) 
 func stopIris(iris *exec.Cmd) {
 	_ = iris.Process.Signal(syscall.SIGTERM)
 	_ = iris.Wait()
-}
-
-// loadAverage is the machine's 1, 5 and 15 minute load.
-func loadAverage() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	fields := strings.Fields(string(data))
-	if len(fields) < 3 {
-		return "unknown"
-	}
-	return strings.Join(fields[:3], " ")
 }

@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/iris-cf/iris/internal/benchenv"
 )
 
 // irisMemory is Iris's memory as its ops endpoint reports it: the heap the
@@ -85,7 +87,7 @@ func (b *bbsBench) memoryAt(total int) error {
 		other = fmt.Sprintf("slope from %d LRPs: %.0f B heap, %.0f B RSS per LRP", b.lastMemoryLRPs,
 			(m.liveHeap-b.lastMemory.liveHeap)/n, (m.rss-b.lastMemory.rss)/n)
 	}
-	b.results.add("Iris memory (KWOK cluster, 0 instances)", strconv.Itoa(total)+" LRPs", "", "", m.String()+"; "+other, loadAverage())
+	b.results.add("Iris memory (KWOK cluster, 0 instances)", strconv.Itoa(total)+" LRPs", "", "", m.String()+"; "+other, benchenv.LoadAverage())
 	fmt.Printf("Iris memory with %d LRPs cached: %s %s\n", total, m, other)
 	b.lastMemory, b.lastMemoryLRPs = m, total
 	return nil
@@ -126,7 +128,7 @@ func (b *bbsBench) restart(iris **exec.Cmd) error {
 		}
 	}
 	listed := time.Since(start)
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("start-up with %d LRPs and %d pods: BBS ping %s, first complete scheduling-infos list %s after the process started; load %s\n",
 		want, b.pods, pinged.Round(time.Millisecond), listed.Round(time.Millisecond), load)
 	b.results.add("start-up: process start to serving (informers synced)", fmt.Sprintf("%d LRPs, %d pods", want, b.pods),
@@ -171,7 +173,7 @@ func (b *bbsBench) steadyState() error {
 		}
 	}
 	sort.Strings(lines)
-	load := loadAverage()
+	load := benchenv.LoadAverage()
 	fmt.Printf("steady state, %s with nothing changing: %.0f requests other than watches (%.3f/s), %.0f watches re-opened; %s; load %s\n",
 		window, other, other/window.Seconds(), watches, strings.Join(lines, ", "), load)
 	b.results.add("steady state: API-server requests Iris makes (iris_kube_api_requests_total)", fmt.Sprintf("%s quiet", window),

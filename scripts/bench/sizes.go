@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/iris-cf/iris/config"
+	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -101,7 +102,7 @@ func runScale(ctx context.Context, o options, restConfig *rest.Config, kubeconfi
 	if err != nil {
 		return err
 	}
-	fmt.Printf("scale benchmark in namespace %s: sizes %v, %d writers, %d instances; load %s\n", ns.Name, so.sizes, so.writers, so.instances, loadAverage())
+	fmt.Printf("scale benchmark in namespace %s: sizes %v, %d writers, %d instances; load %s\n", ns.Name, so.sizes, so.writers, so.instances, benchenv.LoadAverage())
 	b := &bbsBench{
 		o: o, bo: bbsOptions{setupClients: so.writers, quietSeconds: so.quietSeconds}, ctx: ctx,
 		clientset: clientset, logger: lager.NewLogger("bench"), namespace: ns.Name,
@@ -121,7 +122,7 @@ func runScale(ctx context.Context, o options, restConfig *rest.Config, kubeconfi
 			rate := float64(made) / time.Since(start).Seconds()
 			fillRate = fmt.Sprintf("%.0f/s", rate)
 			fmt.Printf("fill: %d LRPs (StatefulSet at 0 instances + NetworkPolicy) in %s, %.0f LRPs/s; load %s\n",
-				made, time.Since(start).Round(time.Millisecond), rate, loadAverage())
+				made, time.Since(start).Round(time.Millisecond), rate, benchenv.LoadAverage())
 			if stopped {
 				// Measure what was reached rather than nothing.
 				fmt.Printf("fill: stopped after -scale-fill-timeout %s at %d of %d LRPs; measuring there, and no larger size\n", so.fillTimeout, len(b.created), n)
@@ -213,14 +214,14 @@ func (b *bbsBench) measureFresh(lrps int, keep bool) (sizeRow, *exec.Cmd, error)
 		}
 	}
 	row.listed = time.Since(start)
-	row.load = loadAverage()
+	row.load = benchenv.LoadAverage()
 	fmt.Printf("start-up with %d LRPs and %d pods: BBS ping %s, first complete scheduling-infos list %s after the process started; load %s\n",
 		lrps, b.pods, row.pinged.Round(time.Millisecond), row.listed.Round(time.Millisecond), row.load)
 	if row.memory, err = b.memoryAfterGC(); err != nil {
 		return row, nil, err
 	}
 	row.peakRSS = peakRSS(iris.Process.Pid)
-	fmt.Printf("Iris memory with %d LRPs and %d pods cached: %s, peak RSS %s; load %s\n", lrps, b.pods, row.memory, row.peakRSS, loadAverage())
+	fmt.Printf("Iris memory with %d LRPs and %d pods cached: %s, peak RSS %s; load %s\n", lrps, b.pods, row.memory, row.peakRSS, benchenv.LoadAverage())
 	if !keep {
 		return row, nil, nil
 	}
@@ -280,7 +281,7 @@ func (b *bbsBench) scaleToOne(n int) error {
 		return err
 	}
 	b.pods = n
-	fmt.Printf("fill: %d LRPs scaled to 1 instance, all pods Running after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), loadAverage())
+	fmt.Printf("fill: %d LRPs scaled to 1 instance, all pods Running after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), benchenv.LoadAverage())
 	return nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/iris-cf/iris/backends/spaces"
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
+	"github.com/iris-cf/iris/internal/benchenv"
 )
 
 // spacesOptions drive the per-space backends benchmark (-spaces).
@@ -65,7 +66,7 @@ func runSpaces(ctx context.Context, o options, restConfig *rest.Config, kubeconf
 		reportIrisErrors(filepath.Join(dir, "iris.log"))
 		_ = os.RemoveAll(dir)
 	}()
-	fmt.Printf("per-space backends benchmark in namespace %s; load %s\n", namespace, loadAverage())
+	fmt.Printf("per-space backends benchmark in namespace %s; load %s\n", namespace, benchenv.LoadAverage())
 	tlsFiles, err := writeBBSCerts(dir)
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func runSpaces(ctx context.Context, o options, restConfig *rest.Config, kubeconf
 		return nil
 	}
 
-	fmt.Printf("desiring %d LRPs (%d instances each) in space %s on Diego; load %s\n", so.lrps, so.instances, space, loadAverage())
+	fmt.Printf("desiring %d LRPs (%d instances each) in space %s on Diego; load %s\n", so.lrps, so.instances, space, benchenv.LoadAverage())
 	var made atomic.Int64
 	lrps := make([]*models.DesiredLRP, so.lrps)
 	for i := range lrps {
@@ -133,7 +134,7 @@ func runSpaces(ctx context.Context, o options, restConfig *rest.Config, kubeconf
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("desired %d LRPs on Diego through Iris in %s; load %s\n", made.Load(), time.Since(start).Round(time.Millisecond), loadAverage())
+	fmt.Printf("desired %d LRPs on Diego through Iris in %s; load %s\n", made.Load(), time.Since(start).Round(time.Millisecond), benchenv.LoadAverage())
 
 	all := so.lrps + 1
 	for _, to := range []spaces.Side{spaces.Kubernetes, spaces.Diego} {
@@ -145,7 +146,7 @@ func runSpaces(ctx context.Context, o options, restConfig *rest.Config, kubeconf
 			return err
 		}
 		fmt.Printf("migrated %d LRPs (%d instances each) to %s in %s (max_in_flight %d, interval %ds); load %s\n",
-			all, so.instances, to, time.Since(start).Round(time.Millisecond), so.inFlight, so.intervalS, loadAverage())
+			all, so.instances, to, time.Since(start).Round(time.Millisecond), so.inFlight, so.intervalS, benchenv.LoadAverage())
 	}
 	return nil
 }
@@ -199,7 +200,7 @@ func proxyLatency(viaIris, direct bbsclient.InternalClient, diegoGUID string, ro
 		}
 		fmt.Printf("%s, %d calls each: through Iris p50 %s p99 %s; straight to Diego p50 %s p99 %s; added p50 %s p99 %s; load %s\n",
 			c.name, rounds, percentile(throughIris, 50), percentile(throughIris, 99), percentile(straight, 50), percentile(straight, 99),
-			percentile(throughIris, 50)-percentile(straight, 50), percentile(throughIris, 99)-percentile(straight, 99), loadAverage())
+			percentile(throughIris, 50)-percentile(straight, 50), percentile(throughIris, 99)-percentile(straight, 99), benchenv.LoadAverage())
 	}
 	return nil
 }
