@@ -243,21 +243,7 @@ var _ = Describe("BBS recipes in real containers on the real node", Ordered, fun
 		}
 
 		body := oneCallback("/internal/v3/staging/" + guid + "/build_completed")
-		Expect(body).To(HaveKeyWithValue("task_guid", guid))
-		Expect(body).To(HaveKeyWithValue("failed", false), fmt.Sprint(body["failure_reason"]))
-		var result struct {
-			LifecycleType     string `json:"lifecycle_type"`
-			LifecycleMetadata struct {
-				DetectedBuildpack string `json:"detected_buildpack"`
-				BuildpackKey      string `json:"buildpack_key"`
-			} `json:"lifecycle_metadata"`
-			ProcessTypes map[string]string `json:"process_types"`
-		}
-		Expect(json.Unmarshal([]byte(body["result"].(string)), &result)).To(Succeed(), "the builder's result.json: %v", body["result"])
-		Expect(result.LifecycleType).To(Equal("buildpack"))
-		Expect(result.LifecycleMetadata.DetectedBuildpack).To(Equal("test"), "the buildpack's manifest language, as the builder found it")
-		Expect(result.LifecycleMetadata.BuildpackKey).To(Equal("test-buildpack-key"))
-		Expect(result.ProcessTypes).To(Equal(map[string]string{"web": "./server"}), "the buildpack's bin/release, run by the stack's sh")
+		expectTestBuildpackStaged(body, guid)
 
 		By("the droplet the builder wrote reached the blobstore, with the build artifacts cache")
 		droplet = blobs.upload("/v1/droplet/" + guid)
@@ -427,4 +413,26 @@ func watchTaskStates(client bbsclient.InternalClient, logger *lagertest.TestLogg
 		defer mu.Unlock()
 		return append([]taskSeen(nil), seen...)
 	}
+}
+
+// expectTestBuildpackStaged checks a staging callback body: the staging
+// guid succeeded with the result.json the test lifecycle's builder writes
+// for testBuildpack.
+func expectTestBuildpackStaged(body map[string]any, guid string) {
+	GinkgoHelper()
+	Expect(body).To(HaveKeyWithValue("task_guid", guid))
+	Expect(body).To(HaveKeyWithValue("failed", false), fmt.Sprint(body["failure_reason"]))
+	var result struct {
+		LifecycleType     string `json:"lifecycle_type"`
+		LifecycleMetadata struct {
+			DetectedBuildpack string `json:"detected_buildpack"`
+			BuildpackKey      string `json:"buildpack_key"`
+		} `json:"lifecycle_metadata"`
+		ProcessTypes map[string]string `json:"process_types"`
+	}
+	Expect(json.Unmarshal([]byte(body["result"].(string)), &result)).To(Succeed(), "the builder's result.json: %v", body["result"])
+	Expect(result.LifecycleType).To(Equal("buildpack"))
+	Expect(result.LifecycleMetadata.DetectedBuildpack).To(Equal("test"), "the buildpack's manifest language, as the builder found it")
+	Expect(result.LifecycleMetadata.BuildpackKey).To(Equal("test-buildpack-key"))
+	Expect(result.ProcessTypes).To(Equal(map[string]string{"web": "./server"}), "the buildpack's bin/release, run by the stack's sh")
 }

@@ -184,21 +184,7 @@ var _ = Describe("BBS staging with an upload identity in real containers on the 
 		Expect(ccRequestsTo(path)).To(HaveEach(HaveField("Body", Equal(accepted()[0].Body))), "every attempt told CC the same")
 		var body map[string]any
 		Expect(json.Unmarshal(accepted()[0].Body, &body)).To(Succeed())
-		Expect(body).To(HaveKeyWithValue("task_guid", guid))
-		Expect(body).To(HaveKeyWithValue("failed", false), fmt.Sprint(body["failure_reason"]))
-		var result struct {
-			LifecycleType     string `json:"lifecycle_type"`
-			LifecycleMetadata struct {
-				DetectedBuildpack string `json:"detected_buildpack"`
-				BuildpackKey      string `json:"buildpack_key"`
-			} `json:"lifecycle_metadata"`
-			ProcessTypes map[string]string `json:"process_types"`
-		}
-		Expect(json.Unmarshal([]byte(body["result"].(string)), &result)).To(Succeed(), "the builder's result.json: %v", body["result"])
-		Expect(result.LifecycleType).To(Equal("buildpack"))
-		Expect(result.LifecycleMetadata.DetectedBuildpack).To(Equal("test"))
-		Expect(result.LifecycleMetadata.BuildpackKey).To(Equal("test-buildpack-key"))
-		Expect(result.ProcessTypes).To(Equal(map[string]string{"web": "./server"}))
+		expectTestBuildpackStaged(body, guid)
 
 		By("droplet and cache reached the cc-uploader over mTLS, each once, every connection with the identity")
 		droplets := uploader.received("/v1/droplet/" + guid)
