@@ -91,6 +91,7 @@ func main() {
 	flag.IntVar(&o.scale.writers, "scale-writers", 64, "-scale: concurrent client-go writers filling the cluster")
 	flag.IntVar(&o.scale.quietSeconds, "scale-quiet-seconds", 60, "-scale: the quiet window the idle API-server requests are counted over, at the largest size")
 	flag.DurationVar(&o.scale.fillTimeout, "scale-fill-timeout", time.Hour, "-scale: longest fill before a size; past it, the size reached is measured as the largest")
+	flag.BoolVar(&o.scale.createPods, "scale-create-pods", false, "-scale: the cluster runs no StatefulSet controller (scripts/bench/run's bench cluster): create each instance's pod as the controller would")
 	flag.DurationVar(&o.scale.gcWait, "scale-gc-wait", 130*time.Second, "-scale: longest wait for a GC of Iris's after its first complete list before reading the live heap")
 	flag.Parse()
 	var err error

@@ -12,6 +12,7 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -42,6 +43,12 @@ type scaleOptions struct {
 	// is forced to GC every 2 minutes), so the live heap is what the
 	// caches hold, without the start-up's garbage.
 	gcWait time.Duration
+	// createPods: the cluster runs no StatefulSet controller (scripts/bench/run's
+	// bench cluster), so scaling to one instance also creates each pod as
+	// the controller would. Without the controller the fill makes two API
+	// writes per LRP instead of four (no ControllerRevision, no status
+	// update), and Iris reads neither.
+	createPods bool
 }
 
 // sizeRow is Iris, started fresh, with lrps LRPs and pods instances in
@@ -86,6 +93,9 @@ func runScale(ctx context.Context, o options, restConfig *rest.Config, kubeconfi
 	var rows []sizeRow
 	defer func() {
 		printSizes(rows)
+		for _, r := range sizeResults(rows) {
+			benchenv.EmitResult(r)
+		}
 		results.print()
 		if o.keep {
 			fmt.Printf("kept namespace %s and %s (-keep)\n", ns.Name, dir)
@@ -123,6 +133,8 @@ func runScale(ctx context.Context, o options, restConfig *rest.Config, kubeconfi
 			fillRate = fmt.Sprintf("%.0f/s", rate)
 			fmt.Printf("fill: %d LRPs (StatefulSet at 0 instances + NetworkPolicy) in %s, %.0f LRPs/s; load %s\n",
 				made, time.Since(start).Round(time.Millisecond), rate, benchenv.LoadAverage())
+			benchenv.EmitResult(benchenv.Result{Goal: fmt.Sprintf("bench fill to %d LRPs (StatefulSet + NetworkPolicy, %d writers)", n, so.writers),
+				Value: rate, Unit: "LRPs/s", Note: fmt.Sprintf("%d LRPs in %s", made, time.Since(start).Round(time.Second))})
 			if stopped {
 				// Measure what was reached rather than nothing.
 				fmt.Printf("fill: stopped after -scale-fill-timeout %s at %d of %d LRPs; measuring there, and no larger size\n", so.fillTimeout, len(b.created), n)
@@ -272,7 +284,11 @@ func (b *bbsBench) scaleToOne(n int) error {
 	start := time.Now()
 	scale := []byte(`{"spec":{"replicas":1}}`)
 	if err := parallel(b.bo.setupClients, n, func(i int) error {
-		_, err := b.clientset.AppsV1().StatefulSets(b.namespace).Patch(b.ctx, b.created[i].statefulSet, types.MergePatchType, scale, metav1.PatchOptions{})
+		sts, err := b.clientset.AppsV1().StatefulSets(b.namespace).Patch(b.ctx, b.created[i].statefulSet, types.MergePatchType, scale, metav1.PatchOptions{})
+		if err != nil || !b.o.scale.createPods {
+			return err
+		}
+		_, err = b.clientset.CoreV1().Pods(b.namespace).Create(b.ctx, controllerPod(sts, 0), metav1.CreateOptions{})
 		return err
 	}); err != nil {
 		return fmt.Errorf("scaling %d LRPs to one instance: %w", n, err)
@@ -283,6 +299,65 @@ func (b *bbsBench) scaleToOne(n int) error {
 	b.pods = n
 	fmt.Printf("fill: %d LRPs scaled to 1 instance, all pods Running after %s; load %s\n", n, time.Since(start).Round(time.Millisecond), benchenv.LoadAverage())
 	return nil
+}
+
+// sizeResults are the rows as result lines for scripts/bench/table:
+// start-up, heap and RSS at each size, and the slopes per LRP and per
+// instance against the issue's targets (4 KiB and 2 KiB of heap).
+func sizeResults(rows []sizeRow) []benchenv.Result {
+	var out []benchenv.Result
+	for i, r := range rows {
+		at := fmt.Sprintf("%d LRPs, %d pods (KWOK cluster)", r.lrps, r.pods)
+		note := "fill " + r.fillRate
+		if r.fillRate == "" {
+			note = ""
+		}
+		out = append(out,
+			benchenv.Result{Goal: "start-up: process start to serving (BBS ping, informers synced), " + at, Value: r.pinged.Seconds(), Unit: "s", Note: note, Load: r.load},
+			benchenv.Result{Goal: "start-up: process start to first complete scheduling-infos list, " + at, Value: r.listed.Seconds(), Unit: "s", Load: r.load},
+			benchenv.Result{Goal: "memory: Iris live heap, " + at, Value: r.memory.liveHeap / (1 << 20), Unit: "MiB", Load: r.load},
+			benchenv.Result{Goal: "memory: Iris RSS, " + at, Value: r.memory.rss / (1 << 20), Unit: "MiB", Note: "peak " + r.peakRSS, Load: r.load})
+		if i == 0 {
+			continue
+		}
+		prev := rows[i-1]
+		switch {
+		case r.lrps > prev.lrps && r.pods == prev.pods:
+			n := float64(r.lrps - prev.lrps)
+			out = append(out, benchenv.Result{
+				Goal:  fmt.Sprintf("memory: heap per cached LRP on the cluster (slope %d→%d LRPs)", prev.lrps, r.lrps),
+				Value: (r.memory.liveHeap - prev.memory.liveHeap) / n, Unit: "B", Target: 4096, Compare: benchenv.AtMost,
+				Note: fmt.Sprintf("RSS slope %.0f B per LRP", (r.memory.rss-prev.memory.rss)/n), Load: r.load})
+		case r.lrps == prev.lrps && r.pods > prev.pods:
+			n := float64(r.pods - prev.pods)
+			out = append(out, benchenv.Result{
+				Goal:  fmt.Sprintf("memory: heap per cached instance on the cluster (slope %d→%d KWOK pods)", prev.pods, r.pods),
+				Value: (r.memory.liveHeap - prev.memory.liveHeap) / n, Unit: "B", Target: 2048, Compare: benchenv.AtMost,
+				Note: fmt.Sprintf("RSS slope %.0f B per instance; the live-heap gauge is noisy at this size", (r.memory.rss-prev.memory.rss)/n), Load: r.load})
+		}
+	}
+	return out
+}
+
+// controllerPod is instance index of sts as the StatefulSet controller
+// creates it: the template with the pod's name, index and revision labels,
+// its hostname and subdomain, owned by the StatefulSet.
+func controllerPod(sts *appsv1.StatefulSet, index int) *corev1.Pod {
+	name := fmt.Sprintf("%s-%d", sts.Name, index)
+	pod := &corev1.Pod{
+		ObjectMeta: *sts.Spec.Template.ObjectMeta.DeepCopy(),
+		Spec:       *sts.Spec.Template.Spec.DeepCopy(),
+	}
+	pod.Name, pod.Namespace, pod.GenerateName = name, sts.Namespace, ""
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels[appsv1.StatefulSetPodNameLabel] = name
+	pod.Labels[appsv1.PodIndexLabel] = strconv.Itoa(index)
+	pod.Labels[appsv1.ControllerRevisionHashLabelKey] = sts.Name + "-bench"
+	pod.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}
+	pod.Spec.Hostname, pod.Spec.Subdomain = name, sts.Spec.ServiceName
+	return pod
 }
 
 // printSizes prints one row per measurement, the slope per LRP between
