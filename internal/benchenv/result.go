@@ -2,6 +2,7 @@ package benchenv
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -88,12 +89,14 @@ func WriteResult(w io.Writer, r Result) {
 		r.Time = time.Now()
 	}
 	r.Time = r.Time.UTC().Truncate(time.Second)
-	data, err := json.Marshal(r)
-	if err != nil { // a Result always marshals; NaN is the one way to fail
+	var data bytes.Buffer
+	encoder := json.NewEncoder(&data)
+	encoder.SetEscapeHTML(false) // "<=" stays readable in the logs
+	if err := encoder.Encode(r); err != nil { // NaN or an infinity is the one way to fail
 		fmt.Fprintf(w, "%s{\"goal\":%q,\"note\":%q}\n", ResultPrefix, r.Goal, "unencodable: "+err.Error())
 		return
 	}
-	fmt.Fprintf(w, "%s%s\n", ResultPrefix, data)
+	fmt.Fprintf(w, "%s%s", ResultPrefix, data.Bytes()) // Encode ends the line
 }
 
 // ParseResult finds a result line's JSON anywhere in line (after go test's

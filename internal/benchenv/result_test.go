@@ -21,6 +21,7 @@ var _ = Describe("result lines", func() {
 			Note: "100000 infos", Load: "1.00 2.00 3.00", Time: at.Add(400 * time.Millisecond)}
 		benchenv.WriteResult(&out, in)
 		Expect(out.String()).To(HavePrefix(benchenv.ResultPrefix))
+		Expect(out.String()).To(ContainSubstring(`"compare":"<="`))
 		Expect(strings.Count(out.String(), "\n")).To(Equal(1))
 
 		got, ok, err := benchenv.ParseResult(out.String())
@@ -115,24 +116,30 @@ var _ = Describe("the table", func() {
 			{Goal: "start-up, 50k", Value: 188.44, Unit: "s", Load: "1 2 3", Time: t0},
 		})
 		Expect(rows).To(Equal([][]string{
-			{"heap per LRP", "<= 4,096 B", "6,400 B (10k LRPs)", "1.56×", "**missed**", "17 18 19", "2026-12-02 06:00"},
+			{"heap per LRP", "<= 4,096 B", "6,400 B (10k LRPs)", "1.56×", "missed", "17 18 19", "2026-12-02 06:00"},
 			{"start-up, 50k", "", "188 s", "", "", "1 2 3", "2026-12-02 06:00"},
 		}))
 	})
 
-	It("writes a Markdown table with escaped cells and an aligned text table", func() {
-		results := []benchenv.Result{{Goal: "a|b", Value: 0.0123, Unit: "s", Load: "1 1 1", Time: t0}}
+	It("writes a Markdown table with escaped cells and a missed goal in bold, and an aligned text table", func() {
+		results := []benchenv.Result{
+			{Goal: "a|b", Value: 0.0123, Unit: "s", Load: "1 1 1", Time: t0},
+			{Goal: "c", Value: 2, Unit: "s", Target: 1, Compare: benchenv.AtMost, Load: "1 1 1", Time: t0},
+		}
 		var md, text bytes.Buffer
 		benchenv.WriteMarkdownTable(&md, results)
 		Expect(strings.Split(strings.TrimSpace(md.String()), "\n")).To(Equal([]string{
 			"| goal | target | measured | ratio | verdict | load 1/5/15 | date (UTC) |",
 			"|---|---|---|---|---|---|---|",
 			`| a\|b |  | 0.012 s |  |  | 1 1 1 | 2026-12-02 06:00 |`,
+			`| c | <= 1 s | 2 s | 2.00× | **missed** | 1 1 1 | 2026-12-02 06:00 |`,
 		}))
 		benchenv.WriteTextTable(&text, results)
 		lines := strings.Split(strings.TrimSpace(text.String()), "\n")
-		Expect(lines).To(HaveLen(2))
+		Expect(lines).To(HaveLen(3))
 		Expect(len([]rune(lines[0]))).To(Equal(len([]rune(lines[1]))))
+		Expect(len([]rune(lines[0]))).To(Equal(len([]rune(lines[2]))))
+		Expect(lines[2]).To(ContainSubstring("| missed "))
 	})
 
 	DescribeTable("values",

@@ -55,9 +55,6 @@ func TableRows(results []Result) [][]string {
 			ratio = fmt.Sprintf("%.2f×", x)
 		}
 		verdict := r.Verdict()
-		if verdict == "missed" {
-			verdict = "**missed**"
-		}
 		date := ""
 		if !r.Time.IsZero() {
 			date = r.Time.UTC().Format("2006-01-02 15:04")
@@ -109,6 +106,9 @@ func WriteMarkdownTable(w io.Writer, results []Result) {
 	for _, row := range TableRows(results) {
 		for i := range row {
 			row[i] = strings.ReplaceAll(row[i], "|", `\|`)
+		}
+		if row[4] == "missed" {
+			row[4] = "**missed**"
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
