@@ -91,7 +91,7 @@ func WriteResult(w io.Writer, r Result) {
 	r.Time = r.Time.UTC().Truncate(time.Second)
 	var data bytes.Buffer
 	encoder := json.NewEncoder(&data)
-	encoder.SetEscapeHTML(false) // "<=" stays readable in the logs
+	encoder.SetEscapeHTML(false)              // "<=" stays readable in the logs
 	if err := encoder.Encode(r); err != nil { // NaN or an infinity is the one way to fail
 		fmt.Fprintf(w, "%s{\"goal\":%q,\"note\":%q}\n", ResultPrefix, r.Goal, "unencodable: "+err.Error())
 		return
