@@ -34,13 +34,13 @@ type part struct {
 // parts are the goals, each measured by the benchmark that covers
 // it. The cluster parts bring up and take down a cluster of their own
 // (scripts/bench/run), never the shared one.
-func parts(scaleSizes string) []part {
+func parts(scaleSizes, bbsLRPs string) []part {
 	goBench := func(pkg, bench string, extra ...string) []string {
 		return append([]string{"go", "test", pkg, "-run", "^$", "-bench", bench, "-benchtime", "1x", "-timeout", "90m"}, extra...)
 	}
 	return []part{
 		{"desire", "desire.r2 against the bare writes, egress order, lists on the cluster (scripts/bench/run -bbs)",
-			[][]string{{"scripts/bench/run", "-bbs", "-bbs-lrps", "10000", "-bbs-desires", "100", "-bbs-event-seconds", "0"}}},
+			[][]string{{"scripts/bench/run", "-bbs", "-bbs-lrps", bbsLRPs, "-bbs-desires", "100", "-bbs-event-seconds", "0"}}},
 		{"memory", "heap per cached LRP and instance in process (CacheHeap)",
 			[][]string{goBench("./backends/kubernetes", "^BenchmarkCacheHeap$")}},
 		{"sync", "CC's sync calls over 100k LRPs and 250k instances in process (CCSyncAtScale)",
@@ -55,18 +55,19 @@ func parts(scaleSizes string) []part {
 func main() {
 	names := flag.String("parts", "desire,memory,sync,250k,startup", "comma-separated parts to run (none: only -from)")
 	scaleSizes := flag.String("scale-sizes", "1000,10000,50000", "LRP totals of the startup part")
+	bbsLRPs := flag.String("bbs-lrps", "1000", "LRP totals the desire part lists on the cluster (the 100k list goal is the sync part's, in process)")
 	logDir := flag.String("logs", "", "directory for the parts' logs and the table (default: a new one under $TMPDIR)")
 	from := flag.String("from", "", "comma-separated logs (globs) of earlier runs whose results join the table; this run's win per goal when newer")
 	markdown := flag.Bool("markdown", false, "print the table as Markdown (the README's) instead of aligned text")
 	flag.Parse()
-	if err := run(*names, *scaleSizes, *logDir, *from, *markdown); err != nil {
+	if err := run(parts(*scaleSizes, *bbsLRPs), *names, *logDir, *from, *markdown); err != nil {
 		fmt.Fprintf(os.Stderr, "table: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(names, scaleSizes, logDir, from string, markdown bool) error {
-	selected, err := selectParts(parts(scaleSizes), names)
+func run(all []part, names, logDir, from string, markdown bool) error {
+	selected, err := selectParts(all, names)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ func TestTable(t *testing.T) {
 }
 
 var _ = Describe("choosing parts", func() {
-	all := parts("1000,50000")
+	all := parts("1000,50000", "1000")
 
 	It("runs the named parts in the table's order, whatever order they are named in", func() {
 		got, err := selectParts(all, "startup, memory,250k")
