@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3/lagertest"
+	"k8s.io/utils/clock"
 
 	"github.com/iris-cf/iris/internal/benchenv"
 )
@@ -58,7 +59,7 @@ func BenchmarkReEmit250k(b *testing.B) {
 	bytesPerInstance := float64(after.HeapAlloc-before.HeapAlloc) / float64(lrps*instances)
 
 	bus := &countingBus{}
-	e := &Emitter{logger: lagertest.NewTestLogger("bench"), bus: bus, table: table, active: true}
+	e := &Emitter{logger: lagertest.NewTestLogger("bench"), bus: bus, table: table, active: true, clock: clock.RealClock{}}
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
