@@ -60,6 +60,7 @@ type sizeRow struct {
 	memory         irisMemory
 	peakRSS        string
 	load           string
+	at             time.Time // when the load was read
 }
 
 // runScale fills the local cluster with the objects a BBS desire makes, at
@@ -226,7 +227,7 @@ func (b *bbsBench) measureFresh(lrps int, keep bool) (sizeRow, *exec.Cmd, error)
 		}
 	}
 	row.listed = time.Since(start)
-	row.load = benchenv.LoadAverage()
+	row.load, row.at = benchenv.LoadAverage(), time.Now()
 	fmt.Printf("start-up with %d LRPs and %d pods: BBS ping %s, first complete scheduling-infos list %s after the process started; load %s\n",
 		lrps, b.pods, row.pinged.Round(time.Millisecond), row.listed.Round(time.Millisecond), row.load)
 	if row.memory, err = b.memoryAfterGC(); err != nil {
@@ -313,10 +314,10 @@ func sizeResults(rows []sizeRow) []benchenv.Result {
 			note = ""
 		}
 		out = append(out,
-			benchenv.Result{Goal: "start-up: process start to serving (BBS ping, informers synced), " + at, Value: r.pinged.Seconds(), Unit: "s", Note: note, Load: r.load},
-			benchenv.Result{Goal: "start-up: process start to first complete scheduling-infos list, " + at, Value: r.listed.Seconds(), Unit: "s", Load: r.load},
-			benchenv.Result{Goal: "memory: Iris live heap, " + at, Value: r.memory.liveHeap / (1 << 20), Unit: "MiB", Load: r.load},
-			benchenv.Result{Goal: "memory: Iris RSS, " + at, Value: r.memory.rss / (1 << 20), Unit: "MiB", Note: "peak " + r.peakRSS, Load: r.load})
+			benchenv.Result{Goal: "start-up: process start to serving (BBS ping, informers synced), " + at, Value: r.pinged.Seconds(), Unit: "s", Note: note, Load: r.load, Time: r.at},
+			benchenv.Result{Goal: "start-up: process start to first complete scheduling-infos list, " + at, Value: r.listed.Seconds(), Unit: "s", Load: r.load, Time: r.at},
+			benchenv.Result{Goal: "memory: Iris live heap, " + at, Value: r.memory.liveHeap / (1 << 20), Unit: "MiB", Load: r.load, Time: r.at},
+			benchenv.Result{Goal: "memory: Iris RSS, " + at, Value: r.memory.rss / (1 << 20), Unit: "MiB", Note: "peak " + r.peakRSS, Load: r.load, Time: r.at})
 		if i == 0 {
 			continue
 		}
@@ -327,13 +328,13 @@ func sizeResults(rows []sizeRow) []benchenv.Result {
 			out = append(out, benchenv.Result{
 				Goal:  fmt.Sprintf("memory: heap per cached LRP on the cluster (slope %d→%d LRPs)", prev.lrps, r.lrps),
 				Value: (r.memory.liveHeap - prev.memory.liveHeap) / n, Unit: "B", Target: 4096, Compare: benchenv.AtMost,
-				Note: fmt.Sprintf("RSS slope %.0f B per LRP", (r.memory.rss-prev.memory.rss)/n), Load: r.load})
+				Note: fmt.Sprintf("RSS slope %.0f B per LRP", (r.memory.rss-prev.memory.rss)/n), Load: r.load, Time: r.at})
 		case r.lrps == prev.lrps && r.pods > prev.pods:
 			n := float64(r.pods - prev.pods)
 			out = append(out, benchenv.Result{
 				Goal:  fmt.Sprintf("memory: heap per cached instance on the cluster (slope %d→%d KWOK pods)", prev.pods, r.pods),
 				Value: (r.memory.liveHeap - prev.memory.liveHeap) / n, Unit: "B", Target: 2048, Compare: benchenv.AtMost,
-				Note: fmt.Sprintf("RSS slope %.0f B per instance; the live-heap gauge is noisy at this size", (r.memory.rss-prev.memory.rss)/n), Load: r.load})
+				Note: fmt.Sprintf("RSS slope %.0f B per instance; the live-heap gauge is noisy at this size", (r.memory.rss-prev.memory.rss)/n), Load: r.load, Time: r.at})
 		}
 	}
 	return out
