@@ -39,8 +39,9 @@ func parts(scaleSizes, bbsLRPs string) []part {
 		return append([]string{"go", "test", pkg, "-run", "^$", "-bench", bench, "-benchtime", "1x", "-timeout", "90m"}, extra...)
 	}
 	return []part{
+		// Start-up and the idle requests are the startup part's (at 50k).
 		{"desire", "desire.r2 against the bare writes, egress order, lists on the cluster (scripts/bench/run -bbs)",
-			[][]string{{"scripts/bench/run", "-bbs", "-bbs-lrps", bbsLRPs, "-bbs-desires", "100", "-bbs-event-seconds", "0"}}},
+			[][]string{{"scripts/bench/run", "-bbs", "-bbs-lrps", bbsLRPs, "-bbs-desires", "100", "-bbs-event-seconds", "0", "-bbs-restart=false"}}},
 		{"memory", "heap per cached LRP and instance in process (CacheHeap)",
 			[][]string{goBench("./backends/kubernetes", "^BenchmarkCacheHeap$")}},
 		{"sync", "CC's sync calls over 100k LRPs and 250k instances in process (CCSyncAtScale)",
