@@ -12,3 +12,6 @@ func LeanAppObject(obj any) (any, error) { return newLeaner(clock.RealClock{}).t
 func NewLeanTransform(clock clock.PassiveClock) func(any) (any, error) {
 	return newLeaner(clock).transform
 }
+
+// ExposedPorts is exposedPorts, exported to the tests.
+var ExposedPorts = exposedPorts

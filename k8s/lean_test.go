@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -192,6 +193,52 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(lean(pod(later, ready, containersReady, scheduled))).To(Equal([]corev1.PodCondition{later, ready, scheduled}))
 		Expect(lean(pod(initialized))).To(Equal([]corev1.PodCondition{initialized}))
 		Expect(lean(pod())).To(BeEmpty())
+	})
+
+	It("keeps the app container's ports only in the ports annotation when it says the same, and drops the revision names", func() {
+		sts := func(annotation string, ports ...corev1.ContainerPort) *appsv1.StatefulSet {
+			m := meta()
+			m.Annotations[k8s.AnnotationPorts] = annotation
+			return &appsv1.StatefulSet{ObjectMeta: m,
+				Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: k8s.AppContainerName, Image: "app:1", Ports: ports}},
+				}}},
+				Status: appsv1.StatefulSetStatus{Replicas: 1, CurrentRevision: "dora-1", UpdateRevision: "dora-2"},
+			}
+		}
+		tcp := func(port int32) corev1.ContainerPort {
+			return corev1.ContainerPort{ContainerPort: port, Protocol: corev1.ProtocolTCP}
+		}
+		for _, c := range []struct {
+			sts  *appsv1.StatefulSet
+			kept bool
+		}{
+			{sts("[8080,9090]", tcp(8080), tcp(9090)), false},
+			{sts("[8080]", tcp(8080), tcp(9090)), true},
+			{sts("[9090,8080]", tcp(8080), tcp(9090)), true},
+			{sts("null", tcp(8080)), true}, // no ports desired: the builder's default
+			{sts("[8080]", corev1.ContainerPort{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}), true},
+			{sts("[8080]", corev1.ContainerPort{ContainerPort: 8080, Protocol: corev1.ProtocolUDP}), true},
+			{sts("not json", tcp(8080)), true},
+		} {
+			want := k8s.ExposedPorts(c.sts)
+			obj, err := k8s.LeanAppObject(c.sts.DeepCopy())
+			Expect(err).NotTo(HaveOccurred())
+			lean := obj.(*appsv1.StatefulSet)
+			Expect(k8s.ExposedPorts(lean)).To(Equal(want), c.sts.Annotations[k8s.AnnotationPorts])
+			Expect(lean.Spec.Template.Spec.Containers).To(HaveLen(map[bool]int{true: 1, false: 0}[c.kept]), c.sts.Annotations[k8s.AnnotationPorts])
+			Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 1}))
+		}
+	})
+
+	It("names an owner reference with its object's name when they are equal, without a copy", func() {
+		policy := &networkingv1.NetworkPolicy{ObjectMeta: meta()}
+		policy.OwnerReferences[0].Name = strings.Clone(policy.Name)
+		obj, err := k8s.LeanAppObject(policy)
+		Expect(err).NotTo(HaveOccurred())
+		lean := obj.(*networkingv1.NetworkPolicy)
+		Expect(lean.OwnerReferences[0].Name).To(Equal(lean.Name))
+		Expect(unsafe.StringData(lean.OwnerReferences[0].Name)).To(BeIdenticalTo(unsafe.StringData(lean.Name)))
 	})
 
 	It("shares equal labels and selectors among an LRP's objects and equal annotations among its pods, for two generations", func() {

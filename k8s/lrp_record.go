@@ -33,17 +33,23 @@ func compactRecord(encoded string) string {
 // BBSDesiredLRPRecord is the protobuf DesiredLRP a BBS StatefulSet stores,
 // from a cached StatefulSet (compact) or one read from the API (base64).
 func BBSDesiredLRPRecord(sts *appsv1.StatefulSet) ([]byte, error) {
-	value := sts.Annotations[AnnotationBBSDesiredLRP]
+	return DecodeBBSDesiredLRPRecord(sts.Annotations[AnnotationBBSDesiredLRP], sts.Namespace+"/"+sts.Name)
+}
+
+// DecodeBBSDesiredLRPRecord is BBSDesiredLRPRecord from the annotation's
+// value, for readers that keep the value (the same string as the cache's)
+// rather than the StatefulSet; owner names it in errors.
+func DecodeBBSDesiredLRPRecord(value, owner string) ([]byte, error) {
 	if compact, ok := strings.CutPrefix(value, compactRecordPrefix); ok {
 		raw, err := s2.Decode(nil, []byte(compact))
 		if err != nil {
-			return nil, fmt.Errorf("decompressing %s of %s/%s: %w", AnnotationBBSDesiredLRP, sts.Namespace, sts.Name, err)
+			return nil, fmt.Errorf("decompressing %s of %s: %w", AnnotationBBSDesiredLRP, owner, err)
 		}
 		return raw, nil
 	}
 	raw, err := base64.StdEncoding.DecodeString(value)
 	if err != nil {
-		return nil, fmt.Errorf("decoding %s of %s/%s: %w", AnnotationBBSDesiredLRP, sts.Namespace, sts.Name, err)
+		return nil, fmt.Errorf("decoding %s of %s: %w", AnnotationBBSDesiredLRP, owner, err)
 	}
 	return raw, nil
 }
