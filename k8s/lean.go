@@ -32,7 +32,8 @@ import (
 //     (exposedPorts; none when its ports annotation says the same), the
 //     image pull secrets (RegistrySecretName) and the recipe Secret's
 //     volume (RecipeSecretName); its status but the revision names; the
-//     BBS LRP record compressed (BBSDesiredLRPRecord reads it);
+//     BBS LRP record compressed, with its scheduling info (BBSDesiredLRPRecord
+//     and CachedSchedulingInfo read them);
 //   - a pod: no owner references; the node, the restart policy, each
 //     container's name, ports and resources (instances' ports, the metrics
 //     gauge's quotas), each init container's name; its status, without the
@@ -184,7 +185,7 @@ func resourceKey(r corev1.ResourceRequirements) string {
 func leanStatefulSet(sts *appsv1.StatefulSet) {
 	leanMeta(&sts.ObjectMeta)
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
-		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record)
+		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record, sts.Spec.Replicas)
 	}
 	var containers []corev1.Container
 	for _, c := range sts.Spec.Template.Spec.Containers {

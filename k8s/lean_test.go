@@ -2,11 +2,13 @@ package k8s_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"time"
 	"unsafe"
 
+	bbsmodels "code.cloudfoundry.org/bbs/models"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -172,6 +174,48 @@ var _ = Describe("the app informers' transform", func() {
 
 		_, err = k8s.BBSDesiredLRPRecord(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: "%%%"}}})
 		Expect(err).To(MatchError(ContainSubstring("decoding cloudfoundry.org/bbs_desired_lrp of /dora")))
+	})
+
+	It("keeps a DesiredLRP record with its scheduling info, the StatefulSet's replicas its instances, and reads both back", func() {
+		routes := json.RawMessage(`[{"hostnames":["dora.example.com"],"port":8080}]`)
+		lrp := &bbsmodels.DesiredLRP{
+			ProcessGuid: "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", Domain: "cf-apps",
+			LogGuid: "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01", Instances: 2, MemoryMb: 256, DiskMb: 1024, RootFs: "docker:///cloudfoundry/dora",
+			Annotation: "1764583200.0", Routes: &bbsmodels.Routes{"cf-router": &routes}, PlacementTags: []string{"segment-a"},
+			ModificationTag: &bbsmodels.ModificationTag{Epoch: "epoch", Index: 3},
+			MetricTags:      map[string]*bbsmodels.MetricTagValue{"app_name": {Static: "dora"}},
+			Action:          bbsmodels.WrapAction(&bbsmodels.RunAction{Path: "/tmp/lifecycle/launcher", User: "vcap"}),
+		}
+		record, err := lrp.Marshal()
+		Expect(err).NotTo(HaveOccurred())
+		fromAPI := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "dora", Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: base64.StdEncoding.EncodeToString(record)}},
+			Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To[int32](5)},
+		}
+		_, ok := k8s.CachedSchedulingInfo(fromAPI)
+		Expect(ok).To(BeFalse(), "the API's form carries none")
+
+		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
+		Expect(err).NotTo(HaveOccurred())
+		cached := obj.(*appsv1.StatefulSet)
+		raw, err := k8s.BBSDesiredLRPRecord(cached)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(record))
+		encoded, ok := k8s.CachedSchedulingInfo(cached)
+		Expect(ok).To(BeTrue())
+		info := &bbsmodels.DesiredLRPSchedulingInfo{}
+		Expect(info.Unmarshal(encoded)).To(Succeed())
+		scaled := *lrp
+		scaled.Instances = 5
+		want := scaled.DesiredLRPSchedulingInfo()
+		Expect(info.Equal(&want)).To(BeTrue(), "%v", info)
+		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)+len(encoded)), "the record is compressed against the info")
+
+		corrupt := cached.DeepCopy()
+		value := corrupt.Annotations[k8s.AnnotationBBSDesiredLRP]
+		corrupt.Annotations[k8s.AnnotationBBSDesiredLRP] = value[:len(value)-5]
+		_, err = k8s.BBSDesiredLRPRecord(corrupt)
+		Expect(err).To(MatchError(ContainSubstring("decompressing cloudfoundry.org/bbs_desired_lrp of /dora")))
 	})
 
 	It("keeps of a pod's conditions Ready, PodScheduled and the newest other transition if it is newer", func() {

@@ -29,7 +29,9 @@ type lrpSummaries struct {
 	entries map[types.UID]*lrpSummary
 }
 
-// lrpSummary is what the lists read of one LRP, kept protobuf-encoded:
+// lrpSummary is what the lists read of one LRP, kept protobuf-encoded
+// (the cache's own bytes when the cached record carries them, see
+// k8s.CachedSchedulingInfo):
 // encoding the 100,000 infos of CC's sync on every call cost about half of
 // the list, and the encoded infos take a third of the decoded structs'
 // heap (a foundation's LRPs are all cached at once). Shared by every list
@@ -136,22 +138,34 @@ func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, e
 		}
 		s.mu.Unlock()
 	}
-	lrp, err := desiredLRPFromStatefulSet(sts)
-	if err != nil {
-		return nil, err
-	}
 	entry := &lrpSummary{
 		resourceVersion: sts.ResourceVersion,
 		seen:            pass,
-		processGUID:     lrp.ProcessGuid,
 		record:          sts.Annotations[k8s.AnnotationBBSDesiredLRP],
 	}
-	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == lrp.ProcessGuid {
-		entry.processGUID = guid // shared with the cache, not a second copy
+	var processGUID string
+	if encoded, ok := k8s.CachedSchedulingInfo(sts); ok {
+		// The cache encoded it with the record (see k8s.CachedSchedulingInfo):
+		// the entry shares its bytes, and only the key is decoded.
+		key := &models.DesiredLRPSchedulingInfo{}
+		if err := key.Unmarshal(encoded); err != nil {
+			return nil, fmt.Errorf("decoding the cached scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+		}
+		entry.schedulingEncoded, processGUID = encoded, key.ProcessGuid
+	} else {
+		lrp, err := desiredLRPFromStatefulSet(sts)
+		if err != nil {
+			return nil, err
+		}
+		scheduling := lrp.DesiredLRPSchedulingInfo()
+		if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
+			return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+		}
+		processGUID = lrp.ProcessGuid
 	}
-	scheduling := lrp.DesiredLRPSchedulingInfo()
-	if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
-		return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+	entry.processGUID = processGUID
+	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == processGUID {
+		entry.processGUID = guid // shared with the cache, not a second copy
 	}
 	if cacheable {
 		s.mu.Lock()
