@@ -15,3 +15,9 @@ func NewLeanTransform(clock clock.PassiveClock) func(any) (any, error) {
 
 // ExposedPorts is exposedPorts, exported to the tests.
 var ExposedPorts = exposedPorts
+
+// NewStringShareTable is a share table of strings with hashes of the
+// test's choosing (to make them collide).
+func NewStringShareTable(clock clock.PassiveClock) func(hash uint64, v string) string {
+	return newShareTable(clock, func(a, b string) bool { return a == b }).share
+}

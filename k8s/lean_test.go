@@ -347,6 +347,20 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
 	})
 
+	It("shares values whose hashes collide, each with its equals, for two generations", func() {
+		clock := clocktesting.NewFakePassiveClock(time.Unix(0, 0))
+		share := k8s.NewStringShareTable(clock)
+		a, b, c := share(1, strings.Clone("a")), share(1, strings.Clone("b")), share(2, strings.Clone("c"))
+		Expect(unsafe.StringData(share(1, strings.Clone("a")))).To(BeIdenticalTo(unsafe.StringData(a)))
+		Expect(unsafe.StringData(share(1, strings.Clone("b")))).To(BeIdenticalTo(unsafe.StringData(b)))
+		Expect(unsafe.StringData(share(2, strings.Clone("c")))).To(BeIdenticalTo(unsafe.StringData(c)))
+		clock.SetTime(time.Unix(0, 0).Add(10 * time.Minute))
+		Expect(unsafe.StringData(share(1, strings.Clone("b")))).To(BeIdenticalTo(unsafe.StringData(b)), "from the previous generation")
+		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
+		Expect(unsafe.StringData(share(1, strings.Clone("b")))).To(BeIdenticalTo(unsafe.StringData(b)), "used in the last generation")
+		Expect(unsafe.StringData(share(1, strings.Clone("a")))).NotTo(BeIdenticalTo(unsafe.StringData(a)), "two generations without use")
+	})
+
 	It("strips managed fields from other objects and leaves them otherwise as they are", func() {
 		secret := &corev1.Secret{ObjectMeta: meta(), Data: map[string][]byte{"k": []byte("v")}}
 		obj, err := k8s.LeanAppObject(secret)
