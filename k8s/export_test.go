@@ -12,3 +12,12 @@ func LeanAppObject(obj any) (any, error) { return newLeaner(clock.RealClock{}).t
 func NewLeanTransform(clock clock.PassiveClock) func(any) (any, error) {
 	return newLeaner(clock).transform
 }
+
+// ExposedPorts is exposedPorts, exported to the tests.
+var ExposedPorts = exposedPorts
+
+// NewStringShareTable is a share table of strings with hashes of the
+// test's choosing (to make them collide).
+func NewStringShareTable(clock clock.PassiveClock) func(hash uint64, v string) string {
+	return newShareTable(clock, func(a, b string) bool { return a == b }).share
+}

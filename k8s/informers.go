@@ -24,8 +24,10 @@ import (
 // too long (73 chars) for a label and so lives in an annotation.
 const byProcessGUID = "process_guid"
 
-// byAppGUID indexes StatefulSets by their app guid label: a task or staging
-// of the app runs in its LRPs' isolation segment (see IsolationSegmentOfApp).
+// byAppGUID indexes the StatefulSets that run in an isolation segment by
+// their app guid label: a task or staging of the app runs in its LRPs'
+// segment (see IsolationSegmentOfApp). Those without a segment, most of a
+// foundation's, are left out: an index entry costs about 250 bytes per LRP.
 const byAppGUID = "app_guid"
 
 // byTaskGUID indexes task and staging Jobs by their task or staging guid
@@ -140,7 +142,11 @@ func processGUIDIndex(obj any) ([]string, error) {
 }
 
 func appGUIDIndex(obj any) ([]string, error) {
-	if guid := obj.(metav1.Object).GetLabels()[LabelAppGUID]; guid != "" {
+	meta := obj.(metav1.Object)
+	if meta.GetAnnotations()[AnnotationIsolationSegment] == "" {
+		return nil, nil
+	}
+	if guid := meta.GetLabels()[LabelAppGUID]; guid != "" {
 		return []string{guid}, nil
 	}
 	return nil, nil
@@ -216,9 +222,9 @@ func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.Statefu
 	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byProcessGUID, processGUID)
 }
 
-// StatefulSetsByAppGUID returns the cached StatefulSets of an app (all its
-// processes and versions).
-func (c *Caches) StatefulSetsByAppGUID(appGUID string) []*appsv1.StatefulSet {
+// IsolatedStatefulSetsByAppGUID returns the cached StatefulSets of an app
+// (all its processes and versions) that run in an isolation segment.
+func (c *Caches) IsolatedStatefulSetsByAppGUID(appGUID string) []*appsv1.StatefulSet {
 	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byAppGUID, sanitizeLabelValue(appGUID))
 }
 

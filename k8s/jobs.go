@@ -43,7 +43,7 @@ func IsolationSegmentOfApp(caches *Caches, appGUID string) string {
 	if appGUID == "" {
 		return ""
 	}
-	for _, sts := range caches.StatefulSetsByAppGUID(appGUID) {
+	for _, sts := range caches.IsolatedStatefulSetsByAppGUID(appGUID) {
 		if sts.DeletionTimestamp == nil && sts.Annotations[AnnotationIsolationSegment] != "" {
 			return sts.Annotations[AnnotationIsolationSegment]
 		}

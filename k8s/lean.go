@@ -28,10 +28,12 @@ import (
 //     selector and pod annotation maps, and equal NetworkPolicy egress
 //     rules, shared among objects (shareTable);
 //   - a StatefulSet: its spec's replicas, selector, pod management policy,
-//     and of its pod template only the app container's name and ports and
-//     the image pull secrets (exposedPorts, RegistrySecretName) and the
-//     recipe Secret's volume (RecipeSecretName); its status; the BBS LRP
-//     record compressed (BBSDesiredLRPRecord reads it);
+//     and of its pod template only the app container's name and ports
+//     (exposedPorts; none when its ports annotation says the same), the
+//     image pull secrets (RegistrySecretName) and the recipe Secret's
+//     volume (RecipeSecretName); its status but the revision names; the
+//     BBS LRP record compressed, with its scheduling info (BBSDesiredLRPRecord
+//     and CachedSchedulingInfo read them);
 //   - a pod: no owner references; the node, the restart policy, each
 //     container's name, ports and resources (instances' ports, the metrics
 //     gauge's quotas), each init container's name; its status, without the
@@ -75,6 +77,10 @@ func leanMeta(meta *metav1.ObjectMeta) {
 	for i := range meta.OwnerReferences {
 		ref := &meta.OwnerReferences[i]
 		ref.APIVersion, ref.Kind = intern(ref.APIVersion), intern(ref.Kind)
+		if ref.Name == meta.Name {
+			// An LRP's NetworkPolicy and PDB are named as their owner.
+			ref.Name = meta.Name
+		}
 	}
 }
 
@@ -179,14 +185,16 @@ func resourceKey(r corev1.ResourceRequirements) string {
 func leanStatefulSet(sts *appsv1.StatefulSet) {
 	leanMeta(&sts.ObjectMeta)
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
-		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record)
+		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record, sts.Spec.Replicas)
 	}
 	var containers []corev1.Container
 	for _, c := range sts.Spec.Template.Spec.Containers {
-		if c.Name == AppContainerName {
+		if c.Name == AppContainerName && !portsAnnotated(sts.Annotations[AnnotationPorts], c.Ports) {
 			containers = append(containers, corev1.Container{Name: AppContainerName, Ports: c.Ports})
 		}
 	}
+	// No reader reads the controller's revision names: two strings per LRP.
+	sts.Status.CurrentRevision, sts.Status.UpdateRevision = "", ""
 	sts.Spec = appsv1.StatefulSetSpec{
 		Replicas:            sts.Spec.Replicas,
 		Selector:            sts.Spec.Selector,
@@ -198,6 +206,22 @@ func leanStatefulSet(sts *appsv1.StatefulSet) {
 			Volumes:          recipeVolumes(sts.Spec.Template.Spec.Volumes),
 		}},
 	}
+}
+
+// portsAnnotated reports whether the ports annotation says all that ports
+// do (plain TCP ports, in order), so that exposedPorts reads them from it:
+// the app container alone is 400 bytes per cached StatefulSet.
+func portsAnnotated(annotation string, ports []corev1.ContainerPort) bool {
+	annotated, ok := annotatedPorts(annotation)
+	if !ok || len(annotated) != len(ports) || len(ports) == 0 {
+		return false
+	}
+	for i, p := range ports {
+		if p != (corev1.ContainerPort{ContainerPort: annotated[i], Protocol: corev1.ProtocolTCP}) {
+			return false
+		}
+	}
+	return true
 }
 
 // recipeVolumes keeps of a pod template's volumes only the recipe

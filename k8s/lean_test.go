@@ -2,10 +2,13 @@ package k8s_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
+	bbsmodels "code.cloudfoundry.org/bbs/models"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -173,6 +176,48 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(err).To(MatchError(ContainSubstring("decoding cloudfoundry.org/bbs_desired_lrp of /dora")))
 	})
 
+	It("keeps a DesiredLRP record with its scheduling info, the StatefulSet's replicas its instances, and reads both back", func() {
+		routes := json.RawMessage(`[{"hostnames":["dora.example.com"],"port":8080}]`)
+		lrp := &bbsmodels.DesiredLRP{
+			ProcessGuid: "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", Domain: "cf-apps",
+			LogGuid: "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01", Instances: 2, MemoryMb: 256, DiskMb: 1024, RootFs: "docker:///cloudfoundry/dora",
+			Annotation: "1764583200.0", Routes: &bbsmodels.Routes{"cf-router": &routes}, PlacementTags: []string{"segment-a"},
+			ModificationTag: &bbsmodels.ModificationTag{Epoch: "epoch", Index: 3},
+			MetricTags:      map[string]*bbsmodels.MetricTagValue{"app_name": {Static: "dora"}},
+			Action:          bbsmodels.WrapAction(&bbsmodels.RunAction{Path: "/tmp/lifecycle/launcher", User: "vcap"}),
+		}
+		record, err := lrp.Marshal()
+		Expect(err).NotTo(HaveOccurred())
+		fromAPI := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "dora", Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: base64.StdEncoding.EncodeToString(record)}},
+			Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To[int32](5)},
+		}
+		_, ok := k8s.CachedSchedulingInfo(fromAPI)
+		Expect(ok).To(BeFalse(), "the API's form carries none")
+
+		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
+		Expect(err).NotTo(HaveOccurred())
+		cached := obj.(*appsv1.StatefulSet)
+		raw, err := k8s.BBSDesiredLRPRecord(cached)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(record))
+		encoded, ok := k8s.CachedSchedulingInfo(cached)
+		Expect(ok).To(BeTrue())
+		info := &bbsmodels.DesiredLRPSchedulingInfo{}
+		Expect(info.Unmarshal(encoded)).To(Succeed())
+		scaled := *lrp
+		scaled.Instances = 5
+		want := scaled.DesiredLRPSchedulingInfo()
+		Expect(info.Equal(&want)).To(BeTrue(), "%v", info)
+		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)+len(encoded)), "the record is compressed against the info")
+
+		corrupt := cached.DeepCopy()
+		value := corrupt.Annotations[k8s.AnnotationBBSDesiredLRP]
+		corrupt.Annotations[k8s.AnnotationBBSDesiredLRP] = value[:len(value)-5]
+		_, err = k8s.BBSDesiredLRPRecord(corrupt)
+		Expect(err).To(MatchError(ContainSubstring("decompressing cloudfoundry.org/bbs_desired_lrp of /dora")))
+	})
+
 	It("keeps of a pod's conditions Ready, PodScheduled and the newest other transition if it is newer", func() {
 		t := func(s int64) metav1.Time { return metav1.NewTime(time.Unix(s, 0)) }
 		pod := func(conditions ...corev1.PodCondition) *corev1.Pod {
@@ -192,6 +237,52 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(lean(pod(later, ready, containersReady, scheduled))).To(Equal([]corev1.PodCondition{later, ready, scheduled}))
 		Expect(lean(pod(initialized))).To(Equal([]corev1.PodCondition{initialized}))
 		Expect(lean(pod())).To(BeEmpty())
+	})
+
+	It("keeps the app container's ports only in the ports annotation when it says the same, and drops the revision names", func() {
+		sts := func(annotation string, ports ...corev1.ContainerPort) *appsv1.StatefulSet {
+			m := meta()
+			m.Annotations[k8s.AnnotationPorts] = annotation
+			return &appsv1.StatefulSet{ObjectMeta: m,
+				Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: k8s.AppContainerName, Image: "app:1", Ports: ports}},
+				}}},
+				Status: appsv1.StatefulSetStatus{Replicas: 1, CurrentRevision: "dora-1", UpdateRevision: "dora-2"},
+			}
+		}
+		tcp := func(port int32) corev1.ContainerPort {
+			return corev1.ContainerPort{ContainerPort: port, Protocol: corev1.ProtocolTCP}
+		}
+		for _, c := range []struct {
+			sts  *appsv1.StatefulSet
+			kept bool
+		}{
+			{sts("[8080,9090]", tcp(8080), tcp(9090)), false},
+			{sts("[8080]", tcp(8080), tcp(9090)), true},
+			{sts("[9090,8080]", tcp(8080), tcp(9090)), true},
+			{sts("null", tcp(8080)), true}, // no ports desired: the builder's default
+			{sts("[8080]", corev1.ContainerPort{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}), true},
+			{sts("[8080]", corev1.ContainerPort{ContainerPort: 8080, Protocol: corev1.ProtocolUDP}), true},
+			{sts("not json", tcp(8080)), true},
+		} {
+			want := k8s.ExposedPorts(c.sts)
+			obj, err := k8s.LeanAppObject(c.sts.DeepCopy())
+			Expect(err).NotTo(HaveOccurred())
+			lean := obj.(*appsv1.StatefulSet)
+			Expect(k8s.ExposedPorts(lean)).To(Equal(want), c.sts.Annotations[k8s.AnnotationPorts])
+			Expect(lean.Spec.Template.Spec.Containers).To(HaveLen(map[bool]int{true: 1, false: 0}[c.kept]), c.sts.Annotations[k8s.AnnotationPorts])
+			Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 1}))
+		}
+	})
+
+	It("names an owner reference with its object's name when they are equal, without a copy", func() {
+		policy := &networkingv1.NetworkPolicy{ObjectMeta: meta()}
+		policy.OwnerReferences[0].Name = strings.Clone(policy.Name)
+		obj, err := k8s.LeanAppObject(policy)
+		Expect(err).NotTo(HaveOccurred())
+		lean := obj.(*networkingv1.NetworkPolicy)
+		Expect(lean.OwnerReferences[0].Name).To(Equal(lean.Name))
+		Expect(unsafe.StringData(lean.OwnerReferences[0].Name)).To(BeIdenticalTo(unsafe.StringData(lean.Name)))
 	})
 
 	It("shares equal labels and selectors among an LRP's objects and equal annotations among its pods, for two generations", func() {
@@ -254,6 +345,20 @@ var _ = Describe("the app informers' transform", func() {
 		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
 		Expect(same(lean(pod("2")).(*corev1.Pod).Annotations, pod0.Annotations)).To(BeFalse(), "two generations without use")
 		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
+	})
+
+	It("shares values whose hashes collide, each with its equals, for two generations", func() {
+		clock := clocktesting.NewFakePassiveClock(time.Unix(0, 0))
+		share := k8s.NewStringShareTable(clock)
+		a, b, c := share(1, strings.Clone("a")), share(1, strings.Clone("b")), share(2, strings.Clone("c"))
+		Expect(unsafe.StringData(share(1, strings.Clone("a")))).To(BeIdenticalTo(unsafe.StringData(a)))
+		Expect(unsafe.StringData(share(1, strings.Clone("b")))).To(BeIdenticalTo(unsafe.StringData(b)))
+		Expect(unsafe.StringData(share(2, strings.Clone("c")))).To(BeIdenticalTo(unsafe.StringData(c)))
+		clock.SetTime(time.Unix(0, 0).Add(10 * time.Minute))
+		Expect(unsafe.StringData(share(1, strings.Clone("b")))).To(BeIdenticalTo(unsafe.StringData(b)), "from the previous generation")
+		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
+		Expect(unsafe.StringData(share(1, strings.Clone("b")))).To(BeIdenticalTo(unsafe.StringData(b)), "used in the last generation")
+		Expect(unsafe.StringData(share(1, strings.Clone("a")))).NotTo(BeIdenticalTo(unsafe.StringData(a)), "two generations without use")
 	})
 
 	It("strips managed fields from other objects and leaves them otherwise as they are", func() {

@@ -29,30 +29,66 @@ type shareTable[T any] struct {
 	clock             clock.PassiveClock
 	equal             func(a, b T) bool
 	turned            time.Time
-	current, previous map[uint64][]T
+	current, previous *shareGenerationOf[T]
+}
+
+// shareGenerationOf holds the values of one generation by hash: most hashes
+// have one value (an LRP's labels are unique to it), kept in first without
+// a slice of their own; the rare others collide into more. A slice per
+// hash cost 50 bytes per LRP and map.
+type shareGenerationOf[T any] struct {
+	first map[uint64]T
+	more  map[uint64][]T
+}
+
+func newShareGeneration[T any]() *shareGenerationOf[T] {
+	return &shareGenerationOf[T]{first: map[uint64]T{}}
+}
+
+// find returns the generation's value equal to v, if any.
+func (g *shareGenerationOf[T]) find(hash uint64, v T, equal func(a, b T) bool) (T, bool) {
+	if g == nil {
+		return v, false
+	}
+	if s, ok := g.first[hash]; ok && equal(s, v) {
+		return s, true
+	}
+	for _, s := range g.more[hash] {
+		if equal(s, v) {
+			return s, true
+		}
+	}
+	return v, false
+}
+
+func (g *shareGenerationOf[T]) add(hash uint64, v T) {
+	if _, taken := g.first[hash]; !taken {
+		g.first[hash] = v
+		return
+	}
+	if g.more == nil {
+		g.more = map[uint64][]T{}
+	}
+	g.more[hash] = append(g.more[hash], v)
 }
 
 func newShareTable[T any](clock clock.PassiveClock, equal func(a, b T) bool) *shareTable[T] {
-	return &shareTable[T]{clock: clock, equal: equal, turned: clock.Now(), current: map[uint64][]T{}}
+	return &shareTable[T]{clock: clock, equal: equal, turned: clock.Now(), current: newShareGeneration[T]()}
 }
 
 // share returns the table's copy of v (hash is v's), adding v if it has none.
 func (t *shareTable[T]) share(hash uint64, v T) T {
 	if now := t.clock.Now(); now.Sub(t.turned) >= shareGeneration {
-		t.previous, t.current, t.turned = t.current, map[uint64][]T{}, now
+		t.previous, t.current, t.turned = t.current, newShareGeneration[T](), now
 	}
-	for _, s := range t.current[hash] {
-		if t.equal(s, v) {
-			return s
-		}
+	if s, ok := t.current.find(hash, v, t.equal); ok {
+		return s
 	}
-	for _, s := range t.previous[hash] {
-		if t.equal(s, v) {
-			t.current[hash] = append(t.current[hash], s)
-			return s
-		}
+	if s, ok := t.previous.find(hash, v, t.equal); ok {
+		t.current.add(hash, s)
+		return s
 	}
-	t.current[hash] = append(t.current[hash], v)
+	t.current.add(hash, v)
 	return v
 }
 

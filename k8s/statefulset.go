@@ -260,17 +260,33 @@ func processType(lrp *workload.DesiredLRP) string {
 }
 
 // exposedPorts are the container ports of the StatefulSet's app container:
-// the ports its instances can be routed to.
+// the ports its instances can be routed to. The cache keeps them only in
+// the ports annotation when that says the same (see portsAnnotated).
 func exposedPorts(sts *appsv1.StatefulSet) []int32 {
 	var ports []int32
+	found := false
 	for _, c := range sts.Spec.Template.Spec.Containers {
 		if c.Name == AppContainerName {
+			found = true
 			for _, p := range c.Ports {
 				ports = append(ports, p.ContainerPort)
 			}
 		}
 	}
+	if !found {
+		ports, _ = annotatedPorts(sts.Annotations[AnnotationPorts])
+	}
 	return ports
+}
+
+// annotatedPorts are the ports AnnotationPorts lists, false if it lists
+// none or is not a list of ports.
+func annotatedPorts(annotation string) ([]int32, bool) {
+	var ports []int32
+	if err := json.Unmarshal([]byte(annotation), &ports); err != nil || len(ports) == 0 {
+		return nil, false
+	}
+	return ports, true
 }
 
 func (b *Builder) appContainer(lrp *workload.DesiredLRP) (corev1.Container, error) {

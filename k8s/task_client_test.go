@@ -148,7 +148,16 @@ var _ = Describe("TaskClient and StagingClient", func() {
 				Annotations: map[string]string{k8s.AnnotationIsolationSegment: "segment-a"},
 			}}, metav1.CreateOptions{})
 			Expect(err).NotTo(HaveOccurred())
-			Eventually(func(g Gomega) { g.Expect(caches.StatefulSetsByAppGUID("app-guid")).To(HaveLen(1)) }).Should(Succeed())
+			Eventually(func(g Gomega) { g.Expect(caches.IsolatedStatefulSetsByAppGUID("app-guid")).To(HaveLen(1)) }).Should(Succeed())
+			// An app's LRP without a segment is not indexed: its tasks run on the shared nodes.
+			_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{
+				Name: "plain-web", Namespace: ns,
+				Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp, k8s.LabelAppGUID: "plain-app-guid"},
+			}}, metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Eventually(func(g Gomega) { g.Expect(caches.StatefulSet(ns, "plain-web")).NotTo(BeNil()) }).Should(Succeed())
+			Expect(caches.IsolatedStatefulSetsByAppGUID("plain-app-guid")).To(BeEmpty())
+			Expect(k8s.IsolationSegmentOfApp(caches, "plain-app-guid")).To(BeEmpty())
 
 			Expect(tasks.Desire(ctx, logger, dockerTask())).To(Succeed())
 			Expect(staging.Stage(ctx, logger, "staging-guid", buildpackStaging)).To(Succeed())

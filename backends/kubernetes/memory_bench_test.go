@@ -48,7 +48,9 @@ import (
 //
 //	go test ./backends/kubernetes -run '^$' -bench CacheHeap -benchtime 1x
 //
-// (IRIS_BENCH_LRPS=1000,10000,50000 for other sizes; 50k takes ~1.5 GB).
+// (IRIS_BENCH_LRPS=1000,10000,50000 for other sizes; 50k takes ~1.5 GB;
+// IRIS_BENCH_HEAP_PROFILE=path writes heap profiles to path.lrps once the
+// LRPs are cached and to path with the pods too, exact with -memprofilerate 1).
 func BenchmarkCacheHeap(b *testing.B) {
 	sizes := []int{1000, 10000}
 	if s := os.Getenv("IRIS_BENCH_LRPS"); s != "" {
@@ -152,6 +154,9 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 		b.Fatal(err)
 	}
 	withLRPs := liveHeap()
+	if path := os.Getenv("IRIS_BENCH_HEAP_PROFILE"); path != "" {
+		writeHeapProfile(b, path+".lrps")
+	}
 
 	for i, sts := range statefulSets {
 		for index := 0; index < instances; index++ {

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"code.cloudfoundry.org/bbs/models"
+	"google.golang.org/protobuf/encoding/protowire"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -28,7 +29,9 @@ type lrpSummaries struct {
 	entries map[types.UID]*lrpSummary
 }
 
-// lrpSummary is what the lists read of one LRP, kept protobuf-encoded:
+// lrpSummary is what the lists read of one LRP, kept protobuf-encoded
+// (the cache's own bytes when the cached record carries them, see
+// k8s.CachedSchedulingInfo):
 // encoding the 100,000 infos of CC's sync on every call cost about half of
 // the list, and the encoded infos take a third of the decoded structs'
 // heap (a foundation's LRPs are all cached at once). Shared by every list
@@ -39,10 +42,12 @@ type lrpSummary struct {
 	// processGUID is the StatefulSet's annotation (the same string).
 	processGUID       string
 	schedulingEncoded []byte
-	// metricTagsEncoded is a DesiredLRP holding only the metric tags: a
-	// routing info is the scheduling info's key, instances, routes and
-	// modification tag with them, so the routes are not kept twice.
-	metricTagsEncoded []byte
+	// record is the StatefulSet's record annotation as cached (the same
+	// string, not a copy). A routing info is the scheduling info's key,
+	// instances, routes and modification tag with the metric tags, and the
+	// routing list (route-emitter's, once a minute) reads the tags from the
+	// record: keeping them too cost a third of a kilobyte per LRP.
+	record string
 }
 
 // scheduling decodes the scheduling info, for the lists that are not
@@ -62,12 +67,49 @@ func (s *lrpSummary) routing() (*models.DesiredLRP, error) {
 	if err != nil {
 		return nil, err
 	}
-	tags := &models.DesiredLRP{}
-	if err := tags.Unmarshal(s.metricTagsEncoded); err != nil {
-		return nil, fmt.Errorf("decoding the kept metric tags of %s: %w", s.processGUID, err)
+	raw, err := k8s.DecodeBBSDesiredLRPRecord(s.record, s.processGUID)
+	if err != nil {
+		return nil, err
 	}
-	info := models.NewDesiredLRPRoutingInfo(scheduling.DesiredLRPKey, scheduling.Instances, &scheduling.Routes, &scheduling.ModificationTag, tags.MetricTags)
+	tags, err := metricTags(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the metric tags of %s: %w", s.processGUID, err)
+	}
+	info := models.NewDesiredLRPRoutingInfo(scheduling.DesiredLRPKey, scheduling.Instances, &scheduling.Routes, &scheduling.ModificationTag, tags)
 	return &info, nil
+}
+
+// desiredLRPMetricTags is the field number of DesiredLRP's metric_tags.
+const desiredLRPMetricTags protowire.Number = 35
+
+// metricTags decodes only the metric tags of an encoded DesiredLRP: each
+// map entry is a field of its own, and those fields alone are a DesiredLRP
+// holding only the tags. Decoding the whole record would cost ten times as
+// much per LRP and list.
+func metricTags(record []byte) (map[string]*models.MetricTagValue, error) {
+	var fields []byte
+	for b := record; len(b) > 0; {
+		number, wireType, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(number, wireType, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		if number == desiredLRPMetricTags {
+			fields = append(fields, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	if len(fields) == 0 {
+		return nil, nil
+	}
+	tags := &models.DesiredLRP{}
+	if err := tags.Unmarshal(fields); err != nil {
+		return nil, err
+	}
+	return tags.MetricTags, nil
 }
 
 func newLRPSummaries() *lrpSummaries {
@@ -96,27 +138,34 @@ func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, e
 		}
 		s.mu.Unlock()
 	}
-	lrp, err := desiredLRPFromStatefulSet(sts)
-	if err != nil {
-		return nil, err
-	}
 	entry := &lrpSummary{
 		resourceVersion: sts.ResourceVersion,
 		seen:            pass,
-		processGUID:     lrp.ProcessGuid,
+		record:          sts.Annotations[k8s.AnnotationBBSDesiredLRP],
 	}
-	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == lrp.ProcessGuid {
-		entry.processGUID = guid // shared with the cache, not a second copy
-	}
-	scheduling := lrp.DesiredLRPSchedulingInfo()
-	if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
-		return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
-	}
-	if len(lrp.MetricTags) > 0 {
-		tags := &models.DesiredLRP{MetricTags: lrp.MetricTags}
-		if entry.metricTagsEncoded, err = tags.Marshal(); err != nil {
-			return nil, fmt.Errorf("encoding the metric tags of %s/%s: %w", sts.Namespace, sts.Name, err)
+	var processGUID string
+	if encoded, ok := k8s.CachedSchedulingInfo(sts); ok {
+		// The cache encoded it with the record (see k8s.CachedSchedulingInfo):
+		// the entry shares its bytes, and only the key is decoded.
+		key := &models.DesiredLRPSchedulingInfo{}
+		if err := key.Unmarshal(encoded); err != nil {
+			return nil, fmt.Errorf("decoding the cached scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
 		}
+		entry.schedulingEncoded, processGUID = encoded, key.ProcessGuid
+	} else {
+		lrp, err := desiredLRPFromStatefulSet(sts)
+		if err != nil {
+			return nil, err
+		}
+		scheduling := lrp.DesiredLRPSchedulingInfo()
+		if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
+			return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+		}
+		processGUID = lrp.ProcessGuid
+	}
+	entry.processGUID = processGUID
+	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == processGUID {
+		entry.processGUID = guid // shared with the cache, not a second copy
 	}
 	if cacheable {
 		s.mu.Lock()
