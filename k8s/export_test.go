@@ -1,6 +1,9 @@
 package k8s
 
-import "k8s.io/utils/clock"
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+)
 
 // UnclaimedSince is exported to the tests.
 var UnclaimedSince = unclaimedSince
@@ -12,3 +15,7 @@ func LeanAppObject(obj any) (any, error) { return newLeaner(clock.RealClock{}).t
 func NewLeanTransform(clock clock.PassiveClock) func(any) (any, error) {
 	return newLeaner(clock).transform
 }
+
+// CachedPod is the pod the Caches hand out for an object of the app pod
+// informer (LeanAppObject's of a pod).
+func CachedPod(obj any) *corev1.Pod { return podOf(obj) }

@@ -30,11 +30,17 @@ import (
 //     the image pull secrets (exposedPorts, RegistrySecretName) and the
 //     recipe Secret's volume (RecipeSecretName); its status; the BBS LRP
 //     record compressed (BBSDesiredLRPRecord reads it);
-//   - a pod: no owner references; the node, the restart policy, each
-//     container's name, ports and resources (instances' ports, the metrics
-//     gauge's quotas), each init container's name; its status, without the
-//     plural IP lists that repeat podIP and hostIP, and of its conditions
-//     Ready, PodScheduled and the newest transition (readConditions).
+//   - a pod, as a record of its own (cachedPod, lean_pod.go) that the
+//     Caches hand out as a *corev1.Pod: of its metadata the name,
+//     namespace, uid, resource version, creation and deletion timestamps,
+//     labels (but the StatefulSet controller's unread ones) and
+//     annotations; the node, the restart policy, each container's name,
+//     ports and resources (instances' ports, the metrics gauge's quotas),
+//     each init container's name, shared among pods with equal ones; of
+//     its status the phase, reason and message, podIP and hostIP, start
+//     time, the container and init container statuses without the
+//     kubelet's mounts, resources and user, and of its conditions Ready,
+//     PodScheduled and the newest transition (readConditions).
 //
 // Commands, environment (CC's VCAP_* and service credentials), probes,
 // volumes and security settings are the bulk of a pod and no reader needs
@@ -76,21 +82,18 @@ func leanMeta(meta *metav1.ObjectMeta) {
 	}
 }
 
-// leaner is the transform of the source_type=APP informers. It shares one
-// copy of each distinct resource requirements among the pods that have
-// them (all instances of an LRP, and most LRPs of a foundation): they are
-// maps of quantities, over a kilobyte per pod otherwise.
-// It also shares the label, annotation and selector maps that are equal
+// leaner is the transform of the source_type=APP informers. It shares what
+// pods have equal (podShares), and it also shares the label, annotation and selector maps that are equal
 // among an LRP's objects (see shareTable).
 type leaner struct {
-	mu        sync.Mutex
-	resources map[string]corev1.ResourceRequirements
-	maps      *sharedStringMaps
-	egress    *sharedEgress
+	mu     sync.Mutex
+	pods   *podShares
+	maps   *sharedStringMaps
+	egress *sharedEgress
 }
 
 func newLeaner(clock clock.PassiveClock) *leaner {
-	return &leaner{resources: map[string]corev1.ResourceRequirements{}, maps: newSharedStringMaps(clock), egress: newSharedEgress(clock)}
+	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock)}
 }
 
 // shareMaps returns the shared copies of maps, in order.

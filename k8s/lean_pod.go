@@ -1,41 +1,294 @@
 package k8s
 
 import (
+	"encoding/json"
+	"hash/maphash"
 	"sort"
 	"strings"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 )
+
+// cachedPod is what the app pod informer keeps of a pod: 250,000 of them
+// in one Iris. A corev1.Pod is 1.2 KB before any of its values (its spec
+// and status hold dozens of fields no reader uses), over half the 2 KiB an
+// instance may cost; this record is 288 bytes. Readers never see it: the
+// Caches accessors and event handlers hand out a *corev1.Pod made from it
+// (Pod), sharing its values. It implements metav1.Object (for the
+// informer's keys and indexes) over the metadata Iris reads.
+type cachedPod struct {
+	name, namespace, resourceVersion string
+	uid                              types.UID
+	creationTimestamp                metav1.Time
+	deletionTimestamp                *metav1.Time
+	labels, annotations              map[string]string
+
+	nodeName string
+	// spec is shared among the pods that have equal ones (all instances
+	// of an LRP): see podShares.
+	spec *podSpec
+
+	phase                                    corev1.PodPhase
+	hostIP, podIP                            string
+	startTime                                *metav1.Time
+	reason                                   *podReason
+	conditions                               []corev1.PodCondition
+	containerStatuses, initContainerStatuses []corev1.ContainerStatus
+}
+
+// podSpec is what pods keep of their spec besides the node.
+type podSpec struct {
+	restartPolicy              corev1.RestartPolicy
+	containers, initContainers []corev1.Container
+}
+
+// podReason is a pod status's reason and message, nil when both are empty
+// (the kubelet sets them when it evicts or rejects a pod).
+type podReason struct{ reason, message string }
+
+var (
+	_ runtime.Object = &cachedPod{}
+	_ metav1.Object  = &cachedPod{}
+)
+
+// GetObjectKind is runtime.Object's: informers' objects carry no kind.
+func (p *cachedPod) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject is runtime.Object's.
+func (p *cachedPod) DeepCopyObject() runtime.Object {
+	pod := p.Pod().DeepCopy()
+	c := newCachedPod(pod)
+	c.spec = &podSpec{restartPolicy: pod.Spec.RestartPolicy, containers: pod.Spec.Containers, initContainers: pod.Spec.InitContainers}
+	return c
+}
+
+// newCachedPod is pod's record but its spec.
+func newCachedPod(pod *corev1.Pod) *cachedPod {
+	c := &cachedPod{
+		name: pod.Name, namespace: pod.Namespace, resourceVersion: pod.ResourceVersion, uid: pod.UID,
+		creationTimestamp: pod.CreationTimestamp, deletionTimestamp: pod.DeletionTimestamp,
+		labels: pod.Labels, annotations: pod.Annotations,
+		nodeName: pod.Spec.NodeName,
+		phase:    pod.Status.Phase, hostIP: pod.Status.HostIP, podIP: pod.Status.PodIP, startTime: pod.Status.StartTime,
+		conditions: pod.Status.Conditions, containerStatuses: pod.Status.ContainerStatuses, initContainerStatuses: pod.Status.InitContainerStatuses,
+	}
+	if pod.Status.Reason != "" || pod.Status.Message != "" {
+		c.reason = &podReason{reason: pod.Status.Reason, message: pod.Status.Message}
+	}
+	return c
+}
+
+// Pod is the pod p was made from, as far as Iris reads it (see lean.go's
+// header). It shares p's values: readers must not modify it, as they must
+// not modify any cached object.
+func (p *cachedPod) Pod() *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.name, Namespace: p.namespace, ResourceVersion: p.resourceVersion, UID: p.uid,
+			CreationTimestamp: p.creationTimestamp, DeletionTimestamp: p.deletionTimestamp,
+			Labels: p.labels, Annotations: p.annotations,
+		},
+		Spec: corev1.PodSpec{NodeName: p.nodeName},
+		Status: corev1.PodStatus{
+			Phase: p.phase, HostIP: p.hostIP, PodIP: p.podIP, StartTime: p.startTime,
+			Conditions: p.conditions, ContainerStatuses: p.containerStatuses, InitContainerStatuses: p.initContainerStatuses,
+		},
+	}
+	if p.spec != nil {
+		pod.Spec.RestartPolicy, pod.Spec.Containers, pod.Spec.InitContainers = p.spec.restartPolicy, p.spec.containers, p.spec.initContainers
+	}
+	if p.reason != nil {
+		pod.Status.Reason, pod.Status.Message = p.reason.reason, p.reason.message
+	}
+	return pod
+}
+
+// metav1.Object, over the metadata kept: what is not kept reads as empty,
+// and setting it does nothing.
+
+func (p *cachedPod) GetNamespace() string                         { return p.namespace }
+func (p *cachedPod) SetNamespace(namespace string)                { p.namespace = namespace }
+func (p *cachedPod) GetName() string                              { return p.name }
+func (p *cachedPod) SetName(name string)                          { p.name = name }
+func (p *cachedPod) GetGenerateName() string                      { return "" }
+func (p *cachedPod) SetGenerateName(string)                       {}
+func (p *cachedPod) GetUID() types.UID                            { return p.uid }
+func (p *cachedPod) SetUID(uid types.UID)                         { p.uid = uid }
+func (p *cachedPod) GetResourceVersion() string                   { return p.resourceVersion }
+func (p *cachedPod) SetResourceVersion(version string)            { p.resourceVersion = version }
+func (p *cachedPod) GetGeneration() int64                         { return 0 }
+func (p *cachedPod) SetGeneration(int64)                          {}
+func (p *cachedPod) GetSelfLink() string                          { return "" }
+func (p *cachedPod) SetSelfLink(string)                           {}
+func (p *cachedPod) GetCreationTimestamp() metav1.Time            { return p.creationTimestamp }
+func (p *cachedPod) SetCreationTimestamp(t metav1.Time)           { p.creationTimestamp = t }
+func (p *cachedPod) GetDeletionTimestamp() *metav1.Time           { return p.deletionTimestamp }
+func (p *cachedPod) SetDeletionTimestamp(t *metav1.Time)          { p.deletionTimestamp = t }
+func (p *cachedPod) GetDeletionGracePeriodSeconds() *int64        { return nil }
+func (p *cachedPod) SetDeletionGracePeriodSeconds(*int64)         {}
+func (p *cachedPod) GetLabels() map[string]string                 { return p.labels }
+func (p *cachedPod) SetLabels(labels map[string]string)           { p.labels = labels }
+func (p *cachedPod) GetAnnotations() map[string]string            { return p.annotations }
+func (p *cachedPod) SetAnnotations(annotations map[string]string) { p.annotations = annotations }
+func (p *cachedPod) GetFinalizers() []string                      { return nil }
+func (p *cachedPod) SetFinalizers([]string)                       {}
+func (p *cachedPod) GetOwnerReferences() []metav1.OwnerReference  { return nil }
+func (p *cachedPod) SetOwnerReferences([]metav1.OwnerReference)   {}
+func (p *cachedPod) GetManagedFields() []metav1.ManagedFieldsEntry {
+	return nil
+}
+func (p *cachedPod) SetManagedFields([]metav1.ManagedFieldsEntry) {}
+
+// podOf is the *corev1.Pod of an object of the app pod informer (its
+// indexer's and its handlers'), nil for anything else.
+func podOf(obj any) *corev1.Pod {
+	switch o := obj.(type) {
+	case *cachedPod:
+		return o.Pod()
+	case *corev1.Pod:
+		return o
+	}
+	return nil
+}
+
+// podHandler hands a handler of app pods *corev1.Pod, as the informer
+// would without the transform.
+type podHandler struct{ cache.ResourceEventHandler }
+
+func (h podHandler) OnAdd(obj any, isInInitialList bool) {
+	h.ResourceEventHandler.OnAdd(asPod(obj), isInInitialList)
+}
+
+func (h podHandler) OnUpdate(oldObj, newObj any) {
+	h.ResourceEventHandler.OnUpdate(asPod(oldObj), asPod(newObj))
+}
+
+func (h podHandler) OnDelete(obj any) {
+	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		tombstone.Obj = asPod(tombstone.Obj)
+		h.ResourceEventHandler.OnDelete(tombstone)
+		return
+	}
+	h.ResourceEventHandler.OnDelete(asPod(obj))
+}
+
+// asPod is podOf, leaving what is not a pod as it is.
+func asPod(obj any) any {
+	if pod := podOf(obj); pod != nil {
+		return pod
+	}
+	return obj
+}
 
 // transformPod is the leaner's transform of an app pod (see lean.go's
 // header for what is kept).
 func (l *leaner) transformPod(pod *corev1.Pod) (any, error) {
+	for _, label := range unreadPodLabels {
+		delete(pod.Labels, label)
+	}
+	leanMeta(&pod.ObjectMeta)
 	// Its labels hold its index, unique to it.
-	l.leanPod(pod)
 	l.shareMaps(&pod.Annotations)
-	return pod, nil
+	containers := make([]corev1.Container, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		containers[i] = corev1.Container{Name: intern(c.Name), Ports: c.Ports, Resources: l.pods.resources(c.Resources)}
+	}
+	var initContainers []corev1.Container
+	for _, c := range pod.Spec.InitContainers {
+		initContainers = append(initContainers, corev1.Container{Name: intern(c.Name)})
+	}
+	pod.Spec.NodeName = intern(pod.Spec.NodeName)
+	pod.Status.HostIP = intern(pod.Status.HostIP)
+	pod.Status.Conditions = readConditions(pod.Status.Conditions)
+	pod.Status.ContainerStatuses = leanContainerStatuses(pod.Status.ContainerStatuses)
+	pod.Status.InitContainerStatuses = leanContainerStatuses(pod.Status.InitContainerStatuses)
+	cached := newCachedPod(pod)
+	cached.spec = l.pods.spec(podSpec{restartPolicy: pod.Spec.RestartPolicy, containers: containers, initContainers: initContainers})
+	return cached, nil
+}
+
+// leanContainerStatuses keeps of each status its state, restarts,
+// readiness and identity, not what the kubelet reports of its mounts,
+// resources and user, which no reader uses.
+func leanContainerStatuses(statuses []corev1.ContainerStatus) []corev1.ContainerStatus {
+	for i := range statuses {
+		s := &statuses[i]
+		s.Name, s.Image, s.ImageID = intern(s.Name), intern(s.Image), intern(s.ImageID)
+		s.VolumeMounts, s.Resources, s.AllocatedResources, s.AllocatedResourcesStatus, s.User = nil, nil, nil, nil, nil
+	}
+	return statuses
 }
 
 // unreadPodLabels are set by the StatefulSet controller and read by no one
 // in Iris (the index label is).
 var unreadPodLabels = []string{appsv1.ControllerRevisionHashLabelKey, appsv1.StatefulSetPodNameLabel}
 
-// shared returns the shared copy of r. The set of distinct requirements is
-// small (CC's memory, disk and CPU choices), so it is never pruned.
-func (l *leaner) shared(r corev1.ResourceRequirements) corev1.ResourceRequirements {
+// podShares shares what the pods of an LRP, and most LRPs, have equal:
+// their kept spec (restart policy and containers' names, ports and resource
+// requirements, 500 bytes per pod otherwise) and resource requirements
+// (maps of quantities, over a kilobyte per pod otherwise).
+type podShares struct {
+	mu sync.Mutex
+	// resourceSet is small (CC's memory, disk and CPU choices), so it
+	// is never pruned.
+	resourceSet map[string]corev1.ResourceRequirements
+	seed        maphash.Seed
+	// specs has one per LRP (their ports differ), so it forgets those no
+	// pod has had for two generations.
+	specs *shareTable[*podSpec]
+}
+
+func newPodShares(clock clock.PassiveClock) *podShares {
+	return &podShares{
+		resourceSet: map[string]corev1.ResourceRequirements{},
+		seed:        maphash.MakeSeed(),
+		specs: newShareTable(clock, func(a, b *podSpec) bool {
+			return a.restartPolicy == b.restartPolicy && equality.Semantic.DeepEqual(a.containers, b.containers) &&
+				equality.Semantic.DeepEqual(a.initContainers, b.initContainers)
+		}),
+	}
+}
+
+// resources returns the shared copy of r.
+func (s *podShares) resources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
 	if len(r.Claims) > 0 {
 		return r
 	}
 	key := resourceKey(r)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s, ok := l.resources[key]; ok {
-		return s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if shared, ok := s.resourceSet[key]; ok {
+		return shared
 	}
-	l.resources[key] = r
+	s.resourceSet[key] = r
 	return r
+}
+
+// spec returns the shared copy of spec (a copy of its own if it cannot
+// be hashed, which encoding it as JSON never fails to).
+func (s *podShares) spec(spec podSpec) *podSpec {
+	data, err := json.Marshal(specKey{spec.restartPolicy, spec.containers, spec.initContainers})
+	if err != nil {
+		return &spec
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.specs.share(maphash.Bytes(s.seed, data), &spec)
+}
+
+type specKey struct {
+	RestartPolicy  corev1.RestartPolicy `json:"r"`
+	Containers     []corev1.Container   `json:"c"`
+	InitContainers []corev1.Container   `json:"i"`
 }
 
 func resourceKey(r corev1.ResourceRequirements) string {
@@ -48,37 +301,6 @@ func resourceKey(r corev1.ResourceRequirements) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ",")
-}
-
-func (l *leaner) leanPod(pod *corev1.Pod) {
-	for _, label := range unreadPodLabels {
-		delete(pod.Labels, label)
-	}
-	leanMeta(&pod.ObjectMeta)
-	// No reader asks a pod for its owner (the process guid annotation
-	// names its LRP): 130 bytes per pod.
-	pod.OwnerReferences = nil
-	containers := make([]corev1.Container, len(pod.Spec.Containers))
-	for i, c := range pod.Spec.Containers {
-		containers[i] = corev1.Container{Name: intern(c.Name), Ports: c.Ports, Resources: l.shared(c.Resources)}
-	}
-	var initContainers []corev1.Container
-	for _, c := range pod.Spec.InitContainers {
-		initContainers = append(initContainers, corev1.Container{Name: intern(c.Name)})
-	}
-	pod.Spec = corev1.PodSpec{
-		NodeName:       intern(pod.Spec.NodeName),
-		RestartPolicy:  pod.Spec.RestartPolicy,
-		Containers:     containers,
-		InitContainers: initContainers,
-	}
-	pod.Status.PodIPs, pod.Status.HostIPs = nil, nil
-	pod.Status.Conditions = readConditions(pod.Status.Conditions)
-	pod.Status.HostIP = intern(pod.Status.HostIP)
-	for i := range pod.Status.ContainerStatuses {
-		s := &pod.Status.ContainerStatuses[i]
-		s.Name, s.Image, s.ImageID = intern(s.Name), intern(s.Image), intern(s.ImageID)
-	}
 }
 
 // readConditions keeps the pod conditions Iris reads: Ready (routes,
