@@ -21,7 +21,7 @@ import (
 // cachedPod is what the app pod informer keeps of a pod: 250,000 of them
 // in one Iris. A corev1.Pod is 1.2 KB before any of its values (its spec
 // and status hold dozens of fields no reader uses), over half the 2 KiB an
-// instance may cost; this record is 288 bytes. Readers never see it: the
+// instance may cost; this record is 248 bytes. Readers never see it: the
 // Caches accessors and event handlers hand out a *corev1.Pod made from it
 // (Pod), sharing its values. It implements metav1.Object (for the
 // informer's keys and indexes) over the metadata Iris reads.
@@ -37,12 +37,13 @@ type cachedPod struct {
 	// of an LRP): see podShares.
 	spec *podSpec
 
-	phase                                    corev1.PodPhase
-	hostIP, podIP                            string
-	startTime                                *metav1.Time
-	reason                                   *podReason
-	conditions                               []corev1.PodCondition
-	containerStatuses, initContainerStatuses []corev1.ContainerStatus
+	phase             corev1.PodPhase
+	hostIP, podIP     string
+	startTime         *metav1.Time
+	conditions        []corev1.PodCondition
+	containerStatuses []corev1.ContainerStatus
+	// rare is nil for most pods.
+	rare *podRare
 }
 
 // podSpec is what pods keep of their spec besides the node.
@@ -51,9 +52,13 @@ type podSpec struct {
 	containers, initContainers []corev1.Container
 }
 
-// podReason is a pod status's reason and message, nil when both are empty
-// (the kubelet sets them when it evicts or rejects a pod).
-type podReason struct{ reason, message string }
+// podRare is what most app pods lack: a status reason and message (the
+// kubelet sets them when it evicts or rejects a pod) and init containers'
+// statuses.
+type podRare struct {
+	reason, message       string
+	initContainerStatuses []corev1.ContainerStatus
+}
 
 var (
 	_ runtime.Object = &cachedPod{}
@@ -79,10 +84,10 @@ func newCachedPod(pod *corev1.Pod) *cachedPod {
 		labels: pod.Labels, annotations: pod.Annotations,
 		nodeName: pod.Spec.NodeName,
 		phase:    pod.Status.Phase, hostIP: pod.Status.HostIP, podIP: pod.Status.PodIP, startTime: pod.Status.StartTime,
-		conditions: pod.Status.Conditions, containerStatuses: pod.Status.ContainerStatuses, initContainerStatuses: pod.Status.InitContainerStatuses,
+		conditions: pod.Status.Conditions, containerStatuses: pod.Status.ContainerStatuses,
 	}
-	if pod.Status.Reason != "" || pod.Status.Message != "" {
-		c.reason = &podReason{reason: pod.Status.Reason, message: pod.Status.Message}
+	if pod.Status.Reason != "" || pod.Status.Message != "" || len(pod.Status.InitContainerStatuses) > 0 {
+		c.rare = &podRare{reason: pod.Status.Reason, message: pod.Status.Message, initContainerStatuses: pod.Status.InitContainerStatuses}
 	}
 	return c
 }
@@ -100,14 +105,14 @@ func (p *cachedPod) Pod() *corev1.Pod {
 		Spec: corev1.PodSpec{NodeName: p.nodeName},
 		Status: corev1.PodStatus{
 			Phase: p.phase, HostIP: p.hostIP, PodIP: p.podIP, StartTime: p.startTime,
-			Conditions: p.conditions, ContainerStatuses: p.containerStatuses, InitContainerStatuses: p.initContainerStatuses,
+			Conditions: p.conditions, ContainerStatuses: p.containerStatuses,
 		},
 	}
 	if p.spec != nil {
 		pod.Spec.RestartPolicy, pod.Spec.Containers, pod.Spec.InitContainers = p.spec.restartPolicy, p.spec.containers, p.spec.initContainers
 	}
-	if p.reason != nil {
-		pod.Status.Reason, pod.Status.Message = p.reason.reason, p.reason.message
+	if p.rare != nil {
+		pod.Status.Reason, pod.Status.Message, pod.Status.InitContainerStatuses = p.rare.reason, p.rare.message, p.rare.initContainerStatuses
 	}
 	return pod
 }
@@ -207,7 +212,7 @@ func (l *leaner) transformPod(pod *corev1.Pod) (any, error) {
 		initContainers = append(initContainers, corev1.Container{Name: intern(c.Name)})
 	}
 	pod.Spec.NodeName = intern(pod.Spec.NodeName)
-	pod.Status.HostIP = intern(pod.Status.HostIP)
+	pod.Status.Phase, pod.Status.HostIP = corev1.PodPhase(intern(string(pod.Status.Phase))), intern(pod.Status.HostIP)
 	pod.Status.Conditions = readConditions(pod.Status.Conditions)
 	pod.Status.ContainerStatuses = leanContainerStatuses(pod.Status.ContainerStatuses)
 	pod.Status.InitContainerStatuses = leanContainerStatuses(pod.Status.InitContainerStatuses)
