@@ -1,6 +1,9 @@
 package k8s
 
-import "k8s.io/utils/clock"
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+)
 
 // UnclaimedSince is exported to the tests.
 var UnclaimedSince = unclaimedSince
@@ -21,3 +24,7 @@ var ExposedPorts = exposedPorts
 func NewStringShareTable(clock clock.PassiveClock) func(hash uint64, v string) string {
 	return newShareTable(clock, func(a, b string) bool { return a == b }).share
 }
+
+// CachedPod is the pod the Caches hand out for an object of the app pod
+// informer (LeanAppObject's of a pod).
+func CachedPod(obj any) *corev1.Pod { return podOf(obj) }

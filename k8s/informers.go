@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -131,11 +132,12 @@ func stripManagedFields(obj any) (any, error) {
 }
 
 func processGUIDIndex(obj any) ([]string, error) {
-	accessor, ok := obj.(metav1.ObjectMetaAccessor)
-	if !ok {
+	// Cached pods are metav1.Objects, not ObjectMetaAccessors (cachedPod).
+	accessor, err := meta.Accessor(obj)
+	if err != nil {
 		return nil, nil
 	}
-	if guid := accessor.GetObjectMeta().GetAnnotations()[AnnotationProcessGUID]; guid != "" {
+	if guid := accessor.GetAnnotations()[AnnotationProcessGUID]; guid != "" {
 		return []string{guid}, nil
 	}
 	return nil, nil
@@ -210,7 +212,7 @@ func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler)
 		if _, err := c.statefulSets[i].AddEventHandler(statefulSets); err != nil {
 			return fmt.Errorf("adding statefulset handler: %w", err)
 		}
-		if _, err := c.pods[i].AddEventHandler(pods); err != nil {
+		if _, err := c.pods[i].AddEventHandler(podHandler{pods}); err != nil {
 			return fmt.Errorf("adding pod handler: %w", err)
 		}
 	}
@@ -230,7 +232,17 @@ func (c *Caches) IsolatedStatefulSetsByAppGUID(appGUID string) []*appsv1.Statefu
 
 // PodsByProcessGUID returns the cached pods of a process guid.
 func (c *Caches) PodsByProcessGUID(processGUID string) []*corev1.Pod {
-	return indexedBy[*corev1.Pod](c.pods, byProcessGUID, processGUID)
+	return appPods(indexedBy[any](c.pods, byProcessGUID, processGUID))
+}
+
+// appPods are the *corev1.Pod of the app pod informer's objects (see
+// cachedPod).
+func appPods(objs []any) []*corev1.Pod {
+	var pods []*corev1.Pod
+	for _, o := range objs {
+		pods = append(pods, podOf(o))
+	}
+	return pods
 }
 
 func indexedBy[T any](informers []cache.SharedIndexInformer, index, value string) []T {
@@ -300,7 +312,7 @@ func byKey[T any](informers []cache.SharedIndexInformer, key string) T {
 
 // Pod returns the cached pod namespace/name, or nil.
 func (c *Caches) Pod(namespace, name string) *corev1.Pod {
-	return byKey[*corev1.Pod](c.pods, namespace+"/"+name)
+	return podOf(byKey[any](c.pods, namespace+"/"+name))
 }
 
 // EachStatefulSet calls fn for every cached app StatefulSet. Objects are
@@ -313,12 +325,13 @@ func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
 	}
 }
 
-// EachAppPod calls fn for every cached app pod. Objects are shared with the
-// cache and must not be modified.
+// EachAppPod calls fn for every cached app pod. Pods share their values
+// with the cache and must not be modified; each is made for the call (see
+// cachedPod), so a reader of every pod should not keep them all.
 func (c *Caches) EachAppPod(fn func(*corev1.Pod)) {
 	for _, inf := range c.pods {
 		for _, o := range inf.GetStore().List() {
-			fn(o.(*corev1.Pod))
+			fn(podOf(o))
 		}
 	}
 }

@@ -1,8 +1,6 @@
 package k8s
 
 import (
-	"sort"
-	"strings"
 	"sync"
 	"unique"
 
@@ -34,11 +32,17 @@ import (
 //     volume (RecipeSecretName); its status but the revision names; the
 //     BBS LRP record compressed, with its scheduling info (BBSDesiredLRPRecord
 //     and CachedSchedulingInfo read them);
-//   - a pod: no owner references; the node, the restart policy, each
-//     container's name, ports and resources (instances' ports, the metrics
-//     gauge's quotas), each init container's name; its status, without the
-//     plural IP lists that repeat podIP and hostIP, and of its conditions
-//     Ready, PodScheduled and the newest transition (readConditions).
+//   - a pod, as a record of its own (cachedPod, lean_pod.go) that the
+//     Caches hand out as a *corev1.Pod: of its metadata the name,
+//     namespace, uid, resource version, creation and deletion timestamps,
+//     labels (but the StatefulSet controller's unread ones) and
+//     annotations; the node, the restart policy, each container's name,
+//     ports and resources (instances' ports, the metrics gauge's quotas),
+//     each init container's name, shared among pods with equal ones; of
+//     its status the phase, reason and message, podIP and hostIP, start
+//     time, the container and init container statuses without the
+//     kubelet's mounts, resources and user, and of its conditions Ready,
+//     PodScheduled and the newest transition (readConditions).
 //
 // Commands, environment (CC's VCAP_* and service credentials), probes,
 // volumes and security settings are the bulk of a pod and no reader needs
@@ -84,25 +88,18 @@ func leanMeta(meta *metav1.ObjectMeta) {
 	}
 }
 
-// unreadPodLabels are set by the StatefulSet controller and read by no one
-// in Iris (the index label is).
-var unreadPodLabels = []string{appsv1.ControllerRevisionHashLabelKey, appsv1.StatefulSetPodNameLabel}
-
-// leaner is the transform of the source_type=APP informers. It shares one
-// copy of each distinct resource requirements among the pods that have
-// them (all instances of an LRP, and most LRPs of a foundation): they are
-// maps of quantities, over a kilobyte per pod otherwise.
-// It also shares the label, annotation and selector maps that are equal
+// leaner is the transform of the source_type=APP informers. It shares what
+// pods have equal (podShares), and it also shares the label, annotation and selector maps that are equal
 // among an LRP's objects (see shareTable).
 type leaner struct {
-	mu        sync.Mutex
-	resources map[string]corev1.ResourceRequirements
-	maps      *sharedStringMaps
-	egress    *sharedEgress
+	mu     sync.Mutex
+	pods   *podShares
+	maps   *sharedStringMaps
+	egress *sharedEgress
 }
 
 func newLeaner(clock clock.PassiveClock) *leaner {
-	return &leaner{resources: map[string]corev1.ResourceRequirements{}, maps: newSharedStringMaps(clock), egress: newSharedEgress(clock)}
+	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock)}
 }
 
 // shareMaps returns the shared copies of maps, in order.
@@ -131,10 +128,7 @@ func (l *leaner) transform(obj any) (any, error) {
 		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
 		return o, nil
 	case *corev1.Pod:
-		// Its labels hold its index, unique to it.
-		l.leanPod(o)
-		l.shareMaps(&o.Annotations)
-		return o, nil
+		return l.transformPod(o)
 	case *networkingv1.NetworkPolicy:
 		// One per LRP: the reconciler compares its labels, annotations
 		// and spec with what the StatefulSet records.
@@ -152,34 +146,6 @@ func (l *leaner) transform(obj any) (any, error) {
 		return o, nil
 	}
 	return stripManagedFields(obj)
-}
-
-// shared returns the shared copy of r. The set of distinct requirements is
-// small (CC's memory, disk and CPU choices), so it is never pruned.
-func (l *leaner) shared(r corev1.ResourceRequirements) corev1.ResourceRequirements {
-	if len(r.Claims) > 0 {
-		return r
-	}
-	key := resourceKey(r)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s, ok := l.resources[key]; ok {
-		return s
-	}
-	l.resources[key] = r
-	return r
-}
-
-func resourceKey(r corev1.ResourceRequirements) string {
-	var parts []string
-	for name, q := range r.Limits {
-		parts = append(parts, "l:"+string(name)+"="+q.String())
-	}
-	for name, q := range r.Requests {
-		parts = append(parts, "r:"+string(name)+"="+q.String())
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ",")
 }
 
 func leanStatefulSet(sts *appsv1.StatefulSet) {
@@ -234,72 +200,4 @@ func recipeVolumes(volumes []corev1.Volume) []corev1.Volume {
 		}
 	}
 	return nil
-}
-
-func (l *leaner) leanPod(pod *corev1.Pod) {
-	for _, label := range unreadPodLabels {
-		delete(pod.Labels, label)
-	}
-	leanMeta(&pod.ObjectMeta)
-	// No reader asks a pod for its owner (the process guid annotation
-	// names its LRP): 130 bytes per pod.
-	pod.OwnerReferences = nil
-	containers := make([]corev1.Container, len(pod.Spec.Containers))
-	for i, c := range pod.Spec.Containers {
-		containers[i] = corev1.Container{Name: intern(c.Name), Ports: c.Ports, Resources: l.shared(c.Resources)}
-	}
-	var initContainers []corev1.Container
-	for _, c := range pod.Spec.InitContainers {
-		initContainers = append(initContainers, corev1.Container{Name: intern(c.Name)})
-	}
-	pod.Spec = corev1.PodSpec{
-		NodeName:       intern(pod.Spec.NodeName),
-		RestartPolicy:  pod.Spec.RestartPolicy,
-		Containers:     containers,
-		InitContainers: initContainers,
-	}
-	pod.Status.PodIPs, pod.Status.HostIPs = nil, nil
-	pod.Status.Conditions = readConditions(pod.Status.Conditions)
-	pod.Status.HostIP = intern(pod.Status.HostIP)
-	for i := range pod.Status.ContainerStatuses {
-		s := &pod.Status.ContainerStatuses[i]
-		s.Name, s.Image, s.ImageID = intern(s.Name), intern(s.Image), intern(s.ImageID)
-	}
-}
-
-// readConditions keeps the pod conditions Iris reads: Ready (routes,
-// instances, CELL logs) and PodScheduled (placement errors), and of the
-// others only the newest transition, should it be newer than theirs (the
-// crash reporter dates a start failure by the pod's newest transition).
-// Initialized and ContainersReady are otherwise 240 bytes per pod.
-func readConditions(conditions []corev1.PodCondition) []corev1.PodCondition {
-	keep := make([]bool, len(conditions))
-	var newestKept metav1.Time
-	newestOther, n := -1, 0
-	for i, c := range conditions {
-		switch c.Type {
-		case corev1.PodReady, corev1.PodScheduled:
-			keep[i], n = true, n+1
-			if newestKept.Before(&c.LastTransitionTime) {
-				newestKept = c.LastTransitionTime
-			}
-		default:
-			if newestOther < 0 || conditions[newestOther].LastTransitionTime.Before(&c.LastTransitionTime) {
-				newestOther = i
-			}
-		}
-	}
-	if newestOther >= 0 && newestKept.Before(&conditions[newestOther].LastTransitionTime) {
-		keep[newestOther], n = true, n+1
-	}
-	if n == 0 {
-		return nil
-	}
-	kept := make([]corev1.PodCondition, 0, n)
-	for i, c := range conditions {
-		if keep[i] {
-			kept = append(kept, c)
-		}
-	}
-	return kept
 }

@@ -16,6 +16,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
@@ -93,22 +94,30 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(k8s.RecipeSecretName(lean)).To(Equal(k8s.RecipeSecretNameFor(lean.Name)))
 	})
 
-	It("keeps of a pod what Iris reads: metadata but the controller's unread labels and the owner, node, restart policy, containers' names, ports and resources, the status", func() {
+	It("keeps of a pod what Iris reads: metadata but the controller's unread labels, the owner and the generation, node, restart policy, containers' names, ports and resources, the status but the plural IPs and the kubelet's container mounts, resources and user", func() {
 		podMeta := meta()
 		podMeta.Labels[k8s.PodIndexLabel] = "2"
 		podMeta.Labels[appsv1.ControllerRevisionHashLabelKey] = "dora-6d5f8c7b9c"
 		podMeta.Labels[appsv1.StatefulSetPodNameLabel] = "dora-2"
 		status := corev1.PodStatus{
 			Phase: corev1.PodRunning, PodIP: "10.244.0.7", HostIP: "10.0.0.1", StartTime: &at,
-			PodIPs:                []corev1.PodIP{{IP: "10.244.0.7"}},
-			HostIPs:               []corev1.HostIP{{IP: "10.0.0.1"}},
-			Conditions:            []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
+			PodIPs:     []corev1.PodIP{{IP: "10.244.0.7"}},
+			HostIPs:    []corev1.HostIP{{IP: "10.0.0.1"}},
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: at}, {Type: corev1.PodScheduled, Status: corev1.ConditionTrue}},
+			Reason:     "Evicted", Message: "The node was low on resource: memory.",
 			InitContainerStatuses: []corev1.ContainerStatus{{Name: "setup", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}},
 			ContainerStatuses: []corev1.ContainerStatus{{
-				Name: k8s.AppContainerName, RestartCount: 4, Image: "registry.example/app:1", ContainerID: "containerd://abc",
+				Name: k8s.AppContainerName, RestartCount: 4, Image: "registry.example/app:1", ImageID: "registry.example/app@sha256:0", ContainerID: "containerd://abc",
+				Ready: true, Started: ptr.To(true),
 				State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at}},
 				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}},
 			}},
+			QOSClass: corev1.PodQOSBurstable,
+		}
+		kubeletOnly := func(s *corev1.ContainerStatus) {
+			s.VolumeMounts = []corev1.VolumeMountStatus{{Name: "tmp", MountPath: "/tmp"}}
+			s.Resources, s.AllocatedResources = resources.DeepCopy(), resources.Limits.DeepCopy()
+			s.User = &corev1.ContainerUser{Linux: &corev1.LinuxContainerUser{UID: 2000, GID: 2000}}
 		}
 		pod := &corev1.Pod{
 			ObjectMeta: podMeta,
@@ -120,15 +129,18 @@ var _ = Describe("the app informers' transform", func() {
 			},
 			Status: *status.DeepCopy(),
 		}
+		kubeletOnly(&pod.Status.ContainerStatuses[0])
+		kubeletOnly(&pod.Status.InitContainerStatuses[0])
 		want := meta()
-		want.ManagedFields, want.OwnerReferences = nil, nil
+		want.ManagedFields, want.OwnerReferences, want.Generation = nil, nil, 0
 		want.Labels[k8s.PodIndexLabel] = "2"
 		wantStatus := *status.DeepCopy()
-		wantStatus.PodIPs, wantStatus.HostIPs = nil, nil
+		wantStatus.PodIPs, wantStatus.HostIPs, wantStatus.QOSClass = nil, nil, ""
 
 		obj, err := k8s.LeanAppObject(pod)
 		Expect(err).NotTo(HaveOccurred())
-		lean := obj.(*corev1.Pod)
+		Expect(obj).NotTo(BeAssignableToTypeOf(&corev1.Pod{}), "a record smaller than a Pod")
+		lean := k8s.CachedPod(obj)
 		Expect(lean.ObjectMeta).To(Equal(want))
 		Expect(lean.Spec).To(Equal(corev1.PodSpec{
 			NodeName: "cell-1", RestartPolicy: corev1.RestartPolicyAlways,
@@ -136,6 +148,10 @@ var _ = Describe("the app informers' transform", func() {
 			Containers:     []corev1.Container{{Name: k8s.AppContainerName, Ports: ports, Resources: resources}},
 		}))
 		Expect(lean.Status).To(Equal(wantStatus))
+
+		copied := obj.(runtime.Object).DeepCopyObject()
+		Expect(k8s.CachedPod(copied)).To(Equal(lean))
+		Expect(&k8s.CachedPod(copied).Status.ContainerStatuses[0]).NotTo(BeIdenticalTo(&lean.Status.ContainerStatuses[0]), "a deep copy")
 
 		inst, ok := k8s.ActualInstance(lean)
 		Expect(ok).To(BeTrue())
@@ -150,10 +166,11 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(err).NotTo(HaveOccurred())
 		b, err := transform(&corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: k8s.AppContainerName, Resources: *resources.DeepCopy()}}}})
 		Expect(err).NotTo(HaveOccurred())
-		limitsA, limitsB := a.(*corev1.Pod).Spec.Containers[0].Resources.Limits, b.(*corev1.Pod).Spec.Containers[0].Resources.Limits
+		limitsA, limitsB := k8s.CachedPod(a).Spec.Containers[0].Resources.Limits, k8s.CachedPod(b).Spec.Containers[0].Resources.Limits
 		Expect(limitsB).To(Equal(resources.Limits))
 		Expect(func() { limitsA["probe"] = resource.MustParse("1") }).NotTo(Panic())
 		Expect(limitsB).To(HaveKey(corev1.ResourceName("probe")), "the same map")
+		Expect(&k8s.CachedPod(b).Spec.Containers[0]).To(BeIdenticalTo(&k8s.CachedPod(a).Spec.Containers[0]), "pods with equal containers share them")
 	})
 
 	It("keeps a BBS StatefulSet's LRP record compressed, read back as the API's base64 reads", func() {
@@ -230,7 +247,7 @@ var _ = Describe("the app informers' transform", func() {
 		lean := func(p *corev1.Pod) []corev1.PodCondition {
 			obj, err := k8s.LeanAppObject(p)
 			Expect(err).NotTo(HaveOccurred())
-			return obj.(*corev1.Pod).Status.Conditions
+			return k8s.CachedPod(obj).Status.Conditions
 		}
 		Expect(lean(pod(initialized, ready, containersReady, scheduled))).To(Equal([]corev1.PodCondition{ready, scheduled}))
 		later := corev1.PodCondition{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: t(30)}
@@ -323,7 +340,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		s := lean(sts()).(*appsv1.StatefulSet)
 		p := lean(policy).(*networkingv1.NetworkPolicy)
-		pod0, pod1 := lean(pod("0")).(*corev1.Pod), lean(pod("1")).(*corev1.Pod)
+		pod0, pod1 := k8s.CachedPod(lean(pod("0"))), k8s.CachedPod(lean(pod("1")))
 		Expect(same(s.Labels, p.Labels)).To(BeTrue(), "StatefulSet and NetworkPolicy labels")
 		Expect(same(s.Labels, s.Spec.Selector.MatchLabels)).To(BeTrue(), "labels and selector")
 		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
@@ -343,7 +360,7 @@ var _ = Describe("the app informers' transform", func() {
 		clock.SetTime(time.Unix(0, 0).Add(10 * time.Minute))
 		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "one generation on")
 		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
-		Expect(same(lean(pod("2")).(*corev1.Pod).Annotations, pod0.Annotations)).To(BeFalse(), "two generations without use")
+		Expect(same(k8s.CachedPod(lean(pod("2"))).Annotations, pod0.Annotations)).To(BeFalse(), "two generations without use")
 		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
 	})
 

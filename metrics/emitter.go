@@ -58,8 +58,8 @@ type Reporter struct {
 	byName    map[podName]*instance
 	// pass numbers EmitOnce's calls, to forget the pods a pass did not see.
 	pass uint64
-	// running is the pods of one pass, kept to reuse its array.
-	running []*corev1.Pod
+	// running is the instances of one pass, kept to reuse its array.
+	running []*instance
 
 	// problems logged once each until they go away, so a missing
 	// metrics-server or an RBAC denial is visible without flooding the log.
@@ -167,25 +167,23 @@ type containerUsage struct {
 // others are still emitted.
 func (r *Reporter) EmitOnce(ctx context.Context) {
 	r.pass++
-	pods := r.running[:0]
+	// Each pod is derived as it is listed and not kept: the cache makes
+	// every pod it lists for the call, 1.2 KB each.
+	instances := r.running[:0]
 	nodes := map[string]bool{}
 	r.pods.EachAppPod(func(pod *corev1.Pod) {
 		if pod.Status.Phase == corev1.PodRunning && pod.DeletionTimestamp == nil && pod.Spec.NodeName != "" {
-			pods = append(pods, pod)
+			instances = append(instances, r.instance(pod))
 			nodes[pod.Spec.NodeName] = true
 		}
 	})
 	defer func() {
-		// Keep the array, not the pods: deleted ones must not stay alive.
-		clear(pods)
-		r.running = pods[:0]
+		// Keep the array, not the instances: deleted ones must not stay alive.
+		clear(instances)
+		r.running = instances[:0]
 	}()
-	instances := make([]*instance, len(pods))
-	for i, pod := range pods {
-		instances[i] = r.instance(pod)
-	}
 	r.forgetUnseen()
-	if len(pods) == 0 {
+	if len(instances) == 0 {
 		return
 	}
 

@@ -1,0 +1,112 @@
+package k8s_test
+
+import (
+	"context"
+	"sync"
+
+	"code.cloudfoundry.org/lager/v3/lagertest"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
+	ginkgomon_v2 "github.com/tedsuo/ifrit/ginkgomon_v2"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/iris-cf/iris/k8s"
+)
+
+var _ = Describe("the app pod cache", func() {
+	const ns = "cf-workloads"
+	var (
+		ctx       context.Context
+		clientset *fake.Clientset
+		caches    *k8s.Caches
+		mu        sync.Mutex
+		events    []string
+		seen      []any
+	)
+	record := func(event string, objs ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, event)
+		seen = append(seen, objs...)
+	}
+	recorded := func() ([]string, []any) {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), events...), append([]any(nil), seen...)
+	}
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		clientset = fake.NewClientset()
+		events, seen = nil, nil
+		var err error
+		caches, err = k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(caches.AddEventHandlers(cache.ResourceEventHandlerFuncs{}, cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { record("add", obj) },
+			UpdateFunc: func(oldObj, newObj any) { record("update", oldObj, newObj) },
+			DeleteFunc: func(obj any) { record("delete", obj) },
+		})).To(Succeed())
+		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))))
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+	})
+
+	It("hands readers and handlers *corev1.Pod with what the pod had", func() {
+		at := metav1.Now().Rfc3339Copy()
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: "dora-0", Namespace: ns, UID: "uid-0",
+				Labels:      map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp, k8s.PodIndexLabel: "0"},
+				Annotations: map[string]string{k8s.AnnotationProcessGUID: "guid-v1"},
+			},
+			Spec: corev1.PodSpec{NodeName: "cell-1", RestartPolicy: corev1.RestartPolicyAlways, Containers: []corev1.Container{{
+				Name: k8s.AppContainerName, Image: "dora", Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+			}}},
+			Status: corev1.PodStatus{Phase: corev1.PodPending, PodIP: "10.0.0.7", StartTime: &at},
+		}
+		_, err := clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+
+		expectDora := func(g Gomega, p *corev1.Pod, phase corev1.PodPhase) {
+			g.Expect(p).NotTo(BeNil())
+			g.Expect(p.ObjectMeta).To(Equal(metav1.ObjectMeta{Name: "dora-0", Namespace: ns, UID: "uid-0", ResourceVersion: p.ResourceVersion,
+				Labels: pod.Labels, Annotations: pod.Annotations}))
+			g.Expect(p.Spec).To(Equal(corev1.PodSpec{NodeName: "cell-1", RestartPolicy: corev1.RestartPolicyAlways,
+				Containers: []corev1.Container{{Name: k8s.AppContainerName, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}))
+			g.Expect(p.Status).To(Equal(corev1.PodStatus{Phase: phase, PodIP: "10.0.0.7", StartTime: &at}))
+		}
+		Eventually(func(g Gomega) {
+			expectDora(g, caches.Pod(ns, "dora-0"), corev1.PodPending)
+			byGUID := caches.PodsByProcessGUID("guid-v1")
+			g.Expect(byGUID).To(HaveLen(1))
+			expectDora(g, byGUID[0], corev1.PodPending)
+			var all []*corev1.Pod
+			caches.EachAppPod(func(p *corev1.Pod) { all = append(all, p) })
+			g.Expect(all).To(HaveLen(1))
+			expectDora(g, all[0], corev1.PodPending)
+		}).Should(Succeed())
+		Expect(caches.Pod(ns, "other")).To(BeNil())
+		Expect(caches.PodsByProcessGUID("other")).To(BeEmpty())
+
+		pod.Status.Phase = corev1.PodRunning
+		_, err = clientset.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(clientset.CoreV1().Pods(ns).Delete(ctx, "dora-0", metav1.DeleteOptions{})).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			events, objs := recorded()
+			g.Expect(events).To(Equal([]string{"add", "update", "delete"}))
+			phases := []corev1.PodPhase{corev1.PodPending, corev1.PodPending, corev1.PodRunning, corev1.PodRunning}
+			for i, obj := range objs {
+				p, ok := obj.(*corev1.Pod)
+				g.Expect(ok).To(BeTrue(), "a *corev1.Pod, not %T", obj)
+				expectDora(g, p, phases[i])
+			}
+		}).Should(Succeed())
+		Expect(caches.Pod(ns, "dora-0")).To(BeNil())
+	})
+})
