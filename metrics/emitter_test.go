@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
@@ -49,9 +50,25 @@ func (p *podList) EachAppPod(fn func(*corev1.Pod)) {
 	}
 }
 
-type collector struct{ envelopes []*loggregator_v2.Envelope }
+// collector takes every envelope at once.
+type collector struct {
+	mu        sync.Mutex
+	envelopes []*loggregator_v2.Envelope
+}
 
-func (c *collector) Emit(e ...*loggregator_v2.Envelope) { c.envelopes = append(c.envelopes, e...) }
+func (c *collector) EmitWait(_ context.Context, e ...*loggregator_v2.Envelope) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.envelopes = append(c.envelopes, e...)
+	return nil
+}
+
+// Len is how many envelopes it has, read while a pass may be emitting.
+func (c *collector) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.envelopes)
+}
 
 func appPod(ns, name, uid, index string) *corev1.Pod {
 	return &corev1.Pod{

@@ -79,6 +79,11 @@ func (c *countingEnvelopes) Emit(envelopes ...*loggregator_v2.Envelope) {
 	c.n.Add(int64(len(envelopes)))
 }
 
+func (c *countingEnvelopes) EmitWait(_ context.Context, envelopes ...*loggregator_v2.Envelope) error {
+	c.n.Add(int64(len(envelopes)))
+	return nil
+}
+
 type countingCC struct{ n atomic.Int64 }
 
 func (c *countingCC) Post(context.Context, string, any) error { c.n.Add(1); return nil }
