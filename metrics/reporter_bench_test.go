@@ -136,11 +136,11 @@ func measurePass(b *testing.B, server *ingresstest.Server, sender *logs.Sender, 
 	stopLogs, logsEmitted := emitLogLines(sender, src)
 	pass()
 	passTime := time.Since(start)
-	// Delivered or dropped: the ingress's count and the sender's drops
-	// stop moving for 200 ms (the sender polls every 5 ms).
-	waitSettled(b, server, sender)
+	// The metrics delivered or dropped (log lines keep arriving), then the
+	// last log lines.
+	waitSettled(b, func() uint64 { return uint64(server.Count()-server.LogCount()) + sender.Dropped() })
 	stopLogs()
-	waitSettled(b, server, sender)
+	waitSettled(b, func() uint64 { return uint64(server.Count()) + sender.Dropped() })
 	delivered := time.Since(start) - 2*settle
 	r := passResult{
 		logsDelivered: server.LogCount() - logCount,
@@ -155,15 +155,15 @@ func measurePass(b *testing.B, server *ingresstest.Server, sender *logs.Sender, 
 	return r
 }
 
-// settle is how long the ingress's count and the sender's drops must stay
-// still for everything handed to the sender to be delivered or dropped
-// (the sender polls every 5 ms).
+// settle is how long what the ingress received plus what the sender
+// dropped must stay still for everything handed to the sender to be
+// through (the sender polls every 5 ms).
 const settle = 200 * time.Millisecond
 
-func waitSettled(b *testing.B, server *ingresstest.Server, sender *logs.Sender) {
+func waitSettled(b *testing.B, through func() uint64) {
 	last, since := uint64(0), time.Now()
 	if err := benchenv.WaitUntil(10*time.Minute, func() bool {
-		if now := uint64(server.Count()) + sender.Dropped(); now != last {
+		if now := through(); now != last {
 			last, since = now, time.Now()
 		}
 		return time.Since(since) >= settle
