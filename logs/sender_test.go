@@ -144,7 +144,7 @@ var _ = Describe("Sender", func() {
 
 	Context("with a bulk producer (metrics) larger than every buffer", func() {
 		// Large enough that a stuck ingress's flow-control windows fill
-		// quickly and push back.
+		// quickly and push back (after some 60 of them).
 		padding := map[string]string{"padding": strings.Repeat("x", 4<<10)}
 		gauge := func(i int) *loggregator_v2.Envelope {
 			return &loggregator_v2.Envelope{SourceId: "metrics", InstanceId: strconv.Itoa(i), Tags: padding, Message: &loggregator_v2.Envelope_Gauge{Gauge: &loggregator_v2.Gauge{
@@ -184,12 +184,12 @@ var _ = Describe("Sender", func() {
 			dial()
 			sender, _ := start(logs.SenderConfig{BufferSize: 64, BulkBufferSize: 16, BatchSize: 10})
 			server.Pause()
-			done := emitBulk(context.Background(), sender, 5000)
+			done := emitBulk(context.Background(), sender, 1000)
 			Consistently(done, "300ms").ShouldNot(Receive(), "the producer waits while the ingress is stuck")
 
 			server.Resume()
 			Eventually(done, "10s").Should(Receive(BeNil()))
-			Eventually(gauges, "10s").Should(Equal(sequence(0, 5000)))
+			Eventually(gauges, "10s").Should(Equal(sequence(0, 1000)))
 			Expect(sender.Dropped()).To(BeZero())
 		})
 
@@ -197,13 +197,14 @@ var _ = Describe("Sender", func() {
 			dial()
 			sender, _ := start(logs.SenderConfig{BufferSize: 100, BulkBufferSize: 16, BatchSize: 10})
 			server.Pause()
-			done := emitBulk(context.Background(), sender, 5000)
+			emit(sender, 0, 50) // lines before the pass, then during it: the log buffer exactly
+			done := emitBulk(context.Background(), sender, 1000)
 			Consistently(done, "300ms").ShouldNot(Receive())
-			emit(sender, 0, 100) // fills the log buffer exactly
+			emit(sender, 50, 100)
 
 			server.Resume()
 			Eventually(done, "10s").Should(Receive(BeNil()))
-			Eventually(server.Count, "10s").Should(BeEquivalentTo(5100))
+			Eventually(server.Count, "10s").Should(BeEquivalentTo(1100))
 			Expect(payloads()).To(Equal(sequence(0, 100)))
 			Expect(sender.Dropped()).To(BeZero())
 			// Only what was already queued or in flight when the lines
@@ -218,7 +219,7 @@ var _ = Describe("Sender", func() {
 			sender, _ := start(logs.SenderConfig{BulkBufferSize: 16, BatchSize: 10})
 			server.Pause()
 			ctx, cancel := context.WithCancel(context.Background())
-			done := emitBulk(ctx, sender, 5000)
+			done := emitBulk(ctx, sender, 1000)
 			Consistently(done, "300ms").ShouldNot(Receive())
 			cancel()
 			Eventually(done).Should(Receive(MatchError(context.Canceled)))
@@ -233,7 +234,7 @@ var _ = Describe("Sender", func() {
 				g.Expect(through).To(BeNumerically(">=", 256))
 				g.Expect(through % 256).To(BeZero())
 			}, "10s").Should(Succeed())
-			Expect(sender.Sent()).To(BeNumerically("<", 5000))
+			Expect(sender.Sent()).To(BeNumerically("<", 1000))
 		})
 	})
 
