@@ -5,9 +5,9 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
