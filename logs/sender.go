@@ -27,6 +27,9 @@ type SenderConfig struct {
 	// is full the oldest are dropped (and counted), so a slow or absent
 	// Loggregator never blocks a log reader nor grows memory without limit.
 	BufferSize int
+	// BulkBufferSize is how many envelopes of bulk producers (EmitWait: the
+	// metrics reporter) wait at most; when it is full they wait instead.
+	BulkBufferSize int
 	// BatchSize is the most envelopes sent in one message.
 	BatchSize int
 	// MaxBackoff caps the wait between reconnects while Loggregator is down.
@@ -42,6 +45,11 @@ func (c SenderConfig) withDefaults() SenderConfig {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 100
 	}
+	if c.BulkBufferSize <= 0 {
+		// Ten batches: enough that the send loop never waits for the
+		// producer, small enough not to matter in memory.
+		c.BulkBufferSize = 10 * c.BatchSize
+	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
 	}
@@ -52,8 +60,18 @@ func (c SenderConfig) withDefaults() SenderConfig {
 }
 
 // Sender ships envelopes to Loggregator in order, in batches, on one stream.
-// Emit never blocks. It is an ifrit runner; on a signal it flushes what is
-// buffered (within DrainTimeout) and closes the stream.
+// It is an ifrit runner; on a signal it flushes what is buffered (within
+// DrainTimeout) and closes the stream.
+//
+// It has two queues. Log lines (Emit) never block their reader: they go to a
+// ring buffer that drops its oldest when full. Bulk producers (EmitWait)
+// hand over a whole pass at once, far more than any buffer: at 250,000
+// instances one metrics pass is 250,000 envelopes, which through the ring
+// would drop most of the pass and push every log line out with it. So they
+// get a small queue of their own and wait while it is full: the pass goes
+// out at the pace Loggregator takes it, in bounded memory. Log lines go
+// first in every batch, because a dropped log line is lost for good while
+// a metric is replaced by the next pass.
 //
 // It drives go-loggregator's gRPC ingress stub itself instead of
 // loggregator.IngressClient because that client blocks EmitLog when the
@@ -65,6 +83,7 @@ type Sender struct {
 	ingress Ingress
 	cfg     SenderConfig
 	buffer  *diodes.ManyToOne
+	bulk    chan *loggregator_v2.Envelope
 
 	dropped atomic.Uint64
 	sent    atomic.Uint64
@@ -74,22 +93,39 @@ type Sender struct {
 // NewSender returns a sender writing to ingress.
 func NewSender(logger lager.Logger, ingress Ingress, cfg SenderConfig) *Sender {
 	s := &Sender{logger: logger.Session("loggregator-sender"), ingress: ingress, cfg: cfg.withDefaults()}
+	s.bulk = make(chan *loggregator_v2.Envelope, s.cfg.BulkBufferSize)
 	s.buffer = diodes.NewManyToOne(s.cfg.BufferSize, diodes.AlertFunc(func(missed int) {
 		s.dropped.Add(uint64(missed))
 	}))
 	return s
 }
 
-// Emit queues envelopes for sending; it never blocks.
+// Emit queues log envelopes for sending; it never blocks.
 func (s *Sender) Emit(envelopes ...*loggregator_v2.Envelope) {
 	for _, e := range envelopes {
 		s.buffer.Set(diodes.GenericDataType(unsafe.Pointer(e)))
 	}
 }
 
-// Dropped is how many envelopes were lost because the buffer overflowed.
-// go-diodes counts a slot that colliding writers skipped as a drop too, so
-// under heavy contention it can run a little high, never low.
+// EmitWait queues envelopes of a bulk producer, in order, waiting while its
+// queue is full, until ctx ends; then what it did not queue is dropped
+// (and counted) and the error says so.
+func (s *Sender) EmitWait(ctx context.Context, envelopes ...*loggregator_v2.Envelope) error {
+	for i, e := range envelopes {
+		select {
+		case s.bulk <- e:
+		case <-ctx.Done():
+			s.dropped.Add(uint64(len(envelopes) - i))
+			return fmt.Errorf("waiting for loggregator, %d envelopes dropped: %w", len(envelopes)-i, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Dropped is how many envelopes were lost because the log buffer
+// overflowed or a bulk producer gave up waiting. go-diodes counts a slot
+// that colliding writers skipped as a drop too, so under heavy contention
+// it can run a little high, never low.
 func (s *Sender) Dropped() uint64 { return s.dropped.Load() }
 
 // Sent is how many envelopes Loggregator's stream accepted.
@@ -140,14 +176,15 @@ type stream struct {
 
 // loop sends until ctx is cancelled and returns the stream it has open.
 func (s *Sender) loop(ctx context.Context, st *stream) *stream {
-	poller := diodes.NewPoller(s.buffer, diodes.WithPollingInterval(5*time.Millisecond), diodes.WithPollingContext(ctx))
+	poll := time.NewTimer(pollInterval)
+	poll.Stop()
 	backoff := 100 * time.Millisecond
 	for {
-		first := poller.Next()
+		first := s.next(ctx, poll)
 		if first == nil {
 			return st // cancelled
 		}
-		batch := s.fill([]*loggregator_v2.Envelope{(*loggregator_v2.Envelope)(first)})
+		batch := s.fill([]*loggregator_v2.Envelope{first})
 		for {
 			err := s.send(st, batch)
 			if err == nil {
@@ -168,9 +205,47 @@ func (s *Sender) loop(ctx context.Context, st *stream) *stream {
 	}
 }
 
-// fill adds whatever else is buffered right now, up to BatchSize: batches
-// grow under load and stay small (low latency) when lines trickle in.
+// pollInterval is how often an idle sender looks at the log buffer, which
+// has no way to wake a reader (go-diodes' poller does the same).
+const pollInterval = 5 * time.Millisecond
+
+// next waits for the next envelope, a log line first, and returns nil when
+// ctx is cancelled. poll is a stopped or fired timer it reuses.
+func (s *Sender) next(ctx context.Context, poll *time.Timer) *loggregator_v2.Envelope {
+	for {
+		if e, ok := s.buffer.TryNext(); ok {
+			return (*loggregator_v2.Envelope)(e)
+		}
+		poll.Reset(pollInterval)
+		select {
+		case e := <-s.bulk:
+			poll.Stop()
+			return e
+		case <-poll.C:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// fill adds whatever else is queued right now, up to BatchSize, log lines
+// before bulk envelopes: batches grow under load and stay small (low
+// latency) when lines trickle in.
 func (s *Sender) fill(batch []*loggregator_v2.Envelope) []*loggregator_v2.Envelope {
+	batch = s.fillLogs(batch)
+	for len(batch) < s.cfg.BatchSize {
+		select {
+		case e := <-s.bulk:
+			batch = append(batch, e)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// fillLogs adds buffered log lines, up to BatchSize.
+func (s *Sender) fillLogs(batch []*loggregator_v2.Envelope) []*loggregator_v2.Envelope {
 	for len(batch) < s.cfg.BatchSize {
 		next, ok := s.buffer.TryNext()
 		if !ok {
@@ -181,11 +256,13 @@ func (s *Sender) fill(batch []*loggregator_v2.Envelope) []*loggregator_v2.Envelo
 	return batch
 }
 
+// requeue puts a batch that could not be sent back in front of the
+// buffered log lines, for drain; bulk envelopes stay in their own queue.
 func (s *Sender) requeue(batch []*loggregator_v2.Envelope) {
-	rest := s.fill(nil)
+	rest := s.fillLogs(nil)
 	for len(rest) > 0 {
 		batch = append(batch, rest...)
-		rest = s.fill(nil)
+		rest = s.fillLogs(nil)
 	}
 	s.Emit(batch...)
 }

@@ -1,10 +1,13 @@
 package logs_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
@@ -72,10 +75,13 @@ var _ = Describe("Sender", func() {
 			sender.Emit(src.LogEnvelopes(time.Now(), true, []byte(strconv.Itoa(i)))...)
 		}
 	}
+	// payloads are the log lines received, in order.
 	payloads := func() []string {
 		var out []string
 		for _, e := range server.Envelopes() {
-			out = append(out, string(e.GetLog().GetPayload()))
+			if e.GetLog() != nil {
+				out = append(out, string(e.GetLog().GetPayload()))
+			}
 		}
 		return out
 	}
@@ -134,6 +140,102 @@ var _ = Describe("Sender", func() {
 		Expect(sender.Sent() + sender.Dropped()).To(BeNumerically("<", 5000+50))
 		Eventually(server.Count).Should(BeEquivalentTo(sender.Sent()))
 		Expect(sender.Sent()).To(BeNumerically("<", 5000))
+	})
+
+	Context("with a bulk producer (metrics) larger than every buffer", func() {
+		// Large enough that a stuck ingress's flow-control windows fill
+		// quickly and push back (after some 60 of them).
+		padding := map[string]string{"padding": strings.Repeat("x", 4<<10)}
+		gauge := func(i int) *loggregator_v2.Envelope {
+			return &loggregator_v2.Envelope{SourceId: "metrics", InstanceId: strconv.Itoa(i), Tags: padding, Message: &loggregator_v2.Envelope_Gauge{Gauge: &loggregator_v2.Gauge{
+				Metrics: map[string]*loggregator_v2.GaugeValue{"memory": {Unit: "bytes", Value: float64(i)}},
+			}}}
+		}
+		// emitBulk hands n gauges to EmitWait in batches, as the metrics
+		// reporter does, from its own goroutine; done closes with its error.
+		emitBulk := func(ctx context.Context, sender *logs.Sender, n int) (done chan error) {
+			done = make(chan error, 1)
+			go func() {
+				defer GinkgoRecover()
+				for i := 0; i < n; i += 256 {
+					var batch []*loggregator_v2.Envelope
+					for j := i; j < min(i+256, n); j++ {
+						batch = append(batch, gauge(j))
+					}
+					if err := sender.EmitWait(ctx, batch...); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			return done
+		}
+		gauges := func() (ids []string) {
+			for _, e := range server.Envelopes() {
+				if e.GetGauge() != nil {
+					ids = append(ids, e.InstanceId)
+				}
+			}
+			return ids
+		}
+
+		It("waits for a slow ingress and delivers every envelope, in order", func() {
+			dial()
+			sender, _ := start(logs.SenderConfig{BufferSize: 64, BulkBufferSize: 16, BatchSize: 10})
+			server.Pause()
+			done := emitBulk(context.Background(), sender, 1000)
+			Consistently(done, "300ms").ShouldNot(Receive(), "the producer waits while the ingress is stuck")
+
+			server.Resume()
+			Eventually(done, "10s").Should(Receive(BeNil()))
+			Eventually(gauges, "10s").Should(Equal(sequence(0, 1000)))
+			Expect(sender.Dropped()).To(BeZero())
+		})
+
+		It("does not push out log lines emitted while it is backlogged, and sends them first", func() {
+			dial()
+			sender, _ := start(logs.SenderConfig{BufferSize: 100, BulkBufferSize: 16, BatchSize: 10})
+			server.Pause()
+			emit(sender, 0, 50) // lines before the pass, then during it: the log buffer exactly
+			done := emitBulk(context.Background(), sender, 1000)
+			Consistently(done, "300ms").ShouldNot(Receive())
+			emit(sender, 50, 100)
+
+			server.Resume()
+			Eventually(done, "10s").Should(Receive(BeNil()))
+			Eventually(server.Count, "10s").Should(BeEquivalentTo(1100))
+			Expect(payloads()).To(Equal(sequence(0, 100)))
+			Expect(sender.Dropped()).To(BeZero())
+			// Only what was already queued or in flight when the lines
+			// came went before them: the bulk queue, a batch, what gRPC
+			// had buffered; not the rest of the pass.
+			lastLine := slices.IndexFunc(server.Envelopes(), func(e *loggregator_v2.Envelope) bool { return e.GetLog() != nil && string(e.GetLog().Payload) == "99" })
+			Expect(lastLine).To(BeNumerically("<", 200))
+		})
+
+		It("gives up when the producer's context ends and counts what it did not queue as dropped", func() {
+			dial()
+			sender, _ := start(logs.SenderConfig{BulkBufferSize: 16, BatchSize: 10})
+			server.Pause()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := emitBulk(ctx, sender, 1000)
+			Consistently(done, "300ms").ShouldNot(Receive())
+			cancel()
+			Eventually(done).Should(Receive(MatchError(context.Canceled)))
+			Expect(sender.Dropped()).To(BeNumerically(">", 0))
+
+			// Every envelope of the batches it began is delivered or
+			// counted: whole batches of 256.
+			server.Resume()
+			Eventually(func(g Gomega) {
+				g.Expect(server.Count()).To(BeEquivalentTo(sender.Sent()))
+				through := sender.Sent() + sender.Dropped()
+				g.Expect(through).To(BeNumerically(">=", 256))
+				g.Expect(through % 256).To(BeZero())
+			}, "10s").Should(Succeed())
+			Expect(sender.Sent()).To(BeNumerically("<", 1000))
+		})
 	})
 
 	It("keeps the batch and retries until the ingress comes back", func() {

@@ -5,10 +5,12 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
@@ -36,9 +38,12 @@ type AppPods interface {
 	EachAppPod(fn func(*corev1.Pod))
 }
 
-// Emitter takes envelopes without blocking (*logs.Sender).
+// Emitter takes envelopes for Loggregator (*logs.Sender), waiting while
+// it has too many queued until ctx ends (then it counts what it did not
+// take as dropped): a pass is far larger than any buffer, and must neither
+// be dropped nor push log lines out.
 type Emitter interface {
-	Emit(envelopes ...*loggregator_v2.Envelope)
+	EmitWait(ctx context.Context, envelopes ...*loggregator_v2.Envelope) error
 }
 
 // Reporter emits metrics every interval. It is an ifrit runner.
@@ -49,7 +54,11 @@ type Reporter struct {
 	emitter    Emitter
 	namespaces []string
 	interval   time.Duration
-	clock      clock.PassiveClock
+	clock      clock.WithTicker
+
+	// skipped counts the envelopes passes did not emit because the
+	// emitter did not take them within the interval.
+	skipped atomic.Uint64
 
 	// instances are what the reporter knows of every running app pod, by
 	// uid, and byName the same by namespace and name (how metrics-server
@@ -83,11 +92,16 @@ func NewReporter(logger lager.Logger, usage Usage, pods AppPods, emitter Emitter
 	}
 }
 
-// WithClock makes the reporter read time from c (a fake clock in tests).
-func (r *Reporter) WithClock(c clock.PassiveClock) *Reporter {
+// WithClock makes the reporter read time and wait with c (a fake clock in
+// tests).
+func (r *Reporter) WithClock(c clock.WithTicker) *Reporter {
 	r.clock = c
 	return r
 }
+
+// Skipped is how many envelopes passes did not emit because Loggregator
+// did not take them within the interval.
+func (r *Reporter) Skipped() uint64 { return r.skipped.Load() }
 
 type podName struct{ namespace, name string }
 
@@ -135,14 +149,22 @@ type logSample struct {
 func (r *Reporter) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A signal ends a pass too: a paced pass takes half the interval.
+	go func() {
+		select {
+		case <-signals:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	close(ready)
-	ticker := time.NewTicker(r.interval)
+	ticker := r.clock.NewTicker(r.interval)
 	defer ticker.Stop()
 	for {
 		select {
-		case <-signals:
+		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-ticker.C():
 			// A round never takes longer than the interval, so rounds do not pile up.
 			roundCtx, done := context.WithTimeout(ctx, r.interval)
 			r.EmitOnce(roundCtx)
@@ -163,9 +185,12 @@ type containerUsage struct {
 }
 
 // EmitOnce reads usage and emits one envelope per running app instance
-// whose usage is known. Failures of one source are logged once and the
-// others are still emitted.
+// whose usage is known, spread over the first half of the interval (see
+// pace). Failures of one source are logged once and the others are still
+// emitted. When ctx ends before the emitter took the whole pass, the rest
+// is skipped (and counted): the next pass brings newer values anyway.
 func (r *Reporter) EmitOnce(ctx context.Context) {
+	start := r.clock.Now()
 	r.pass++
 	// Each pod is derived as it is listed and not kept: the cache makes
 	// every pod it lists for the call, 1.2 KB each.
@@ -231,7 +256,21 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 
 	now := r.clock.Now()
 	batch := make([]*loggregator_v2.Envelope, 0, emitBatch)
-	for _, inst := range instances {
+	first, emitted := 0, 0
+	flush := func() error {
+		if err := r.pace(ctx, start, first, len(instances)); err != nil {
+			r.skipped.Add(uint64(len(batch)))
+			return err
+		}
+		// What the emitter did not take of the batch, it counts itself.
+		if err := r.emitter.EmitWait(ctx, batch...); err != nil {
+			return err
+		}
+		emitted += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	for i, inst := range instances {
 		u := inst.usage
 		inst.usage = containerUsage{}
 		if !u.known {
@@ -249,19 +288,68 @@ func (r *Reporter) EmitOnce(ctx context.Context) {
 		if !inst.ok {
 			continue
 		}
+		if len(batch) == 0 {
+			first = i
+		}
 		batch = append(batch, inst.gauge(&u, logRate, now))
 		if len(batch) == cap(batch) {
-			r.emitter.Emit(batch...)
-			batch = batch[:0]
+			if err := flush(); err != nil {
+				r.incomplete(ctx, err, emitted, instances[i+1:])
+				return
+			}
 		}
 	}
 	if len(batch) > 0 {
-		r.emitter.Emit(batch...)
+		if err := flush(); err != nil {
+			r.incomplete(ctx, err, emitted, nil)
+		}
 	}
 }
 
 // emitBatch is how many envelopes EmitOnce hands the emitter at once.
 const emitBatch = 256
+
+// pace waits until the batch starting at instance first of n is due: a
+// pass's envelopes go out evenly over the first half of the interval. One
+// Iris emits what a whole foundation's cells emit, each a little, on
+// their own schedules; handed over at once, a 250,000-instance pass would
+// reach Loggregator's agent as one burst that its buffers must absorb.
+// Evenly, it is the steady rate the foundation produces anyway. The other
+// half leaves room for reading usage and for a slow Loggregator to catch
+// up before the next pass. A batch that is late goes out at once.
+func (r *Reporter) pace(ctx context.Context, start time.Time, first, n int) error {
+	due := start.Add(time.Duration(int64(r.interval/2) * int64(first) / int64(n)))
+	wait := due.Sub(r.clock.Now())
+	if wait <= 0 {
+		return nil
+	}
+	timer := r.clock.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pacing metrics: %w", ctx.Err())
+	}
+}
+
+// incomplete ends a pass that ran out of time (or was stopped): the
+// instances it did not reach forget this pass's usage, so the next pass
+// does not report it as theirs, and are counted as skipped.
+func (r *Reporter) incomplete(ctx context.Context, err error, emitted int, rest []*instance) {
+	skipped := 0
+	for _, inst := range rest {
+		if inst.usage.known && inst.ok {
+			skipped++
+		}
+		inst.usage = containerUsage{}
+	}
+	r.skipped.Add(uint64(skipped))
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return // stopping
+	}
+	r.logger.Error("pass-incomplete", err, lager.Data{"emitted": emitted, "skipped": skipped})
+}
 
 // instance returns what the reporter knows of pod, derived afresh when the
 // pod is new or changed, and marks it seen by this pass.

@@ -3,12 +3,17 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/go-loggregator/v9/rpc/loggregator_v2"
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/tedsuo/ifrit"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,9 +54,25 @@ func (p *podList) EachAppPod(fn func(*corev1.Pod)) {
 	}
 }
 
-type collector struct{ envelopes []*loggregator_v2.Envelope }
+// collector takes every envelope at once.
+type collector struct {
+	mu        sync.Mutex
+	envelopes []*loggregator_v2.Envelope
+}
 
-func (c *collector) Emit(e ...*loggregator_v2.Envelope) { c.envelopes = append(c.envelopes, e...) }
+func (c *collector) EmitWait(_ context.Context, e ...*loggregator_v2.Envelope) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.envelopes = append(c.envelopes, e...)
+	return nil
+}
+
+// Len is how many envelopes it has, read while a pass may be emitting.
+func (c *collector) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.envelopes)
+}
 
 func appPod(ns, name, uid, index string) *corev1.Pod {
 	return &corev1.Pod{
@@ -259,5 +280,111 @@ var _ = Describe("Reporter", func() {
 		pods = append(pods, appPod("ns1", "new-0", "uid-10", "0"))
 		r.EmitOnce(context.Background())
 		Expect(logger.LogMessages()).To(Equal([]string{"metrics.metrics.usage-unavailable", "metrics.metrics.recovered", "metrics.metrics.usage-unavailable", "metrics.metrics.usage-unavailable"}))
+	})
+})
+
+// stallingEmitter takes nothing while stuck, as a Loggregator that
+// stopped reading: it waits until the pass's context ends.
+type stallingEmitter struct {
+	*collector
+	stuck atomic.Bool
+}
+
+func (s *stallingEmitter) EmitWait(ctx context.Context, e ...*loggregator_v2.Envelope) error {
+	if s.stuck.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.collector.EmitWait(ctx, e...)
+}
+
+var _ = Describe("Reporter at scale", func() {
+	const interval = 15 * time.Second
+	var (
+		usage  *fakeUsage
+		pods   podList
+		out    *collector
+		logger *lagertest.TestLogger
+		clk    *clocktesting.FakeClock
+	)
+
+	// instances are n running app pods with usage.
+	instances := func(n int) {
+		pods = nil
+		usage.pods["ns1"] = nil
+		for i := 0; i < n; i++ {
+			name := fmt.Sprintf("app-%d", i)
+			pods = append(pods, appPod("ns1", name, "uid-"+name, "0"))
+			usage.pods["ns1"] = append(usage.pods["ns1"], podMetrics("ns1", name, "10m", "1Mi"))
+		}
+	}
+
+	BeforeEach(func() {
+		usage = &fakeUsage{pods: map[string][]metricsv1beta1.PodMetrics{}, summary: map[string]*statsv1alpha1.Summary{"node-a": {}}}
+		out = &collector{}
+		logger = lagertest.NewTestLogger("metrics")
+		clk = clocktesting.NewFakeClock(time.Unix(1000, 0))
+	})
+
+	reporter := func(emitter metrics.Emitter) *metrics.Reporter {
+		return metrics.NewReporter(logger, usage, &pods, emitter, []string{"ns1"}, interval).WithClock(clk)
+	}
+
+	It("spreads a pass over the first half of the interval instead of handing it over at once", func() {
+		instances(1000)
+		r := reporter(out)
+		done := make(chan struct{})
+		go func() { defer close(done); r.EmitOnce(context.Background()) }()
+
+		// The first batch at once; the second when a quarter of the pass
+		// is due (256 of 1000 instances, of 7.5 s).
+		Eventually(clk.HasWaiters).Should(BeTrue())
+		Expect(out.Len()).To(Equal(256))
+		clk.Step(interval / 2 * 256 / 1000)
+		Eventually(out.Len).Should(Equal(512))
+		Eventually(clk.HasWaiters).Should(BeTrue())
+		Expect(done).NotTo(BeClosed())
+
+		// Within half the interval, everything.
+		clk.Step(interval / 2)
+		Eventually(done).Should(BeClosed())
+		Expect(out.Len()).To(Equal(1000))
+		Expect(r.Skipped()).To(BeZero())
+	})
+
+	It("skips and counts the rest of a pass Loggregator did not take within the interval, and does not report its usage later", func() {
+		instances(300) // a batch of 256, then 44
+		ctx, cancel := context.WithTimeout(context.Background(), 0)
+		DeferCleanup(cancel)
+		emitter := &stallingEmitter{collector: out}
+		emitter.stuck.Store(true)
+		r := reporter(emitter)
+		r.EmitOnce(ctx)
+		Expect(r.Skipped()).To(BeEquivalentTo(44), "the stuck batch is the emitter's to count")
+		Expect(logger.LogMessages()).To(ConsistOf("metrics.metrics.pass-incomplete"))
+
+		// The next pass, with Loggregator back: metrics-server no longer
+		// lists the pods the last pass did not reach, so they get nothing
+		// (and the pass is one batch, not paced).
+		usage.pods["ns1"] = usage.pods["ns1"][:256]
+		emitter.stuck.Store(false)
+		done := make(chan struct{})
+		go func() { defer close(done); r.EmitOnce(context.Background()) }()
+		Eventually(done).Should(BeClosed())
+		Expect(out.Len()).To(Equal(256))
+	})
+
+	It("ends a paced pass when signalled, without waiting for the interval", func() {
+		instances(1000)
+		process := ifrit.Background(reporter(out))
+		Eventually(process.Ready()).Should(BeClosed())
+		Eventually(clk.HasWaiters).Should(BeTrue())
+		clk.Step(interval) // the first pass
+		Eventually(out.Len).Should(Equal(256))
+
+		process.Signal(os.Interrupt)
+		Eventually(process.Wait()).Should(Receive(BeNil()))
+		Expect(out.Len()).To(Equal(256))
+		Expect(logger.LogMessages()).To(BeEmpty(), "stopping is no failure")
 	})
 })

@@ -351,8 +351,9 @@ func leaderElected(logger lager.Logger, cfg config.Config, restConfig *rest.Conf
 			return nil, fmt.Errorf("creating metrics client: %w", err)
 		}
 		usage := metrics.NewKubeUsage(clientset, metricsClient, cfg.Metrics.DiskFromStatsSummary)
-		members = append(members, grouper.Member{Name: "metrics", Runner: metrics.NewReporter(logger, usage, caches, sender,
-			cfg.WorkloadsNamespaces, time.Duration(cfg.Metrics.IntervalSeconds)*time.Second)})
+		reporter := metrics.NewReporter(logger, usage, caches, sender, cfg.WorkloadsNamespaces, time.Duration(cfg.Metrics.IntervalSeconds)*time.Second)
+		opsServer.CounterFunc("metrics_envelopes_skipped_total", "Container metrics a pass did not emit because Loggregator did not take them within the interval.", counter(reporter.Skipped))
+		members = append(members, grouper.Member{Name: "metrics", Runner: reporter})
 	}
 	if cfg.Runs(config.ComponentPodLogs) && sender != nil {
 		streamer, err := podlogs.NewStreamer(logger, clientset, caches, sender)

@@ -30,6 +30,7 @@ type Server struct {
 	envelopes []*loggregator_v2.Envelope
 	keep      bool
 	count     atomic.Int64
+	logs      atomic.Int64
 	paused    chan struct{} // closed while receiving is allowed
 }
 
@@ -114,8 +115,19 @@ func (s *Server) Envelopes() []*loggregator_v2.Envelope {
 // Count is how many envelopes arrived.
 func (s *Server) Count() int64 { return s.count.Load() }
 
+// LogCount is how many of them were log lines (the rest being metrics),
+// to tell what a benchmark lost of each without keeping envelopes.
+func (s *Server) LogCount() int64 { return s.logs.Load() }
+
 func (s *Server) record(envelopes ...*loggregator_v2.Envelope) {
 	s.count.Add(int64(len(envelopes)))
+	var logs int64
+	for _, e := range envelopes {
+		if e.GetLog() != nil {
+			logs++
+		}
+	}
+	s.logs.Add(logs)
 	if !s.keep {
 		return
 	}
