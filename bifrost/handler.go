@@ -193,10 +193,11 @@ func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) listLRPs(w http.ResponseWriter, r *http.Request) {
 	infos := h.lrps.List()
-	if infos == nil {
-		infos = []models.DesiredLRPSchedulingInfo{}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if err := writeSchedulingInfos(w, infos); err != nil {
+		h.requestLogger(r).Error("writing-response", err)
 	}
-	h.writeJSON(w, r, http.StatusOK, models.DesiredLRPSchedulingInfosResponse{DesiredLRPSchedulingInfos: infos})
 }
 
 func (h *Handler) updateLRP(w http.ResponseWriter, r *http.Request) {

@@ -1,11 +1,15 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
@@ -245,24 +249,46 @@ func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Lo
 // already protobuf-encoded, once per version of its LRP (bifrost/bbs
 // writes them into the response as they are). Same order and filter.
 func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error) {
-	type encoded struct {
-		processGUID string
-		info        []byte
-	}
-	var all []encoded
+	all := make([]keyedInfo, 0, b.summaries.size())
 	err := b.eachSummary(filter, func(s *lrpSummary) error {
-		all = append(all, encoded{s.processGUID, s.schedulingEncoded})
+		all = append(all, keyedInfo{guidPrefix(s.processGUID), s.processGUID, s.schedulingEncoded})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].processGUID < all[j].processGUID })
+	slices.SortFunc(all, compareKeyed)
 	infos := make([][]byte, len(all))
 	for i, e := range all {
 		infos[i] = e.info
 	}
 	return infos, nil
+}
+
+// keyedInfo is an encoded info with what it is sorted by. Sorting
+// 100,000 infos by their guid strings read two strings scattered over the
+// heap at each of the ~1.7 million comparisons; the guid's first bytes,
+// kept beside it, settle nearly all of them.
+type keyedInfo struct {
+	prefix      uint64
+	processGUID string
+	info        []byte
+}
+
+// guidPrefix is guid's first 8 bytes, big-endian, zero-padded: comparing
+// prefixes orders as comparing the strings does, except that equal
+// prefixes need the strings.
+func guidPrefix(guid string) uint64 {
+	var b [8]byte
+	copy(b[:], guid)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+func compareKeyed(a, b keyedInfo) int {
+	if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+		return c
+	}
+	return strings.Compare(a.processGUID, b.processGUID)
 }
 
 // DesiredLRPRoutingInfos is route-emitter's list, answered as the

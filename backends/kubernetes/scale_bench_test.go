@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"testing"
@@ -60,7 +61,8 @@ import (
 //
 //	go test ./backends/kubernetes -run '^$' -bench CCSyncAtScale -benchtime 1x
 //
-// (IRIS_BENCH_LRPS for another LRP count; setup takes a few minutes and
+// (IRIS_BENCH_LRPS for another LRP count; IRIS_BENCH_PROFILE=<dir> writes
+// the server's CPU profile of each HTTP list there; setup takes a few minutes and
 // about 3 GB).
 func BenchmarkCCSyncAtScale(b *testing.B) {
 	n, rounds := 100000, 20
@@ -164,9 +166,11 @@ func reportRemote(b *testing.B, what string, call ccSyncCall) {
 	cmd.Env = append(os.Environ(), ccSyncClientEnv+"="+specPath)
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
+	stopProfile := profileServer(b, call.Kind)
 	cpu := benchenv.ProcessCPU()
 	err = cmd.Run()
 	serverCPU := benchenv.ProcessCPU() - cpu
+	stopProfile()
 	if err != nil {
 		b.Fatalf("%s: client process: %v\n%s", what, err, output.String())
 	}
@@ -189,6 +193,26 @@ func reportRemote(b *testing.B, what string, call ccSyncCall) {
 		round(percentile(result.Decode, 50)), round(percentile(result.Decode, 99)),
 		round(percentile(result.Client, 50)), round(percentile(result.Client, 99)),
 		round(result.CPU/time.Duration(result.Requests)), benchenv.LoadAverage())
+}
+
+// profileServer writes the server process's CPU profile while the client
+// makes its calls to $IRIS_BENCH_PROFILE/<kind>.pprof, if that is set.
+func profileServer(b *testing.B, kind string) (stop func()) {
+	dir := os.Getenv("IRIS_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, kind+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // percentile is the q-th percentile of lat (sorted in place).

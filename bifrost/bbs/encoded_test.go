@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
@@ -81,6 +84,34 @@ var _ = Describe("Scheduling infos from a backend that keeps them encoded", func
 		Expect(recorder.Header().Get("Content-Type")).To(Equal("application/x-protobuf"))
 		Expect(backend.filter).To(Equal(models.DesiredLRPFilter{Domain: "cf-apps"}))
 		Expect(backend.DesiredLRPSchedulingInfosCallCount()).To(BeZero())
+	})
+
+	It("writes a long list, in chunks, byte for byte as proto.Marshal encodes it", func() {
+		// Infos without routes (gogo encodes a map in map order) and with
+		// annotations of lengths that make one-, two- and three-byte
+		// varints, one larger than a written chunk.
+		infos = nil
+		backend.infos = nil
+		for i := 0; i < 3000; i++ {
+			info := &models.DesiredLRPSchedulingInfo{
+				DesiredLRPKey: models.NewDesiredLRPKey(fmt.Sprintf("%036d-v%d", i, i), "cf-apps", "log-guid"),
+				Annotation:    strings.Repeat("a", []int{0, 10, 120, 300, 20000}[i%5]),
+				Instances:     int32(i % 7),
+			}
+			if i == 1500 {
+				info.Annotation = strings.Repeat("b", 100<<10)
+			}
+			infos = append(infos, info)
+			encoded, err := info.Marshal()
+			Expect(err).NotTo(HaveOccurred())
+			backend.infos = append(backend.infos, encoded)
+		}
+		want, err := proto.Marshal(&models.DesiredLRPSchedulingInfosResponse{DesiredLrpSchedulingInfos: infos})
+		Expect(err).NotTo(HaveOccurred())
+		recorder := list()
+		Expect(recorder.Body.Bytes()).To(Equal(want))
+		Expect(recorder.Header().Get("Content-Length")).To(Equal(strconv.Itoa(len(want))))
+		Expect(recorder.Header().Get("Content-Type")).To(Equal("application/x-protobuf"))
 	})
 
 	It("answers an empty list and a failure as BBS does", func() {

@@ -242,7 +242,10 @@ func (h *Handler) schedulingInfos(w http.ResponseWriter, r *http.Request) {
 	if encoder, ok := h.desired.(EncodedSchedulingInfos); ok && err == nil {
 		var infos [][]byte
 		if infos, err = encoder.EncodedSchedulingInfos(r.Context(), logger, desiredFilter(request)); err == nil {
-			writeBody(w, schedulingInfosResponse(infos))
+			const infosField = 2 // DesiredLRPSchedulingInfosResponse.desired_lrp_scheduling_infos
+			if err := writeEncodedList(w, infosField, infos); err != nil {
+				logger.Error("failed-to-write-response", err)
+			}
 			return
 		}
 	} else if err == nil {
@@ -382,22 +385,49 @@ func (h *Handler) write(logger lager.Logger, w http.ResponseWriter, response pro
 	writeBody(w, body)
 }
 
-// schedulingInfosResponse is the encoding of a DesiredLRPSchedulingInfosResponse
-// without error whose infos are infos, byte for byte what proto.Marshal
-// writes: each info as field 2 (tag 0x12), its length as a varint, its bytes.
-func schedulingInfosResponse(infos [][]byte) []byte {
-	const infosField = 2<<3 | 2 // desired_lrp_scheduling_infos, length-delimited
+// listChunk is how much of a list answer written from encoded items is
+// built at a time: CC's scheduling-infos list is 40+ MB at 100,000 LRPs,
+// and one buffer of that size per request was a tenth of the list's CPU
+// (copying) and most of its garbage.
+const listChunk = 64 << 10
+
+// writeEncodedList answers 200 with the encoding of a response without
+// error whose repeated field `field` holds items, byte for byte what
+// proto.Marshal writes: each item as the field's length-delimited tag,
+// its length as a varint, its bytes. The body goes out in chunks, its
+// length announced first.
+func writeEncodedList(w http.ResponseWriter, field int, items [][]byte) error {
+	tag := byte(field<<3 | 2) // length-delimited; fields 1..15 fit one byte
 	size := 0
-	for _, info := range infos {
-		size += 1 + binary.MaxVarintLen64 + len(info)
+	for _, item := range items {
+		size += 1 + uvarintLen(uint64(len(item))) + len(item)
 	}
-	body := make([]byte, 0, size)
-	for _, info := range infos {
-		body = append(body, infosField)
-		body = binary.AppendUvarint(body, uint64(len(info)))
-		body = append(body, info...)
+	w.Header().Set("Content-Type", protobufContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	w.WriteHeader(http.StatusOK)
+	buf := make([]byte, 0, min(size, listChunk))
+	for _, item := range items {
+		if len(buf) > 0 && len(buf)+1+binary.MaxVarintLen64+len(item) > cap(buf) {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		buf = append(buf, tag)
+		buf = binary.AppendUvarint(buf, uint64(len(item)))
+		buf = append(buf, item...)
 	}
-	return body
+	_, err := w.Write(buf)
+	return err
+}
+
+// uvarintLen is the length of v's varint encoding.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 // writeBody answers 200 with an encoded protobuf response.
