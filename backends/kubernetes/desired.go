@@ -249,46 +249,48 @@ func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Lo
 // already protobuf-encoded, once per version of its LRP (bifrost/bbs
 // writes them into the response as they are). Same order and filter.
 func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error) {
-	all := make([]keyedInfo, 0, b.summaries.size())
+	all := make([]byGUID[[]byte], 0, b.summaries.size())
 	err := b.eachSummary(filter, func(s *lrpSummary) error {
-		all = append(all, keyedInfo{guidPrefix(s.processGUID), s.processGUID, s.schedulingEncoded})
+		all = append(all, keyedByGUID(s.processGUID, s.schedulingEncoded))
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(all, compareKeyed)
+	sortByGUID(all)
 	infos := make([][]byte, len(all))
 	for i, e := range all {
-		infos[i] = e.info
+		infos[i] = e.item
 	}
 	return infos, nil
 }
 
-// keyedInfo is an encoded info with what it is sorted by. Sorting
-// 100,000 infos by their guid strings read two strings scattered over the
-// heap at each of the ~1.7 million comparisons; the guid's first bytes,
-// kept beside it, settle nearly all of them.
-type keyedInfo struct {
-	prefix      uint64
-	processGUID string
-	info        []byte
+// byGUID is an item of a list ordered by process guid. Sorting 100,000
+// items by their guid strings read two strings scattered over the heap at
+// each of the ~1.7 million comparisons; the guid's first bytes, kept
+// beside it, settle nearly all of them.
+type byGUID[T any] struct {
+	prefix uint64
+	guid   string
+	item   T
 }
 
-// guidPrefix is guid's first 8 bytes, big-endian, zero-padded: comparing
-// prefixes orders as comparing the strings does, except that equal
-// prefixes need the strings.
-func guidPrefix(guid string) uint64 {
+// keyedByGUID is item keyed by guid. The prefix is guid's first 8 bytes,
+// big-endian, zero-padded: comparing prefixes orders as comparing the
+// strings does, except that equal prefixes need the strings.
+func keyedByGUID[T any](guid string, item T) byGUID[T] {
 	var b [8]byte
 	copy(b[:], guid)
-	return binary.BigEndian.Uint64(b[:])
+	return byGUID[T]{prefix: binary.BigEndian.Uint64(b[:]), guid: guid, item: item}
 }
 
-func compareKeyed(a, b keyedInfo) int {
-	if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
-		return c
-	}
-	return strings.Compare(a.processGUID, b.processGUID)
+func sortByGUID[T any](items []byGUID[T]) {
+	slices.SortFunc(items, func(a, b byGUID[T]) int {
+		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+			return c
+		}
+		return strings.Compare(a.guid, b.guid)
+	})
 }
 
 // DesiredLRPRoutingInfos is route-emitter's list, answered as the
@@ -312,18 +314,37 @@ func (b *Backend) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logge
 // downgrades them), so nothing is shared with the summaries.
 func (b *Backend) list(filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
 	var lrps []*models.DesiredLRP
-	err := b.eachSelected(filter, func(sts *appsv1.StatefulSet) error {
-		lrp, err := desiredLRPFromStatefulSet(sts)
-		if err == nil {
-			lrps = append(lrps, lrp)
-		}
-		return err
+	err := b.EachDesiredLRP(context.Background(), nil, filter, func(lrp *models.DesiredLRP) error {
+		lrps = append(lrps, lrp)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(lrps, func(i, j int) bool { return lrps[i].ProcessGuid < lrps[j].ProcessGuid })
 	return lrps, nil
+}
+
+// EachDesiredLRP hands fn the LRPs DesiredLRPs lists, in its order, each
+// decoded from its record as fn's turn comes (bifrost/bbs encodes and
+// drops each before the next is decoded); it stops at the first error.
+// The LRPs are fn's own.
+func (b *Backend) EachDesiredLRP(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter, fn func(*models.DesiredLRP) error) error {
+	var selected []byGUID[*appsv1.StatefulSet]
+	_ = b.eachSelected(filter, func(sts *appsv1.StatefulSet) error {
+		selected = append(selected, keyedByGUID(sts.Annotations[k8s.AnnotationProcessGUID], sts))
+		return nil
+	})
+	sortByGUID(selected)
+	for _, s := range selected {
+		lrp, err := desiredLRPFromStatefulSet(s.item)
+		if err != nil {
+			return err
+		}
+		if err := fn(lrp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eachSummary calls fn with the summary of every BBS LRP filter selects.

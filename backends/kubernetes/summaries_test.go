@@ -2,6 +2,7 @@ package kubernetes_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -202,6 +203,22 @@ var _ = Describe("Sync lists at scale", func() {
 			}
 			return order
 		}).Should(Equal(guids))
+
+		// The whole LRPs, handed over one at a time, in the same order; an
+		// error from fn ends the pass.
+		var streamed []string
+		Expect(backend.EachDesiredLRP(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"}, func(lrp *models.DesiredLRP) error {
+			streamed = append(streamed, lrp.ProcessGuid)
+			return nil
+		})).To(Succeed())
+		Expect(streamed).To(Equal(guids))
+		calls := 0
+		stop := errors.New("client gone")
+		Expect(backend.EachDesiredLRP(ctx, logger, models.DesiredLRPFilter{}, func(*models.DesiredLRP) error {
+			calls++
+			return stop
+		})).To(MatchError(stop))
+		Expect(calls).To(Equal(1))
 	})
 
 	It("forgets deleted StatefulSets and serves a recreated one under its new uid", func() {

@@ -7,7 +7,6 @@
 package bbs
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -215,22 +214,61 @@ func (h *Handler) desiredLRPs(version format.Version) http.HandlerFunc {
 		request := &models.DesiredLRPsRequest{}
 		response := &models.DesiredLRPsResponse{}
 		err := h.decode(logger, r, request)
+		if streamer, ok := h.desired.(StreamedDesiredLRPs); ok && err == nil {
+			h.streamDesiredLRPs(logger, w, r, streamer, desiredFilter(request), version)
+			return
+		}
 		if err == nil {
 			var lrps []*models.DesiredLRP
 			lrps, err = h.desired.DesiredLRPs(r.Context(), logger, desiredFilter(request))
 			if err == nil {
 				response.DesiredLrps = make([]*models.DesiredLRP, len(lrps))
 				for i, lrp := range lrps {
-					versioned := lrp.VersionDownTo(version).PopulateMetricsGuid()
-					if len(versioned.CachedDependencies) == 0 {
-						versioned.CachedDependencies = nil
-					}
-					response.DesiredLrps[i] = versioned
+					response.DesiredLrps[i] = listedLRP(lrp, version)
 				}
 			}
 		}
 		response.Error = responseError(logger, err)
 		h.write(logger, w, response)
+	}
+}
+
+// listedLRP is lrp as list.r3 answers it.
+func listedLRP(lrp *models.DesiredLRP, version format.Version) *models.DesiredLRP {
+	versioned := lrp.VersionDownTo(version).PopulateMetricsGuid()
+	if len(versioned.CachedDependencies) == 0 {
+		versioned.CachedDependencies = nil
+	}
+	return versioned
+}
+
+// streamDesiredLRPs answers the whole-LRP list encoding each LRP as the
+// backend hands it over, in chunks. A failure before anything went out is
+// answered as BBS does (the error alone); one after part of the list went
+// out ends the list with the error field, which the client reads as the
+// call's error (a protobuf message's fields may come in any order).
+func (h *Handler) streamDesiredLRPs(logger lager.Logger, w http.ResponseWriter, r *http.Request, streamer StreamedDesiredLRPs, filter models.DesiredLRPFilter, version format.Version) {
+	const (
+		errorField = 1 // DesiredLRPsResponse.error
+		lrpsField  = 2 // DesiredLRPsResponse.desired_lrps
+	)
+	out := newListWriter(w, -1)
+	err := streamer.EachDesiredLRP(r.Context(), logger, filter, func(lrp *models.DesiredLRP) error {
+		return out.message(lrpsField, listedLRP(lrp, version))
+	})
+	if out.failed != nil {
+		logger.Error("failed-to-write-response", out.failed)
+		return
+	}
+	if err != nil && !out.started {
+		h.write(logger, w, &models.DesiredLRPsResponse{Error: responseError(logger, err)})
+		return
+	}
+	if err != nil {
+		_ = out.message(errorField, responseError(logger, err))
+	}
+	if err := out.finish(); err != nil {
+		logger.Error("failed-to-write-response", err)
 	}
 }
 
@@ -243,7 +281,17 @@ func (h *Handler) schedulingInfos(w http.ResponseWriter, r *http.Request) {
 		var infos [][]byte
 		if infos, err = encoder.EncodedSchedulingInfos(r.Context(), logger, desiredFilter(request)); err == nil {
 			const infosField = 2 // DesiredLRPSchedulingInfosResponse.desired_lrp_scheduling_infos
-			if err := writeEncodedList(w, infosField, infos); err != nil {
+			size := 0
+			for _, info := range infos {
+				size += encodedFieldSize(len(info))
+			}
+			out := newListWriter(w, size)
+			for _, info := range infos {
+				if out.encoded(infosField, info) != nil {
+					break
+				}
+			}
+			if err := out.finish(); err != nil {
 				logger.Error("failed-to-write-response", err)
 			}
 			return
@@ -383,51 +431,6 @@ func (h *Handler) write(logger lager.Logger, w http.ResponseWriter, response pro
 		return
 	}
 	writeBody(w, body)
-}
-
-// listChunk is how much of a list answer written from encoded items is
-// built at a time: CC's scheduling-infos list is 40+ MB at 100,000 LRPs,
-// and one buffer of that size per request was a tenth of the list's CPU
-// (copying) and most of its garbage.
-const listChunk = 64 << 10
-
-// writeEncodedList answers 200 with the encoding of a response without
-// error whose repeated field `field` holds items, byte for byte what
-// proto.Marshal writes: each item as the field's length-delimited tag,
-// its length as a varint, its bytes. The body goes out in chunks, its
-// length announced first.
-func writeEncodedList(w http.ResponseWriter, field int, items [][]byte) error {
-	tag := byte(field<<3 | 2) // length-delimited; fields 1..15 fit one byte
-	size := 0
-	for _, item := range items {
-		size += 1 + uvarintLen(uint64(len(item))) + len(item)
-	}
-	w.Header().Set("Content-Type", protobufContentType)
-	w.Header().Set("Content-Length", strconv.Itoa(size))
-	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, 0, min(size, listChunk))
-	for _, item := range items {
-		if len(buf) > 0 && len(buf)+1+binary.MaxVarintLen64+len(item) > cap(buf) {
-			if _, err := w.Write(buf); err != nil {
-				return err
-			}
-			buf = buf[:0]
-		}
-		buf = append(buf, tag)
-		buf = binary.AppendUvarint(buf, uint64(len(item)))
-		buf = append(buf, item...)
-	}
-	_, err := w.Write(buf)
-	return err
-}
-
-// uvarintLen is the length of v's varint encoding.
-func uvarintLen(v uint64) int {
-	n := 1
-	for ; v >= 0x80; v >>= 7 {
-		n++
-	}
-	return n
 }
 
 // writeBody answers 200 with an encoded protobuf response.
