@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -207,6 +208,18 @@ var _ = Describe("Handler", func() {
 			Expect(json.NewEncoder(&want).Encode(models.DesiredLRPSchedulingInfosResponse{DesiredLRPSchedulingInfos: infos})).To(Succeed())
 			Expect(body).To(Equal(want.String()))
 			Expect(len(body)).To(BeNumerically(">", 4*32<<10), "several written chunks")
+
+			// The same infos from a backend that yields them one at a time
+			// (reusing one struct), without List.
+			streamed := httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"),
+				bifrost.Backends{LRPs: &streamingLRPs{FakeLRPBackend: &bifrostfakes.FakeLRPBackend{}, infos: infos}, Tasks: tasks, Staging: staging}, limits))
+			DeferCleanup(streamed.Close)
+			resp, err := http.Get(streamed.URL + "/apps")
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			data, err := io.ReadAll(resp.Body)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(data)).To(Equal(want.String()))
 		})
 	})
 
@@ -581,4 +594,23 @@ func bigEnv(n, size int) string {
 		entries[i] = fmt.Sprintf(`"V%d": "%s"`, i, strings.Repeat("x", size))
 	}
 	return strings.Join(entries, ", ")
+}
+
+// streamingLRPs yields its infos one at a time through one reused struct,
+// as k8s.LRPClient does; List is the fake's (empty).
+type streamingLRPs struct {
+	*bifrostfakes.FakeLRPBackend
+	infos []models.DesiredLRPSchedulingInfo
+}
+
+func (s *streamingLRPs) SchedulingInfos() iter.Seq[*models.DesiredLRPSchedulingInfo] {
+	return func(yield func(*models.DesiredLRPSchedulingInfo) bool) {
+		var info models.DesiredLRPSchedulingInfo
+		for _, i := range s.infos {
+			info = i
+			if !yield(&info) {
+				return
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package bifrost
 import (
 	"encoding/json"
 	"io"
+	"iter"
 
 	"github.com/iris-cf/iris/models"
 )
@@ -19,14 +20,15 @@ const schedulingInfosChunk = 32 << 10
 // Strings that need escaping (none that Iris makes: guids, versions,
 // timestamps) are escaped by encoding/json itself, so the bytes cannot
 // differ.
-func writeSchedulingInfos(w io.Writer, infos []models.DesiredLRPSchedulingInfo) error {
+func writeSchedulingInfos(w io.Writer, infos iter.Seq[*models.DesiredLRPSchedulingInfo]) error {
 	buf := make([]byte, 0, schedulingInfosChunk+1024)
 	buf = append(buf, `{"desired_lrp_scheduling_infos":[`...)
-	for i := range infos {
-		info := &infos[i]
-		if i > 0 {
+	first := true
+	for info := range infos {
+		if !first {
 			buf = append(buf, ',')
 		}
+		first = false
 		buf = append(buf, `{"desired_lrp_key":{"process_guid":`...)
 		buf = appendJSONString(buf, info.DesiredLRPKey.ProcessGUID)
 		buf = append(buf, `},"guid":`...)
@@ -38,7 +40,7 @@ func writeSchedulingInfos(w io.Writer, infos []models.DesiredLRPSchedulingInfo) 
 		buf = append(buf, '}')
 		if len(buf) >= schedulingInfosChunk {
 			if _, err := w.Write(buf); err != nil {
-				return err
+				return err // the client went away: stop reading the cache
 			}
 			buf = buf[:0]
 		}

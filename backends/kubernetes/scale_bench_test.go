@@ -150,11 +150,11 @@ func benchmarkCCSync(b *testing.B, n, rounds int) {
 // TestCCSyncClientProcess) make call, and prints what it measured: Iris's
 // answer (request sent to last byte received) p50/p99, the real client's
 // decoding of it and its whole call, the server process's CPU per
-// request (this process: the servers and their caches; with the garbage
-// collector's share apart, since the runtime collects the caches' heap at
-// least every 2 minutes however long the rounds take, so on a loaded
-// machine slow rounds carry more of it), the client process's CPU, the
-// bytes and the load.
+// request (this process: the servers and their caches) with the number
+// of garbage collections in it (the runtime collects the caches' heap, a
+// few CPU-seconds, at least every 2 minutes however long the rounds take,
+// so on a loaded machine slow rounds carry more of them), the client
+// process's CPU, the bytes and the load.
 func reportRemote(b *testing.B, what string, call ccSyncCall) {
 	dir := b.TempDir()
 	call.Result = filepath.Join(dir, "result.json")
@@ -171,9 +171,9 @@ func reportRemote(b *testing.B, what string, call ccSyncCall) {
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
 	stopProfile := profileServer(b, call.Kind)
-	cpu, gcCPU := benchenv.ProcessCPU(), gcCPUTime()
+	cpu, cycles := benchenv.ProcessCPU(), gcCycles()
 	err = cmd.Run()
-	serverCPU, serverGC := benchenv.ProcessCPU()-cpu, gcCPUTime()-gcCPU
+	serverCPU, serverGCs := benchenv.ProcessCPU()-cpu, gcCycles()-cycles
 	stopProfile()
 	if err != nil {
 		b.Fatalf("%s: client process: %v\n%s", what, err, output.String())
@@ -191,9 +191,9 @@ func reportRemote(b *testing.B, what string, call ccSyncCall) {
 	}
 	round := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
 	fmt.Printf("  %s, client in its own process: answer (request sent to last byte) p50 %s p99 %s over %d rounds (%d items, %.1f MB); "+
-		"server CPU per request %s (GC %s of it); decoding (real client) p50 %s p99 %s; real client's whole call p50 %s p99 %s; client CPU per request %s; load %s\n",
+		"server CPU per request %s (%d garbage collections of the caches' heap in it); decoding (real client) p50 %s p99 %s; real client's whole call p50 %s p99 %s; client CPU per request %s; load %s\n",
 		what, round(percentile(result.Answer, 50)), round(percentile(result.Answer, 99)), call.Rounds, call.Want, float64(result.Bytes)/1e6,
-		round(serverCPU/time.Duration(result.Requests)), round(serverGC/time.Duration(result.Requests)),
+		round(serverCPU/time.Duration(result.Requests)), serverGCs,
 		round(percentile(result.Decode, 50)), round(percentile(result.Decode, 99)),
 		round(percentile(result.Client, 50)), round(percentile(result.Client, 99)),
 		round(result.CPU/time.Duration(result.Requests)), benchenv.LoadAverage())
@@ -219,15 +219,15 @@ func profileServer(b *testing.B, kind string) (stop func()) {
 	}
 }
 
-// gcCPUTime is the CPU this process's garbage collector has used
-// (runtime/metrics: an estimate the runtime keeps, updated at each cycle).
-func gcCPUTime() time.Duration {
-	sample := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+// gcCycles is the number of garbage collections this process has
+// completed.
+func gcCycles() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(sample)
-	if sample[0].Value.Kind() != metrics.KindFloat64 {
+	if sample[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
-	return time.Duration(sample[0].Value.Float64() * float64(time.Second))
+	return sample[0].Value.Uint64()
 }
 
 // percentile is the q-th percentile of lat (sorted in place).
