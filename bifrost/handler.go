@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -35,6 +36,14 @@ type LRPBackend interface {
 	Stop(ctx context.Context, logger lager.Logger, guid, version string) error
 	StopInstance(ctx context.Context, logger lager.Logger, guid, version string, index int) error
 	Instances(ctx context.Context, guid, version string) ([]*models.Instance, error)
+}
+
+// StreamedSchedulingInfos is what an LRPBackend may also offer for
+// GET /apps: List's infos yielded one at a time (each valid until the
+// next), which the handler writes as they come instead of collecting
+// 100,000 of them first.
+type StreamedSchedulingInfos interface {
+	SchedulingInfos() iter.Seq[*models.DesiredLRPSchedulingInfo]
 }
 
 // TaskBackend carries out task requests; errors map as for LRPBackend.
@@ -192,11 +201,24 @@ func (h *Handler) desireLRP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listLRPs(w http.ResponseWriter, r *http.Request) {
-	infos := h.lrps.List()
-	if infos == nil {
-		infos = []models.DesiredLRPSchedulingInfo{}
+	var infos iter.Seq[*models.DesiredLRPSchedulingInfo]
+	if streamed, ok := h.lrps.(StreamedSchedulingInfos); ok {
+		infos = streamed.SchedulingInfos()
+	} else {
+		list := h.lrps.List()
+		infos = func(yield func(*models.DesiredLRPSchedulingInfo) bool) {
+			for i := range list {
+				if !yield(&list[i]) {
+					return
+				}
+			}
+		}
 	}
-	h.writeJSON(w, r, http.StatusOK, models.DesiredLRPSchedulingInfosResponse{DesiredLRPSchedulingInfos: infos})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if err := writeSchedulingInfos(w, infos); err != nil {
+		h.requestLogger(r).Error("writing-response", err)
+	}
 }
 
 func (h *Handler) updateLRP(w http.ResponseWriter, r *http.Request) {

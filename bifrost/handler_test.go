@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -180,6 +181,45 @@ var _ = Describe("Handler", func() {
 		It("answers an empty list, not null", func() {
 			_, body := do("GET", "/apps", "")
 			Expect(body).To(MatchJSON(`{"desired_lrp_scheduling_infos":[]}`))
+			Expect(body).To(Equal(`{"desired_lrp_scheduling_infos":[]}` + "\n"))
+		})
+
+		It("writes a long list byte for byte as encoding/json would, strings that need escaping included", func() {
+			// Enough LRPs for several written chunks, and strings encoding/json
+			// escapes: quotes, backslashes, HTML, control characters,
+			// non-ASCII, invalid UTF-8 and U+2028.
+			odd := []string{`a"b`, `c\d`, "<b", "b>", "a&b", "tab\there", "caf\u00e9", "bad\xffutf8", "line\u2028sep", "\x00", "\x7f", ""}
+			var infos []models.DesiredLRPSchedulingInfo
+			for i := 0; i < 1200; i++ {
+				guid := fmt.Sprintf("5fa0a0b4-1d6c-4d0f-a7a4-%012d", i)
+				info := models.DesiredLRPSchedulingInfo{
+					DesiredLRPKey: models.DesiredLRPKey{ProcessGUID: guid + "-v" + fmt.Sprint(i)}, GUID: guid, Version: fmt.Sprint("v", i),
+					Annotation: fmt.Sprintf("1764583200.%d", i),
+				}
+				if i%97 == 0 {
+					info.Annotation, info.Version = odd[i/97%len(odd)], odd[(i/97+1)%len(odd)]
+				}
+				infos = append(infos, info)
+			}
+			backend.ListReturns(infos)
+			status, body := do("GET", "/apps", "")
+			Expect(status).To(Equal(http.StatusOK))
+			var want strings.Builder
+			Expect(json.NewEncoder(&want).Encode(models.DesiredLRPSchedulingInfosResponse{DesiredLRPSchedulingInfos: infos})).To(Succeed())
+			Expect(body).To(Equal(want.String()))
+			Expect(len(body)).To(BeNumerically(">", 4*32<<10), "several written chunks")
+
+			// The same infos from a backend that yields them one at a time
+			// (reusing one struct), without List.
+			streamed := httptest.NewServer(bifrost.NewHandler(lagertest.NewTestLogger("test"),
+				bifrost.Backends{LRPs: &streamingLRPs{FakeLRPBackend: &bifrostfakes.FakeLRPBackend{}, infos: infos}, Tasks: tasks, Staging: staging}, limits))
+			DeferCleanup(streamed.Close)
+			resp, err := http.Get(streamed.URL + "/apps")
+			Expect(err).NotTo(HaveOccurred())
+			defer resp.Body.Close()
+			data, err := io.ReadAll(resp.Body)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(data)).To(Equal(want.String()))
 		})
 	})
 
@@ -554,4 +594,23 @@ func bigEnv(n, size int) string {
 		entries[i] = fmt.Sprintf(`"V%d": "%s"`, i, strings.Repeat("x", size))
 	}
 	return strings.Join(entries, ", ")
+}
+
+// streamingLRPs yields its infos one at a time through one reused struct,
+// as k8s.LRPClient does; List is the fake's (empty).
+type streamingLRPs struct {
+	*bifrostfakes.FakeLRPBackend
+	infos []models.DesiredLRPSchedulingInfo
+}
+
+func (s *streamingLRPs) SchedulingInfos() iter.Seq[*models.DesiredLRPSchedulingInfo] {
+	return func(yield func(*models.DesiredLRPSchedulingInfo) bool) {
+		var info models.DesiredLRPSchedulingInfo
+		for _, i := range s.infos {
+			info = i
+			if !yield(&info) {
+				return
+			}
+		}
+	}
 }

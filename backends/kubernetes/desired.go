@@ -1,11 +1,15 @@
 package kubernetes
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
@@ -245,24 +249,48 @@ func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Lo
 // already protobuf-encoded, once per version of its LRP (bifrost/bbs
 // writes them into the response as they are). Same order and filter.
 func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error) {
-	type encoded struct {
-		processGUID string
-		info        []byte
-	}
-	var all []encoded
+	all := make([]byGUID[[]byte], 0, b.summaries.size())
 	err := b.eachSummary(filter, func(s *lrpSummary) error {
-		all = append(all, encoded{s.processGUID, s.schedulingEncoded})
+		all = append(all, keyedByGUID(s.processGUID, s.schedulingEncoded))
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].processGUID < all[j].processGUID })
+	sortByGUID(all)
 	infos := make([][]byte, len(all))
 	for i, e := range all {
-		infos[i] = e.info
+		infos[i] = e.item
 	}
 	return infos, nil
+}
+
+// byGUID is an item of a list ordered by process guid. Sorting 100,000
+// items by their guid strings read two strings scattered over the heap at
+// each of the ~1.7 million comparisons; the guid's first bytes, kept
+// beside it, settle nearly all of them.
+type byGUID[T any] struct {
+	prefix uint64
+	guid   string
+	item   T
+}
+
+// keyedByGUID is item keyed by guid. The prefix is guid's first 8 bytes,
+// big-endian, zero-padded: comparing prefixes orders as comparing the
+// strings does, except that equal prefixes need the strings.
+func keyedByGUID[T any](guid string, item T) byGUID[T] {
+	var b [8]byte
+	copy(b[:], guid)
+	return byGUID[T]{prefix: binary.BigEndian.Uint64(b[:]), guid: guid, item: item}
+}
+
+func sortByGUID[T any](items []byGUID[T]) {
+	slices.SortFunc(items, func(a, b byGUID[T]) int {
+		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+			return c
+		}
+		return strings.Compare(a.guid, b.guid)
+	})
 }
 
 // DesiredLRPRoutingInfos is route-emitter's list, answered as the
@@ -286,18 +314,37 @@ func (b *Backend) DesiredLRPRoutingInfos(ctx context.Context, logger lager.Logge
 // downgrades them), so nothing is shared with the summaries.
 func (b *Backend) list(filter models.DesiredLRPFilter) ([]*models.DesiredLRP, error) {
 	var lrps []*models.DesiredLRP
-	err := b.eachSelected(filter, func(sts *appsv1.StatefulSet) error {
-		lrp, err := desiredLRPFromStatefulSet(sts)
-		if err == nil {
-			lrps = append(lrps, lrp)
-		}
-		return err
+	err := b.EachDesiredLRP(context.Background(), nil, filter, func(lrp *models.DesiredLRP) error {
+		lrps = append(lrps, lrp)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(lrps, func(i, j int) bool { return lrps[i].ProcessGuid < lrps[j].ProcessGuid })
 	return lrps, nil
+}
+
+// EachDesiredLRP hands fn the LRPs DesiredLRPs lists, in its order, each
+// decoded from its record as fn's turn comes (bifrost/bbs encodes and
+// drops each before the next is decoded); it stops at the first error.
+// The LRPs are fn's own.
+func (b *Backend) EachDesiredLRP(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter, fn func(*models.DesiredLRP) error) error {
+	var selected []byGUID[*appsv1.StatefulSet]
+	_ = b.eachSelected(filter, func(sts *appsv1.StatefulSet) error {
+		selected = append(selected, keyedByGUID(sts.Annotations[k8s.AnnotationProcessGUID], sts))
+		return nil
+	})
+	sortByGUID(selected)
+	for _, s := range selected {
+		lrp, err := desiredLRPFromStatefulSet(s.item)
+		if err != nil {
+			return err
+		}
+		if err := fn(lrp); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eachSummary calls fn with the summary of every BBS LRP filter selects.

@@ -5,17 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/metrics"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	bbsclient "code.cloudfoundry.org/bbs"
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/google/uuid"
@@ -37,28 +39,32 @@ import (
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
-	irismodels "github.com/iris-cf/iris/models"
 )
 
 // BenchmarkCCSyncAtScale answers CC's periodic sync and instance queries at
 // the scale: 100,000 BBS LRPs as CC desires them and 250,000
 // Running instances (2 or 3 per LRP) in the real informer caches (fed
 // through fake watches, with the informers' transforms and indexes), the
-// real BBS and OPI handlers served on a loopback HTTP server, and the real
-// clients decoding the answers:
+// real BBS and OPI handlers served on a loopback HTTP server, and clients
+// in a process of their own (this binary again) so that neither side's
+// allocations and garbage collection count against the other:
 //
 //   - /v1/actual_lrps/list_by_process_guids for 1,000 guids, through the
-//     handler in process and over HTTP with the bbs client;
-//   - /v1/desired_lrp_scheduling_infos/list and /v1/desired_lrps/list
-//     (domain cf-apps) over HTTP with the bbs client;
-//   - OPI's GET /apps over HTTP, decoded as JSON.
+//     handler in process and over HTTP;
+//   - /v1/desired_lrp_scheduling_infos/list and /v1/desired_lrps/list.r3
+//     (domain cf-apps) over HTTP;
+//   - OPI's GET /apps over HTTP.
 //
-// Each prints p50 and p99 over IRIS_BENCH_ROUNDS rounds (default 20) and
-// the load. Run on its own:
+// Each HTTP list prints, over IRIS_BENCH_ROUNDS rounds (default 20), p50
+// and p99 of Iris's answer as the client sees it (request sent to last
+// byte received), the server process's CPU per request, and apart from it
+// the real client's decoding (bbs client, encoding/json) and whole call,
+// with the bytes and the load. Run on its own:
 //
 //	go test ./backends/kubernetes -run '^$' -bench CCSyncAtScale -benchtime 1x
 //
-// (IRIS_BENCH_LRPS for another LRP count; setup takes a few minutes and
+// (IRIS_BENCH_LRPS for another LRP count; IRIS_BENCH_PROFILE=<dir> writes
+// the server's CPU profile of each HTTP list there; setup takes a few minutes and
 // about 3 GB).
 func BenchmarkCCSyncAtScale(b *testing.B) {
 	n, rounds := 100000, 20
@@ -99,10 +105,6 @@ func benchmarkCCSync(b *testing.B, n, rounds int) {
 	defer bbsServer.Close()
 	opiServer := httptest.NewServer(bifrost.NewHandler(logger, bifrost.Backends{LRPs: lrps}, bifrost.Limits{MaxRequestBodyBytes: 1 << 20, MaxInFlightRequests: 10}))
 	defer opiServer.Close()
-	client, err := bbsclient.NewClientWithConfig(bbsclient.ClientConfig{URL: bbsServer.URL, RequestTimeout: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
 
 	// 1,000 guids spread over the whole set, with their 2,500 instances.
 	guids := make([]string, 0, 1000)
@@ -134,65 +136,108 @@ func benchmarkCCSync(b *testing.B, n, rounds int) {
 		}
 		return fmt.Sprintf("%d instances, %.0f KB", wantInstances, float64(recorder.Body.Len())/1e3), nil
 	})
-	report(b, "actual_lrps/list_by_process_guids, 1,000 guids, HTTP (bbs client)", rounds, func() (string, error) {
-		actual, err := client.ActualLRPsByProcessGuids(logger, "", guids)
-		if err != nil {
-			return "", err
-		}
-		if len(actual) != wantInstances {
-			return "", fmt.Errorf("answered %d of %d instances", len(actual), wantInstances)
-		}
-		return fmt.Sprintf("%d instances", len(actual)), nil
-	})
-	report(b, "desired_lrp_scheduling_infos/list, domain cf-apps, HTTP (bbs client)", rounds, func() (string, error) {
-		infos, err := client.DesiredLRPSchedulingInfos(logger, "", models.DesiredLRPFilter{Domain: "cf-apps"})
-		if err != nil {
-			return "", err
-		}
-		if len(infos) != n {
-			return "", fmt.Errorf("listed %d of %d", len(infos), n)
-		}
-		return fmt.Sprintf("%d infos, %.1f MB", n, float64((&models.DesiredLRPSchedulingInfosResponse{DesiredLrpSchedulingInfos: infos}).Size())/1e6), nil
-	})
-	report(b, "OPI GET /apps, HTTP (JSON decoded)", rounds, func() (string, error) {
-		resp, err := http.Get(opiServer.URL + "/apps")
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return "", err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("answered %d", resp.StatusCode)
-		}
-		var list irismodels.DesiredLRPSchedulingInfosResponse
-		if err := json.Unmarshal(body, &list); err != nil {
-			return "", err
-		}
-		if len(list.DesiredLRPSchedulingInfos) != n {
-			return "", fmt.Errorf("listed %d of %d", len(list.DesiredLRPSchedulingInfos), n)
-		}
-		return fmt.Sprintf("%d LRPs, %.1f MB", n, float64(len(body))/1e6), nil
-	})
-	// Every whole LRP decoded from its record and encoded: over a minute at
-	// 100k on the shared machine, so last, with one timed round and a
-	// longer timeout.
-	slowClient, err := bbsclient.NewClientWithConfig(bbsclient.ClientConfig{URL: bbsServer.URL, RequestTimeout: 15 * time.Minute})
+	remote := func(what, kind, url string, want, rounds int) {
+		reportRemote(b, what, ccSyncCall{Kind: kind, URL: url, Guids: guids, Want: want, Rounds: rounds})
+	}
+	remote("actual_lrps/list_by_process_guids, 1,000 guids", "actual", bbsServer.URL, wantInstances, rounds)
+	remote("desired_lrp_scheduling_infos/list, domain cf-apps", "scheduling", bbsServer.URL, n, rounds)
+	remote("OPI GET /apps", "opi", opiServer.URL, n, rounds)
+	// Every whole LRP decoded from its record and encoded: long at 100k on
+	// the shared machine, so last, with one timed round.
+	remote("desired_lrps/list.r3, domain cf-apps", "desired", bbsServer.URL, n, 1)
+}
+
+// reportRemote has a client process (this test binary again, running
+// TestCCSyncClientProcess) make call, and prints what it measured: Iris's
+// answer (request sent to last byte received) p50/p99, the real client's
+// decoding of it and its whole call, the server process's CPU per
+// request (this process: the servers and their caches) with the number
+// of garbage collections in it (the runtime collects the caches' heap, a
+// few CPU-seconds, at least every 2 minutes however long the rounds take,
+// so on a loaded machine slow rounds carry more of them), the client
+// process's CPU, the bytes and the load.
+func reportRemote(b *testing.B, what string, call ccSyncCall) {
+	dir := b.TempDir()
+	call.Result = filepath.Join(dir, "result.json")
+	spec, err := json.Marshal(call)
 	if err != nil {
 		b.Fatal(err)
 	}
-	report(b, "desired_lrps/list, domain cf-apps, HTTP (bbs client)", 1, func() (string, error) {
-		lrps, err := slowClient.DesiredLRPs(logger, "", models.DesiredLRPFilter{Domain: "cf-apps"})
-		if err != nil {
-			return "", err
-		}
-		if len(lrps) != n {
-			return "", fmt.Errorf("listed %d of %d", len(lrps), n)
-		}
-		return fmt.Sprintf("%d LRPs", n), nil
-	})
+	specPath := filepath.Join(dir, "call.json")
+	if err := os.WriteFile(specPath, spec, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCCSyncClientProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), ccSyncClientEnv+"="+specPath)
+	var output bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &output, &output
+	stopProfile := profileServer(b, call.Kind)
+	cpu, cycles := benchenv.ProcessCPU(), gcCycles()
+	err = cmd.Run()
+	serverCPU, serverGCs := benchenv.ProcessCPU()-cpu, gcCycles()-cycles
+	stopProfile()
+	if err != nil {
+		b.Fatalf("%s: client process: %v\n%s", what, err, output.String())
+	}
+	data, err := os.ReadFile(call.Result)
+	if err != nil {
+		b.Fatalf("%s: client process left no result: %v\n%s", what, err, output.String())
+	}
+	var result ccSyncResult
+	if err := json.Unmarshal(data, &result); err != nil {
+		b.Fatal(err)
+	}
+	if result.Err != "" {
+		b.Fatalf("%s: %s", what, result.Err)
+	}
+	round := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+	fmt.Printf("  %s, client in its own process: answer (request sent to last byte) p50 %s p99 %s over %d rounds (%d items, %.1f MB); "+
+		"server CPU per request %s (%d garbage collections of the caches' heap in it); decoding (real client) p50 %s p99 %s; real client's whole call p50 %s p99 %s; client CPU per request %s; load %s\n",
+		what, round(percentile(result.Answer, 50)), round(percentile(result.Answer, 99)), call.Rounds, call.Want, float64(result.Bytes)/1e6,
+		round(serverCPU/time.Duration(result.Requests)), serverGCs,
+		round(percentile(result.Decode, 50)), round(percentile(result.Decode, 99)),
+		round(percentile(result.Client, 50)), round(percentile(result.Client, 99)),
+		round(result.CPU/time.Duration(result.Requests)), benchenv.LoadAverage())
+}
+
+// profileServer writes the server process's CPU profile while the client
+// makes its calls to $IRIS_BENCH_PROFILE/<kind>.pprof, if that is set.
+func profileServer(b *testing.B, kind string) (stop func()) {
+	dir := os.Getenv("IRIS_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, kind+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// gcCycles is the number of garbage collections this process has
+// completed.
+func gcCycles() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
+}
+
+// percentile is the q-th percentile of lat (sorted in place).
+func percentile(lat []time.Duration, q int) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[min(len(lat)-1, len(lat)*q/100)]
 }
 
 // report times rounds calls of call (after one untimed warm-up) and
@@ -212,8 +257,7 @@ func report(b *testing.B, what string, rounds int, call func() (string, error)) 
 		lat = append(lat, time.Since(start))
 	}
 	perCall := (benchenv.ProcessCPU() - cpu) / time.Duration(rounds)
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p := func(q int) time.Duration { return lat[min(len(lat)-1, len(lat)*q/100)] }
+	p := func(q int) time.Duration { return percentile(lat, q) }
 	fmt.Printf("  %s: p50 %s p99 %s over %d rounds (%s); CPU per call, server and client, %s; load %s\n",
 		what, p(50).Round(100*time.Microsecond), p(99).Round(100*time.Microsecond), rounds, detail, perCall.Round(100*time.Microsecond), benchenv.LoadAverage())
 	benchenv.EmitResult(syncResult(what, p(99), fmt.Sprintf("p50 %s, %d rounds, %s; CPU per call %s", p(50).Round(time.Millisecond), rounds, detail, perCall.Round(time.Millisecond))))

@@ -116,6 +116,14 @@ func newLRPSummaries() *lrpSummaries {
 	return &lrpSummaries{entries: map[types.UID]*lrpSummary{}}
 }
 
+// size is the number of kept summaries: about the number of BBS LRPs, for
+// sizing a list.
+func (s *lrpSummaries) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
 // begin starts a pass over the cache: the entries it visits are marked,
 // so that end can drop those of StatefulSets that are gone.
 func (s *lrpSummaries) begin() uint64 {

@@ -2,7 +2,10 @@ package kubernetes_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"slices"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3/lagertest"
@@ -178,6 +181,44 @@ var _ = Describe("Sync lists at scale", func() {
 		Eventually(func(g Gomega) []*models.DesiredLRPSchedulingInfo {
 			return decodedList(g, models.DesiredLRPFilter{ProcessGuids: []string{first}})
 		}).Should(ConsistOf(HaveField("Annotation", "v2")))
+	})
+
+	It("orders the encoded list by process guid, guids that share their first bytes included", func() {
+		var guids []string
+		for i, prefix := range []string{"aaaaaaaa", "aaaaaaab", "0000000f", "aaaaaaaa", "aaaaaaab", "aaaaaaaa", "f0000000"} {
+			guid := fmt.Sprintf("%s-5b7a-4a4e-9d55-%012x-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", prefix, (7-i)*1000)
+			guids = append(guids, guid)
+			_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, statefulSet(lrpWith(guid, "a"), fmt.Sprint("uid-", i), fmt.Sprint(30+i)), metav1.CreateOptions{})
+			Expect(err).NotTo(HaveOccurred())
+		}
+		slices.Sort(guids)
+		Eventually(func(g Gomega) []string {
+			encoded, err := backend.EncodedSchedulingInfos(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"})
+			g.Expect(err).NotTo(HaveOccurred())
+			var order []string
+			for _, e := range encoded {
+				info := &models.DesiredLRPSchedulingInfo{}
+				g.Expect(info.Unmarshal(e)).To(Succeed())
+				order = append(order, info.ProcessGuid)
+			}
+			return order
+		}).Should(Equal(guids))
+
+		// The whole LRPs, handed over one at a time, in the same order; an
+		// error from fn ends the pass.
+		var streamed []string
+		Expect(backend.EachDesiredLRP(ctx, logger, models.DesiredLRPFilter{Domain: "cf-apps"}, func(lrp *models.DesiredLRP) error {
+			streamed = append(streamed, lrp.ProcessGuid)
+			return nil
+		})).To(Succeed())
+		Expect(streamed).To(Equal(guids))
+		calls := 0
+		stop := errors.New("client gone")
+		Expect(backend.EachDesiredLRP(ctx, logger, models.DesiredLRPFilter{}, func(*models.DesiredLRP) error {
+			calls++
+			return stop
+		})).To(MatchError(stop))
+		Expect(calls).To(Equal(1))
 	})
 
 	It("forgets deleted StatefulSets and serves a recreated one under its new uid", func() {

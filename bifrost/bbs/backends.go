@@ -58,6 +58,15 @@ type EncodedSchedulingInfos interface {
 	EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error)
 }
 
+// StreamedDesiredLRPs is what a DesiredLRPs may also offer for the
+// whole-LRP list: the LRPs of DesiredLRPs (same filter and order) handed to
+// fn one at a time, stopping at fn's first error. The handler encodes each
+// and lets it go: 100,000 decoded LRPs held at once and their 120 MB
+// encoding in one buffer were most of the list's cost.
+type StreamedDesiredLRPs interface {
+	EachDesiredLRP(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter, fn func(*models.DesiredLRP) error) error
+}
+
 // ActualLRPs carries out the actual-LRP routes; it publishes the
 // actual_lrp_instance_* and actual_lrp_crashed events. Errors as for
 // DesiredLRPs.

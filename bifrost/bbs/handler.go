@@ -7,7 +7,6 @@
 package bbs
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -215,22 +214,61 @@ func (h *Handler) desiredLRPs(version format.Version) http.HandlerFunc {
 		request := &models.DesiredLRPsRequest{}
 		response := &models.DesiredLRPsResponse{}
 		err := h.decode(logger, r, request)
+		if streamer, ok := h.desired.(StreamedDesiredLRPs); ok && err == nil {
+			h.streamDesiredLRPs(logger, w, r, streamer, desiredFilter(request), version)
+			return
+		}
 		if err == nil {
 			var lrps []*models.DesiredLRP
 			lrps, err = h.desired.DesiredLRPs(r.Context(), logger, desiredFilter(request))
 			if err == nil {
 				response.DesiredLrps = make([]*models.DesiredLRP, len(lrps))
 				for i, lrp := range lrps {
-					versioned := lrp.VersionDownTo(version).PopulateMetricsGuid()
-					if len(versioned.CachedDependencies) == 0 {
-						versioned.CachedDependencies = nil
-					}
-					response.DesiredLrps[i] = versioned
+					response.DesiredLrps[i] = listedLRP(lrp, version)
 				}
 			}
 		}
 		response.Error = responseError(logger, err)
 		h.write(logger, w, response)
+	}
+}
+
+// listedLRP is lrp as list.r3 answers it.
+func listedLRP(lrp *models.DesiredLRP, version format.Version) *models.DesiredLRP {
+	versioned := lrp.VersionDownTo(version).PopulateMetricsGuid()
+	if len(versioned.CachedDependencies) == 0 {
+		versioned.CachedDependencies = nil
+	}
+	return versioned
+}
+
+// streamDesiredLRPs answers the whole-LRP list encoding each LRP as the
+// backend hands it over, in chunks. A failure before anything went out is
+// answered as BBS does (the error alone); one after part of the list went
+// out ends the list with the error field, which the client reads as the
+// call's error (a protobuf message's fields may come in any order).
+func (h *Handler) streamDesiredLRPs(logger lager.Logger, w http.ResponseWriter, r *http.Request, streamer StreamedDesiredLRPs, filter models.DesiredLRPFilter, version format.Version) {
+	const (
+		errorField = 1 // DesiredLRPsResponse.error
+		lrpsField  = 2 // DesiredLRPsResponse.desired_lrps
+	)
+	out := newListWriter(w, -1)
+	err := streamer.EachDesiredLRP(r.Context(), logger, filter, func(lrp *models.DesiredLRP) error {
+		return out.message(lrpsField, listedLRP(lrp, version))
+	})
+	if out.failed != nil {
+		logger.Error("failed-to-write-response", out.failed)
+		return
+	}
+	if err != nil && !out.started {
+		h.write(logger, w, &models.DesiredLRPsResponse{Error: responseError(logger, err)})
+		return
+	}
+	if err != nil {
+		_ = out.message(errorField, responseError(logger, err))
+	}
+	if err := out.finish(); err != nil {
+		logger.Error("failed-to-write-response", err)
 	}
 }
 
@@ -242,7 +280,20 @@ func (h *Handler) schedulingInfos(w http.ResponseWriter, r *http.Request) {
 	if encoder, ok := h.desired.(EncodedSchedulingInfos); ok && err == nil {
 		var infos [][]byte
 		if infos, err = encoder.EncodedSchedulingInfos(r.Context(), logger, desiredFilter(request)); err == nil {
-			writeBody(w, schedulingInfosResponse(infos))
+			const infosField = 2 // DesiredLRPSchedulingInfosResponse.desired_lrp_scheduling_infos
+			size := 0
+			for _, info := range infos {
+				size += encodedFieldSize(len(info))
+			}
+			out := newListWriter(w, size)
+			for _, info := range infos {
+				if out.encoded(infosField, info) != nil {
+					break
+				}
+			}
+			if err := out.finish(); err != nil {
+				logger.Error("failed-to-write-response", err)
+			}
 			return
 		}
 	} else if err == nil {
@@ -380,24 +431,6 @@ func (h *Handler) write(logger lager.Logger, w http.ResponseWriter, response pro
 		return
 	}
 	writeBody(w, body)
-}
-
-// schedulingInfosResponse is the encoding of a DesiredLRPSchedulingInfosResponse
-// without error whose infos are infos, byte for byte what proto.Marshal
-// writes: each info as field 2 (tag 0x12), its length as a varint, its bytes.
-func schedulingInfosResponse(infos [][]byte) []byte {
-	const infosField = 2<<3 | 2 // desired_lrp_scheduling_infos, length-delimited
-	size := 0
-	for _, info := range infos {
-		size += 1 + binary.MaxVarintLen64 + len(info)
-	}
-	body := make([]byte, 0, size)
-	for _, info := range infos {
-		body = append(body, infosField)
-		body = binary.AppendUvarint(body, uint64(len(info)))
-		body = append(body, info...)
-	}
-	return body
 }
 
 // writeBody answers 200 with an encoded protobuf response.
