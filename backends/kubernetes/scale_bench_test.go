@@ -198,6 +198,10 @@ func reportRemote(b *testing.B, what string, call ccSyncCall) {
 		round(percentile(result.Decode, 50)), round(percentile(result.Decode, 99)),
 		round(percentile(result.Client, 50)), round(percentile(result.Client, 99)),
 		round(result.CPU/time.Duration(result.Requests)), benchenv.LoadAverage())
+	benchenv.EmitResult(syncResult(what+", answer to a client in its own process", percentile(result.Answer, 99),
+		fmt.Sprintf("p50 %s, %d rounds, %.1f MB; server CPU per request %s; the real client's decoding p50 %s more",
+			percentile(result.Answer, 50).Round(time.Millisecond), call.Rounds, float64(result.Bytes)/1e6,
+			(serverCPU/time.Duration(result.Requests)).Round(time.Millisecond), percentile(result.Decode, 50).Round(time.Millisecond))))
 }
 
 // profileServer writes the server process's CPU profile while the client

@@ -46,8 +46,8 @@ func parts(scaleSizes, bbsLRPs string) []part {
 			[][]string{goBench("./backends/kubernetes", "^BenchmarkCacheHeap$")}},
 		{"sync", "CC's sync calls over 100k LRPs and 250k instances in process (CCSyncAtScale)",
 			[][]string{goBench("./backends/kubernetes", "^BenchmarkCCSyncAtScale$")}},
-		{"250k", "250,000 instances' events through the handlers; route re-emit (Instances250k, ReEmit250k)",
-			[][]string{goBench("./cmd/iris", "^BenchmarkInstances250k$"), goBench("./route", "^BenchmarkReEmit250k$", "-cpu", "1")}},
+		{"250k", "250,000 instances' events through the handlers; route re-emit; a metrics pass through the Loggregator sender (Instances250k, ReEmit250k, Reporter250k)",
+			[][]string{goBench("./cmd/iris", "^BenchmarkInstances250k$"), goBench("./route", "^BenchmarkReEmit250k$", "-cpu", "1"), goBench("./metrics", "^BenchmarkReporter250k$")}},
 		{"startup", "start-up, heap and RSS by size, idle API requests (scripts/bench/run -scale " + scaleSizes + ")",
 			[][]string{{"scripts/bench/run", "-scale", scaleSizes}}},
 	}
