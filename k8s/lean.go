@@ -96,10 +96,12 @@ type leaner struct {
 	pods   *podShares
 	maps   *sharedStringMaps
 	egress *sharedEgress
+	// records are the BBS LRP records compacted lately.
+	records *compactedRecords
 }
 
 func newLeaner(clock clock.PassiveClock) *leaner {
-	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock)}
+	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), records: newCompactedRecords(clock)}
 }
 
 // shareMaps returns the shared copies of maps, in order.
@@ -123,7 +125,7 @@ func selectorMaps(selector *metav1.LabelSelector) []*map[string]string {
 func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
-		leanStatefulSet(o)
+		l.leanStatefulSet(o)
 		// Its annotations hold the LRP record, unique to it.
 		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
 		return o, nil
@@ -148,10 +150,12 @@ func (l *leaner) transform(obj any) (any, error) {
 	return stripManagedFields(obj)
 }
 
-func leanStatefulSet(sts *appsv1.StatefulSet) {
+func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) {
 	leanMeta(&sts.ObjectMeta)
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
-		sts.Annotations[AnnotationBBSDesiredLRP] = compactRecord(record, sts.Spec.Replicas)
+		l.mu.Lock()
+		sts.Annotations[AnnotationBBSDesiredLRP] = l.records.compact(record, sts.Spec.Replicas)
+		l.mu.Unlock()
 	}
 	var containers []corev1.Container
 	for _, c := range sts.Spec.Template.Spec.Containers {

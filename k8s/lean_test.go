@@ -20,6 +20,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/k8s"
 )
 
@@ -171,6 +172,71 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(func() { limitsA["probe"] = resource.MustParse("1") }).NotTo(Panic())
 		Expect(limitsB).To(HaveKey(corev1.ResourceName("probe")), "the same map")
 		Expect(&k8s.CachedPod(b).Spec.Containers[0]).To(BeIdenticalTo(&k8s.CachedPod(a).Spec.Containers[0]), "pods with equal containers share them")
+	})
+
+	It("compacts an unchanged record once across a StatefulSet's watch events, and anew when the record or the replicas change", func() {
+		lrp := bbstest.DockerLRP("6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", 2, "dora.example.com",
+			bbstest.Space{AppName: "dora", SpaceGUID: "s", SpaceName: "dev", OrgGUID: "o", OrgName: "acme"})
+		clock := clocktesting.NewFakePassiveClock(time.Unix(0, 0))
+		transform := k8s.NewLeanTransform(clock)
+		// Marshalled once per version, as the API server keeps it (the
+		// metric tags map marshals in no fixed order).
+		records := map[*bbsmodels.DesiredLRP][]byte{}
+		event := func(l *bbsmodels.DesiredLRP, replicas int32) (*appsv1.StatefulSet, []byte) {
+			record, ok := records[l]
+			if !ok {
+				var err error
+				record, err = l.Marshal()
+				Expect(err).NotTo(HaveOccurred())
+				records[l] = record
+			}
+			obj, err := transform(&appsv1.StatefulSet{
+				ObjectMeta: metav1.ObjectMeta{Name: "dora", Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: base64.StdEncoding.EncodeToString(record)}},
+				Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To(replicas)},
+			})
+			Expect(err).NotTo(HaveOccurred())
+			return obj.(*appsv1.StatefulSet), record
+		}
+		kept := func(sts *appsv1.StatefulSet) *byte {
+			return unsafe.StringData(sts.Annotations[k8s.AnnotationBBSDesiredLRP])
+		}
+		instances := func(sts *appsv1.StatefulSet) int32 {
+			encoded, ok := k8s.CachedSchedulingInfo(sts)
+			Expect(ok).To(BeTrue())
+			info := &bbsmodels.DesiredLRPSchedulingInfo{}
+			Expect(info.Unmarshal(encoded)).To(Succeed())
+			return info.Instances
+		}
+
+		first, record := event(lrp, 2)
+		again, _ := event(lrp, 2)
+		Expect(kept(again)).To(BeIdenticalTo(kept(first)), "a status update's unchanged record is not compacted again")
+		raw, err := k8s.BBSDesiredLRPRecord(again)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(record))
+
+		scaled, _ := event(lrp, 5)
+		Expect(kept(scaled)).NotTo(BeIdenticalTo(kept(first)))
+		Expect(instances(scaled)).To(Equal(int32(5)), "the scheduling info takes the StatefulSet's replicas")
+		Expect(instances(first)).To(Equal(int32(2)))
+
+		changed := *lrp
+		changed.Annotation = "1764583299.0"
+		updated, changedRecord := event(&changed, 2)
+		raw, err = k8s.BBSDesiredLRPRecord(updated)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(changedRecord), "a changed record is compacted anew")
+
+		clock.SetTime(clock.Now().Add(21 * time.Minute))
+		unused := *lrp
+		unused.Annotation = "turn the generations"
+		event(&unused, 2)
+		clock.SetTime(clock.Now().Add(21 * time.Minute))
+		later, _ := event(lrp, 2)
+		Expect(kept(later)).NotTo(BeIdenticalTo(kept(first)), "records unused for two generations are forgotten")
+		raw, err = k8s.BBSDesiredLRPRecord(later)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(Equal(record))
 	})
 
 	It("keeps a BBS StatefulSet's LRP record compressed, read back as the API's base64 reads", func() {
