@@ -156,10 +156,13 @@ var _ = Describe("Emitter leadership", func() {
 
 		process := ifrit.Invoke(emitter)
 		takenA := []string{} // take drains: what earlier polls took counts
-		Eventually(func() []string { takenA = append(takenA, subjects(bus.take())...); return takenA }).Should(Equal([]string{
-			"router.unregister a.example.com 10.0.0.2",
-			"router.register a.example.com 10.0.0.1",
-		}))
+		Eventually(func(g Gomega) {
+			takenA = append(takenA, subjects(bus.take())...)
+			g.Expect(takenA).To(Equal([]string{
+				"router.unregister a.example.com 10.0.0.2",
+				"router.register a.example.com 10.0.0.1",
+			}))
+		}).Should(Succeed())
 		subs, greeters, reconnect := bus.state()
 		Expect(subs).To(Equal(1), "router.start")
 		Expect(greeters).To(Equal(1))
@@ -238,10 +241,13 @@ var _ = Describe("Emitter leadership", func() {
 		// take drains: keep what earlier polls took, the two registrations
 		// may arrive in different polls.
 		var got []string
-		Eventually(func() []string { got = append(got, subjects(bus.take())...); return got }).Should(ConsistOf(
-			"router.register d.example.com 10.0.3.1",
-			"router.register www.d.example.com 10.0.3.1",
-		))
+		Eventually(func(g Gomega) {
+			got = append(got, subjects(bus.take())...)
+			g.Expect(got).To(ConsistOf(
+				"router.register d.example.com 10.0.3.1",
+				"router.register www.d.example.com 10.0.3.1",
+			))
+		}).Should(Succeed())
 	})
 
 	It("answers a router.start with a full emit only while leading", func() {
@@ -344,9 +350,12 @@ var _ = Describe("Emitter leadership", func() {
 			Eventually(process.Wait()).Should(Receive())
 		})
 		takenE := []string{} // take drains: what earlier polls took counts
-		Eventually(func() []string { takenE = append(takenE, subjects(bus.take())...); return takenE }).Should(Equal([]string{
-			"router.unregister e.example.com 10.0.4.2",
-			"router.register e.example.com 10.0.4.3",
-		}))
+		Eventually(func(g Gomega) {
+			takenE = append(takenE, subjects(bus.take())...)
+			g.Expect(takenE).To(Equal([]string{
+				"router.unregister e.example.com 10.0.4.2",
+				"router.register e.example.com 10.0.4.3",
+			}))
+		}).Should(Succeed())
 	})
 })
