@@ -112,24 +112,7 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 	var statefulSets []*appsv1.StatefulSet
 	var policies []*networkingv1.NetworkPolicy
 	for i := 0; i < n; i++ {
-		lrp := bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), int32(instances), fmt.Sprintf("app-%d.example.com", i),
-			bbstest.Space{AppName: fmt.Sprintf("app-%d", i), SpaceGUID: uuid.NewString(), SpaceName: "dev", OrgGUID: uuid.NewString(), OrgName: "acme"})
-		w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		built, err := builder.Build(w, ns)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sts := built.StatefulSet
-		sts.UID = types.UID(uuid.NewString())
-		sts.ResourceVersion = strconv.Itoa(i + 1)
-		sts.Generation = 1
-		sts.CreationTimestamp = metav1.NewTime(created)
-		sts.ManagedFields = managedFields(created)
-		sts.Status = appsv1.StatefulSetStatus{Replicas: int32(instances), ReadyReplicas: int32(instances), AvailableReplicas: int32(instances),
-			CurrentRevision: sts.Name + "-6d5f8c7b9c", UpdateRevision: sts.Name + "-6d5f8c7b9c", ObservedGeneration: 1, CollisionCount: ptr.To[int32](0)}
+		sts := benchStatefulSet(b, builder, ns, i, instances, created)
 		statefulSets = append(statefulSets, sts)
 		owned, err := builder.OwnedObjects(sts)
 		if err != nil {
@@ -249,6 +232,32 @@ func countPods(c *k8s.Caches) int {
 
 // managedFields are what the API server records for Iris's apply and the
 // StatefulSet controller's status updates.
+// benchStatefulSet is the StatefulSet of the i-th of the benchmarks' BBS
+// LRPs (CC's docker LRP with instances instances, its own guids, route and
+// space) as the API server returns it: identity, resource version i+1,
+// managed fields, a Running status.
+func benchStatefulSet(b *testing.B, builder *k8s.Builder, ns string, i, instances int, created time.Time) *appsv1.StatefulSet {
+	lrp := bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), int32(instances), fmt.Sprintf("app-%d.example.com", i),
+		bbstest.Space{AppName: fmt.Sprintf("app-%d", i), SpaceGUID: uuid.NewString(), SpaceName: "dev", OrgGUID: uuid.NewString(), OrgName: "acme"})
+	w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	built, err := builder.Build(w, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sts := built.StatefulSet
+	sts.UID = types.UID(uuid.NewString())
+	sts.ResourceVersion = strconv.Itoa(i + 1)
+	sts.Generation = 1
+	sts.CreationTimestamp = metav1.NewTime(created)
+	sts.ManagedFields = managedFields(created)
+	sts.Status = appsv1.StatefulSetStatus{Replicas: int32(instances), ReadyReplicas: int32(instances), AvailableReplicas: int32(instances),
+		CurrentRevision: sts.Name + "-6d5f8c7b9c", UpdateRevision: sts.Name + "-6d5f8c7b9c", ObservedGeneration: 1, CollisionCount: ptr.To[int32](0)}
+	return sts
+}
+
 func managedFields(at time.Time) []metav1.ManagedFieldsEntry {
 	t := metav1.NewTime(at)
 	spec := []byte(`{"f:metadata":{"f:annotations":{"f:cloudfoundry.org/app_name":{},"f:cloudfoundry.org/bbs_desired_lrp":{},"f:cloudfoundry.org/egress_rules":{},"f:cloudfoundry.org/last_updated":{},"f:cloudfoundry.org/org_name":{},"f:cloudfoundry.org/process_guid":{},"f:cloudfoundry.org/routes":{},"f:cloudfoundry.org/space_name":{}},"f:labels":{"f:cloudfoundry.org/app_guid":{},"f:cloudfoundry.org/guid":{},"f:cloudfoundry.org/org_guid":{},"f:cloudfoundry.org/process_type":{},"f:cloudfoundry.org/source_type":{},"f:cloudfoundry.org/space_guid":{},"f:cloudfoundry.org/version":{}}},"f:spec":{"f:podManagementPolicy":{},"f:replicas":{},"f:selector":{},"f:template":{"f:metadata":{"f:annotations":{},"f:labels":{}},"f:spec":{"f:automountServiceAccountToken":{},"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:command":{},"f:env":{},"f:image":{},"f:name":{},"f:ports":{},"f:resources":{},"f:securityContext":{}}},"f:securityContext":{}}}}}`)

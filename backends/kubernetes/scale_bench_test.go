@@ -20,12 +20,9 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
-	"github.com/google/uuid"
 	"github.com/tedsuo/ifrit"
 	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -35,7 +32,6 @@ import (
 	bbsk8s "github.com/iris-cf/iris/backends/kubernetes"
 	"github.com/iris-cf/iris/bifrost"
 	"github.com/iris-cf/iris/bifrost/bbs"
-	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/config"
 	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
@@ -312,21 +308,7 @@ func newScaleFixture(b *testing.B, ns string, n int) *scaleFixture {
 	created := time.Now().Add(-time.Hour)
 	for i := 0; i < n; i++ {
 		instances := 2 + i%2
-		lrp := bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), int32(instances), fmt.Sprintf("app-%d.example.com", i),
-			bbstest.Space{AppName: fmt.Sprintf("app-%d", i), SpaceGUID: uuid.NewString(), SpaceName: "dev", OrgGUID: uuid.NewString(), OrgName: "acme"})
-		w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		built, err := builder.Build(w, ns)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sts := built.StatefulSet
-		sts.UID, sts.ResourceVersion, sts.Generation = types.UID(uuid.NewString()), strconv.Itoa(i+1), 1
-		sts.CreationTimestamp = metav1.NewTime(created)
-		sts.Status = appsv1.StatefulSetStatus{Replicas: int32(instances), ReadyReplicas: int32(instances), AvailableReplicas: int32(instances),
-			CurrentRevision: sts.Name + "-6d5f8c7b9c", UpdateRevision: sts.Name + "-6d5f8c7b9c", ObservedGeneration: 1}
+		sts := benchStatefulSet(b, builder, ns, i, instances, created)
 		for index := 0; index < instances; index++ {
 			podWatch.Add(podOf(sts, index, f.instances))
 			f.instances++
