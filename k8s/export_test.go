@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 )
@@ -28,3 +29,7 @@ func NewStringShareTable(clock clock.PassiveClock) func(hash uint64, v string) s
 // CachedPod is the pod the Caches hand out for an object of the app pod
 // informer (LeanAppObject's of a pod).
 func CachedPod(obj any) *corev1.Pod { return podOf(obj) }
+
+// StatefulSetOf is the StatefulSet the Caches hand out for an object of
+// the app StatefulSet informer (LeanAppObject's of a StatefulSet).
+func StatefulSetOf(obj any) *appsv1.StatefulSet { return statefulSetOf(obj) }

@@ -126,9 +126,10 @@ func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		l.leanStatefulSet(o)
-		// Its annotations hold the LRP record, unique to it.
 		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
-		return o, nil
+		// Its annotations hold the LRP record, unique to it: they are
+		// kept in a list, not shared.
+		return newCachedStatefulSet(o), nil
 	case *corev1.Pod:
 		return l.transformPod(o)
 	case *networkingv1.NetworkPolicy:
@@ -151,7 +152,12 @@ func (l *leaner) transform(obj any) (any, error) {
 }
 
 func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) {
+	// The record's list interns the annotations (newAnnotationList): a
+	// map of them made here would only be garbage.
+	annotations := sts.Annotations
+	sts.Annotations = nil
 	leanMeta(&sts.ObjectMeta)
+	sts.Annotations = annotations
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
 		l.mu.Lock()
 		sts.Annotations[AnnotationBBSDesiredLRP] = l.records.compact(record, sts.Spec.Replicas)

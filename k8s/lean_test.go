@@ -77,7 +77,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		obj, err := k8s.LeanAppObject(sts)
 		Expect(err).NotTo(HaveOccurred())
-		lean := obj.(*appsv1.StatefulSet)
+		lean := k8s.StatefulSetOf(obj)
 		Expect(lean.ObjectMeta).To(Equal(want))
 		Expect(lean.Spec).To(Equal(appsv1.StatefulSetSpec{
 			Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{k8s.LabelGUID: "guid"}},
@@ -195,7 +195,7 @@ var _ = Describe("the app informers' transform", func() {
 				Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To(replicas)},
 			})
 			Expect(err).NotTo(HaveOccurred())
-			return obj.(*appsv1.StatefulSet), record
+			return k8s.StatefulSetOf(obj), record
 		}
 		kept := func(sts *appsv1.StatefulSet) *byte {
 			return unsafe.StringData(sts.Annotations[k8s.AnnotationBBSDesiredLRP])
@@ -249,7 +249,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
 		Expect(err).NotTo(HaveOccurred())
-		cached := obj.(*appsv1.StatefulSet)
+		cached := k8s.StatefulSetOf(obj)
 		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)))
 		raw, err = k8s.BBSDesiredLRPRecord(cached)
 		Expect(err).NotTo(HaveOccurred())
@@ -280,7 +280,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
 		Expect(err).NotTo(HaveOccurred())
-		cached := obj.(*appsv1.StatefulSet)
+		cached := k8s.StatefulSetOf(obj)
 		raw, err := k8s.BBSDesiredLRPRecord(cached)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(raw).To(Equal(record))
@@ -351,7 +351,7 @@ var _ = Describe("the app informers' transform", func() {
 			want := k8s.ExposedPorts(c.sts)
 			obj, err := k8s.LeanAppObject(c.sts.DeepCopy())
 			Expect(err).NotTo(HaveOccurred())
-			lean := obj.(*appsv1.StatefulSet)
+			lean := k8s.StatefulSetOf(obj)
 			Expect(k8s.ExposedPorts(lean)).To(Equal(want), c.sts.Annotations[k8s.AnnotationPorts])
 			Expect(lean.Spec.Template.Spec.Containers).To(HaveLen(map[bool]int{true: 1, false: 0}[c.kept]), c.sts.Annotations[k8s.AnnotationPorts])
 			Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 1}))
@@ -404,7 +404,7 @@ var _ = Describe("the app informers' transform", func() {
 			return out
 		}
 
-		s := lean(sts()).(*appsv1.StatefulSet)
+		s := k8s.StatefulSetOf(lean(sts()))
 		p := lean(policy).(*networkingv1.NetworkPolicy)
 		pod0, pod1 := k8s.CachedPod(lean(pod("0"))), k8s.CachedPod(lean(pod("1")))
 		Expect(same(s.Labels, p.Labels)).To(BeTrue(), "StatefulSet and NetworkPolicy labels")
@@ -424,10 +424,10 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(s.Annotations).To(Equal(annotations()))
 
 		clock.SetTime(time.Unix(0, 0).Add(10 * time.Minute))
-		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "one generation on")
+		Expect(same(k8s.StatefulSetOf(lean(sts())).Labels, s.Labels)).To(BeTrue(), "one generation on")
 		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
 		Expect(same(k8s.CachedPod(lean(pod("2"))).Annotations, pod0.Annotations)).To(BeFalse(), "two generations without use")
-		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
+		Expect(same(k8s.StatefulSetOf(lean(sts())).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
 	})
 
 	It("shares values whose hashes collide, each with its equals, for two generations", func() {

@@ -355,11 +355,18 @@ func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummar
 	selects := selector(filter)
 	pass := b.summaries.begin()
 	var err error
-	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) {
+	// The records as cached, not StatefulSets made of them: CC's sync
+	// visits all 100,000 LRPs on every call.
+	b.caches.EachCachedStatefulSet(func(sts *k8s.CachedStatefulSet) {
+		if err != nil || sts.GetDeletionTimestamp() != nil {
 			return
 		}
-		if !selects(sts) {
+		if _, bbs := sts.Annotation(AnnotationDesiredLRP); !bbs {
+			return
+		}
+		domain, _ := sts.Annotation(AnnotationDomain)
+		processGUID, _ := sts.Annotation(k8s.AnnotationProcessGUID)
+		if !selects(domain, processGUID, sts.Label(k8s.LabelAppGUID)) {
 			if full {
 				b.summaries.mark(sts, pass)
 			}
@@ -384,7 +391,8 @@ func (b *Backend) eachSelected(filter models.DesiredLRPFilter, fn func(*appsv1.S
 	selects := selector(filter)
 	var err error
 	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) || !selects(sts) {
+		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) ||
+			!selects(sts.Annotations[AnnotationDomain], sts.Annotations[k8s.AnnotationProcessGUID], sts.Labels[k8s.LabelAppGUID]) {
 			return
 		}
 		err = fn(sts)
@@ -392,18 +400,19 @@ func (b *Backend) eachSelected(filter models.DesiredLRPFilter, fn func(*appsv1.S
 	return err
 }
 
-// selector applies filter (empty fields match all) to a BBS StatefulSet.
-func selector(filter models.DesiredLRPFilter) func(*appsv1.StatefulSet) bool {
+// selector applies filter (empty fields match all) to a BBS LRP's domain,
+// process guid and app guid.
+func selector(filter models.DesiredLRPFilter) func(domain, processGUID, appGUID string) bool {
 	guids := set(filter.ProcessGuids)
 	apps := set(filter.AppGuids)
-	return func(sts *appsv1.StatefulSet) bool {
-		if filter.Domain != "" && sts.Annotations[AnnotationDomain] != filter.Domain {
+	return func(domain, processGUID, appGUID string) bool {
+		if filter.Domain != "" && domain != filter.Domain {
 			return false
 		}
-		if guids != nil && !guids[sts.Annotations[k8s.AnnotationProcessGUID]] {
+		if guids != nil && !guids[processGUID] {
 			return false
 		}
-		return apps == nil || apps[sts.Labels[k8s.LabelAppGUID]]
+		return apps == nil || apps[appGUID]
 	}
 }
 

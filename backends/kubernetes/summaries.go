@@ -6,7 +6,6 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"google.golang.org/protobuf/encoding/protowire"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/iris-cf/iris/k8s"
@@ -133,51 +132,50 @@ func (s *lrpSummaries) begin() uint64 {
 	return s.pass
 }
 
-// get returns sts's summary, decoding it if its resource version is new.
-func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, error) {
-	cacheable := sts.UID != "" && sts.ResourceVersion != ""
+// get returns the summary of sts (a cached BBS StatefulSet), decoding it
+// if its resource version is new.
+func (s *lrpSummaries) get(sts *k8s.CachedStatefulSet, pass uint64) (*lrpSummary, error) {
+	uid, resourceVersion := sts.GetUID(), sts.GetResourceVersion()
+	cacheable := uid != "" && resourceVersion != ""
 	if cacheable {
 		s.mu.Lock()
-		entry, ok := s.entries[sts.UID]
-		if ok && entry.resourceVersion == sts.ResourceVersion {
+		entry, ok := s.entries[uid]
+		if ok && entry.resourceVersion == resourceVersion {
 			entry.seen = max(entry.seen, pass)
 			s.mu.Unlock()
 			return entry, nil
 		}
 		s.mu.Unlock()
 	}
-	entry := &lrpSummary{
-		resourceVersion: sts.ResourceVersion,
-		seen:            pass,
-		record:          sts.Annotations[k8s.AnnotationBBSDesiredLRP],
-	}
+	record, _ := sts.Annotation(k8s.AnnotationBBSDesiredLRP)
+	entry := &lrpSummary{resourceVersion: resourceVersion, seen: pass, record: record}
 	var processGUID string
-	if encoded, ok := k8s.CachedSchedulingInfo(sts); ok {
+	if encoded, ok := sts.SchedulingInfo(); ok {
 		// The cache encoded it with the record (see k8s.CachedSchedulingInfo):
 		// the entry shares its bytes, and only the key is decoded.
 		key := &models.DesiredLRPSchedulingInfo{}
 		if err := key.Unmarshal(encoded); err != nil {
-			return nil, fmt.Errorf("decoding the cached scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+			return nil, fmt.Errorf("decoding the cached scheduling info of %s/%s: %w", sts.GetNamespace(), sts.GetName(), err)
 		}
 		entry.schedulingEncoded, processGUID = encoded, key.ProcessGuid
 	} else {
-		lrp, err := desiredLRPFromStatefulSet(sts)
+		lrp, err := desiredLRPFromStatefulSet(sts.StatefulSet())
 		if err != nil {
 			return nil, err
 		}
 		scheduling := lrp.DesiredLRPSchedulingInfo()
 		if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
-			return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+			return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.GetNamespace(), sts.GetName(), err)
 		}
 		processGUID = lrp.ProcessGuid
 	}
 	entry.processGUID = processGUID
-	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == processGUID {
+	if guid, _ := sts.Annotation(k8s.AnnotationProcessGUID); guid == processGUID {
 		entry.processGUID = guid // shared with the cache, not a second copy
 	}
 	if cacheable {
 		s.mu.Lock()
-		s.entries[sts.UID] = entry
+		s.entries[uid] = entry
 		s.mu.Unlock()
 	}
 	return entry, nil
@@ -185,10 +183,10 @@ func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, e
 
 // mark keeps sts's summary, if any, through the pass without using it
 // (a StatefulSet the pass's filter leaves out).
-func (s *lrpSummaries) mark(sts *appsv1.StatefulSet, pass uint64) {
+func (s *lrpSummaries) mark(sts *k8s.CachedStatefulSet, pass uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if entry, ok := s.entries[sts.UID]; ok && entry.resourceVersion == sts.ResourceVersion {
+	if entry, ok := s.entries[sts.GetUID()]; ok && entry.resourceVersion == sts.GetResourceVersion() {
 		entry.seen = max(entry.seen, pass)
 	}
 }
