@@ -211,13 +211,13 @@ func (c *CachedStatefulSet) GetCreationTimestamp() metav1.Time { return c.creati
 func (c *CachedStatefulSet) SetCreationTimestamp(t metav1.Time) {
 	c.creationTimestamp = t
 }
-func (c *CachedStatefulSet) GetDeletionTimestamp() *metav1.Time      { return c.deletionTimestamp }
-func (c *CachedStatefulSet) SetDeletionTimestamp(t *metav1.Time)     { c.deletionTimestamp = t }
-func (c *CachedStatefulSet) GetDeletionGracePeriodSeconds() *int64   { return nil }
-func (c *CachedStatefulSet) SetDeletionGracePeriodSeconds(*int64)    {}
-func (c *CachedStatefulSet) GetLabels() map[string]string            { return c.labels }
-func (c *CachedStatefulSet) SetLabels(labels map[string]string)      { c.labels = labels }
-func (c *CachedStatefulSet) GetAnnotations() map[string]string       { return c.annotations.asMap() }
+func (c *CachedStatefulSet) GetDeletionTimestamp() *metav1.Time    { return c.deletionTimestamp }
+func (c *CachedStatefulSet) SetDeletionTimestamp(t *metav1.Time)   { c.deletionTimestamp = t }
+func (c *CachedStatefulSet) GetDeletionGracePeriodSeconds() *int64 { return nil }
+func (c *CachedStatefulSet) SetDeletionGracePeriodSeconds(*int64)  {}
+func (c *CachedStatefulSet) GetLabels() map[string]string          { return c.labels }
+func (c *CachedStatefulSet) SetLabels(labels map[string]string)    { c.labels = labels }
+func (c *CachedStatefulSet) GetAnnotations() map[string]string     { return c.annotations.asMap() }
 func (c *CachedStatefulSet) SetAnnotations(annotations map[string]string) {
 	c.annotations = newAnnotationList(annotations)
 }
