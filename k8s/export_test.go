@@ -3,6 +3,7 @@ package k8s
 import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -33,3 +34,9 @@ func CachedPod(obj any) *corev1.Pod { return podOf(obj) }
 // StatefulSetOf is the StatefulSet the Caches hand out for an object of
 // the app StatefulSet informer (LeanAppObject's of a StatefulSet).
 func StatefulSetOf(obj any) *appsv1.StatefulSet { return statefulSetOf(obj) }
+
+// StatefulSetHandler is the wrapper the Caches put around app StatefulSet
+// handlers.
+func StatefulSetHandler(h cache.ResourceEventHandler) cache.ResourceEventHandler {
+	return statefulSetHandler{h}
+}
