@@ -179,6 +179,9 @@ func (c *CachedStatefulSet) StatefulSet() *appsv1.StatefulSet {
 // Annotation is the StatefulSet's annotation key, and whether it has it.
 func (c *CachedStatefulSet) Annotation(key string) (string, bool) { return c.annotations.get(key) }
 
+// Replicas is the StatefulSet's spec's replicas, 0 if it has none.
+func (c *CachedStatefulSet) Replicas() int32 { return c.replicas }
+
 // Label is the StatefulSet's label key, "" if it has none.
 func (c *CachedStatefulSet) Label(key string) string { return c.labels[key] }
 

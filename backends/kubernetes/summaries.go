@@ -17,6 +17,11 @@ import (
 // stored LRP on every list cost about 30 µs per LRP: 3 s and more for a
 // 100,000-LRP list; with this a list copies what is already decoded.
 //
+// Most LRPs need no entry: a cached record carries its encoded scheduling
+// info (k8s.CachedSchedulingInfo), which eachSummary reads as it is. The
+// entries are for the others: records that do not decode as a DesiredLRP
+// or whose info is not the annotation's process guid's.
+//
 // It is purely a cache: an entry is used only while its StatefulSet's UID
 // and resource version are unchanged (an object with the same resource
 // version has the same content), so a stale or missing entry costs a
@@ -78,6 +83,37 @@ func (s *lrpSummary) routing() (*models.DesiredLRP, error) {
 	return &info, nil
 }
 
+// encodedProcessGUID is the process guid of an encoded scheduling info
+// (its key's first field), read without decoding the info; nil if it has
+// none or is malformed.
+func encodedProcessGUID(info []byte) []byte {
+	return protoField(protoField(info, 1), 1)
+}
+
+// protoField is the first length-delimited field number of an encoded
+// message, nil if it has none.
+func protoField(message []byte, number protowire.Number) []byte {
+	for b := message; len(b) > 0; {
+		n, wireType, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return nil
+		}
+		if n == number && wireType == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b[k:])
+			if m < 0 {
+				return nil
+			}
+			return v
+		}
+		m := protowire.ConsumeFieldValue(n, wireType, b[k:])
+		if m < 0 {
+			return nil
+		}
+		b = b[k+m:]
+	}
+	return nil
+}
+
 // desiredLRPMetricTags is the field number of DesiredLRP's metric_tags.
 const desiredLRPMetricTags protowire.Number = 35
 
@@ -113,14 +149,6 @@ func metricTags(record []byte) (map[string]*models.MetricTagValue, error) {
 
 func newLRPSummaries() *lrpSummaries {
 	return &lrpSummaries{entries: map[types.UID]*lrpSummary{}}
-}
-
-// size is the number of kept summaries: about the number of BBS LRPs, for
-// sizing a list.
-func (s *lrpSummaries) size() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.entries)
 }
 
 // begin starts a pass over the cache: the entries it visits are marked,
