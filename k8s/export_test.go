@@ -1,6 +1,8 @@
 package k8s
 
 import (
+	"unsafe"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -40,3 +42,12 @@ func StatefulSetOf(obj any) *appsv1.StatefulSet { return statefulSetOf(obj) }
 func StatefulSetHandler(h cache.ResourceEventHandler) cache.ResourceEventHandler {
 	return statefulSetHandler{h}
 }
+
+// SameAnnotationKeys reports whether two cached StatefulSets share one
+// list of annotation keys.
+func SameAnnotationKeys(a, b any) bool {
+	return a.(*CachedStatefulSet).annotations.keys == b.(*CachedStatefulSet).annotations.keys
+}
+
+// CachedStatefulSetSize is the record's size in bytes, before its values.
+const CachedStatefulSetSize = unsafe.Sizeof(CachedStatefulSet{})

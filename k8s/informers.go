@@ -352,7 +352,7 @@ func (c *Caches) EachCachedStatefulSet(fn func(*CachedStatefulSet)) {
 			case *CachedStatefulSet:
 				fn(o)
 			case *appsv1.StatefulSet: // not through the transform
-				fn(newCachedStatefulSet(o))
+				fn(newCachedStatefulSet(o, nil))
 			}
 		}
 	}

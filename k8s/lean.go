@@ -98,10 +98,11 @@ type leaner struct {
 	egress *sharedEgress
 	// records are the BBS LRP records compacted lately.
 	records *compactedRecords
+	layouts *annotationLayouts
 }
 
 func newLeaner(clock clock.PassiveClock) *leaner {
-	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), records: newCompactedRecords(clock)}
+	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), records: newCompactedRecords(clock), layouts: newAnnotationLayouts(clock)}
 }
 
 // shareMaps returns the shared copies of maps, in order.
@@ -127,9 +128,11 @@ func (l *leaner) transform(obj any) (any, error) {
 	case *appsv1.StatefulSet:
 		l.leanStatefulSet(o)
 		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
-		// Its annotations hold the LRP record, unique to it: they are
-		// kept in a list, not shared.
-		return newCachedStatefulSet(o), nil
+		// Its annotations hold the LRP record, unique to it: their
+		// values are kept in a list, their keys shared.
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return newCachedStatefulSet(o, l.layouts), nil
 	case *corev1.Pod:
 		return l.transformPod(o)
 	case *networkingv1.NetworkPolicy:

@@ -1,7 +1,8 @@
 package k8s
 
 import (
-	"sort"
+	"hash/maphash"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 )
 
 // CachedStatefulSet is what the app StatefulSet informer keeps of a
@@ -65,42 +67,81 @@ type statefulSetRare struct {
 	conditions       []appsv1.StatefulSetCondition
 }
 
-// annotation is one annotation of a cached StatefulSet.
-type annotation struct{ key, value string }
+// annotationList is a cached StatefulSet's annotations: their values, in
+// the order of a sorted list of their keys that all StatefulSets with the
+// same keys share (an LRP's StatefulSet has ten, the same on every LRP of
+// its kind). A map of ten annotations costs 0.6 KB, a list of key and
+// value pairs 320 bytes, the values alone 160; a lookup in ten is as fast
+// as the map's.
+type annotationList struct {
+	keys   *annotationKeys
+	values []string
+}
 
-// annotationList is a cached StatefulSet's annotations sorted by key: a
-// list of ten costs half the map's heap, and a lookup in it is as fast.
-type annotationList []annotation
+// annotationKeys are the sorted keys of annotationLists.
+type annotationKeys struct{ keys []string }
 
-// newAnnotationList is m's list, its keys and short values interned.
-func newAnnotationList(m map[string]string) annotationList {
+// annotationLayouts shares annotationKeys among the StatefulSets whose
+// annotations have the same keys. Layouts no StatefulSet has had for two
+// generations are forgotten (shareTable). Callers hold the leaner's lock.
+type annotationLayouts struct {
+	seed  maphash.Seed
+	table *shareTable[*annotationKeys]
+}
+
+func newAnnotationLayouts(clock clock.PassiveClock) *annotationLayouts {
+	return &annotationLayouts{seed: maphash.MakeSeed(), table: newShareTable(clock, func(a, b *annotationKeys) bool {
+		return slices.Equal(a.keys, b.keys)
+	})}
+}
+
+// list is m's annotationList, its keys and short values interned; nil
+// layouts give the list keys of its own.
+func (l *annotationLayouts) list(m map[string]string) annotationList {
 	if len(m) == 0 {
-		return nil
+		return annotationList{}
 	}
-	list := make(annotationList, 0, len(m))
-	for k, v := range m {
-		list = append(list, annotation{intern(k), intern(v)})
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, intern(k))
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].key < list[j].key })
-	return list
+	slices.Sort(keys)
+	layout := &annotationKeys{keys: keys}
+	if l != nil {
+		var h maphash.Hash
+		h.SetSeed(l.seed)
+		for _, k := range keys {
+			h.WriteString(k)
+			h.WriteByte(0)
+		}
+		layout = l.table.share(h.Sum64(), layout)
+	}
+	values := make([]string, len(keys))
+	for i, k := range layout.keys {
+		values[i] = intern(m[k])
+	}
+	return annotationList{keys: layout, values: values}
 }
 
 func (l annotationList) get(key string) (string, bool) {
-	for _, a := range l {
-		if a.key == key {
-			return a.value, true
+	if l.keys == nil {
+		return "", false
+	}
+	for i, k := range l.keys.keys {
+		if k == key {
+			return l.values[i], true
 		}
 	}
 	return "", false
 }
 
 func (l annotationList) asMap() map[string]string {
-	if l == nil {
+	if l.keys == nil {
 		return nil
 	}
-	m := make(map[string]string, len(l))
-	for _, a := range l {
-		m[a.key] = a.value
+	m := make(map[string]string, len(l.values))
+	for i, k := range l.keys.keys {
+		m[k] = l.values[i]
 	}
 	return m
 }
@@ -110,12 +151,13 @@ var (
 	_ metav1.Object  = &CachedStatefulSet{}
 )
 
-// newCachedStatefulSet is the record of sts as the leaner left it.
-func newCachedStatefulSet(sts *appsv1.StatefulSet) *CachedStatefulSet {
+// newCachedStatefulSet is the record of sts as the leaner left it, its
+// annotations' keys shared through layouts (nil: not shared).
+func newCachedStatefulSet(sts *appsv1.StatefulSet, layouts *annotationLayouts) *CachedStatefulSet {
 	c := &CachedStatefulSet{
 		name: sts.Name, namespace: sts.Namespace, resourceVersion: sts.ResourceVersion, uid: sts.UID, generation: sts.Generation,
 		creationTimestamp: sts.CreationTimestamp, deletionTimestamp: sts.DeletionTimestamp,
-		labels: sts.Labels, annotations: newAnnotationList(sts.Annotations), selector: sts.Spec.Selector,
+		labels: sts.Labels, annotations: layouts.list(sts.Annotations), selector: sts.Spec.Selector,
 		podManagementPolicy: appsv1.PodManagementPolicyType(intern(string(sts.Spec.PodManagementPolicy))),
 		status: statefulSetStatus{
 			observedGeneration: sts.Status.ObservedGeneration,
@@ -190,7 +232,7 @@ func (c *CachedStatefulSet) GetObjectKind() schema.ObjectKind { return schema.Em
 
 // DeepCopyObject is runtime.Object's.
 func (c *CachedStatefulSet) DeepCopyObject() runtime.Object {
-	return newCachedStatefulSet(c.StatefulSet().DeepCopy())
+	return newCachedStatefulSet(c.StatefulSet().DeepCopy(), nil)
 }
 
 // metav1.Object, over the metadata kept: what is not kept reads as empty,
@@ -222,7 +264,7 @@ func (c *CachedStatefulSet) GetLabels() map[string]string          { return c.la
 func (c *CachedStatefulSet) SetLabels(labels map[string]string)    { c.labels = labels }
 func (c *CachedStatefulSet) GetAnnotations() map[string]string     { return c.annotations.asMap() }
 func (c *CachedStatefulSet) SetAnnotations(annotations map[string]string) {
-	c.annotations = newAnnotationList(annotations)
+	c.annotations = (*annotationLayouts)(nil).list(annotations)
 }
 func (c *CachedStatefulSet) GetFinalizers() []string {
 	if c.rare == nil {
