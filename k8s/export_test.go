@@ -51,3 +51,7 @@ func SameAnnotationKeys(a, b any) bool {
 
 // CachedStatefulSetSize is the record's size in bytes, before its values.
 const CachedStatefulSetSize = unsafe.Sizeof(CachedStatefulSet{})
+
+// StatefulSetKeepsSelector reports whether a cached StatefulSet keeps its
+// selector rather than making it from its labels.
+func StatefulSetKeepsSelector(obj any) bool { return obj.(*CachedStatefulSet).selector != nil }

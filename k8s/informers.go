@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
@@ -104,16 +106,17 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
 			informers.WithTransform(lean.transform),
 		)
-		sts := factory.Apps().V1().StatefulSets().Informer()
-		pods := factory.Core().V1().Pods().Informer()
-		for _, inf := range []cache.SharedIndexInformer{sts, pods} {
-			if err := inf.AddIndexers(cache.Indexers{byProcessGUID: processGUIDIndex}); err != nil {
-				return nil, fmt.Errorf("adding process guid indexer: %w", err)
-			}
-		}
-		if err := sts.AddIndexers(cache.Indexers{byAppGUID: appGUIDIndex}); err != nil {
-			return nil, fmt.Errorf("adding app guid indexer: %w", err)
-		}
+		// Made without the factory's namespace index: each informer
+		// watches one namespace, and the index costs an entry per LRP and
+		// per instance.
+		tweak := func(o *metav1.ListOptions) { o.LabelSelector = selector }
+		sts := factory.InformerFor(&appsv1.StatefulSet{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+			return appsinformers.NewFilteredStatefulSetInformer(client, ns, resync,
+				cache.Indexers{byProcessGUID: processGUIDIndex, byAppGUID: appGUIDIndex}, tweak)
+		})
+		pods := factory.InformerFor(&corev1.Pod{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+			return coreinformers.NewFilteredPodInformer(client, ns, resync, cache.Indexers{byProcessGUID: processGUIDIndex}, tweak)
+		})
 		c.factories = append(c.factories, factory)
 		c.appFactories = append(c.appFactories, factory)
 		c.statefulSets = append(c.statefulSets, sts)

@@ -127,7 +127,11 @@ func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		l.leanStatefulSet(o)
-		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
+		if _, derived := keptSelector(o.Spec.Selector, o.Labels); derived {
+			l.shareMaps(&o.Labels)
+		} else {
+			l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
+		}
 		// Its annotations hold the LRP record, unique to it: their
 		// values are kept in a list, their keys shared.
 		l.mu.Lock()

@@ -34,7 +34,9 @@ type CachedStatefulSet struct {
 	// labels are shared with the LRP's other objects (leaner.shareMaps).
 	labels      map[string]string
 	annotations annotationList
+	// selector is nil when it is the LRP's (lrpSelector).
 	selector    *metav1.LabelSelector
+	lrpSelector bool
 
 	replicas            int32
 	hasReplicas         bool
@@ -157,7 +159,7 @@ func newCachedStatefulSet(sts *appsv1.StatefulSet, layouts *annotationLayouts) *
 	c := &CachedStatefulSet{
 		name: sts.Name, namespace: sts.Namespace, resourceVersion: sts.ResourceVersion, uid: sts.UID, generation: sts.Generation,
 		creationTimestamp: sts.CreationTimestamp, deletionTimestamp: sts.DeletionTimestamp,
-		labels: sts.Labels, annotations: layouts.list(sts.Annotations), selector: sts.Spec.Selector,
+		labels: sts.Labels, annotations: layouts.list(sts.Annotations),
 		podManagementPolicy: appsv1.PodManagementPolicyType(intern(string(sts.Spec.PodManagementPolicy))),
 		status: statefulSetStatus{
 			observedGeneration: sts.Status.ObservedGeneration,
@@ -165,6 +167,7 @@ func newCachedStatefulSet(sts *appsv1.StatefulSet, layouts *annotationLayouts) *
 			updated: sts.Status.UpdatedReplicas, available: sts.Status.AvailableReplicas,
 		},
 	}
+	c.selector, c.lrpSelector = keptSelector(sts.Spec.Selector, sts.Labels)
 	if sts.Spec.Replicas != nil {
 		c.replicas, c.hasReplicas = *sts.Spec.Replicas, true
 	}
@@ -201,6 +204,9 @@ func (c *CachedStatefulSet) StatefulSet() *appsv1.StatefulSet {
 			Replicas:           c.status.replicas, ReadyReplicas: c.status.ready, CurrentReplicas: c.status.current,
 			UpdatedReplicas: c.status.updated, AvailableReplicas: c.status.available,
 		},
+	}
+	if c.lrpSelector {
+		sts.Spec.Selector = lrpSelector(c.labels)
 	}
 	if c.hasReplicas {
 		replicas := c.replicas

@@ -91,6 +91,7 @@ var _ = Describe("the app informers' transform", func() {
 			}},
 		}))
 		Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 3, ReadyReplicas: 2}))
+		Expect(k8s.StatefulSetKeepsSelector(obj)).To(BeTrue(), "not the LRP's guid and version selector")
 		Expect(k8s.RegistrySecretName(lean)).To(Equal(k8s.RegistrySecretNameFor(lean.Name)))
 		Expect(k8s.RecipeSecretName(lean)).To(Equal(k8s.RecipeSecretNameFor(lean.Name)))
 	})
@@ -408,7 +409,10 @@ var _ = Describe("the app informers' transform", func() {
 		p := lean(policy).(*networkingv1.NetworkPolicy)
 		pod0, pod1 := k8s.CachedPod(lean(pod("0"))), k8s.CachedPod(lean(pod("1")))
 		Expect(same(s.Labels, p.Labels)).To(BeTrue(), "StatefulSet and NetworkPolicy labels")
-		Expect(same(s.Labels, s.Spec.Selector.MatchLabels)).To(BeTrue(), "labels and selector")
+		// The LRP's selector (its guid and version labels) is made again
+		// from the labels, not kept (the first spec keeps another).
+		Expect(s.Spec.Selector).To(Equal(&metav1.LabelSelector{MatchLabels: labels()}))
+		Expect(k8s.StatefulSetKeepsSelector(lean(sts()))).To(BeFalse())
 		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
 		Expect(same(pod0.Annotations, pod1.Annotations)).To(BeTrue(), "the pods' annotations")
 		other := lean(policyOf("other")).(*networkingv1.NetworkPolicy)
