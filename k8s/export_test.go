@@ -1,7 +1,11 @@
 package k8s
 
 import (
+	"unsafe"
+
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -28,3 +32,26 @@ func NewStringShareTable(clock clock.PassiveClock) func(hash uint64, v string) s
 // CachedPod is the pod the Caches hand out for an object of the app pod
 // informer (LeanAppObject's of a pod).
 func CachedPod(obj any) *corev1.Pod { return podOf(obj) }
+
+// StatefulSetOf is the StatefulSet the Caches hand out for an object of
+// the app StatefulSet informer (LeanAppObject's of a StatefulSet).
+func StatefulSetOf(obj any) *appsv1.StatefulSet { return statefulSetOf(obj) }
+
+// StatefulSetHandler is the wrapper the Caches put around app StatefulSet
+// handlers.
+func StatefulSetHandler(h cache.ResourceEventHandler) cache.ResourceEventHandler {
+	return statefulSetHandler{h}
+}
+
+// SameAnnotationKeys reports whether two cached StatefulSets share one
+// list of annotation keys.
+func SameAnnotationKeys(a, b any) bool {
+	return a.(*CachedStatefulSet).annotations.keys == b.(*CachedStatefulSet).annotations.keys
+}
+
+// CachedStatefulSetSize is the record's size in bytes, before its values.
+const CachedStatefulSetSize = unsafe.Sizeof(CachedStatefulSet{})
+
+// StatefulSetKeepsSelector reports whether a cached StatefulSet keeps its
+// selector rather than making it from its labels.
+func StatefulSetKeepsSelector(obj any) bool { return obj.(*CachedStatefulSet).selector != nil }

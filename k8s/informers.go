@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
@@ -104,16 +106,17 @@ func NewCaches(clientset kubernetes.Interface, namespaces []string) (*Caches, er
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
 			informers.WithTransform(lean.transform),
 		)
-		sts := factory.Apps().V1().StatefulSets().Informer()
-		pods := factory.Core().V1().Pods().Informer()
-		for _, inf := range []cache.SharedIndexInformer{sts, pods} {
-			if err := inf.AddIndexers(cache.Indexers{byProcessGUID: processGUIDIndex}); err != nil {
-				return nil, fmt.Errorf("adding process guid indexer: %w", err)
-			}
-		}
-		if err := sts.AddIndexers(cache.Indexers{byAppGUID: appGUIDIndex}); err != nil {
-			return nil, fmt.Errorf("adding app guid indexer: %w", err)
-		}
+		// Made without the factory's namespace index: each informer
+		// watches one namespace, and the index costs an entry per LRP and
+		// per instance.
+		tweak := func(o *metav1.ListOptions) { o.LabelSelector = selector }
+		sts := factory.InformerFor(&appsv1.StatefulSet{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+			return appsinformers.NewFilteredStatefulSetInformer(client, ns, resync,
+				cache.Indexers{byProcessGUID: processGUIDIndex, byAppGUID: appGUIDIndex}, tweak)
+		})
+		pods := factory.InformerFor(&corev1.Pod{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+			return coreinformers.NewFilteredPodInformer(client, ns, resync, cache.Indexers{byProcessGUID: processGUIDIndex}, tweak)
+		})
 		c.factories = append(c.factories, factory)
 		c.appFactories = append(c.appFactories, factory)
 		c.statefulSets = append(c.statefulSets, sts)
@@ -132,6 +135,12 @@ func stripManagedFields(obj any) (any, error) {
 }
 
 func processGUIDIndex(obj any) ([]string, error) {
+	if sts, ok := obj.(*CachedStatefulSet); ok {
+		if guid, _ := sts.Annotation(AnnotationProcessGUID); guid != "" {
+			return []string{guid}, nil
+		}
+		return nil, nil
+	}
 	// Cached pods are metav1.Objects, not ObjectMetaAccessors (cachedPod).
 	accessor, err := meta.Accessor(obj)
 	if err != nil {
@@ -144,11 +153,14 @@ func processGUIDIndex(obj any) ([]string, error) {
 }
 
 func appGUIDIndex(obj any) ([]string, error) {
-	meta := obj.(metav1.Object)
-	if meta.GetAnnotations()[AnnotationIsolationSegment] == "" {
+	sts, ok := obj.(*CachedStatefulSet)
+	if !ok {
 		return nil, nil
 	}
-	if guid := meta.GetLabels()[LabelAppGUID]; guid != "" {
+	if segment, _ := sts.Annotation(AnnotationIsolationSegment); segment == "" {
+		return nil, nil
+	}
+	if guid := sts.Label(LabelAppGUID); guid != "" {
 		return []string{guid}, nil
 	}
 	return nil, nil
@@ -209,7 +221,7 @@ func (c *Caches) WaitForSync(ctx context.Context) bool {
 // object as an add once the caches fill.
 func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler) error {
 	for i := range c.statefulSets {
-		if _, err := c.statefulSets[i].AddEventHandler(statefulSets); err != nil {
+		if _, err := c.statefulSets[i].AddEventHandler(statefulSetHandler{statefulSets}); err != nil {
 			return fmt.Errorf("adding statefulset handler: %w", err)
 		}
 		if _, err := c.pods[i].AddEventHandler(podHandler{pods}); err != nil {
@@ -221,13 +233,23 @@ func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler)
 
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
 func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.StatefulSet {
-	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byProcessGUID, processGUID)
+	return statefulSets(indexedBy[any](c.statefulSets, byProcessGUID, processGUID))
+}
+
+// statefulSets are the *appsv1.StatefulSet of the app StatefulSet
+// informer's objects (see CachedStatefulSet).
+func statefulSets(objs []any) []*appsv1.StatefulSet {
+	var out []*appsv1.StatefulSet
+	for _, o := range objs {
+		out = append(out, statefulSetOf(o))
+	}
+	return out
 }
 
 // IsolatedStatefulSetsByAppGUID returns the cached StatefulSets of an app
 // (all its processes and versions) that run in an isolation segment.
 func (c *Caches) IsolatedStatefulSetsByAppGUID(appGUID string) []*appsv1.StatefulSet {
-	return indexedBy[*appsv1.StatefulSet](c.statefulSets, byAppGUID, sanitizeLabelValue(appGUID))
+	return statefulSets(indexedBy[any](c.statefulSets, byAppGUID, sanitizeLabelValue(appGUID)))
 }
 
 // PodsByProcessGUID returns the cached pods of a process guid.
@@ -315,12 +337,26 @@ func (c *Caches) Pod(namespace, name string) *corev1.Pod {
 	return podOf(byKey[any](c.pods, namespace+"/"+name))
 }
 
-// EachStatefulSet calls fn for every cached app StatefulSet. Objects are
-// shared with the cache and must not be modified.
+// EachStatefulSet calls fn for every cached app StatefulSet. StatefulSets
+// share their values with the cache and must not be modified; each is made
+// for the call (see CachedStatefulSet): a reader of every LRP that needs
+// little of each reads EachCachedStatefulSet instead.
 func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
+	c.EachCachedStatefulSet(func(sts *CachedStatefulSet) { fn(sts.StatefulSet()) })
+}
+
+// EachCachedStatefulSet calls fn with the record of every cached app
+// StatefulSet, as the cache keeps it: CC's sync lists read a few
+// annotations of each of 100,000 LRPs per call.
+func (c *Caches) EachCachedStatefulSet(fn func(*CachedStatefulSet)) {
 	for _, inf := range c.statefulSets {
 		for _, o := range inf.GetStore().List() {
-			fn(o.(*appsv1.StatefulSet))
+			switch o := o.(type) {
+			case *CachedStatefulSet:
+				fn(o)
+			case *appsv1.StatefulSet: // not through the transform
+				fn(newCachedStatefulSet(o, nil))
+			}
 		}
 	}
 }
@@ -383,7 +419,7 @@ func (c *Caches) AddLRPOwnedObjectEventHandler(handler cache.ResourceEventHandle
 // AddStatefulSetEventHandler registers handler for app StatefulSet events.
 func (c *Caches) AddStatefulSetEventHandler(handler cache.ResourceEventHandler) error {
 	for _, inf := range c.statefulSets {
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		if _, err := inf.AddEventHandler(statefulSetHandler{handler}); err != nil {
 			return fmt.Errorf("adding statefulset handler: %w", err)
 		}
 	}
@@ -392,7 +428,7 @@ func (c *Caches) AddStatefulSetEventHandler(handler cache.ResourceEventHandler) 
 
 // StatefulSet returns the cached app StatefulSet namespace/name, or nil.
 func (c *Caches) StatefulSet(namespace, name string) *appsv1.StatefulSet {
-	return byKey[*appsv1.StatefulSet](c.statefulSets, namespace+"/"+name)
+	return statefulSetOf(byKey[any](c.statefulSets, namespace+"/"+name))
 }
 
 // NetworkPolicy returns the cached LRP NetworkPolicy namespace/name, or nil.

@@ -98,10 +98,11 @@ type leaner struct {
 	egress *sharedEgress
 	// records are the BBS LRP records compacted lately.
 	records *compactedRecords
+	layouts *annotationLayouts
 }
 
 func newLeaner(clock clock.PassiveClock) *leaner {
-	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), records: newCompactedRecords(clock)}
+	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), records: newCompactedRecords(clock), layouts: newAnnotationLayouts(clock)}
 }
 
 // shareMaps returns the shared copies of maps, in order.
@@ -126,9 +127,16 @@ func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		l.leanStatefulSet(o)
-		// Its annotations hold the LRP record, unique to it.
-		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
-		return o, nil
+		if _, derived := keptSelector(o.Spec.Selector, o.Labels); derived {
+			l.shareMaps(&o.Labels)
+		} else {
+			l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
+		}
+		// Its annotations hold the LRP record, unique to it: their
+		// values are kept in a list, their keys shared.
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return newCachedStatefulSet(o, l.layouts), nil
 	case *corev1.Pod:
 		return l.transformPod(o)
 	case *networkingv1.NetworkPolicy:
@@ -151,7 +159,12 @@ func (l *leaner) transform(obj any) (any, error) {
 }
 
 func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) {
+	// The record's list interns the annotations (newAnnotationList): a
+	// map of them made here would only be garbage.
+	annotations := sts.Annotations
+	sts.Annotations = nil
 	leanMeta(&sts.ObjectMeta)
+	sts.Annotations = annotations
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
 		l.mu.Lock()
 		sts.Annotations[AnnotationBBSDesiredLRP] = l.records.compact(record, sts.Spec.Replicas)

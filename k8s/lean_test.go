@@ -77,7 +77,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		obj, err := k8s.LeanAppObject(sts)
 		Expect(err).NotTo(HaveOccurred())
-		lean := obj.(*appsv1.StatefulSet)
+		lean := k8s.StatefulSetOf(obj)
 		Expect(lean.ObjectMeta).To(Equal(want))
 		Expect(lean.Spec).To(Equal(appsv1.StatefulSetSpec{
 			Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{k8s.LabelGUID: "guid"}},
@@ -91,6 +91,7 @@ var _ = Describe("the app informers' transform", func() {
 			}},
 		}))
 		Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 3, ReadyReplicas: 2}))
+		Expect(k8s.StatefulSetKeepsSelector(obj)).To(BeTrue(), "not the LRP's guid and version selector")
 		Expect(k8s.RegistrySecretName(lean)).To(Equal(k8s.RegistrySecretNameFor(lean.Name)))
 		Expect(k8s.RecipeSecretName(lean)).To(Equal(k8s.RecipeSecretNameFor(lean.Name)))
 	})
@@ -195,7 +196,7 @@ var _ = Describe("the app informers' transform", func() {
 				Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To(replicas)},
 			})
 			Expect(err).NotTo(HaveOccurred())
-			return obj.(*appsv1.StatefulSet), record
+			return k8s.StatefulSetOf(obj), record
 		}
 		kept := func(sts *appsv1.StatefulSet) *byte {
 			return unsafe.StringData(sts.Annotations[k8s.AnnotationBBSDesiredLRP])
@@ -249,7 +250,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
 		Expect(err).NotTo(HaveOccurred())
-		cached := obj.(*appsv1.StatefulSet)
+		cached := k8s.StatefulSetOf(obj)
 		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)))
 		raw, err = k8s.BBSDesiredLRPRecord(cached)
 		Expect(err).NotTo(HaveOccurred())
@@ -280,7 +281,7 @@ var _ = Describe("the app informers' transform", func() {
 
 		obj, err := k8s.LeanAppObject(fromAPI.DeepCopy())
 		Expect(err).NotTo(HaveOccurred())
-		cached := obj.(*appsv1.StatefulSet)
+		cached := k8s.StatefulSetOf(obj)
 		raw, err := k8s.BBSDesiredLRPRecord(cached)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(raw).To(Equal(record))
@@ -351,7 +352,7 @@ var _ = Describe("the app informers' transform", func() {
 			want := k8s.ExposedPorts(c.sts)
 			obj, err := k8s.LeanAppObject(c.sts.DeepCopy())
 			Expect(err).NotTo(HaveOccurred())
-			lean := obj.(*appsv1.StatefulSet)
+			lean := k8s.StatefulSetOf(obj)
 			Expect(k8s.ExposedPorts(lean)).To(Equal(want), c.sts.Annotations[k8s.AnnotationPorts])
 			Expect(lean.Spec.Template.Spec.Containers).To(HaveLen(map[bool]int{true: 1, false: 0}[c.kept]), c.sts.Annotations[k8s.AnnotationPorts])
 			Expect(lean.Status).To(Equal(appsv1.StatefulSetStatus{Replicas: 1}))
@@ -404,11 +405,14 @@ var _ = Describe("the app informers' transform", func() {
 			return out
 		}
 
-		s := lean(sts()).(*appsv1.StatefulSet)
+		s := k8s.StatefulSetOf(lean(sts()))
 		p := lean(policy).(*networkingv1.NetworkPolicy)
 		pod0, pod1 := k8s.CachedPod(lean(pod("0"))), k8s.CachedPod(lean(pod("1")))
 		Expect(same(s.Labels, p.Labels)).To(BeTrue(), "StatefulSet and NetworkPolicy labels")
-		Expect(same(s.Labels, s.Spec.Selector.MatchLabels)).To(BeTrue(), "labels and selector")
+		// The LRP's selector (its guid and version labels) is made again
+		// from the labels, not kept (the first spec keeps another).
+		Expect(s.Spec.Selector).To(Equal(&metav1.LabelSelector{MatchLabels: labels()}))
+		Expect(k8s.StatefulSetKeepsSelector(lean(sts()))).To(BeFalse())
 		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
 		Expect(same(pod0.Annotations, pod1.Annotations)).To(BeTrue(), "the pods' annotations")
 		other := lean(policyOf("other")).(*networkingv1.NetworkPolicy)
@@ -424,10 +428,34 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(s.Annotations).To(Equal(annotations()))
 
 		clock.SetTime(time.Unix(0, 0).Add(10 * time.Minute))
-		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "one generation on")
+		Expect(same(k8s.StatefulSetOf(lean(sts())).Labels, s.Labels)).To(BeTrue(), "one generation on")
 		clock.SetTime(time.Unix(0, 0).Add(20 * time.Minute))
 		Expect(same(k8s.CachedPod(lean(pod("2"))).Annotations, pod0.Annotations)).To(BeFalse(), "two generations without use")
-		Expect(same(lean(sts()).(*appsv1.StatefulSet).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
+		Expect(same(k8s.StatefulSetOf(lean(sts())).Labels, s.Labels)).To(BeTrue(), "used in the last generation")
+	})
+
+	It("keeps a StatefulSet's annotation values in a list whose keys StatefulSets with the same keys share, in a record a fifth of a StatefulSet's size", func() {
+		transform := k8s.NewLeanTransform(clocktesting.NewFakePassiveClock(time.Unix(0, 0)))
+		sts := func(name string, annotations map[string]string) any {
+			obj, err := transform(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}})
+			Expect(err).NotTo(HaveOccurred())
+			return obj
+		}
+		a := sts("a", map[string]string{k8s.AnnotationProcessGUID: "a-v1", k8s.AnnotationRoutes: "{}", k8s.AnnotationLastUpdated: "1"})
+		b := sts("b", map[string]string{k8s.AnnotationProcessGUID: "b-v1", k8s.AnnotationRoutes: "[]", k8s.AnnotationLastUpdated: ""})
+		c := sts("c", map[string]string{k8s.AnnotationProcessGUID: "c-v1", k8s.AnnotationRoutes: "{}"})
+		Expect(k8s.SameAnnotationKeys(a, b)).To(BeTrue())
+		Expect(k8s.SameAnnotationKeys(a, c)).To(BeFalse())
+		Expect(k8s.StatefulSetOf(a).Annotations).To(Equal(map[string]string{k8s.AnnotationProcessGUID: "a-v1", k8s.AnnotationRoutes: "{}", k8s.AnnotationLastUpdated: "1"}))
+		Expect(k8s.StatefulSetOf(b).Annotations).To(Equal(map[string]string{k8s.AnnotationProcessGUID: "b-v1", k8s.AnnotationRoutes: "[]", k8s.AnnotationLastUpdated: ""}))
+		Expect(k8s.StatefulSetOf(c).Annotations).To(Equal(map[string]string{k8s.AnnotationProcessGUID: "c-v1", k8s.AnnotationRoutes: "{}"}))
+		value, ok := b.(*k8s.CachedStatefulSet).Annotation(k8s.AnnotationLastUpdated)
+		Expect(value).To(BeEmpty())
+		Expect(ok).To(BeTrue(), "an empty annotation is there")
+		_, ok = c.(*k8s.CachedStatefulSet).Annotation(k8s.AnnotationLastUpdated)
+		Expect(ok).To(BeFalse())
+		Expect(k8s.StatefulSetOf(sts("none", nil)).Annotations).To(BeNil())
+		Expect(int(k8s.CachedStatefulSetSize)).To(BeNumerically("<=", int(unsafe.Sizeof(appsv1.StatefulSet{}))/5))
 	})
 
 	It("shares values whose hashes collide, each with its equals, for two generations", func() {

@@ -403,15 +403,17 @@ func (c *LRPClient) SchedulingInfos() iter.Seq[*models.DesiredLRPSchedulingInfo]
 	return func(yield func(*models.DesiredLRPSchedulingInfo) bool) {
 		var info models.DesiredLRPSchedulingInfo
 		stopped := false
-		c.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-			if stopped || sts.DeletionTimestamp != nil {
+		c.caches.EachCachedStatefulSet(func(sts *CachedStatefulSet) {
+			if stopped || sts.GetDeletionTimestamp() != nil {
 				return
 			}
+			processGUID, _ := sts.Annotation(AnnotationProcessGUID)
+			lastUpdated, _ := sts.Annotation(AnnotationLastUpdated)
 			info = models.DesiredLRPSchedulingInfo{
-				DesiredLRPKey: models.DesiredLRPKey{ProcessGUID: sts.Annotations[AnnotationProcessGUID]},
-				GUID:          sts.Labels[LabelGUID],
-				Version:       sts.Labels[LabelVersion],
-				Annotation:    sts.Annotations[AnnotationLastUpdated],
+				DesiredLRPKey: models.DesiredLRPKey{ProcessGUID: processGUID},
+				GUID:          sts.Label(LabelGUID),
+				Version:       sts.Label(LabelVersion),
+				Annotation:    lastUpdated,
 			}
 			stopped = !yield(&info)
 		})

@@ -104,7 +104,17 @@ func splitSchedulingRecord(compact string) (scheduling, compressed string, err e
 // has to be decoded). The bytes are the cache's own, not a copy: callers
 // must not modify them.
 func CachedSchedulingInfo(sts *appsv1.StatefulSet) ([]byte, bool) {
-	compact, ok := strings.CutPrefix(sts.Annotations[AnnotationBBSDesiredLRP], schedulingRecordPrefix)
+	return cachedSchedulingInfo(sts.Annotations[AnnotationBBSDesiredLRP])
+}
+
+// SchedulingInfo is CachedSchedulingInfo of the record's StatefulSet.
+func (c *CachedStatefulSet) SchedulingInfo() ([]byte, bool) {
+	record, _ := c.Annotation(AnnotationBBSDesiredLRP)
+	return cachedSchedulingInfo(record)
+}
+
+func cachedSchedulingInfo(record string) ([]byte, bool) {
+	compact, ok := strings.CutPrefix(record, schedulingRecordPrefix)
 	if !ok {
 		return nil, false
 	}

@@ -22,28 +22,30 @@ import (
 
 // ActualLRPs lists the instances filter selects, from the pod cache.
 func (b *Backend) ActualLRPs(ctx context.Context, logger lager.Logger, filter models.ActualLRPFilter) ([]*models.ActualLRP, error) {
-	var statefulSets []*appsv1.StatefulSet
+	var lrps []instancesOf
 	if filter.ProcessGuid != "" {
 		sts, err := b.lookup(ctx, filter.ProcessGuid)
 		if err != nil {
 			return nil, err
 		}
 		if sts != nil {
-			statefulSets = append(statefulSets, sts)
+			lrps = append(lrps, instancesOfStatefulSet(sts))
 		}
 	} else {
-		b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-			if sts.DeletionTimestamp == nil && isBBS(sts) {
-				statefulSets = append(statefulSets, sts)
+		// The records as cached: route-emitter lists every instance each
+		// minute.
+		b.caches.EachCachedStatefulSet(func(sts *k8s.CachedStatefulSet) {
+			if _, bbs := sts.Annotation(AnnotationDesiredLRP); bbs && sts.GetDeletionTimestamp() == nil {
+				lrps = append(lrps, instancesOfRecord(sts))
 			}
 		})
 	}
 	var out []*models.ActualLRP
-	for _, sts := range statefulSets {
-		if filter.Domain != "" && sts.Annotations[AnnotationDomain] != filter.Domain {
+	for _, lrp := range lrps {
+		if filter.Domain != "" && lrp.domain != filter.Domain {
 			continue
 		}
-		for _, actual := range b.actualLRPs(sts) {
+		for _, actual := range b.appendActualLRPs(nil, lrp) {
 			if filter.CellID != "" && actual.CellId != filter.CellID {
 				continue
 			}
@@ -66,7 +68,7 @@ func (b *Backend) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Log
 	var out []*models.ActualLRP
 	for _, guid := range guids {
 		if sts := b.statefulSet(guid); sts != nil {
-			out = b.appendActualLRPs(out, sts)
+			out = b.appendActualLRPs(out, instancesOfStatefulSet(sts))
 		}
 	}
 	return out, nil
@@ -109,22 +111,32 @@ func (b *Backend) RetireActualLRP(ctx context.Context, logger lager.Logger, key 
 	return nil
 }
 
-// actualLRPs are the instances of one LRP: one per pod, and an UNCLAIMED
-// one for each desired index without a pod yet (BBS creates those at once).
-func (b *Backend) actualLRPs(sts *appsv1.StatefulSet) []*models.ActualLRP {
-	return b.appendActualLRPs(nil, sts)
+// instancesOf is what listing an LRP's instances reads of its StatefulSet.
+type instancesOf struct {
+	namespace, processGUID, domain string
+	replicas                       int32
 }
 
-// appendActualLRPs appends sts's instances (see actualLRPs) to out,
-// ordered by index.
-func (b *Backend) appendActualLRPs(out []*models.ActualLRP, sts *appsv1.StatefulSet) []*models.ActualLRP {
-	processGUID := sts.Annotations[k8s.AnnotationProcessGUID]
-	domain := sts.Annotations[AnnotationDomain]
-	replicas := ptr.Deref(sts.Spec.Replicas, 0)
+func instancesOfStatefulSet(sts *appsv1.StatefulSet) instancesOf {
+	return instancesOf{namespace: sts.Namespace, processGUID: sts.Annotations[k8s.AnnotationProcessGUID],
+		domain: sts.Annotations[AnnotationDomain], replicas: ptr.Deref(sts.Spec.Replicas, 0)}
+}
+
+func instancesOfRecord(sts *k8s.CachedStatefulSet) instancesOf {
+	processGUID, _ := sts.Annotation(k8s.AnnotationProcessGUID)
+	domain, _ := sts.Annotation(AnnotationDomain)
+	return instancesOf{namespace: sts.GetNamespace(), processGUID: processGUID, domain: domain, replicas: sts.Replicas()}
+}
+
+// appendActualLRPs appends lrp's instances to out, ordered by index: one
+// per pod, and an UNCLAIMED one for each desired index without a pod yet
+// (BBS creates those at once).
+func (b *Backend) appendActualLRPs(out []*models.ActualLRP, lrp instancesOf) []*models.ActualLRP {
+	processGUID, domain, replicas := lrp.processGUID, lrp.domain, lrp.replicas
 	first := len(out)
 	seen := make([]bool, max(replicas, 0))
 	for _, pod := range b.caches.PodsByProcessGUID(processGUID) {
-		if pod.Namespace != sts.Namespace {
+		if pod.Namespace != lrp.namespace {
 			continue
 		}
 		if inst, ok := k8s.ActualInstance(pod); ok {

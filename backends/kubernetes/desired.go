@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
@@ -62,6 +63,9 @@ type Backend struct {
 	lrps      LRPWriter
 	opts      TranslateOptions
 	summaries *lrpSummaries
+	// listed is how many infos the last scheduling-infos list had: the
+	// next one's capacity.
+	listed atomic.Int64
 }
 
 // NewBackend returns a backend creating LRPs through lrps and reading them from caches.
@@ -249,7 +253,7 @@ func (b *Backend) DesiredLRPSchedulingInfos(ctx context.Context, logger lager.Lo
 // already protobuf-encoded, once per version of its LRP (bifrost/bbs
 // writes them into the response as they are). Same order and filter.
 func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter) ([][]byte, error) {
-	all := make([]byGUID[[]byte], 0, b.summaries.size())
+	all := make([]byGUID[[]byte], 0, b.listed.Load())
 	err := b.eachSummary(filter, func(s *lrpSummary) error {
 		all = append(all, keyedByGUID(s.processGUID, s.schedulingEncoded))
 		return nil
@@ -257,6 +261,7 @@ func (b *Backend) EncodedSchedulingInfos(ctx context.Context, logger lager.Logge
 	if err != nil {
 		return nil, err
 	}
+	b.listed.Store(int64(len(all)))
 	sortByGUID(all)
 	infos := make([][]byte, len(all))
 	for i, e := range all {
@@ -329,14 +334,14 @@ func (b *Backend) list(filter models.DesiredLRPFilter) ([]*models.DesiredLRP, er
 // drops each before the next is decoded); it stops at the first error.
 // The LRPs are fn's own.
 func (b *Backend) EachDesiredLRP(ctx context.Context, logger lager.Logger, filter models.DesiredLRPFilter, fn func(*models.DesiredLRP) error) error {
-	var selected []byGUID[*appsv1.StatefulSet]
-	_ = b.eachSelected(filter, func(sts *appsv1.StatefulSet) error {
-		selected = append(selected, keyedByGUID(sts.Annotations[k8s.AnnotationProcessGUID], sts))
-		return nil
+	var selected []byGUID[*k8s.CachedStatefulSet]
+	b.eachSelected(filter, func(sts *k8s.CachedStatefulSet, processGUID string) {
+		selected = append(selected, keyedByGUID(processGUID, sts))
 	})
 	sortByGUID(selected)
 	for _, s := range selected {
-		lrp, err := desiredLRPFromStatefulSet(s.item)
+		// One StatefulSet made at a time, dropped with its LRP.
+		lrp, err := desiredLRPFromStatefulSet(s.item.StatefulSet())
 		if err != nil {
 			return err
 		}
@@ -347,22 +352,38 @@ func (b *Backend) EachDesiredLRP(ctx context.Context, logger lager.Logger, filte
 	return nil
 }
 
-// eachSummary calls fn with the summary of every BBS LRP filter selects.
-// A pass not limited to some guids (CC's and route-emitter's, by domain)
-// marks every live LRP's summary and forgets those of deleted ones.
+// eachSummary calls fn with the summary of every BBS LRP filter selects;
+// fn must not keep it. A pass not limited to some guids (CC's and
+// route-emitter's, by domain) marks every live LRP's kept summary and
+// forgets those of deleted ones.
 func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummary) error) error {
 	full := len(filter.ProcessGuids) == 0 && len(filter.AppGuids) == 0
 	selects := selector(filter)
 	pass := b.summaries.begin()
 	var err error
-	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) {
+	var summary lrpSummary
+	// The records as cached, not StatefulSets made of them: CC's sync
+	// visits all 100,000 LRPs on every call.
+	b.caches.EachCachedStatefulSet(func(sts *k8s.CachedStatefulSet) {
+		if err != nil || sts.GetDeletionTimestamp() != nil {
 			return
 		}
-		if !selects(sts) {
+		record, processGUID, bbs, selected := selectBBS(sts, selects)
+		if !bbs {
+			return
+		}
+		if !selected {
 			if full {
 				b.summaries.mark(sts, pass)
 			}
+			return
+		}
+		// The record carries its encoded scheduling info, whose guid is
+		// the annotation's (as Iris writes them): all a summary is, read
+		// as it is, with nothing kept per LRP.
+		if encoded, ok := sts.SchedulingInfo(); ok && processGUID != "" && string(encodedProcessGUID(encoded)) == processGUID {
+			summary = lrpSummary{processGUID: processGUID, schedulingEncoded: encoded, record: record}
+			err = fn(&summary)
 			return
 		}
 		var s *lrpSummary
@@ -376,34 +397,45 @@ func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummar
 	return err
 }
 
-// eachSelected calls fn for every live BBS StatefulSet in the cache that
-// filter selects, stopping at the first error: one LRP that cannot be
-// decoded fails the call, since a partial list would make CC delete or
-// re-desire processes.
-func (b *Backend) eachSelected(filter models.DesiredLRPFilter, fn func(*appsv1.StatefulSet) error) error {
+// eachSelected calls fn with the record and process guid of every live
+// BBS StatefulSet in the cache that filter selects.
+func (b *Backend) eachSelected(filter models.DesiredLRPFilter, fn func(sts *k8s.CachedStatefulSet, processGUID string)) {
 	selects := selector(filter)
-	var err error
-	b.caches.EachStatefulSet(func(sts *appsv1.StatefulSet) {
-		if err != nil || sts.DeletionTimestamp != nil || !isBBS(sts) || !selects(sts) {
+	b.caches.EachCachedStatefulSet(func(sts *k8s.CachedStatefulSet) {
+		if sts.GetDeletionTimestamp() != nil {
 			return
 		}
-		err = fn(sts)
+		if _, processGUID, bbs, selected := selectBBS(sts, selects); bbs && selected {
+			fn(sts, processGUID)
+		}
 	})
-	return err
 }
 
-// selector applies filter (empty fields match all) to a BBS StatefulSet.
-func selector(filter models.DesiredLRPFilter) func(*appsv1.StatefulSet) bool {
+// selectBBS reads what the lists select by of a cached StatefulSet: its
+// record and process guid, whether it is a BBS LRP's, and whether selects
+// takes it.
+func selectBBS(sts *k8s.CachedStatefulSet, selects func(domain, processGUID, appGUID string) bool) (record, processGUID string, bbs, selected bool) {
+	if record, bbs = sts.Annotation(AnnotationDesiredLRP); !bbs {
+		return "", "", false, false
+	}
+	domain, _ := sts.Annotation(AnnotationDomain)
+	processGUID, _ = sts.Annotation(k8s.AnnotationProcessGUID)
+	return record, processGUID, true, selects(domain, processGUID, sts.Label(k8s.LabelAppGUID))
+}
+
+// selector applies filter (empty fields match all) to a BBS LRP's domain,
+// process guid and app guid.
+func selector(filter models.DesiredLRPFilter) func(domain, processGUID, appGUID string) bool {
 	guids := set(filter.ProcessGuids)
 	apps := set(filter.AppGuids)
-	return func(sts *appsv1.StatefulSet) bool {
-		if filter.Domain != "" && sts.Annotations[AnnotationDomain] != filter.Domain {
+	return func(domain, processGUID, appGUID string) bool {
+		if filter.Domain != "" && domain != filter.Domain {
 			return false
 		}
-		if guids != nil && !guids[sts.Annotations[k8s.AnnotationProcessGUID]] {
+		if guids != nil && !guids[processGUID] {
 			return false
 		}
-		return apps == nil || apps[sts.Labels[k8s.LabelAppGUID]]
+		return apps == nil || apps[appGUID]
 	}
 }
 

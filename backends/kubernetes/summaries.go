@@ -6,7 +6,6 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"google.golang.org/protobuf/encoding/protowire"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/iris-cf/iris/k8s"
@@ -17,6 +16,11 @@ import (
 // decoded once per resource version of the StatefulSet. Decoding every
 // stored LRP on every list cost about 30 µs per LRP: 3 s and more for a
 // 100,000-LRP list; with this a list copies what is already decoded.
+//
+// Most LRPs need no entry: a cached record carries its encoded scheduling
+// info (k8s.CachedSchedulingInfo), which eachSummary reads as it is. The
+// entries are for the others: records that do not decode as a DesiredLRP
+// or whose info is not the annotation's process guid's.
 //
 // It is purely a cache: an entry is used only while its StatefulSet's UID
 // and resource version are unchanged (an object with the same resource
@@ -79,6 +83,37 @@ func (s *lrpSummary) routing() (*models.DesiredLRP, error) {
 	return &info, nil
 }
 
+// encodedProcessGUID is the process guid of an encoded scheduling info
+// (its key's first field), read without decoding the info; nil if it has
+// none or is malformed.
+func encodedProcessGUID(info []byte) []byte {
+	return protoField(protoField(info, 1), 1)
+}
+
+// protoField is the first length-delimited field number of an encoded
+// message, nil if it has none.
+func protoField(message []byte, number protowire.Number) []byte {
+	for b := message; len(b) > 0; {
+		n, wireType, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return nil
+		}
+		if n == number && wireType == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b[k:])
+			if m < 0 {
+				return nil
+			}
+			return v
+		}
+		m := protowire.ConsumeFieldValue(n, wireType, b[k:])
+		if m < 0 {
+			return nil
+		}
+		b = b[k+m:]
+	}
+	return nil
+}
+
 // desiredLRPMetricTags is the field number of DesiredLRP's metric_tags.
 const desiredLRPMetricTags protowire.Number = 35
 
@@ -116,14 +151,6 @@ func newLRPSummaries() *lrpSummaries {
 	return &lrpSummaries{entries: map[types.UID]*lrpSummary{}}
 }
 
-// size is the number of kept summaries: about the number of BBS LRPs, for
-// sizing a list.
-func (s *lrpSummaries) size() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.entries)
-}
-
 // begin starts a pass over the cache: the entries it visits are marked,
 // so that end can drop those of StatefulSets that are gone.
 func (s *lrpSummaries) begin() uint64 {
@@ -133,51 +160,50 @@ func (s *lrpSummaries) begin() uint64 {
 	return s.pass
 }
 
-// get returns sts's summary, decoding it if its resource version is new.
-func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, error) {
-	cacheable := sts.UID != "" && sts.ResourceVersion != ""
+// get returns the summary of sts (a cached BBS StatefulSet), decoding it
+// if its resource version is new.
+func (s *lrpSummaries) get(sts *k8s.CachedStatefulSet, pass uint64) (*lrpSummary, error) {
+	uid, resourceVersion := sts.GetUID(), sts.GetResourceVersion()
+	cacheable := uid != "" && resourceVersion != ""
 	if cacheable {
 		s.mu.Lock()
-		entry, ok := s.entries[sts.UID]
-		if ok && entry.resourceVersion == sts.ResourceVersion {
+		entry, ok := s.entries[uid]
+		if ok && entry.resourceVersion == resourceVersion {
 			entry.seen = max(entry.seen, pass)
 			s.mu.Unlock()
 			return entry, nil
 		}
 		s.mu.Unlock()
 	}
-	entry := &lrpSummary{
-		resourceVersion: sts.ResourceVersion,
-		seen:            pass,
-		record:          sts.Annotations[k8s.AnnotationBBSDesiredLRP],
-	}
+	record, _ := sts.Annotation(k8s.AnnotationBBSDesiredLRP)
+	entry := &lrpSummary{resourceVersion: resourceVersion, seen: pass, record: record}
 	var processGUID string
-	if encoded, ok := k8s.CachedSchedulingInfo(sts); ok {
+	if encoded, ok := sts.SchedulingInfo(); ok {
 		// The cache encoded it with the record (see k8s.CachedSchedulingInfo):
 		// the entry shares its bytes, and only the key is decoded.
 		key := &models.DesiredLRPSchedulingInfo{}
 		if err := key.Unmarshal(encoded); err != nil {
-			return nil, fmt.Errorf("decoding the cached scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+			return nil, fmt.Errorf("decoding the cached scheduling info of %s/%s: %w", sts.GetNamespace(), sts.GetName(), err)
 		}
 		entry.schedulingEncoded, processGUID = encoded, key.ProcessGuid
 	} else {
-		lrp, err := desiredLRPFromStatefulSet(sts)
+		lrp, err := desiredLRPFromStatefulSet(sts.StatefulSet())
 		if err != nil {
 			return nil, err
 		}
 		scheduling := lrp.DesiredLRPSchedulingInfo()
 		if entry.schedulingEncoded, err = scheduling.Marshal(); err != nil {
-			return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.Namespace, sts.Name, err)
+			return nil, fmt.Errorf("encoding the scheduling info of %s/%s: %w", sts.GetNamespace(), sts.GetName(), err)
 		}
 		processGUID = lrp.ProcessGuid
 	}
 	entry.processGUID = processGUID
-	if guid := sts.Annotations[k8s.AnnotationProcessGUID]; guid == processGUID {
+	if guid, _ := sts.Annotation(k8s.AnnotationProcessGUID); guid == processGUID {
 		entry.processGUID = guid // shared with the cache, not a second copy
 	}
 	if cacheable {
 		s.mu.Lock()
-		s.entries[sts.UID] = entry
+		s.entries[uid] = entry
 		s.mu.Unlock()
 	}
 	return entry, nil
@@ -185,10 +211,10 @@ func (s *lrpSummaries) get(sts *appsv1.StatefulSet, pass uint64) (*lrpSummary, e
 
 // mark keeps sts's summary, if any, through the pass without using it
 // (a StatefulSet the pass's filter leaves out).
-func (s *lrpSummaries) mark(sts *appsv1.StatefulSet, pass uint64) {
+func (s *lrpSummaries) mark(sts *k8s.CachedStatefulSet, pass uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if entry, ok := s.entries[sts.UID]; ok && entry.resourceVersion == sts.ResourceVersion {
+	if entry, ok := s.entries[sts.GetUID()]; ok && entry.resourceVersion == sts.GetResourceVersion() {
 		entry.seen = max(entry.seen, pass)
 	}
 }

@@ -89,12 +89,13 @@ var _ = Describe("Sync lists at scale", func() {
 		Expect(err).NotTo(HaveOccurred())
 	}
 
-	It("re-reads a StatefulSet whose resource version changed, and only then", func() {
+	It("answers from the records as cached, and keeps a decoded summary only of a record whose info is not its guid's, re-read when its resource version changes", func() {
 		first, second := processGUID, "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 		stsA := statefulSet(lrpWith(first, "v1"), "uid-a", "10")
 		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, stsA, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
-		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, statefulSet(lrpWith(second, "other"), "uid-b", "11"), metav1.CreateOptions{})
+		stsB := statefulSet(lrpWith(second, "other"), "uid-b", "11")
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, stsB, metav1.CreateOptions{})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func(g Gomega) {
 			infos := schedulingInfos(g)
@@ -102,15 +103,41 @@ var _ = Describe("Sync lists at scale", func() {
 			g.Expect(schedulingInfo(g, first).Annotation).To(Equal("v1"))
 		}).Should(Succeed())
 
-		// Same resource version, different stored LRP: the API server
-		// never serves that, so the decoded summary stands. This is what
-		// shows that a list does not decode every LRP again.
+		// Same resource version, different stored LRP (the API server
+		// never serves that): a record read as cached is listed as it is,
+		// since nothing of it is kept beside the cache.
 		sameVersion := statefulSet(lrpWith(first, "v2"), "uid-a", "10")
 		sameVersion.Name = stsA.Name
 		update(sameVersion)
+		Eventually(func(g Gomega) {
+			g.Expect(schedulingInfo(g, first).Annotation).To(Equal("v2"))
+		}).Should(Succeed())
+
+		// A record whose process_guid annotation is not its info's is
+		// decoded into a kept summary, listed under the record's guid, and
+		// kept while its resource version stands: this is what shows that
+		// such a record is not decoded again on every list.
+		third := "7c2d8f47-6c8b-4b5f-8e66-2a5a3b2f0d12-1d2e3f4a-5b6c-4d7e-9f80-ab1c2d3e4f50"
+		stsC := statefulSet(lrpWith(third, "c1"), "uid-c", "20")
+		stsC.Annotations[k8s.AnnotationProcessGUID] = "edited-by-hand"
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, stsC, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func(g Gomega) {
+			g.Expect(schedulingInfos(g)).To(HaveLen(3))
+			g.Expect(schedulingInfo(g, third).Annotation).To(Equal("c1"))
+		}).Should(Succeed())
+		sameC := statefulSet(lrpWith(third, "c2"), "uid-c", "20")
+		sameC.Name, sameC.Annotations[k8s.AnnotationProcessGUID] = stsC.Name, "edited-by-hand"
+		update(sameC)
 		Consistently(func(g Gomega) {
-			g.Expect(schedulingInfo(g, first).Annotation).To(Equal("v1"))
+			g.Expect(schedulingInfo(g, third).Annotation).To(Equal("c1"))
 		}, "300ms").Should(Succeed())
+		newC := sameC.DeepCopy()
+		newC.ResourceVersion = "21"
+		update(newC)
+		Eventually(func(g Gomega) {
+			g.Expect(schedulingInfo(g, third).Annotation).To(Equal("c2"))
+		}).Should(Succeed())
 
 		// A new version (an update, a scale) is decoded again.
 		newVersion := sameVersion.DeepCopy()
