@@ -2,6 +2,7 @@ package k8s
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -28,3 +29,13 @@ func NewStringShareTable(clock clock.PassiveClock) func(hash uint64, v string) s
 // CachedPod is the pod the Caches hand out for an object of the app pod
 // informer (LeanAppObject's of a pod).
 func CachedPod(obj any) *corev1.Pod { return podOf(obj) }
+
+// CachedOwnedObject is the object the Caches hand out for an object of
+// the LRP-owned objects' informers (LeanAppObject's of a NetworkPolicy or
+// PDB).
+func CachedOwnedObject(obj any) any { return ownedObjectOf(obj) }
+
+// OwnedHandler is handler as AddLRPOwnedObjectEventHandler registers it.
+func OwnedHandler(handler cache.ResourceEventHandler) cache.ResourceEventHandler {
+	return ownedHandler{handler}
+}
