@@ -12,6 +12,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -22,7 +23,7 @@ import (
 
 var _ = Describe("the records of an LRP's NetworkPolicy and PDB", func() {
 	at := metav1.NewTime(time.Unix(100, 0))
-	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora-dev-0123456789", Namespace: "cf-workloads", UID: "sts-uid"}}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora-dev-0123456789", Namespace: "cf-workloads", UID: "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"}}
 	labels := func() map[string]string {
 		return map[string]string{k8s.LabelGUID: "guid", k8s.LabelVersion: "v1", k8s.LabelSourceType: k8s.SourceTypeApp}
 	}
@@ -30,7 +31,7 @@ var _ = Describe("the records of an LRP's NetworkPolicy and PDB", func() {
 	// with fields no reader reads (generation, finalizers, managed fields).
 	meta := func() metav1.ObjectMeta {
 		return metav1.ObjectMeta{
-			Name: sts.Name, Namespace: sts.Namespace, UID: "uid-1", ResourceVersion: "7", Generation: 2,
+			Name: sts.Name, Namespace: sts.Namespace, UID: "9d55c7e3-1f4f-4a1e-9c01-6b1c7e365b7a", ResourceVersion: "7123456", Generation: 2,
 			CreationTimestamp: at, DeletionTimestamp: &at, Finalizers: []string{"example.com/hold"},
 			Labels:          labels(),
 			Annotations:     map[string]string{k8s.AnnotationDesiredAt: "2026-12-01T08:00:00Z"},
@@ -121,6 +122,24 @@ var _ = Describe("the records of an LRP's NetworkPolicy and PDB", func() {
 		}
 	})
 
+	It("keeps uids and resource versions exactly, whether the API server's (a UUID, a number) or not", func() {
+		const id = "6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01"
+		for _, uid := range []types.UID{id, "6B1C7E36-5B7A-4A4E-9D55-1F4F2A1E9C01", "urn:uuid:" + id, "00000000-0000-0000-0000-000000000000", "uid-1", ""} {
+			for _, version := range []string{"7", "0", "18446744073709551614", "18446744073709551615", "007", "-1", "abc", ""} {
+				m, want := meta(), kept()
+				m.UID, m.ResourceVersion, want.UID, want.ResourceVersion = uid, version, uid, version
+				m.OwnerReferences[0].UID, want.OwnerReferences[0].UID = uid, uid
+				if uid == "" {
+					m.OwnerReferences, want.OwnerReferences = nil, nil
+				}
+				obj := lean(newTransform(), policyOf(m))
+				Expect(k8s.CachedOwnedObject(obj).(*networkingv1.NetworkPolicy).ObjectMeta).To(Equal(want), "uid %q, resource version %q", uid, version)
+				Expect(obj.(metav1.Object).GetUID()).To(Equal(uid))
+				Expect(obj.(metav1.Object).GetResourceVersion()).To(Equal(version))
+			}
+		}
+	})
+
 	It("keeps of a PDB its identity, creation and deletion, labels, annotations, owners and spec, not its status", func() {
 		obj := lean(newTransform(), pdbOf(meta()))
 		Expect(obj).NotTo(BeAssignableToTypeOf(&policyv1.PodDisruptionBudget{}), "a record smaller than a PodDisruptionBudget")
@@ -152,7 +171,7 @@ var _ = Describe("the records of an LRP's NetworkPolicy and PDB", func() {
 	It("shares labels and selectors with the LRP's other objects, and equal budgets and egress rules among LRPs", func() {
 		transform := newTransform()
 		other := meta()
-		other.Name, other.UID = "other", "uid-2"
+		other.Name, other.UID = "other", "8e7f9a0b-1c2d-4e4f-8a5b-4c6d0c1d2e3f"
 		other.Labels[k8s.LabelGUID] = "other-guid"
 		other.OwnerReferences[0].Name = "other"
 		policy := k8s.CachedOwnedObject(lean(transform, policyOf(meta()))).(*networkingv1.NetworkPolicy)
@@ -165,7 +184,7 @@ var _ = Describe("the records of an LRP's NetworkPolicy and PDB", func() {
 		Expect(same(policy.Labels, otherPolicy.Labels)).To(BeFalse(), "another LRP's labels")
 		Expect(otherPDB.Spec.MinAvailable).To(BeIdenticalTo(pdb.Spec.MinAvailable), "equal budgets")
 		Expect(&otherPolicy.Spec.Egress[0]).To(BeIdenticalTo(&policy.Spec.Egress[0]), "equal egress rules")
-		Expect(otherPDB.OwnerReferences).To(Equal([]metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "other", UID: "sts-uid",
+		Expect(otherPDB.OwnerReferences).To(Equal([]metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "other", UID: sts.UID,
 			Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)}}))
 
 		scaled := pdbOf(meta())
