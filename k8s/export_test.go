@@ -55,3 +55,13 @@ const CachedStatefulSetSize = unsafe.Sizeof(CachedStatefulSet{})
 // StatefulSetKeepsSelector reports whether a cached StatefulSet keeps its
 // selector rather than making it from its labels.
 func StatefulSetKeepsSelector(obj any) bool { return obj.(*CachedStatefulSet).selector != nil }
+
+// CachedOwnedObject is the object the Caches hand out for an object of
+// the LRP-owned objects' informers (LeanAppObject's of a NetworkPolicy or
+// PDB).
+func CachedOwnedObject(obj any) any { return ownedObjectOf(obj) }
+
+// OwnedHandler is handler as AddLRPOwnedObjectEventHandler registers it.
+func OwnedHandler(handler cache.ResourceEventHandler) cache.ResourceEventHandler {
+	return ownedHandler{handler}
+}

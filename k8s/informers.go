@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/informers"
 	appsinformers "k8s.io/client-go/informers/apps/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
+	networkinginformers "k8s.io/client-go/informers/networking/v1"
+	policyinformers "k8s.io/client-go/informers/policy/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
@@ -382,15 +384,28 @@ func (c *Caches) WatchLRPOwnedObjects() {
 		return
 	}
 	selector := labels.SelectorFromSet(labels.Set{LabelSourceType: SourceTypeApp}).String()
+	tweak := func(o *metav1.ListOptions) { o.LabelSelector = selector }
 	for i, factory := range c.appFactories {
-		c.networkPolicies = append(c.networkPolicies, factory.Networking().V1().NetworkPolicies().Informer())
-		c.pdbs = append(c.pdbs, factory.Policy().V1().PodDisruptionBudgets().Informer())
+		ns := c.namespaces[i]
+		// Made without the factory's namespace index: each informer
+		// watches one namespace and is read by key, and the index costs
+		// an entry per object.
+		c.networkPolicies = append(c.networkPolicies, factory.InformerFor(&networkingv1.NetworkPolicy{},
+			func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+				return networkinginformers.NewFilteredNetworkPolicyInformer(client, ns, resync, cache.Indexers{}, tweak)
+			}))
+		c.pdbs = append(c.pdbs, factory.InformerFor(&policyv1.PodDisruptionBudget{},
+			func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+				return policyinformers.NewFilteredPodDisruptionBudgetInformer(client, ns, resync, cache.Indexers{}, tweak)
+			}))
 		secretFactory := informers.NewSharedInformerFactoryWithOptions(c.clientset, 0,
-			informers.WithNamespace(c.namespaces[i]),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector }),
+			informers.WithNamespace(ns),
 			informers.WithTransform(stripSecretData),
 		)
-		c.secrets = append(c.secrets, secretFactory.Core().V1().Secrets().Informer())
+		c.secrets = append(c.secrets, secretFactory.InformerFor(&corev1.Secret{},
+			func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+				return coreinformers.NewFilteredSecretInformer(client, ns, resync, cache.Indexers{}, tweak)
+			}))
 		c.factories = append(c.factories, secretFactory)
 	}
 }
@@ -404,11 +419,12 @@ func stripSecretData(obj any) (any, error) {
 }
 
 // AddLRPOwnedObjectEventHandler registers handler for the objects
-// WatchLRPOwnedObjects watches.
+// WatchLRPOwnedObjects watches. It gets *networkingv1.NetworkPolicy,
+// *policyv1.PodDisruptionBudget and *corev1.Secret (see cachedNetworkPolicy).
 func (c *Caches) AddLRPOwnedObjectEventHandler(handler cache.ResourceEventHandler) error {
 	for _, owned := range [][]cache.SharedIndexInformer{c.networkPolicies, c.pdbs, c.secrets} {
 		for _, inf := range owned {
-			if _, err := inf.AddEventHandler(handler); err != nil {
+			if _, err := inf.AddEventHandler(ownedHandler{handler}); err != nil {
 				return fmt.Errorf("adding owned object handler: %w", err)
 			}
 		}
@@ -433,12 +449,14 @@ func (c *Caches) StatefulSet(namespace, name string) *appsv1.StatefulSet {
 
 // NetworkPolicy returns the cached LRP NetworkPolicy namespace/name, or nil.
 func (c *Caches) NetworkPolicy(namespace, name string) *networkingv1.NetworkPolicy {
-	return byKey[*networkingv1.NetworkPolicy](c.networkPolicies, namespace+"/"+name)
+	policy, _ := ownedObjectOf(byKey[any](c.networkPolicies, namespace+"/"+name)).(*networkingv1.NetworkPolicy)
+	return policy
 }
 
 // PodDisruptionBudget returns the cached LRP PDB namespace/name, or nil.
 func (c *Caches) PodDisruptionBudget(namespace, name string) *policyv1.PodDisruptionBudget {
-	return byKey[*policyv1.PodDisruptionBudget](c.pdbs, namespace+"/"+name)
+	pdb, _ := ownedObjectOf(byKey[any](c.pdbs, namespace+"/"+name)).(*policyv1.PodDisruptionBudget)
+	return pdb
 }
 
 // SecretMeta returns the cached LRP registry Secret namespace/name without
@@ -448,12 +466,13 @@ func (c *Caches) SecretMeta(namespace, name string) *corev1.Secret {
 }
 
 // EachLRPOwnedObject calls fn for every cached LRP NetworkPolicy, PDB and
-// registry Secret. Objects are shared with the cache and must not be modified.
+// registry Secret. Objects share their values with the cache and must not
+// be modified; policies and PDBs are made for the call.
 func (c *Caches) EachLRPOwnedObject(fn func(metav1.Object)) {
 	for _, owned := range [][]cache.SharedIndexInformer{c.networkPolicies, c.pdbs, c.secrets} {
 		for _, inf := range owned {
 			for _, o := range inf.GetStore().List() {
-				fn(o.(metav1.Object))
+				fn(ownedObjectOf(o).(metav1.Object))
 			}
 		}
 	}

@@ -9,10 +9,15 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/tedsuo/ifrit"
 	ginkgomon_v2 "github.com/tedsuo/ifrit/ginkgomon_v2"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/k8s"
 )
@@ -108,5 +113,107 @@ var _ = Describe("the app pod cache", func() {
 			}
 		}).Should(Succeed())
 		Expect(caches.Pod(ns, "dora-0")).To(BeNil())
+	})
+})
+
+var _ = Describe("the LRP-owned object caches", func() {
+	const ns = "cf-workloads"
+	var (
+		ctx       context.Context
+		clientset *fake.Clientset
+		caches    *k8s.Caches
+		mu        sync.Mutex
+		seen      []any
+	)
+	recorded := func() []any {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]any(nil), seen...)
+	}
+
+	BeforeEach(func() {
+		ctx = context.Background()
+		clientset = fake.NewClientset()
+		seen = nil
+		var err error
+		caches, err = k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		caches.WatchLRPOwnedObjects()
+		record := func(obj any) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, obj)
+		}
+		Expect(caches.AddLRPOwnedObjectEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    record,
+			UpdateFunc: func(_, newObj any) { record(newObj) },
+			DeleteFunc: record,
+		})).To(Succeed())
+		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))))
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+		// What follows arrives through the watch, one event each.
+		Expect(caches.WaitForSync(ctx)).To(BeTrue())
+	})
+
+	It("hands readers and handlers the NetworkPolicy and PDB as they were, the PDB without its status", func() {
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: ns, UID: "sts-uid"}}
+		labels := map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp, k8s.LabelGUID: "guid"}
+		meta := metav1.ObjectMeta{Name: "dora", Namespace: ns, UID: "uid", Labels: labels, OwnerReferences: []metav1.OwnerReference{k8s.OwnerReference(sts)}}
+		policy := &networkingv1.NetworkPolicy{ObjectMeta: meta, Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: labels}, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8"}}}}},
+		}}
+		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: meta, Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		}}
+		_, err := clientset.NetworkingV1().NetworkPolicies(ns).Create(ctx, policy, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = clientset.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		withStatus := pdb.DeepCopy()
+		withStatus.Status = policyv1.PodDisruptionBudgetStatus{ObservedGeneration: 1, DisruptionsAllowed: 1, ExpectedPods: 2}
+		_, err = clientset.PolicyV1().PodDisruptionBudgets(ns).UpdateStatus(ctx, withStatus, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+
+		expect := func(g Gomega, obj any) {
+			g.Expect(obj).NotTo(BeNil())
+			switch o := obj.(type) {
+			case *networkingv1.NetworkPolicy:
+				want := policy.DeepCopy()
+				want.ResourceVersion = o.ResourceVersion
+				g.Expect(o).To(Equal(want))
+			case *policyv1.PodDisruptionBudget:
+				want := pdb.DeepCopy()
+				want.ResourceVersion = o.ResourceVersion
+				g.Expect(o).To(Equal(want))
+			default:
+				g.Expect(obj).To(BeAssignableToTypeOf(policy), "a NetworkPolicy or PDB, not %T", obj)
+			}
+		}
+		Eventually(func(g Gomega) {
+			expect(g, caches.NetworkPolicy(ns, "dora"))
+			expect(g, caches.PodDisruptionBudget(ns, "dora"))
+			var all []metav1.Object
+			caches.EachLRPOwnedObject(func(o metav1.Object) { all = append(all, o) })
+			g.Expect(all).To(HaveLen(2))
+			for _, o := range all {
+				expect(g, o)
+			}
+			g.Expect(recorded()).To(HaveLen(3), "two adds, the PDB's status update")
+		}).Should(Succeed())
+		Expect(caches.NetworkPolicy(ns, "other")).To(BeNil())
+		Expect(caches.PodDisruptionBudget(ns, "other")).To(BeNil())
+
+		Expect(clientset.NetworkingV1().NetworkPolicies(ns).Delete(ctx, "dora", metav1.DeleteOptions{})).To(Succeed())
+		Expect(clientset.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, "dora", metav1.DeleteOptions{})).To(Succeed())
+		Eventually(func(g Gomega) {
+			objs := recorded()
+			g.Expect(objs).To(HaveLen(5))
+			for _, o := range objs {
+				expect(g, o)
+			}
+		}).Should(Succeed())
+		Expect(caches.NetworkPolicy(ns, "dora")).To(BeNil())
+		Expect(caches.PodDisruptionBudget(ns, "dora")).To(BeNil())
 	})
 })

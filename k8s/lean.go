@@ -19,8 +19,7 @@ import (
 // cached objects (BBS and OPI fronts, reconciler, route emitter, crash
 // reporter, CELL logs, metrics, pod logs) get:
 //
-//   - every object (NetworkPolicies and PDBs whole otherwise): its
-//     metadata without managed fields; label and
+//   - every object: its metadata without managed fields; label and
 //     annotation keys and short values interned, since every pod repeats
 //     its StatefulSet's and the keys are the same everywhere; equal label,
 //     selector and pod annotation maps, and equal NetworkPolicy egress
@@ -42,7 +41,11 @@ import (
 //     its status the phase, reason and message, podIP and hostIP, start
 //     time, the container and init container statuses without the
 //     kubelet's mounts, resources and user, and of its conditions Ready,
-//     PodScheduled and the newest transition (readConditions).
+//     PodScheduled and the newest transition (readConditions);
+//   - an LRP's NetworkPolicy and PDB, as records of their own
+//     (cachedNetworkPolicy, cachedPDB, lean_owned.go) handed out as the
+//     API types: identity, creation and deletion, labels, annotations,
+//     owners and the spec; not a PDB's status.
 //
 // Commands, environment (CC's VCAP_* and service credentials), probes,
 // volumes and security settings are the bulk of a pod and no reader needs
@@ -96,13 +99,16 @@ type leaner struct {
 	pods   *podShares
 	maps   *sharedStringMaps
 	egress *sharedEgress
+	// budgets are PDBs' (lean_owned.go).
+	budgets *sharedBudgets
 	// records are the BBS LRP records compacted lately.
 	records *compactedRecords
 	layouts *annotationLayouts
 }
 
 func newLeaner(clock clock.PassiveClock) *leaner {
-	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), records: newCompactedRecords(clock), layouts: newAnnotationLayouts(clock)}
+	return &leaner{pods: newPodShares(clock), maps: newSharedStringMaps(clock), egress: newSharedEgress(clock), budgets: newSharedBudgets(clock),
+		records: newCompactedRecords(clock), layouts: newAnnotationLayouts(clock)}
 }
 
 // shareMaps returns the shared copies of maps, in order.
@@ -140,20 +146,9 @@ func (l *leaner) transform(obj any) (any, error) {
 	case *corev1.Pod:
 		return l.transformPod(o)
 	case *networkingv1.NetworkPolicy:
-		// One per LRP: the reconciler compares its labels, annotations
-		// and spec with what the StatefulSet records.
-		leanMeta(&o.ObjectMeta)
-		l.shareMaps(append(selectorMaps(&o.Spec.PodSelector), &o.Labels)...)
-		// Most LRPs have the same rules (the DNS rule and the foundation's
-		// security groups): about 1.4 KB per LRP otherwise.
-		l.mu.Lock()
-		o.Spec.Egress, o.Spec.PolicyTypes = l.egress.share(o.Spec.Egress, o.Spec.PolicyTypes)
-		l.mu.Unlock()
-		return o, nil
+		return l.transformNetworkPolicy(o), nil
 	case *policyv1.PodDisruptionBudget:
-		leanMeta(&o.ObjectMeta)
-		l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
-		return o, nil
+		return l.transformPDB(o), nil
 	}
 	return stripManagedFields(obj)
 }

@@ -364,7 +364,7 @@ var _ = Describe("the app informers' transform", func() {
 		policy.OwnerReferences[0].Name = strings.Clone(policy.Name)
 		obj, err := k8s.LeanAppObject(policy)
 		Expect(err).NotTo(HaveOccurred())
-		lean := obj.(*networkingv1.NetworkPolicy)
+		lean := k8s.CachedOwnedObject(obj).(*networkingv1.NetworkPolicy)
 		Expect(lean.OwnerReferences[0].Name).To(Equal(lean.Name))
 		Expect(unsafe.StringData(lean.OwnerReferences[0].Name)).To(BeIdenticalTo(unsafe.StringData(lean.Name)))
 	})
@@ -406,7 +406,7 @@ var _ = Describe("the app informers' transform", func() {
 		}
 
 		s := k8s.StatefulSetOf(lean(sts()))
-		p := lean(policy).(*networkingv1.NetworkPolicy)
+		p := k8s.CachedOwnedObject(lean(policy)).(*networkingv1.NetworkPolicy)
 		pod0, pod1 := k8s.CachedPod(lean(pod("0"))), k8s.CachedPod(lean(pod("1")))
 		Expect(same(s.Labels, p.Labels)).To(BeTrue(), "StatefulSet and NetworkPolicy labels")
 		// The LRP's selector (its guid and version labels) is made again
@@ -415,13 +415,13 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(k8s.StatefulSetKeepsSelector(lean(sts()))).To(BeFalse())
 		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
 		Expect(same(pod0.Annotations, pod1.Annotations)).To(BeTrue(), "the pods' annotations")
-		other := lean(policyOf("other")).(*networkingv1.NetworkPolicy)
+		other := k8s.CachedOwnedObject(lean(policyOf("other"))).(*networkingv1.NetworkPolicy)
 		Expect(other.Spec.Egress).To(Equal(egress()))
 		Expect(&other.Spec.Egress[0]).To(BeIdenticalTo(&p.Spec.Egress[0]), "equal egress rules")
 		Expect(&other.Spec.PolicyTypes[0]).To(BeIdenticalTo(&p.Spec.PolicyTypes[0]), "equal policy types")
 		different := policyOf("different")
 		different.Spec.Egress[0].Ports = nil
-		Expect(lean(different).(*networkingv1.NetworkPolicy).Spec.Egress[0].Ports).To(BeNil())
+		Expect(k8s.CachedOwnedObject(lean(different)).(*networkingv1.NetworkPolicy).Spec.Egress[0].Ports).To(BeNil())
 		Expect(same(pod0.Labels, pod1.Labels)).To(BeFalse(), "pod labels hold the index")
 		Expect(pod1.Labels).To(HaveKeyWithValue(k8s.PodIndexLabel, "1"))
 		Expect(same(s.Annotations, pod0.Annotations)).To(BeFalse(), "StatefulSet annotations are its own")

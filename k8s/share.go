@@ -130,24 +130,24 @@ type egressRules struct {
 // sharedEgress shares NetworkPolicies' egress rules.
 type sharedEgress struct {
 	seed  maphash.Seed
-	table *shareTable[egressRules]
+	table *shareTable[*egressRules]
 }
 
 func newSharedEgress(clock clock.PassiveClock) *sharedEgress {
-	return &sharedEgress{seed: maphash.MakeSeed(), table: newShareTable(clock, func(a, b egressRules) bool {
+	return &sharedEgress{seed: maphash.MakeSeed(), table: newShareTable(clock, func(a, b *egressRules) bool {
 		return equality.Semantic.DeepEqual(a.rules, b.rules) && equality.Semantic.DeepEqual(a.types, b.types)
 	})}
 }
 
-// share returns the shared copies of rules and types (as they are if they
-// cannot be hashed, which encoding them as JSON never fails to).
-func (s *sharedEgress) share(rules []networkingv1.NetworkPolicyEgressRule, types []networkingv1.PolicyType) ([]networkingv1.NetworkPolicyEgressRule, []networkingv1.PolicyType) {
+// share returns the shared copy of rules and types (a copy of their own
+// if they cannot be hashed, which encoding them as JSON never fails to).
+// One pointer to them is 40 bytes less per policy than their two slices.
+func (s *sharedEgress) share(rules []networkingv1.NetworkPolicyEgressRule, types []networkingv1.PolicyType) *egressRules {
 	data, err := json.Marshal(egressKey{rules, types})
 	if err != nil {
-		return rules, types
+		return &egressRules{rules, types}
 	}
-	shared := s.table.share(maphash.Bytes(s.seed, data), egressRules{rules, types})
-	return shared.rules, shared.types
+	return s.table.share(maphash.Bytes(s.seed, data), &egressRules{rules, types})
 }
 
 type egressKey struct {

@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -43,7 +44,9 @@ import (
 // watch (one allocation per object, as the watch-list a real informer uses
 // delivers them), followed by the scheduling-infos and routing-infos lists
 // that keep their per-LRP summaries, and each LRP's egress NetworkPolicy
-// (the API component's reconciler caches them). Heap is measured after a full GC.
+// and PodDisruptionBudget (Iris makes one for every LRP of two instances or
+// more; the API component's reconciler caches both). Heap is measured after
+// a full GC.
 // Run with
 //
 //	go test ./backends/kubernetes -run '^$' -bench CacheHeap -benchtime 1x
@@ -75,7 +78,7 @@ func BenchmarkCacheHeap(b *testing.B) {
 func measureCacheHeap(b *testing.B, n, instances int) {
 	const ns = "cf-workloads"
 	builder := k8s.NewBuilder(config.Default().LRP)
-	stsWatch, podWatch, policyWatch := watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false)
+	stsWatch, podWatch, policyWatch, pdbWatch := watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false), watch.NewFakeWithChanSize(1024, false)
 	clientset := fake.NewClientset()
 	// Lists answer empty and the objects arrive through the watches, so
 	// that the fake's tracker keeps no copies to skew the heap.
@@ -85,6 +88,8 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 			return true, stsWatch, nil
 		case schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "networkpolicies"}:
 			return true, policyWatch, nil
+		case schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}:
+			return true, pdbWatch, nil
 		case schema.GroupVersionResource{Version: "v1", Resource: "pods"}:
 			if selector := action.(k8stesting.WatchAction).GetWatchRestrictions().Labels.String(); selector == k8s.LabelSourceType+"="+k8s.SourceTypeApp {
 				return true, podWatch, nil
@@ -111,6 +116,7 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 	created := time.Now().Add(-time.Hour)
 	var statefulSets []*appsv1.StatefulSet
 	var policies []*networkingv1.NetworkPolicy
+	var pdbs []*policyv1.PodDisruptionBudget
 	for i := 0; i < n; i++ {
 		sts := benchStatefulSet(b, builder, ns, i, instances, created)
 		statefulSets = append(statefulSets, sts)
@@ -121,6 +127,10 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 		policy := owned.EgressPolicy
 		policy.UID, policy.ResourceVersion, policy.CreationTimestamp = types.UID(uuid.NewString()), strconv.Itoa(n+i+1), sts.CreationTimestamp
 		policies = append(policies, policy)
+		if pdb := owned.PodDisruptionBudget; pdb != nil {
+			benchPDB(pdb, 2*n+i+1, sts.CreationTimestamp)
+			pdbs = append(pdbs, pdb)
+		}
 	}
 	// The originals stay until the pods are measured: their heap is not
 	// the cache's, and it is in every figure subtracted below.
@@ -129,8 +139,11 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 		stsWatch.Add(decoded(b, sts, &appsv1.StatefulSet{}))
 		policyWatch.Add(decoded(b, policies[i], &networkingv1.NetworkPolicy{}))
 	}
+	for _, pdb := range pdbs {
+		pdbWatch.Add(decoded(b, pdb, &policyv1.PodDisruptionBudget{}))
+	}
 	waitFor(b, func() int { return countStatefulSets(caches) }, n)
-	waitFor(b, func() int { return countOwned(caches) }, n)
+	waitFor(b, func() int { return countOwned(caches) }, len(policies)+len(pdbs))
 	if _, err := backend.EncodedSchedulingInfos(context.Background(), logger, models.DesiredLRPFilter{Domain: "cf-apps"}); err != nil {
 		b.Fatal(err)
 	}
@@ -169,6 +182,21 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 	runtime.KeepAlive(backend)
 	runtime.KeepAlive(statefulSets)
 	runtime.KeepAlive(policies)
+	runtime.KeepAlive(pdbs)
+}
+
+// benchPDB makes pdb as the API server returns it once the disruption
+// controller has seen the LRP's pods: identity, resource version rv, and
+// the status that controller writes (no reader of Iris's reads it).
+func benchPDB(pdb *policyv1.PodDisruptionBudget, rv int, created metav1.Time) {
+	pdb.UID, pdb.ResourceVersion, pdb.CreationTimestamp, pdb.Generation = types.UID(uuid.NewString()), strconv.Itoa(rv), created, 1
+	pdb.Status = policyv1.PodDisruptionBudgetStatus{
+		ObservedGeneration: 1, DisruptionsAllowed: 1, CurrentHealthy: 2, DesiredHealthy: 1, ExpectedPods: 2,
+		Conditions: []metav1.Condition{{
+			Type: policyv1.DisruptionAllowedCondition, Status: metav1.ConditionTrue, ObservedGeneration: 1,
+			LastTransitionTime: created, Reason: policyv1.SufficientPodsReason,
+		}},
+	}
 }
 
 // writeHeapProfile writes where the cache's heap is (go tool pprof
