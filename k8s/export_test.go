@@ -65,3 +65,15 @@ func CachedOwnedObject(obj any) any { return ownedObjectOf(obj) }
 func OwnedHandler(handler cache.ResourceEventHandler) cache.ResourceEventHandler {
 	return ownedHandler{handler}
 }
+
+// OwnedKeepsSelector reports whether a cached NetworkPolicy or PDB keeps
+// its selector's labels rather than making them from its labels.
+func OwnedKeepsSelector(obj any) bool {
+	switch o := obj.(type) {
+	case *cachedNetworkPolicy:
+		return !o.lrpSelector
+	case *cachedPDB:
+		return !o.lrpSelector
+	}
+	return true
+}

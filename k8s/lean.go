@@ -120,6 +120,16 @@ func (l *leaner) shareMaps(maps ...*map[string]string) {
 	}
 }
 
+// shareLabelsAndSelector shares an LRP object's labels and, unless the
+// record makes it from them (keptSelector), its selector's.
+func (l *leaner) shareLabelsAndSelector(labels *map[string]string, selector *metav1.LabelSelector) {
+	if _, derived := keptSelector(selector, *labels); derived {
+		l.shareMaps(labels)
+		return
+	}
+	l.shareMaps(append(selectorMaps(selector), labels)...)
+}
+
 // selectorMaps are the label maps of a selector, for shareMaps.
 func selectorMaps(selector *metav1.LabelSelector) []*map[string]string {
 	if selector == nil {
@@ -133,11 +143,7 @@ func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		l.leanStatefulSet(o)
-		if _, derived := keptSelector(o.Spec.Selector, o.Labels); derived {
-			l.shareMaps(&o.Labels)
-		} else {
-			l.shareMaps(append(selectorMaps(o.Spec.Selector), &o.Labels)...)
-		}
+		l.shareLabelsAndSelector(&o.Labels, o.Spec.Selector)
 		// Its annotations hold the LRP record, unique to it: their
 		// values are kept in a list, their keys shared.
 		l.mu.Lock()

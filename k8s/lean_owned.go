@@ -252,6 +252,9 @@ type cachedNetworkPolicy struct {
 	// podSelector is the pod selector's match labels (shared with the
 	// policy's labels when equal, see shareMaps).
 	podSelector map[string]string
+	// lrpSelector: the pod selector is the LRP's, made from the labels
+	// (keptSelector), and podSelector nil.
+	lrpSelector bool
 	// egress is shared by the policies with equal rules (sharedEgress).
 	egress *egressRules
 	// rare holds what Iris never writes; nil for its own policies.
@@ -279,6 +282,8 @@ func newCachedNetworkPolicy(policy *networkingv1.NetworkPolicy, egress *egressRu
 	if len(policy.Spec.PodSelector.MatchExpressions) > 0 || len(policy.Spec.Ingress) > 0 {
 		c.podSelector = nil
 		c.rare = &networkPolicyRare{podSelector: policy.Spec.PodSelector, ingress: policy.Spec.Ingress}
+	} else if _, derived := keptSelector(&policy.Spec.PodSelector, policy.Labels); derived {
+		c.podSelector, c.lrpSelector = nil, true
 	}
 	return c
 }
@@ -293,6 +298,9 @@ func (p *cachedNetworkPolicy) NetworkPolicy() *networkingv1.NetworkPolicy {
 			PodSelector: metav1.LabelSelector{MatchLabels: p.podSelector},
 			Egress:      p.egress.rules, PolicyTypes: p.egress.types,
 		},
+	}
+	if p.lrpSelector {
+		policy.Spec.PodSelector = *lrpSelector(p.labels)
 	}
 	if p.rare != nil {
 		policy.Spec.PodSelector, policy.Spec.Ingress = p.rare.podSelector, p.rare.ingress
@@ -315,6 +323,9 @@ type cachedPDB struct {
 	// selector is the selector's match labels (shared with the PDB's
 	// labels when equal, see shareMaps).
 	selector map[string]string
+	// lrpSelector: the selector is the LRP's, made from the labels
+	// (keptSelector), and selector nil.
+	lrpSelector bool
 	// budget is shared by the PDBs with equal ones: Iris's are all
 	// minAvailable 1.
 	budget *pdbBudget
@@ -335,6 +346,8 @@ func newCachedPDB(pdb *policyv1.PodDisruptionBudget, budget *pdbBudget) *cachedP
 	c := &cachedPDB{ownedMeta: newOwnedMeta(&pdb.ObjectMeta), budget: budget}
 	if selector := pdb.Spec.Selector; selector == nil || len(selector.MatchExpressions) > 0 {
 		c.rare = &pdbRare{selector: selector}
+	} else if _, derived := keptSelector(selector, pdb.Labels); derived {
+		c.lrpSelector = true
 	} else {
 		c.selector = selector.MatchLabels
 	}
@@ -353,6 +366,8 @@ func (p *cachedPDB) PodDisruptionBudget() *policyv1.PodDisruptionBudget {
 	}
 	if p.rare != nil {
 		pdb.Spec.Selector = p.rare.selector
+	} else if p.lrpSelector {
+		pdb.Spec.Selector = lrpSelector(p.labels)
 	} else {
 		pdb.Spec.Selector = &metav1.LabelSelector{MatchLabels: p.selector}
 	}
@@ -402,7 +417,7 @@ type budgetKey struct {
 // transformNetworkPolicy is the leaner's transform of an LRP's policy.
 func (l *leaner) transformNetworkPolicy(policy *networkingv1.NetworkPolicy) *cachedNetworkPolicy {
 	leanMeta(&policy.ObjectMeta)
-	l.shareMaps(append(selectorMaps(&policy.Spec.PodSelector), &policy.Labels)...)
+	l.shareLabelsAndSelector(&policy.Labels, &policy.Spec.PodSelector)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// Most LRPs have the same rules (the DNS rule and the foundation's
@@ -413,7 +428,7 @@ func (l *leaner) transformNetworkPolicy(policy *networkingv1.NetworkPolicy) *cac
 // transformPDB is the leaner's transform of an LRP's PDB.
 func (l *leaner) transformPDB(pdb *policyv1.PodDisruptionBudget) *cachedPDB {
 	leanMeta(&pdb.ObjectMeta)
-	l.shareMaps(append(selectorMaps(pdb.Spec.Selector), &pdb.Labels)...)
+	l.shareLabelsAndSelector(&pdb.Labels, pdb.Spec.Selector)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return newCachedPDB(pdb, l.budgets.share(budgetOf(pdb)))

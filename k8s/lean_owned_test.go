@@ -192,6 +192,26 @@ var _ = Describe("the records of an LRP's NetworkPolicy and PDB", func() {
 		Expect(k8s.CachedOwnedObject(lean(transform, scaled)).(*policyv1.PodDisruptionBudget).Spec.MinAvailable).To(Equal(ptr.To(intstr.FromInt32(2))))
 	})
 
+	It("makes an LRP's selector (its guid and version labels) from the labels instead of keeping it, and keeps any other", func() {
+		transform := k8s.NewLeanTransform(clocktesting.NewFakePassiveClock(time.Unix(0, 0)))
+		lrpSelector := func() map[string]string { return map[string]string{k8s.LabelGUID: "guid", k8s.LabelVersion: "v1"} }
+		policy := policyOf(meta())
+		policy.Spec.PodSelector.MatchLabels = lrpSelector()
+		pdb := pdbOf(meta())
+		pdb.Spec.Selector.MatchLabels = lrpSelector()
+		cachedPolicy, cachedPDB := lean(transform, policy.DeepCopy()), lean(transform, pdb.DeepCopy())
+		Expect(k8s.OwnedKeepsSelector(cachedPolicy)).To(BeFalse())
+		Expect(k8s.OwnedKeepsSelector(cachedPDB)).To(BeFalse())
+		Expect(k8s.CachedOwnedObject(cachedPolicy).(*networkingv1.NetworkPolicy).Spec.PodSelector).To(Equal(metav1.LabelSelector{MatchLabels: lrpSelector()}))
+		Expect(k8s.CachedOwnedObject(cachedPDB).(*policyv1.PodDisruptionBudget).Spec.Selector).To(Equal(&metav1.LabelSelector{MatchLabels: lrpSelector()}))
+
+		// Another version's selector is not the labels' own.
+		pdb.Spec.Selector.MatchLabels[k8s.LabelVersion] = "v2"
+		cachedPDB = lean(transform, pdb.DeepCopy())
+		Expect(k8s.OwnedKeepsSelector(cachedPDB)).To(BeTrue())
+		Expect(k8s.CachedOwnedObject(cachedPDB).(*policyv1.PodDisruptionBudget).Spec.Selector.MatchLabels).To(HaveKeyWithValue(k8s.LabelVersion, "v2"))
+	})
+
 	It("hands handlers the API types, tombstones included, and other objects as they are", func() {
 		var got []any
 		handler := k8s.OwnedHandler(cache.ResourceEventHandlerFuncs{

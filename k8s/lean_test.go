@@ -369,7 +369,7 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(unsafe.StringData(lean.OwnerReferences[0].Name)).To(BeIdenticalTo(unsafe.StringData(lean.Name)))
 	})
 
-	It("shares equal labels and selectors among an LRP's objects and equal annotations among its pods, for two generations", func() {
+	It("shares equal labels among an LRP's objects (their guid and version selectors made from them) and equal annotations among its pods, for two generations", func() {
 		clock := clocktesting.NewFakePassiveClock(time.Unix(0, 0))
 		transform := k8s.NewLeanTransform(clock)
 		labels := func() map[string]string { return map[string]string{k8s.LabelGUID: "guid", k8s.LabelVersion: "v1"} }
@@ -413,7 +413,7 @@ var _ = Describe("the app informers' transform", func() {
 		// from the labels, not kept (the first spec keeps another).
 		Expect(s.Spec.Selector).To(Equal(&metav1.LabelSelector{MatchLabels: labels()}))
 		Expect(k8s.StatefulSetKeepsSelector(lean(sts()))).To(BeFalse())
-		Expect(same(s.Labels, p.Spec.PodSelector.MatchLabels)).To(BeTrue(), "labels and pod selector")
+		Expect(p.Spec.PodSelector).To(Equal(metav1.LabelSelector{MatchLabels: labels()}), "the pod selector, made from the labels")
 		Expect(same(pod0.Annotations, pod1.Annotations)).To(BeTrue(), "the pods' annotations")
 		other := k8s.CachedOwnedObject(lean(policyOf("other"))).(*networkingv1.NetworkPolicy)
 		Expect(other.Spec.Egress).To(Equal(egress()))
