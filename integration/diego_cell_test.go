@@ -335,28 +335,40 @@ func startCCSync(client bbsclient.InternalClient, guids []string, interval time.
 				return
 			case <-time.After(interval):
 			}
+			// The scheduling infos and the whole LRPs (list.r3): the BBS
+			// front answers each on a path of its own.
 			infos, err := client.DesiredLRPSchedulingInfos(logger, "", models.DesiredLRPFilter{Domain: "cf-apps"})
-			s.mu.Lock()
-			s.lists++
-			if err != nil {
-				s.failures = append(s.failures, err.Error())
-				s.mu.Unlock()
-				continue
-			}
 			count := map[string]int{}
 			for _, info := range infos {
 				count[info.ProcessGuid]++
 			}
-			for _, guid := range guids {
-				if count[guid] != 1 {
-					s.wrong = append(s.wrong, fmt.Sprintf("%s listed %d times at %s", guid, count[guid], time.Now().Format(time.StampMilli)))
-				}
+			s.check("scheduling infos", guids, count, err)
+			lrps, err := client.DesiredLRPs(logger, "", models.DesiredLRPFilter{Domain: "cf-apps"})
+			count = map[string]int{}
+			for _, lrp := range lrps {
+				count[lrp.ProcessGuid]++
 			}
-			s.mu.Unlock()
+			s.check("desired LRPs", guids, count, err)
 		}
 	}()
 	DeferCleanup(func() { close(stop); <-done })
 	return s
+}
+
+// check records one list: failed, or listing a guid other than once.
+func (s *ccSync) check(list string, guids []string, count map[string]int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lists++
+	if err != nil {
+		s.failures = append(s.failures, list+": "+err.Error())
+		return
+	}
+	for _, guid := range guids {
+		if count[guid] != 1 {
+			s.wrong = append(s.wrong, fmt.Sprintf("%s: %s listed %d times at %s", list, guid, count[guid], time.Now().Format(time.StampMilli)))
+		}
+	}
 }
 
 // report is the number of lists, the failed lists and the wrong ones.

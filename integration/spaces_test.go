@@ -106,6 +106,8 @@ func lrpInSpace(space string, instances int32) *models.DesiredLRP {
 	return lrp
 }
 
+// schedulingAnnotations is CC's sync list, each process's annotation (an
+// error when a process is listed twice).
 func schedulingAnnotations(client bbsclient.InternalClient) (map[string]string, error) {
 	infos, err := client.DesiredLRPSchedulingInfos(lagertest.NewTestLogger("sync"), "", models.DesiredLRPFilter{Domain: "cf-apps"})
 	if err != nil {
@@ -113,7 +115,27 @@ func schedulingAnnotations(client bbsclient.InternalClient) (map[string]string, 
 	}
 	out := map[string]string{}
 	for _, info := range infos {
+		if _, twice := out[info.ProcessGuid]; twice {
+			return nil, fmt.Errorf("scheduling infos list %s twice", info.ProcessGuid)
+		}
 		out[info.ProcessGuid] = info.Annotation
+	}
+	return out, nil
+}
+
+// lrpAnnotations is the same from list.r3 (the whole LRPs), which the BBS
+// front answers on a path of its own.
+func lrpAnnotations(client bbsclient.InternalClient) (map[string]string, error) {
+	lrps, err := client.DesiredLRPs(lagertest.NewTestLogger("sync"), "", models.DesiredLRPFilter{Domain: "cf-apps"})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, lrp := range lrps {
+		if _, twice := out[lrp.ProcessGuid]; twice {
+			return nil, fmt.Errorf("list.r3 lists %s twice", lrp.ProcessGuid)
+		}
+		out[lrp.ProcessGuid] = lrp.Annotation
 	}
 	return out, nil
 }
@@ -198,6 +220,10 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		Expect(err).NotTo(HaveOccurred())
 		Expect(annotations).To(HaveKeyWithValue(onK8s.ProcessGuid, onK8s.Annotation))
 		Expect(annotations).To(HaveKeyWithValue(onDiego.ProcessGuid, onDiego.Annotation))
+		annotations, err = lrpAnnotations(iris)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(annotations).To(HaveKeyWithValue(onK8s.ProcessGuid, onK8s.Annotation))
+		Expect(annotations).To(HaveKeyWithValue(onDiego.ProcessGuid, onDiego.Annotation))
 
 		By("refusing the Diego guid in the Kubernetes space: one process never runs twice")
 		twin := lrpInSpace(k8sSpace, 1)
@@ -260,12 +286,18 @@ var _ = Describe("Per-space backends: Iris in front of a real Diego BBS and Kube
 		_, err = schedulingAnnotations(iris)
 		Expect(err).To(HaveOccurred(), "a list without Diego's LRPs would make CC re-desire them")
 		Expect(err.Error()).To(ContainSubstring("diego"))
+		_, err = lrpAnnotations(iris)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("diego"))
 		Eventually(ended, 30*time.Second).Should(Receive(), "subscribers resubscribe and list again after Diego's stream broke")
 
 		By("a desire in a Kubernetes space still works: the guid is checked against Diego only once it is back")
 		proxy.restore()
 		Eventually(func(g Gomega) {
 			annotations, err := schedulingAnnotations(iris)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(annotations).To(HaveKey(onK8s.ProcessGuid))
+			annotations, err = lrpAnnotations(iris)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(annotations).To(HaveKey(onK8s.ProcessGuid))
 		}, 30*time.Second).Should(Succeed())

@@ -14,6 +14,8 @@
 //   - lists (scheduling infos, desired and routing infos, actual LRPs,
 //     domains): the union of both sides, and an error when either fails.
 //     A partial list would make CC's sync re-desire or delete processes.
+//     CC's big lists (scheduling infos, whole LRPs) take the BBS front's
+//     fast paths where the Kubernetes backend offers them (lists.go).
 //
 // While a space migrates (Migrator), an LRP runs on both sides under one
 // process guid. The router then asks the moves (Owners) which copy is the

@@ -1,0 +1,49 @@
+package spaces
+
+import (
+	"code.cloudfoundry.org/bbs/models"
+	"github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+var _ = ginkgo.Describe("reading the process guid of an encoded scheduling info", func() {
+	encode := func(info *models.DesiredLRPSchedulingInfo) []byte {
+		encoded, err := info.Marshal()
+		Expect(err).NotTo(HaveOccurred())
+		return encoded
+	}
+	// decoded is what a decoder reads as the process guid.
+	decoded := func(encoded []byte) string {
+		info := &models.DesiredLRPSchedulingInfo{}
+		Expect(info.Unmarshal(encoded)).To(Succeed())
+		return info.ProcessGuid
+	}
+
+	ginkgo.DescribeTable("reads what a decoder reads",
+		func(encoded []byte, want string) {
+			Expect(decoded(encoded)).To(Equal(want))
+			guid, err := encodedProcessGUID(encoded)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(guid)).To(Equal(want))
+		},
+		ginkgo.Entry("a full info", encode(&models.DesiredLRPSchedulingInfo{
+			DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "pg-1", Domain: "cf-apps", LogGuid: "log-1"},
+			Annotation:    "pg-2", Instances: 3, DesiredLRPResource: models.DesiredLRPResource{MemoryMb: 256, RootFs: "docker:///pg-3"},
+			PlacementTags: []string{"pg-4"},
+		}), "pg-1"),
+		ginkgo.Entry("no process guid", encode(&models.DesiredLRPSchedulingInfo{Annotation: "pg-2"}), ""),
+		ginkgo.Entry("a key repeated (embedded messages merge, the last guid wins)",
+			append(encode(&models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "first", Domain: "cf-apps"}}),
+				encode(&models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "last"}})...), "last"),
+		ginkgo.Entry("a key repeated without a guid", append(encode(&models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "first"}}),
+			encode(&models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{Domain: "cf-apps"}})...), "first"),
+	)
+
+	ginkgo.It("fails on a truncated encoding", func() {
+		encoded := encode(&models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "pg-1"}, Annotation: "x"})
+		for _, cut := range []int{1, 3, len(encoded) - 1} {
+			_, err := encodedProcessGUID(encoded[:cut])
+			Expect(err).To(HaveOccurred(), "cut at %d", cut)
+		}
+	})
+})
