@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/actions"
+	"github.com/iris-cf/iris/internal/bbswire"
 	"github.com/iris-cf/iris/k8s"
 	irismodels "github.com/iris-cf/iris/models"
 	"github.com/iris-cf/iris/workload"
@@ -381,7 +382,7 @@ func (b *Backend) eachSummary(filter models.DesiredLRPFilter, fn func(*lrpSummar
 		// The record carries its encoded scheduling info, whose guid is
 		// the annotation's (as Iris writes them): all a summary is, read
 		// as it is, with nothing kept per LRP.
-		if encoded, ok := sts.SchedulingInfo(); ok && processGUID != "" && string(encodedProcessGUID(encoded)) == processGUID {
+		if encoded, ok := sts.SchedulingInfo(); ok && processGUID != "" && isProcessGUIDOf(encoded, processGUID) {
 			summary = lrpSummary{processGUID: processGUID, schedulingEncoded: encoded, record: record}
 			err = fn(&summary)
 			return
@@ -567,4 +568,11 @@ func RecipeOf(sts *appsv1.StatefulSet) (recipe *actions.Recipe, ok bool, err err
 		return nil, false, err
 	}
 	return actions.RecipeFromDesiredLRP(lrp), true, nil
+}
+
+// isProcessGUIDOf reports whether processGUID is the encoded scheduling
+// info's.
+func isProcessGUIDOf(info []byte, processGUID string) bool {
+	guid, err := bbswire.SchedulingInfoProcessGUID(info)
+	return err == nil && string(guid) == processGUID
 }

@@ -83,37 +83,6 @@ func (s *lrpSummary) routing() (*models.DesiredLRP, error) {
 	return &info, nil
 }
 
-// encodedProcessGUID is the process guid of an encoded scheduling info
-// (its key's first field), read without decoding the info; nil if it has
-// none or is malformed.
-func encodedProcessGUID(info []byte) []byte {
-	return protoField(protoField(info, 1), 1)
-}
-
-// protoField is the first length-delimited field number of an encoded
-// message, nil if it has none.
-func protoField(message []byte, number protowire.Number) []byte {
-	for b := message; len(b) > 0; {
-		n, wireType, k := protowire.ConsumeTag(b)
-		if k < 0 {
-			return nil
-		}
-		if n == number && wireType == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b[k:])
-			if m < 0 {
-				return nil
-			}
-			return v
-		}
-		m := protowire.ConsumeFieldValue(n, wireType, b[k:])
-		if m < 0 {
-			return nil
-		}
-		b = b[k+m:]
-	}
-	return nil
-}
-
 // desiredLRPMetricTags is the field number of DesiredLRP's metric_tags.
 const desiredLRPMetricTags protowire.Number = 35
 

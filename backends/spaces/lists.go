@@ -6,9 +6,9 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/iris-cf/iris/bifrost/bbs"
+	"github.com/iris-cf/iris/internal/bbswire"
 )
 
 // The BBS front's fast paths for CC's big lists (bbs.EncodedSchedulingInfos,
@@ -90,7 +90,7 @@ func (r *Router) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger
 	j := r.newJoin(len(diego))
 	diegoGUIDs := make([]string, len(diego))
 	for i, info := range diego {
-		guid, err := encodedProcessGUID(info)
+		guid, err := bbswire.SchedulingInfoProcessGUID(info)
 		if err != nil {
 			return nil, fmt.Errorf("listing on %s: reading the process guid of scheduling info %d: %w", Diego, i, err)
 		}
@@ -99,7 +99,7 @@ func (r *Router) EncodedSchedulingInfos(ctx context.Context, logger lager.Logger
 	}
 	out := make([][]byte, 0, len(kube)+len(diego))
 	for i, info := range kube {
-		guid, err := encodedProcessGUID(info)
+		guid, err := bbswire.SchedulingInfoProcessGUID(info)
 		if err != nil {
 			return nil, fmt.Errorf("listing on %s: reading the process guid of scheduling info %d: %w", Kubernetes, i, err)
 		}
@@ -136,56 +136,6 @@ func (r *Router) encodedSchedulingInfos(ctx context.Context, logger lager.Logger
 		}
 	}
 	return encoded, nil
-}
-
-// Field numbers of the process guid in an encoded DesiredLRPSchedulingInfo.
-const (
-	schedulingInfoKey protowire.Number = 1 // DesiredLRPSchedulingInfo.desired_lrp_key
-	keyProcessGUID    protowire.Number = 1 // DesiredLRPKey.process_guid
-)
-
-// encodedProcessGUID reads the process guid of an encoded scheduling info
-// without decoding the rest (routes, annotation, volume placement). As a
-// decoder does, the last occurrence wins (a message's fields may repeat,
-// embedded ones merging).
-func encodedProcessGUID(info []byte) ([]byte, error) {
-	var guid []byte
-	err := eachBytesField(info, schedulingInfoKey, func(key []byte) error {
-		return eachBytesField(key, keyProcessGUID, func(value []byte) error {
-			guid = value
-			return nil
-		})
-	})
-	return guid, err
-}
-
-// eachBytesField calls fn with the value of every length-delimited field
-// numbered number in the encoded message msg, in order.
-func eachBytesField(msg []byte, number protowire.Number, fn func([]byte) error) error {
-	for len(msg) > 0 {
-		num, wireType, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		msg = msg[n:]
-		if num == number && wireType == protowire.BytesType {
-			value, m := protowire.ConsumeBytes(msg)
-			if m < 0 {
-				return protowire.ParseError(m)
-			}
-			if err := fn(value); err != nil {
-				return err
-			}
-			msg = msg[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, wireType, msg)
-		if m < 0 {
-			return protowire.ParseError(m)
-		}
-		msg = msg[m:]
-	}
-	return nil
 }
 
 // EachDesiredLRP hands fn the LRPs DesiredLRPs lists, in its order:

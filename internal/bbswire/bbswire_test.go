@@ -1,9 +1,11 @@
-package spaces
+package bbswire_test
 
 import (
 	"code.cloudfoundry.org/bbs/models"
 	"github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/iris-cf/iris/internal/bbswire"
 )
 
 var _ = ginkgo.Describe("reading the process guid of an encoded scheduling info", func() {
@@ -22,7 +24,7 @@ var _ = ginkgo.Describe("reading the process guid of an encoded scheduling info"
 	ginkgo.DescribeTable("reads what a decoder reads",
 		func(encoded []byte, want string) {
 			Expect(decoded(encoded)).To(Equal(want))
-			guid, err := encodedProcessGUID(encoded)
+			guid, err := bbswire.SchedulingInfoProcessGUID(encoded)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(guid)).To(Equal(want))
 		},
@@ -42,7 +44,7 @@ var _ = ginkgo.Describe("reading the process guid of an encoded scheduling info"
 	ginkgo.It("fails on a truncated encoding", func() {
 		encoded := encode(&models.DesiredLRPSchedulingInfo{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "pg-1"}, Annotation: "x"})
 		for _, cut := range []int{1, 3, len(encoded) - 1} {
-			_, err := encodedProcessGUID(encoded[:cut])
+			_, err := bbswire.SchedulingInfoProcessGUID(encoded[:cut])
 			Expect(err).To(HaveOccurred(), "cut at %d", cut)
 		}
 	})
