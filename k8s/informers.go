@@ -347,6 +347,16 @@ func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
 	c.EachCachedStatefulSet(func(sts *CachedStatefulSet) { fn(sts.StatefulSet()) })
 }
 
+// EachStatefulSetKey calls fn with the namespace/name key of every cached
+// app StatefulSet (the reconciler's pass over all of them at start).
+func (c *Caches) EachStatefulSetKey(fn func(key string)) {
+	for _, inf := range c.statefulSets {
+		for _, key := range inf.GetStore().ListKeys() {
+			fn(key)
+		}
+	}
+}
+
 // EachCachedStatefulSet calls fn with the record of every cached app
 // StatefulSet, as the cache keeps it: CC's sync lists read a few
 // annotations of each of 100,000 LRPs per call.

@@ -100,6 +100,10 @@ var _ = Describe("the app StatefulSet cache", func() {
 		Expect(caches.StatefulSetsByProcessGUID("other")).To(BeEmpty())
 		Expect(caches.IsolatedStatefulSetsByAppGUID("other")).To(BeEmpty())
 
+		var keys []string
+		caches.EachStatefulSetKey(func(key string) { keys = append(keys, key) })
+		Expect(keys).To(Equal([]string{ns + "/" + sts.Name}))
+
 		var records []*k8s.CachedStatefulSet
 		caches.EachCachedStatefulSet(func(c *k8s.CachedStatefulSet) { records = append(records, c) })
 		Expect(records).To(HaveLen(1))

@@ -49,7 +49,7 @@ type Cache interface {
 	NetworkPolicy(namespace, name string) *networkingv1.NetworkPolicy
 	PodDisruptionBudget(namespace, name string) *policyv1.PodDisruptionBudget
 	SecretMeta(namespace, name string) *corev1.Secret
-	EachStatefulSet(fn func(*appsv1.StatefulSet))
+	EachStatefulSetKey(fn func(key string))
 	EachLRPOwnedObject(fn func(metav1.Object))
 	WaitForSync(ctx context.Context) bool
 }
@@ -150,7 +150,7 @@ func (r *Reconciler) Run(signals <-chan os.Signal, ready chan<- struct{}) error 
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "lrp-reconciler", Clock: r.clock})
 	r.setQueue(queue)
 	defer r.setQueue(nil)
-	r.cache.EachStatefulSet(func(sts *appsv1.StatefulSet) { queue.Add(sts.Namespace + "/" + sts.Name) })
+	r.cache.EachStatefulSetKey(queue.Add)
 	r.cache.EachLRPOwnedObject(func(obj metav1.Object) { queue.Add(ownerKey(obj)) })
 
 	var workers sync.WaitGroup
