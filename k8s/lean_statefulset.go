@@ -40,6 +40,9 @@ type CachedStatefulSet struct {
 	// labels are shared with the LRP's other objects (leaner.shareMaps).
 	labels      map[string]string
 	annotations annotationList
+	// routesFromRecord: the routes annotation is the record's
+	// (recordRoutes), kept only there.
+	routesFromRecord bool
 	// selector is nil when it is the LRP's (lrpSelector).
 	selector    *metav1.LabelSelector
 	lrpSelector bool
@@ -211,7 +214,7 @@ func (c *CachedStatefulSet) StatefulSet() *appsv1.StatefulSet {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: c.name, Namespace: c.namespace, ResourceVersion: c.GetResourceVersion(), UID: c.GetUID(), Generation: c.generation,
 			CreationTimestamp: c.creationTimestamp, DeletionTimestamp: c.deletionTimestamp,
-			Labels: c.labels, Annotations: c.annotations.asMap(),
+			Labels: c.labels, Annotations: c.annotationMap(),
 		},
 		Spec: appsv1.StatefulSetSpec{Selector: c.selector, PodManagementPolicy: c.podManagementPolicy},
 		Status: appsv1.StatefulSetStatus{
@@ -240,7 +243,32 @@ func (c *CachedStatefulSet) StatefulSet() *appsv1.StatefulSet {
 }
 
 // Annotation is the StatefulSet's annotation key, and whether it has it.
-func (c *CachedStatefulSet) Annotation(key string) (string, bool) { return c.annotations.get(key) }
+func (c *CachedStatefulSet) Annotation(key string) (string, bool) {
+	if key == AnnotationRoutes && c.routesFromRecord {
+		return c.recordRoutes(), true
+	}
+	return c.annotations.get(key)
+}
+
+// recordRoutes is the routes annotation made from the record: the
+// transform checked that it is the annotation's.
+func (c *CachedStatefulSet) recordRoutes() string {
+	record, _ := c.annotations.get(AnnotationBBSDesiredLRP)
+	routes, _ := recordRoutes(record)
+	return routes
+}
+
+// annotationMap is a map of the StatefulSet's annotations.
+func (c *CachedStatefulSet) annotationMap() map[string]string {
+	m := c.annotations.asMap()
+	if c.routesFromRecord {
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[AnnotationRoutes] = c.recordRoutes()
+	}
+	return m
+}
 
 // Replicas is the StatefulSet's spec's replicas, 0 if it has none.
 func (c *CachedStatefulSet) Replicas() int32 { return c.replicas }
@@ -304,9 +332,9 @@ func (c *CachedStatefulSet) GetDeletionGracePeriodSeconds() *int64 { return nil 
 func (c *CachedStatefulSet) SetDeletionGracePeriodSeconds(*int64)  {}
 func (c *CachedStatefulSet) GetLabels() map[string]string          { return c.labels }
 func (c *CachedStatefulSet) SetLabels(labels map[string]string)    { c.labels = labels }
-func (c *CachedStatefulSet) GetAnnotations() map[string]string     { return c.annotations.asMap() }
+func (c *CachedStatefulSet) GetAnnotations() map[string]string     { return c.annotationMap() }
 func (c *CachedStatefulSet) SetAnnotations(annotations map[string]string) {
-	c.annotations = (*annotationLayouts)(nil).list(annotations)
+	c.annotations, c.routesFromRecord = (*annotationLayouts)(nil).list(annotations), false
 }
 func (c *CachedStatefulSet) GetFinalizers() []string {
 	if c.rare == nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/workload"
 )
 
 var _ = Describe("the app informers' transform", func() {
@@ -295,6 +296,29 @@ var _ = Describe("the app informers' transform", func() {
 		want := scaled.DesiredLRPSchedulingInfo()
 		Expect(info.Equal(&want)).To(BeTrue(), "%v", info)
 		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)+len(encoded)), "the record is compressed against the info")
+
+		Expect(cached.Annotations).NotTo(HaveKey(k8s.AnnotationRoutes), "none on the API's")
+
+		// The routes annotation Iris writes beside the record is kept only
+		// in the record, and read back as it was; one that is not the
+		// record's (edited by hand) is kept as it is.
+		routesAnnotation, err := workload.MarshalRoutes(workload.Routes{"cf-router": routes})
+		Expect(err).NotTo(HaveOccurred())
+		withRoutes := fromAPI.DeepCopy()
+		withRoutes.Annotations[k8s.AnnotationRoutes] = routesAnnotation
+		obj, err = k8s.LeanAppObject(withRoutes)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.RoutesFromRecord(obj)).To(BeTrue())
+		Expect(k8s.StatefulSetOf(obj).Annotations).To(HaveKeyWithValue(k8s.AnnotationRoutes, routesAnnotation))
+		read, ok := obj.(*k8s.CachedStatefulSet).Annotation(k8s.AnnotationRoutes)
+		Expect(read).To(Equal(routesAnnotation))
+		Expect(ok).To(BeTrue())
+		edited := fromAPI.DeepCopy()
+		edited.Annotations[k8s.AnnotationRoutes] = `{"cf-router":[]}`
+		obj, err = k8s.LeanAppObject(edited)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.RoutesFromRecord(obj)).To(BeFalse())
+		Expect(k8s.StatefulSetOf(obj).Annotations).To(HaveKeyWithValue(k8s.AnnotationRoutes, `{"cf-router":[]}`))
 
 		corrupt := cached.DeepCopy()
 		value := corrupt.Annotations[k8s.AnnotationBBSDesiredLRP]

@@ -27,6 +27,8 @@ type compactedRecord struct {
 	size     int
 	replicas int32 // -1: none set
 	compact  string
+	// routes is recordRoutes(compact), "" if it has none.
+	routes string
 }
 
 func newCompactedRecords(clock clock.PassiveClock) *compactedRecords {
@@ -38,9 +40,9 @@ func newCompactedRecords(clock clock.PassiveClock) *compactedRecords {
 	}
 }
 
-// compact returns compactRecord(encoded, replicas), made once per record
-// and replicas. Callers hold the leaner's lock.
-func (c *compactedRecords) compact(encoded string, replicas *int32) string {
+// compact returns compactRecord(encoded, replicas) and its recordRoutes,
+// made once per record and replicas. Callers hold the leaner's lock.
+func (c *compactedRecords) compact(encoded string, replicas *int32) (compact, routes string) {
 	probe := &compactedRecord{size: len(encoded), replicas: -1}
 	probe.hashes[0], probe.hashes[1] = maphash.String(c.seeds[0], encoded), maphash.String(c.seeds[1], encoded)
 	if replicas != nil {
@@ -49,6 +51,7 @@ func (c *compactedRecords) compact(encoded string, replicas *int32) string {
 	kept := c.table.share(probe.hashes[0], probe)
 	if kept == probe {
 		probe.compact = compactRecord(encoded, replicas)
+		probe.routes, _ = recordRoutes(probe.compact)
 	}
-	return kept.compact
+	return kept.compact, kept.routes
 }
