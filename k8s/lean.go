@@ -173,10 +173,11 @@ func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) (routesFromRecord bool
 	sts.Annotations = annotations
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
 		l.mu.Lock()
-		compact, routes := l.records.compact(record, sts.Spec.Replicas)
+		routes, hasRoutes := sts.Annotations[AnnotationRoutes]
+		compact, fromRecord := l.records.compact(record, sts.Spec.Replicas, routes)
 		l.mu.Unlock()
 		sts.Annotations[AnnotationBBSDesiredLRP] = compact
-		if annotation, ok := sts.Annotations[AnnotationRoutes]; ok && routes != "" && annotation == routes {
+		if hasRoutes && fromRecord {
 			delete(sts.Annotations, AnnotationRoutes)
 			routesFromRecord = true
 		}
