@@ -102,11 +102,7 @@ type Reconciler struct {
 func New(logger lager.Logger, clientset kubernetes.Interface, caches *k8s.Caches, builder OwnedObjectsBuilder, clock clock.WithTicker, opts Options) (*Reconciler, error) {
 	caches.WatchLRPOwnedObjects()
 	r := NewWithCache(logger, clientset, caches, builder, clock, opts)
-	if err := caches.AddStatefulSetEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    r.enqueueStatefulSet,
-		UpdateFunc: func(_, obj any) { r.enqueueStatefulSet(obj) },
-		DeleteFunc: r.enqueueStatefulSet,
-	}); err != nil {
+	if err := caches.AddStatefulSetKeyHandler(r.enqueue); err != nil {
 		return nil, err
 	}
 	if err := caches.AddLRPOwnedObjectEventHandler(cache.ResourceEventHandlerFuncs{
@@ -183,12 +179,6 @@ func (r *Reconciler) enqueue(key string) {
 	defer r.mu.Unlock()
 	if r.queue != nil {
 		r.queue.Add(key)
-	}
-}
-
-func (r *Reconciler) enqueueStatefulSet(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		r.enqueue(key)
 	}
 }
 
