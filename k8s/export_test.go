@@ -77,3 +77,7 @@ func OwnedKeepsSelector(obj any) bool {
 	}
 	return true
 }
+
+// RoutesFromRecord reports whether a cached StatefulSet keeps its routes
+// annotation only in its record.
+func RoutesFromRecord(obj any) bool { return obj.(*CachedStatefulSet).routesFromRecord }

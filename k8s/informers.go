@@ -223,14 +223,24 @@ func (c *Caches) WaitForSync(ctx context.Context) bool {
 // object as an add once the caches fill.
 func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler) error {
 	for i := range c.statefulSets {
-		if _, err := c.statefulSets[i].AddEventHandler(statefulSetHandler{statefulSets}); err != nil {
-			return fmt.Errorf("adding statefulset handler: %w", err)
+		// Handlers of pods alone pass an empty one: making a StatefulSet
+		// for it on every event would only be garbage.
+		if !isEmptyHandler(statefulSets) {
+			if _, err := c.statefulSets[i].AddEventHandler(statefulSetHandler{statefulSets}); err != nil {
+				return fmt.Errorf("adding statefulset handler: %w", err)
+			}
 		}
 		if _, err := c.pods[i].AddEventHandler(podHandler{pods}); err != nil {
 			return fmt.Errorf("adding pod handler: %w", err)
 		}
 	}
 	return nil
+}
+
+// isEmptyHandler reports whether h is a handler that does nothing.
+func isEmptyHandler(h cache.ResourceEventHandler) bool {
+	funcs, ok := h.(cache.ResourceEventHandlerFuncs)
+	return ok && funcs.AddFunc == nil && funcs.UpdateFunc == nil && funcs.DeleteFunc == nil
 }
 
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
@@ -347,6 +357,16 @@ func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
 	c.EachCachedStatefulSet(func(sts *CachedStatefulSet) { fn(sts.StatefulSet()) })
 }
 
+// EachStatefulSetKey calls fn with the namespace/name key of every cached
+// app StatefulSet (the reconciler's pass over all of them at start).
+func (c *Caches) EachStatefulSetKey(fn func(key string)) {
+	for _, inf := range c.statefulSets {
+		for _, key := range inf.GetStore().ListKeys() {
+			fn(key)
+		}
+	}
+}
+
 // EachCachedStatefulSet calls fn with the record of every cached app
 // StatefulSet, as the cache keeps it: CC's sync lists read a few
 // annotations of each of 100,000 LRPs per call.
@@ -432,10 +452,18 @@ func (c *Caches) AddLRPOwnedObjectEventHandler(handler cache.ResourceEventHandle
 	return nil
 }
 
-// AddStatefulSetEventHandler registers handler for app StatefulSet events.
-func (c *Caches) AddStatefulSetEventHandler(handler cache.ResourceEventHandler) error {
+// AddStatefulSetKeyHandler calls fn with the namespace/name key of each app
+// StatefulSet added, updated or deleted: for a reader of keys alone (the
+// reconciler), no StatefulSet is made per event.
+func (c *Caches) AddStatefulSetKeyHandler(fn func(key string)) error {
+	enqueue := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			fn(key)
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue}
 	for _, inf := range c.statefulSets {
-		if _, err := inf.AddEventHandler(statefulSetHandler{handler}); err != nil {
+		if _, err := inf.AddEventHandler(handler); err != nil {
 			return fmt.Errorf("adding statefulset handler: %w", err)
 		}
 	}

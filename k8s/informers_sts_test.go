@@ -100,6 +100,10 @@ var _ = Describe("the app StatefulSet cache", func() {
 		Expect(caches.StatefulSetsByProcessGUID("other")).To(BeEmpty())
 		Expect(caches.IsolatedStatefulSetsByAppGUID("other")).To(BeEmpty())
 
+		var keys []string
+		caches.EachStatefulSetKey(func(key string) { keys = append(keys, key) })
+		Expect(keys).To(Equal([]string{ns + "/" + sts.Name}))
+
 		var records []*k8s.CachedStatefulSet
 		caches.EachCachedStatefulSet(func(c *k8s.CachedStatefulSet) { records = append(records, c) })
 		Expect(records).To(HaveLen(1))
@@ -131,6 +135,32 @@ var _ = Describe("the app StatefulSet cache", func() {
 			}
 		}).Should(Succeed())
 		Expect(caches.StatefulSet(ns, sts.Name)).To(BeNil())
+	})
+
+	It("hands a key handler the key of each StatefulSet added, updated and deleted", func() {
+		var keysMu sync.Mutex
+		var keys []string
+		other, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(other.AddStatefulSetKeyHandler(func(key string) {
+			keysMu.Lock()
+			defer keysMu.Unlock()
+			keys = append(keys, key)
+		})).To(Succeed())
+		process := ifrit.Invoke(ifrit.RunFunc(other.Run(lagertest.NewTestLogger("keys"))))
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: ns, Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp}}}
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		sts.Status.Replicas = 1
+		_, err = clientset.AppsV1().StatefulSets(ns).UpdateStatus(ctx, sts, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(clientset.AppsV1().StatefulSets(ns).Delete(ctx, "dora", metav1.DeleteOptions{})).To(Succeed())
+		Eventually(func(g Gomega) {
+			keysMu.Lock()
+			defer keysMu.Unlock()
+			g.Expect(keys).To(Equal([]string{ns + "/dora", ns + "/dora", ns + "/dora"}))
+		}).Should(Succeed())
 	})
 
 	It("hands a handler the StatefulSet of a tombstone", func() {

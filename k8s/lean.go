@@ -142,13 +142,15 @@ func selectorMaps(selector *metav1.LabelSelector) []*map[string]string {
 func (l *leaner) transform(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
-		l.leanStatefulSet(o)
+		routesFromRecord := l.leanStatefulSet(o)
 		l.shareLabelsAndSelector(&o.Labels, o.Spec.Selector)
 		// Its annotations hold the LRP record, unique to it: their
 		// values are kept in a list, their keys shared.
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		return newCachedStatefulSet(o, l.layouts), nil
+		cached := newCachedStatefulSet(o, l.layouts)
+		cached.routesFromRecord = routesFromRecord
+		return cached, nil
 	case *corev1.Pod:
 		return l.transformPod(o)
 	case *networkingv1.NetworkPolicy:
@@ -159,7 +161,10 @@ func (l *leaner) transform(obj any) (any, error) {
 	return stripManagedFields(obj)
 }
 
-func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) {
+// leanStatefulSet leaves of sts what its record keeps, and reports
+// whether its routes annotation went, being its record's (recordRoutes:
+// CC's routes are 200 bytes and more per LRP, and the record has them).
+func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) (routesFromRecord bool) {
 	// The record's list interns the annotations (newAnnotationList): a
 	// map of them made here would only be garbage.
 	annotations := sts.Annotations
@@ -168,8 +173,14 @@ func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) {
 	sts.Annotations = annotations
 	if record, ok := sts.Annotations[AnnotationBBSDesiredLRP]; ok {
 		l.mu.Lock()
-		sts.Annotations[AnnotationBBSDesiredLRP] = l.records.compact(record, sts.Spec.Replicas)
+		routes, hasRoutes := sts.Annotations[AnnotationRoutes]
+		compact, fromRecord := l.records.compact(record, sts.Spec.Replicas, routes)
 		l.mu.Unlock()
+		sts.Annotations[AnnotationBBSDesiredLRP] = compact
+		if hasRoutes && fromRecord {
+			delete(sts.Annotations, AnnotationRoutes)
+			routesFromRecord = true
+		}
 	}
 	var containers []corev1.Container
 	for _, c := range sts.Spec.Template.Spec.Containers {
@@ -190,6 +201,7 @@ func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) {
 			Volumes:          recipeVolumes(sts.Spec.Template.Spec.Volumes),
 		}},
 	}
+	return routesFromRecord
 }
 
 // portsAnnotated reports whether the ports annotation says all that ports

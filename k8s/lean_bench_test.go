@@ -14,6 +14,7 @@ import (
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/internal/benchenv"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/workload"
 )
 
 // BenchmarkLeanStatefulSet is the transform's CPU per StatefulSet watch
@@ -87,4 +88,54 @@ func copies(sts *appsv1.StatefulSet, n int) []*appsv1.StatefulSet {
 		out[i] = sts.DeepCopy()
 	}
 	return out
+}
+
+// BenchmarkCachedStatefulSetRead is what handing out a cached BBS
+// StatefulSet costs (every StatefulSet event, once per handler; lookups by
+// key or process guid): building the *appsv1.StatefulSet from its record,
+// with the routes annotation made again from the record, against one whose
+// routes annotation is kept (edited, so not the record's). Run with
+//
+//	go test ./k8s -run '^$' -bench CachedStatefulSetRead
+func BenchmarkCachedStatefulSetRead(b *testing.B) {
+	lrp := bbstest.DockerLRP("6b1c7e36-5b7a-4a4e-9d55-1f4f2a1e9c01-0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", 3, "dora.example.com",
+		bbstest.Space{AppName: "dora", SpaceGUID: "s", SpaceName: "dev", OrgGUID: "o", OrgName: "acme"})
+	record, err := lrp.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	routes := workload.Routes{}
+	for router, entries := range *lrp.Routes {
+		routes[router] = *entries
+	}
+	routesAnnotation, err := workload.MarshalRoutes(routes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	perRead := map[string]time.Duration{}
+	for _, c := range []struct{ name, routes string }{{"routes from the record", routesAnnotation}, {"routes kept", routesAnnotation + " "}} {
+		b.Run(c.name, func(b *testing.B) {
+			obj, err := k8s.LeanAppObject(&appsv1.StatefulSet{
+				ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: "cf-workloads", ResourceVersion: "7", UID: "9d55c7e3-1f4f-4a1e-9c01-6b1c7e365b7a",
+					Annotations: map[string]string{k8s.AnnotationBBSDesiredLRP: base64.StdEncoding.EncodeToString(record),
+						k8s.AnnotationProcessGUID: lrp.ProcessGuid, k8s.AnnotationRoutes: c.routes}},
+				Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3)},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got := k8s.StatefulSetOf(obj).Annotations[k8s.AnnotationRoutes]; got != c.routes {
+				b.Fatalf("routes read back as %q", got)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				_ = k8s.StatefulSetOf(obj)
+			}
+			perRead[c.name] = time.Since(start) / time.Duration(b.N)
+		})
+	}
+	fmt.Printf("cached StatefulSet handed out: routes from the record %s, routes kept %s per read; load %s\n",
+		perRead["routes from the record"], perRead["routes kept"], benchenv.LoadAverage())
 }

@@ -3,7 +3,9 @@ package k8s
 import (
 	"hash/maphash"
 	"slices"
+	"strconv"
 
+	"github.com/google/uuid"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,14 +28,21 @@ import (
 // metav1.Object (for the informer's keys and indexes) over the metadata
 // Iris reads.
 type CachedStatefulSet struct {
-	name, namespace, resourceVersion string
-	uid                              types.UID
-	generation                       int64
-	creationTimestamp                metav1.Time
-	deletionTimestamp                *metav1.Time
+	name, namespace string
+	// resourceVersion and uid are kept as lean_owned.go's ownedMeta keeps
+	// them (compactVersion, compactUID), or in rare when not in the API
+	// server's form.
+	resourceVersion   uint64
+	uid               uuid.UUID
+	generation        int64
+	creationTimestamp metav1.Time
+	deletionTimestamp *metav1.Time
 	// labels are shared with the LRP's other objects (leaner.shareMaps).
 	labels      map[string]string
 	annotations annotationList
+	// routesFromRecord: the routes annotation is the record's
+	// (recordRoutes), kept only there.
+	routesFromRecord bool
 	// selector is nil when it is the LRP's (lrpSelector).
 	selector    *metav1.LabelSelector
 	lrpSelector bool
@@ -60,6 +69,8 @@ type statefulSetStatus struct {
 // (a private docker image), the recipe Secret's volume (BBS recipes),
 // owners, finalizers, a service name and status conditions.
 type statefulSetRare struct {
+	resourceVersion  string
+	uid              types.UID
 	ownerReferences  []metav1.OwnerReference
 	finalizers       []string
 	serviceName      string
@@ -157,7 +168,7 @@ var (
 // annotations' keys shared through layouts (nil: not shared).
 func newCachedStatefulSet(sts *appsv1.StatefulSet, layouts *annotationLayouts) *CachedStatefulSet {
 	c := &CachedStatefulSet{
-		name: sts.Name, namespace: sts.Namespace, resourceVersion: sts.ResourceVersion, uid: sts.UID, generation: sts.Generation,
+		name: sts.Name, namespace: sts.Namespace, resourceVersion: compactVersion(sts.ResourceVersion), generation: sts.Generation,
 		creationTimestamp: sts.CreationTimestamp, deletionTimestamp: sts.DeletionTimestamp,
 		labels: sts.Labels, annotations: layouts.list(sts.Annotations),
 		podManagementPolicy: appsv1.PodManagementPolicyType(intern(string(sts.Spec.PodManagementPolicy))),
@@ -174,14 +185,21 @@ func newCachedStatefulSet(sts *appsv1.StatefulSet, layouts *annotationLayouts) *
 	if sts.Status.CollisionCount != nil {
 		c.status.collided, c.status.hasCollided = *sts.Status.CollisionCount, true
 	}
+	c.uid, _ = compactUID(sts.UID)
 	template := &sts.Spec.Template.Spec
 	rare := statefulSetRare{
 		ownerReferences: sts.OwnerReferences, finalizers: sts.Finalizers, serviceName: sts.Spec.ServiceName,
 		containers: template.Containers, imagePullSecrets: template.ImagePullSecrets, volumes: template.Volumes,
 		conditions: sts.Status.Conditions,
 	}
-	if rare.ownerReferences != nil || rare.finalizers != nil || rare.serviceName != "" || rare.containers != nil ||
-		rare.imagePullSecrets != nil || rare.volumes != nil || rare.conditions != nil {
+	if c.resourceVersion == 0 {
+		rare.resourceVersion = sts.ResourceVersion
+	}
+	if c.uid == uuid.Nil {
+		rare.uid = sts.UID
+	}
+	if rare.resourceVersion != "" || rare.uid != "" || rare.ownerReferences != nil || rare.finalizers != nil || rare.serviceName != "" ||
+		rare.containers != nil || rare.imagePullSecrets != nil || rare.volumes != nil || rare.conditions != nil {
 		c.rare = &rare
 	}
 	return c
@@ -194,9 +212,9 @@ func newCachedStatefulSet(sts *appsv1.StatefulSet, layouts *annotationLayouts) *
 func (c *CachedStatefulSet) StatefulSet() *appsv1.StatefulSet {
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: c.name, Namespace: c.namespace, ResourceVersion: c.resourceVersion, UID: c.uid, Generation: c.generation,
+			Name: c.name, Namespace: c.namespace, ResourceVersion: c.GetResourceVersion(), UID: c.GetUID(), Generation: c.generation,
 			CreationTimestamp: c.creationTimestamp, DeletionTimestamp: c.deletionTimestamp,
-			Labels: c.labels, Annotations: c.annotations.asMap(),
+			Labels: c.labels, Annotations: c.annotationMap(),
 		},
 		Spec: appsv1.StatefulSetSpec{Selector: c.selector, PodManagementPolicy: c.podManagementPolicy},
 		Status: appsv1.StatefulSetStatus{
@@ -225,7 +243,32 @@ func (c *CachedStatefulSet) StatefulSet() *appsv1.StatefulSet {
 }
 
 // Annotation is the StatefulSet's annotation key, and whether it has it.
-func (c *CachedStatefulSet) Annotation(key string) (string, bool) { return c.annotations.get(key) }
+func (c *CachedStatefulSet) Annotation(key string) (string, bool) {
+	if key == AnnotationRoutes && c.routesFromRecord {
+		return c.recordRoutes(), true
+	}
+	return c.annotations.get(key)
+}
+
+// recordRoutes is the routes annotation made from the record: the
+// transform checked that it is the annotation's.
+func (c *CachedStatefulSet) recordRoutes() string {
+	record, _ := c.annotations.get(AnnotationBBSDesiredLRP)
+	routes, _ := recordRoutes(record)
+	return routes
+}
+
+// annotationMap is a map of the StatefulSet's annotations.
+func (c *CachedStatefulSet) annotationMap() map[string]string {
+	m := c.annotations.asMap()
+	if c.routesFromRecord {
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[AnnotationRoutes] = c.recordRoutes()
+	}
+	return m
+}
 
 // Replicas is the StatefulSet's spec's replicas, 0 if it has none.
 func (c *CachedStatefulSet) Replicas() int32 { return c.replicas }
@@ -244,16 +287,37 @@ func (c *CachedStatefulSet) DeepCopyObject() runtime.Object {
 // metav1.Object, over the metadata kept: what is not kept reads as empty,
 // and setting it does nothing.
 
-func (c *CachedStatefulSet) GetNamespace() string              { return c.namespace }
-func (c *CachedStatefulSet) SetNamespace(namespace string)     { c.namespace = namespace }
-func (c *CachedStatefulSet) GetName() string                   { return c.name }
-func (c *CachedStatefulSet) SetName(name string)               { c.name = name }
-func (c *CachedStatefulSet) GetGenerateName() string           { return "" }
-func (c *CachedStatefulSet) SetGenerateName(string)            {}
-func (c *CachedStatefulSet) GetUID() types.UID                 { return c.uid }
-func (c *CachedStatefulSet) SetUID(uid types.UID)              { c.uid = uid }
-func (c *CachedStatefulSet) GetResourceVersion() string        { return c.resourceVersion }
-func (c *CachedStatefulSet) SetResourceVersion(version string) { c.resourceVersion = version }
+func (c *CachedStatefulSet) GetNamespace() string          { return c.namespace }
+func (c *CachedStatefulSet) SetNamespace(namespace string) { c.namespace = namespace }
+func (c *CachedStatefulSet) GetName() string               { return c.name }
+func (c *CachedStatefulSet) SetName(name string)           { c.name = name }
+func (c *CachedStatefulSet) GetGenerateName() string       { return "" }
+func (c *CachedStatefulSet) SetGenerateName(string)        {}
+
+func (c *CachedStatefulSet) GetUID() types.UID {
+	switch {
+	case c.uid != uuid.Nil:
+		return types.UID(c.uid.String())
+	case c.rare != nil:
+		return c.rare.uid
+	}
+	return ""
+}
+
+func (c *CachedStatefulSet) GetResourceVersion() string {
+	switch {
+	case c.resourceVersion != 0:
+		return strconv.FormatUint(c.resourceVersion-1, 10)
+	case c.rare != nil:
+		return c.rare.resourceVersion
+	}
+	return ""
+}
+
+// SetUID and SetResourceVersion are metav1.Object's; nothing sets them on
+// a cached record, which readers must not modify.
+func (c *CachedStatefulSet) SetUID(types.UID)                  {}
+func (c *CachedStatefulSet) SetResourceVersion(string)         {}
 func (c *CachedStatefulSet) GetGeneration() int64              { return c.generation }
 func (c *CachedStatefulSet) SetGeneration(generation int64)    { c.generation = generation }
 func (c *CachedStatefulSet) GetSelfLink() string               { return "" }
@@ -268,9 +332,9 @@ func (c *CachedStatefulSet) GetDeletionGracePeriodSeconds() *int64 { return nil 
 func (c *CachedStatefulSet) SetDeletionGracePeriodSeconds(*int64)  {}
 func (c *CachedStatefulSet) GetLabels() map[string]string          { return c.labels }
 func (c *CachedStatefulSet) SetLabels(labels map[string]string)    { c.labels = labels }
-func (c *CachedStatefulSet) GetAnnotations() map[string]string     { return c.annotations.asMap() }
+func (c *CachedStatefulSet) GetAnnotations() map[string]string     { return c.annotationMap() }
 func (c *CachedStatefulSet) SetAnnotations(annotations map[string]string) {
-	c.annotations = (*annotationLayouts)(nil).list(annotations)
+	c.annotations, c.routesFromRecord = (*annotationLayouts)(nil).list(annotations), false
 }
 func (c *CachedStatefulSet) GetFinalizers() []string {
 	if c.rare == nil {

@@ -17,11 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/bifrost/bbs/bbstest"
 	"github.com/iris-cf/iris/k8s"
+	"github.com/iris-cf/iris/workload"
 )
 
 var _ = Describe("the app informers' transform", func() {
@@ -295,6 +297,29 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(info.Equal(&want)).To(BeTrue(), "%v", info)
 		Expect(len(cached.Annotations[k8s.AnnotationBBSDesiredLRP])).To(BeNumerically("<", len(record)+len(encoded)), "the record is compressed against the info")
 
+		Expect(cached.Annotations).NotTo(HaveKey(k8s.AnnotationRoutes), "none on the API's")
+
+		// The routes annotation Iris writes beside the record is kept only
+		// in the record, and read back as it was; one that is not the
+		// record's (edited by hand) is kept as it is.
+		routesAnnotation, err := workload.MarshalRoutes(workload.Routes{"cf-router": routes})
+		Expect(err).NotTo(HaveOccurred())
+		withRoutes := fromAPI.DeepCopy()
+		withRoutes.Annotations[k8s.AnnotationRoutes] = routesAnnotation
+		obj, err = k8s.LeanAppObject(withRoutes)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.RoutesFromRecord(obj)).To(BeTrue())
+		Expect(k8s.StatefulSetOf(obj).Annotations).To(HaveKeyWithValue(k8s.AnnotationRoutes, routesAnnotation))
+		read, ok := obj.(*k8s.CachedStatefulSet).Annotation(k8s.AnnotationRoutes)
+		Expect(read).To(Equal(routesAnnotation))
+		Expect(ok).To(BeTrue())
+		edited := fromAPI.DeepCopy()
+		edited.Annotations[k8s.AnnotationRoutes] = `{"cf-router":[]}`
+		obj, err = k8s.LeanAppObject(edited)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(k8s.RoutesFromRecord(obj)).To(BeFalse())
+		Expect(k8s.StatefulSetOf(obj).Annotations).To(HaveKeyWithValue(k8s.AnnotationRoutes, `{"cf-router":[]}`))
+
 		corrupt := cached.DeepCopy()
 		value := corrupt.Annotations[k8s.AnnotationBBSDesiredLRP]
 		corrupt.Annotations[k8s.AnnotationBBSDesiredLRP] = value[:len(value)-5]
@@ -456,6 +481,22 @@ var _ = Describe("the app informers' transform", func() {
 		Expect(ok).To(BeFalse())
 		Expect(k8s.StatefulSetOf(sts("none", nil)).Annotations).To(BeNil())
 		Expect(int(k8s.CachedStatefulSetSize)).To(BeNumerically("<=", int(unsafe.Sizeof(appsv1.StatefulSet{}))/5))
+	})
+
+	It("keeps a StatefulSet's uid and resource version exactly, whether the API server's (a UUID, a number) or not", func() {
+		for _, c := range []struct{ uid, version string }{
+			{"9d55c7e3-1f4f-4a1e-9c01-6b1c7e365b7a", "7123456"},
+			{"9D55C7E3-1F4F-4A1E-9C01-6B1C7E365B7A", "007"},
+			{"uid-1", "18446744073709551615"},
+			{"", ""},
+		} {
+			obj, err := k8s.LeanAppObject(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", UID: types.UID(c.uid), ResourceVersion: c.version}})
+			Expect(err).NotTo(HaveOccurred())
+			cached := obj.(*k8s.CachedStatefulSet)
+			Expect(cached.GetUID()).To(BeEquivalentTo(c.uid))
+			Expect(cached.GetResourceVersion()).To(Equal(c.version))
+			Expect(k8s.StatefulSetOf(obj).ObjectMeta).To(Equal(metav1.ObjectMeta{Name: "dora", UID: types.UID(c.uid), ResourceVersion: c.version}))
+		}
 	})
 
 	It("shares values whose hashes collide, each with its equals, for two generations", func() {

@@ -27,6 +27,11 @@ type compactedRecord struct {
 	size     int
 	replicas int32 // -1: none set
 	compact  string
+	// routes are two hashes and the length of recordRoutes(compact)
+	// (routesLen -1: none). The routes themselves are not kept: 200 bytes
+	// and more per LRP, they are what leaving them in the record saves.
+	routes    [2]uint64
+	routesLen int
 }
 
 func newCompactedRecords(clock clock.PassiveClock) *compactedRecords {
@@ -39,16 +44,26 @@ func newCompactedRecords(clock clock.PassiveClock) *compactedRecords {
 }
 
 // compact returns compactRecord(encoded, replicas), made once per record
-// and replicas. Callers hold the leaner's lock.
-func (c *compactedRecords) compact(encoded string, replicas *int32) string {
+// and replicas, and whether routes (a routes annotation) is its
+// recordRoutes. Callers hold the leaner's lock.
+func (c *compactedRecords) compact(encoded string, replicas *int32, routes string) (compact string, routesFromRecord bool) {
 	probe := &compactedRecord{size: len(encoded), replicas: -1}
-	probe.hashes[0], probe.hashes[1] = maphash.String(c.seeds[0], encoded), maphash.String(c.seeds[1], encoded)
+	probe.hashes = c.hashes(encoded)
 	if replicas != nil {
 		probe.replicas = *replicas
 	}
 	kept := c.table.share(probe.hashes[0], probe)
 	if kept == probe {
 		probe.compact = compactRecord(encoded, replicas)
+		probe.routesLen = -1
+		if made, ok := recordRoutes(probe.compact); ok {
+			probe.routes, probe.routesLen = c.hashes(made), len(made)
+		}
 	}
-	return kept.compact
+	return kept.compact, kept.routesLen == len(routes) && kept.routes == c.hashes(routes)
+}
+
+// hashes are two independent hashes of s.
+func (c *compactedRecords) hashes(s string) [2]uint64 {
+	return [2]uint64{maphash.String(c.seeds[0], s), maphash.String(c.seeds[1], s)}
 }

@@ -3,12 +3,16 @@
 // scheduling infos per call and need only their process guids.
 package bbswire
 
-import "google.golang.org/protobuf/encoding/protowire"
+import (
+	"code.cloudfoundry.org/bbs/models"
+	"google.golang.org/protobuf/encoding/protowire"
+)
 
-// Field numbers of the process guid in an encoded DesiredLRPSchedulingInfo.
+// Field numbers in an encoded DesiredLRPSchedulingInfo.
 const (
-	schedulingInfoKey protowire.Number = 1 // DesiredLRPSchedulingInfo.desired_lrp_key
-	keyProcessGUID    protowire.Number = 1 // DesiredLRPKey.process_guid
+	schedulingInfoKey    protowire.Number = 1 // DesiredLRPSchedulingInfo.desired_lrp_key
+	keyProcessGUID       protowire.Number = 1 // DesiredLRPKey.process_guid
+	schedulingInfoRoutes protowire.Number = 5 // DesiredLRPSchedulingInfo.routes
 )
 
 // SchedulingInfoProcessGUID reads the process guid of an encoded scheduling info
@@ -24,6 +28,27 @@ func SchedulingInfoProcessGUID(info []byte) ([]byte, error) {
 		})
 	})
 	return guid, err
+}
+
+// SchedulingInfoRoutes reads the routes of an encoded scheduling info
+// without decoding the rest; nil if it has none. Repeated routes fields
+// merge, as a decoder merges them.
+func SchedulingInfoRoutes(info []byte) (models.Routes, error) {
+	var routes models.Routes
+	err := eachBytesField(info, schedulingInfoRoutes, func(value []byte) error {
+		var part models.Routes
+		if err := part.Unmarshal(value); err != nil {
+			return err
+		}
+		if routes == nil {
+			routes = models.Routes{}
+		}
+		for router, entries := range part {
+			routes[router] = entries
+		}
+		return nil
+	})
+	return routes, err
 }
 
 // eachBytesField calls fn with the value of every length-delimited field

@@ -1,6 +1,8 @@
 package bbswire_test
 
 import (
+	"encoding/json"
+
 	"code.cloudfoundry.org/bbs/models"
 	"github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -47,5 +49,28 @@ var _ = ginkgo.Describe("reading the process guid of an encoded scheduling info"
 			_, err := bbswire.SchedulingInfoProcessGUID(encoded[:cut])
 			Expect(err).To(HaveOccurred(), "cut at %d", cut)
 		}
+	})
+
+	ginkgo.It("reads the routes a decoder reads, without decoding the rest", func() {
+		web := json.RawMessage(`[{"hostnames":["dora.example.com"],"port":8080}]`)
+		tcp := json.RawMessage(`[{"router_group_guid":"g","external_port":1024,"container_port":8080}]`)
+		for _, info := range []*models.DesiredLRPSchedulingInfo{
+			{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "pg-1"}, Routes: models.Routes{"cf-router": &web, "tcp-router": &tcp}, Instances: 2},
+			{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "pg-1"}, Routes: models.Routes{}},
+			{DesiredLRPKey: models.DesiredLRPKey{ProcessGuid: "pg-1"}},
+		} {
+			encoded := encode(info)
+			decodedInfo := &models.DesiredLRPSchedulingInfo{}
+			Expect(decodedInfo.Unmarshal(encoded)).To(Succeed())
+			routes, err := bbswire.SchedulingInfoRoutes(encoded)
+			Expect(err).NotTo(HaveOccurred())
+			if len(decodedInfo.Routes) == 0 {
+				Expect(routes).To(BeEmpty())
+				continue
+			}
+			Expect(routes).To(Equal(decodedInfo.Routes))
+		}
+		_, err := bbswire.SchedulingInfoRoutes(encode(&models.DesiredLRPSchedulingInfo{Routes: models.Routes{"cf-router": &web}})[:5])
+		Expect(err).To(HaveOccurred())
 	})
 })

@@ -49,7 +49,7 @@ type Cache interface {
 	NetworkPolicy(namespace, name string) *networkingv1.NetworkPolicy
 	PodDisruptionBudget(namespace, name string) *policyv1.PodDisruptionBudget
 	SecretMeta(namespace, name string) *corev1.Secret
-	EachStatefulSet(fn func(*appsv1.StatefulSet))
+	EachStatefulSetKey(fn func(key string))
 	EachLRPOwnedObject(fn func(metav1.Object))
 	WaitForSync(ctx context.Context) bool
 }
@@ -102,11 +102,7 @@ type Reconciler struct {
 func New(logger lager.Logger, clientset kubernetes.Interface, caches *k8s.Caches, builder OwnedObjectsBuilder, clock clock.WithTicker, opts Options) (*Reconciler, error) {
 	caches.WatchLRPOwnedObjects()
 	r := NewWithCache(logger, clientset, caches, builder, clock, opts)
-	if err := caches.AddStatefulSetEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    r.enqueueStatefulSet,
-		UpdateFunc: func(_, obj any) { r.enqueueStatefulSet(obj) },
-		DeleteFunc: r.enqueueStatefulSet,
-	}); err != nil {
+	if err := caches.AddStatefulSetKeyHandler(r.enqueue); err != nil {
 		return nil, err
 	}
 	if err := caches.AddLRPOwnedObjectEventHandler(cache.ResourceEventHandlerFuncs{
@@ -150,7 +146,7 @@ func (r *Reconciler) Run(signals <-chan os.Signal, ready chan<- struct{}) error 
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "lrp-reconciler", Clock: r.clock})
 	r.setQueue(queue)
 	defer r.setQueue(nil)
-	r.cache.EachStatefulSet(func(sts *appsv1.StatefulSet) { queue.Add(sts.Namespace + "/" + sts.Name) })
+	r.cache.EachStatefulSetKey(queue.Add)
 	r.cache.EachLRPOwnedObject(func(obj metav1.Object) { queue.Add(ownerKey(obj)) })
 
 	var workers sync.WaitGroup
@@ -183,12 +179,6 @@ func (r *Reconciler) enqueue(key string) {
 	defer r.mu.Unlock()
 	if r.queue != nil {
 		r.queue.Add(key)
-	}
-}
-
-func (r *Reconciler) enqueueStatefulSet(obj any) {
-	if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-		r.enqueue(key)
 	}
 }
 

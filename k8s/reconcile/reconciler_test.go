@@ -75,9 +75,9 @@ func (c *fakeCache) PodDisruptionBudget(_, name string) *policyv1.PodDisruptionB
 	return c.pdbs[name]
 }
 func (c *fakeCache) SecretMeta(_, name string) *corev1.Secret { return c.secrets[name] }
-func (c *fakeCache) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
+func (c *fakeCache) EachStatefulSetKey(fn func(string)) {
 	for _, s := range c.sts {
-		fn(s)
+		fn(s.Namespace + "/" + s.Name)
 	}
 }
 func (c *fakeCache) EachLRPOwnedObject(fn func(metav1.Object)) {
