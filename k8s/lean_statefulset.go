@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -366,27 +365,6 @@ func statefulSetOf(obj any) *appsv1.StatefulSet {
 		return o
 	}
 	return nil
-}
-
-// statefulSetHandler hands a handler of app StatefulSets
-// *appsv1.StatefulSet, as the informer would without the transform.
-type statefulSetHandler struct{ cache.ResourceEventHandler }
-
-func (h statefulSetHandler) OnAdd(obj any, isInInitialList bool) {
-	h.ResourceEventHandler.OnAdd(asStatefulSet(obj), isInInitialList)
-}
-
-func (h statefulSetHandler) OnUpdate(oldObj, newObj any) {
-	h.ResourceEventHandler.OnUpdate(asStatefulSet(oldObj), asStatefulSet(newObj))
-}
-
-func (h statefulSetHandler) OnDelete(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		tombstone.Obj = asStatefulSet(tombstone.Obj)
-		h.ResourceEventHandler.OnDelete(tombstone)
-		return
-	}
-	h.ResourceEventHandler.OnDelete(asStatefulSet(obj))
 }
 
 // asStatefulSet is statefulSetOf, leaving what is not a StatefulSet as it is.
