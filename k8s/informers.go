@@ -248,6 +248,13 @@ func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.Statefu
 	return convertAll(indexedBy[any](c.statefulSets, byProcessGUID, processGUID), statefulSetOf)
 }
 
+// CachedStatefulSetsByProcessGUID returns the records of the cached
+// StatefulSets of a process guid, as the cache keeps them: for readers of
+// a few fields of many LRPs (CC's instances of a thousand guids).
+func (c *Caches) CachedStatefulSetsByProcessGUID(processGUID string) []*CachedStatefulSet {
+	return convertAll(indexedBy[any](c.statefulSets, byProcessGUID, processGUID), cachedStatefulSetOf)
+}
+
 // IsolatedStatefulSetsByAppGUID returns the cached StatefulSets of an app
 // (all its processes and versions) that run in an isolation segment.
 func (c *Caches) IsolatedStatefulSetsByAppGUID(appGUID string) []*appsv1.StatefulSet {
@@ -353,11 +360,8 @@ func (c *Caches) EachStatefulSetKey(fn func(key string)) {
 func (c *Caches) EachCachedStatefulSet(fn func(*CachedStatefulSet)) {
 	for _, inf := range c.statefulSets {
 		for _, o := range inf.GetStore().List() {
-			switch o := o.(type) {
-			case *CachedStatefulSet:
-				fn(o)
-			case *appsv1.StatefulSet: // not through the transform
-				fn(newCachedStatefulSet(o, nil))
+			if sts := cachedStatefulSetOf(o); sts != nil {
+				fn(sts)
 			}
 		}
 	}

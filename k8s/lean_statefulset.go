@@ -367,6 +367,18 @@ func statefulSetOf(obj any) *appsv1.StatefulSet {
 	return nil
 }
 
+// cachedStatefulSetOf is the record of an object of the app StatefulSet
+// informer (one not made by the transform is recorded afresh).
+func cachedStatefulSetOf(obj any) *CachedStatefulSet {
+	switch o := obj.(type) {
+	case *CachedStatefulSet:
+		return o
+	case *appsv1.StatefulSet:
+		return newCachedStatefulSet(o, nil)
+	}
+	return nil
+}
+
 // asStatefulSet is statefulSetOf, leaving what is not a StatefulSet as it is.
 func asStatefulSet(obj any) any {
 	if sts := statefulSetOf(obj); sts != nil {

@@ -78,7 +78,7 @@ func NewBackend(clientset k8sclient.Interface, caches *k8s.Caches, lrps LRPWrite
 func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models.DesiredLRP) error {
 	// The cache answers most repeats; one it has not seen yet (a desire
 	// right after a desire) is found by the writer, by name.
-	if b.statefulSet(lrp.ProcessGuid) != nil {
+	if b.cachedStatefulSet(lrp.ProcessGuid) != nil {
 		return models.ErrResourceExists
 	}
 	w, err := DesiredWorkload(lrp, b.opts)
@@ -482,13 +482,22 @@ func (b *Backend) lookup(ctx context.Context, processGUID string) (*appsv1.State
 // to send a guid its caches lack to Diego first (an API lookup per call
 // would cost every Diego LRP's call a round trip to the API server).
 func (b *Backend) HasCached(processGUID string) bool {
-	return b.statefulSet(processGUID) != nil
+	return b.cachedStatefulSet(processGUID) != nil
 }
 
 // statefulSet is the live BBS StatefulSet of processGUID in the cache, or nil.
 func (b *Backend) statefulSet(processGUID string) *appsv1.StatefulSet {
-	for _, sts := range b.caches.StatefulSetsByProcessGUID(processGUID) {
-		if sts.DeletionTimestamp == nil && isBBS(sts) {
+	if sts := b.cachedStatefulSet(processGUID); sts != nil {
+		return sts.StatefulSet()
+	}
+	return nil
+}
+
+// cachedStatefulSet is the record of processGUID's live BBS StatefulSet
+// in the cache, or nil.
+func (b *Backend) cachedStatefulSet(processGUID string) *k8s.CachedStatefulSet {
+	for _, sts := range b.caches.CachedStatefulSetsByProcessGUID(processGUID) {
+		if _, bbs := sts.Annotation(AnnotationDesiredLRP); bbs && sts.GetDeletionTimestamp() == nil {
 			return sts
 		}
 	}
