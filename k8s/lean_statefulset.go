@@ -272,6 +272,10 @@ func (c *CachedStatefulSet) annotationMap() map[string]string {
 // Replicas is the StatefulSet's spec's replicas, 0 if it has none.
 func (c *CachedStatefulSet) Replicas() int32 { return c.replicas }
 
+// SpecReplicas is the StatefulSet's spec's replicas, and whether it has
+// them.
+func (c *CachedStatefulSet) SpecReplicas() (int32, bool) { return c.replicas, c.hasReplicas }
+
 // Label is the StatefulSet's label key, "" if it has none.
 func (c *CachedStatefulSet) Label(key string) string { return c.labels[key] }
 
