@@ -40,7 +40,7 @@ func StatefulSetOf(obj any) *appsv1.StatefulSet { return statefulSetOf(obj) }
 // StatefulSetHandler is the wrapper the Caches put around app StatefulSet
 // handlers.
 func StatefulSetHandler(h cache.ResourceEventHandler) cache.ResourceEventHandler {
-	return statefulSetHandler{h}
+	return recordHandler{h, asStatefulSet}
 }
 
 // SameAnnotationKeys reports whether two cached StatefulSets share one
@@ -63,7 +63,7 @@ func CachedOwnedObject(obj any) any { return ownedObjectOf(obj) }
 
 // OwnedHandler is handler as AddLRPOwnedObjectEventHandler registers it.
 func OwnedHandler(handler cache.ResourceEventHandler) cache.ResourceEventHandler {
-	return ownedHandler{handler}
+	return recordHandler{handler, ownedObjectOf}
 }
 
 // OwnedKeepsSelector reports whether a cached NetworkPolicy or PDB keeps

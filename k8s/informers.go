@@ -226,11 +226,11 @@ func (c *Caches) AddEventHandlers(statefulSets, pods cache.ResourceEventHandler)
 		// Handlers of pods alone pass an empty one: making a StatefulSet
 		// for it on every event would only be garbage.
 		if !isEmptyHandler(statefulSets) {
-			if _, err := c.statefulSets[i].AddEventHandler(statefulSetHandler{statefulSets}); err != nil {
+			if _, err := c.statefulSets[i].AddEventHandler(recordHandler{statefulSets, asStatefulSet}); err != nil {
 				return fmt.Errorf("adding statefulset handler: %w", err)
 			}
 		}
-		if _, err := c.pods[i].AddEventHandler(podHandler{pods}); err != nil {
+		if _, err := c.pods[i].AddEventHandler(recordHandler{pods, asPod}); err != nil {
 			return fmt.Errorf("adding pod handler: %w", err)
 		}
 	}
@@ -245,38 +245,25 @@ func isEmptyHandler(h cache.ResourceEventHandler) bool {
 
 // StatefulSetsByProcessGUID returns the cached StatefulSets of a process guid.
 func (c *Caches) StatefulSetsByProcessGUID(processGUID string) []*appsv1.StatefulSet {
-	return statefulSets(indexedBy[any](c.statefulSets, byProcessGUID, processGUID))
+	return convertAll(indexedBy[any](c.statefulSets, byProcessGUID, processGUID), statefulSetOf)
 }
 
-// statefulSets are the *appsv1.StatefulSet of the app StatefulSet
-// informer's objects (see CachedStatefulSet).
-func statefulSets(objs []any) []*appsv1.StatefulSet {
-	var out []*appsv1.StatefulSet
-	for _, o := range objs {
-		out = append(out, statefulSetOf(o))
-	}
-	return out
+// CachedStatefulSetsByProcessGUID returns the records of the cached
+// StatefulSets of a process guid, as the cache keeps them: for readers of
+// a few fields of many LRPs (CC's instances of a thousand guids).
+func (c *Caches) CachedStatefulSetsByProcessGUID(processGUID string) []*CachedStatefulSet {
+	return convertAll(indexedBy[any](c.statefulSets, byProcessGUID, processGUID), cachedStatefulSetOf)
 }
 
 // IsolatedStatefulSetsByAppGUID returns the cached StatefulSets of an app
 // (all its processes and versions) that run in an isolation segment.
 func (c *Caches) IsolatedStatefulSetsByAppGUID(appGUID string) []*appsv1.StatefulSet {
-	return statefulSets(indexedBy[any](c.statefulSets, byAppGUID, sanitizeLabelValue(appGUID)))
+	return convertAll(indexedBy[any](c.statefulSets, byAppGUID, sanitizeLabelValue(appGUID)), statefulSetOf)
 }
 
 // PodsByProcessGUID returns the cached pods of a process guid.
 func (c *Caches) PodsByProcessGUID(processGUID string) []*corev1.Pod {
-	return appPods(indexedBy[any](c.pods, byProcessGUID, processGUID))
-}
-
-// appPods are the *corev1.Pod of the app pod informer's objects (see
-// cachedPod).
-func appPods(objs []any) []*corev1.Pod {
-	var pods []*corev1.Pod
-	for _, o := range objs {
-		pods = append(pods, podOf(o))
-	}
-	return pods
+	return convertAll(indexedBy[any](c.pods, byProcessGUID, processGUID), podOf)
 }
 
 func indexedBy[T any](informers []cache.SharedIndexInformer, index, value string) []T {
@@ -373,11 +360,8 @@ func (c *Caches) EachStatefulSetKey(fn func(key string)) {
 func (c *Caches) EachCachedStatefulSet(fn func(*CachedStatefulSet)) {
 	for _, inf := range c.statefulSets {
 		for _, o := range inf.GetStore().List() {
-			switch o := o.(type) {
-			case *CachedStatefulSet:
-				fn(o)
-			case *appsv1.StatefulSet: // not through the transform
-				fn(newCachedStatefulSet(o, nil))
+			if sts := cachedStatefulSetOf(o); sts != nil {
+				fn(sts)
 			}
 		}
 	}
@@ -444,7 +428,7 @@ func stripSecretData(obj any) (any, error) {
 func (c *Caches) AddLRPOwnedObjectEventHandler(handler cache.ResourceEventHandler) error {
 	for _, owned := range [][]cache.SharedIndexInformer{c.networkPolicies, c.pdbs, c.secrets} {
 		for _, inf := range owned {
-			if _, err := inf.AddEventHandler(ownedHandler{handler}); err != nil {
+			if _, err := inf.AddEventHandler(recordHandler{handler, ownedObjectOf}); err != nil {
 				return fmt.Errorf("adding owned object handler: %w", err)
 			}
 		}

@@ -22,7 +22,7 @@ import (
 	"github.com/iris-cf/iris/k8s"
 )
 
-var _ = Describe("the app pod cache", func() {
+var _ = Describe("the app pod and StatefulSet caches", func() {
 	const ns = "cf-workloads"
 	var (
 		ctx       context.Context
@@ -44,6 +44,12 @@ var _ = Describe("the app pod cache", func() {
 		return append([]string(nil), events...), append([]any(nil), seen...)
 	}
 
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { record("add", obj) },
+		UpdateFunc: func(oldObj, newObj any) { record("update", oldObj, newObj) },
+		DeleteFunc: func(obj any) { record("delete", obj) },
+	}
+
 	BeforeEach(func() {
 		ctx = context.Background()
 		clientset = fake.NewClientset()
@@ -51,11 +57,7 @@ var _ = Describe("the app pod cache", func() {
 		var err error
 		caches, err = k8s.NewCaches(clientset, []string{ns})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(caches.AddEventHandlers(cache.ResourceEventHandlerFuncs{}, cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { record("add", obj) },
-			UpdateFunc: func(oldObj, newObj any) { record("update", oldObj, newObj) },
-			DeleteFunc: func(obj any) { record("delete", obj) },
-		})).To(Succeed())
+		Expect(caches.AddEventHandlers(handler, handler)).To(Succeed())
 		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))))
 		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
 	})
@@ -113,6 +115,124 @@ var _ = Describe("the app pod cache", func() {
 			}
 		}).Should(Succeed())
 		Expect(caches.Pod(ns, "dora-0")).To(BeNil())
+	})
+
+	It("hands readers and handlers *appsv1.StatefulSet with what the StatefulSet had, and the sync lists its record", func() {
+		sts := &appsv1.StatefulSet{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: "dora-dev-0123456789", Namespace: ns, UID: "uid-0", Generation: 3,
+				Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp, k8s.LabelAppGUID: "app", k8s.LabelGUID: "app", k8s.LabelVersion: "v1"},
+				Annotations: map[string]string{k8s.AnnotationProcessGUID: "app-v1", k8s.AnnotationIsolationSegment: "iso",
+					k8s.AnnotationLastUpdated: "12.5", k8s.AnnotationRoutes: `{"cf-router":[]}`},
+			},
+			Spec: appsv1.StatefulSetSpec{
+				Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{k8s.LabelGUID: "app", k8s.LabelVersion: "v1"}},
+				PodManagementPolicy: appsv1.ParallelPodManagement,
+			},
+			Status: appsv1.StatefulSetStatus{Replicas: 2, ReadyReplicas: 1, ObservedGeneration: 3, CollisionCount: ptr.To[int32](0)},
+		}
+		_, err := clientset.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+
+		expectDora := func(g Gomega, s *appsv1.StatefulSet, ready int32) {
+			g.Expect(s).NotTo(BeNil())
+			g.Expect(s.ObjectMeta).To(Equal(metav1.ObjectMeta{Name: sts.Name, Namespace: ns, UID: "uid-0", Generation: 3, ResourceVersion: s.ResourceVersion,
+				Labels: sts.Labels, Annotations: sts.Annotations}))
+			g.Expect(s.Spec).To(Equal(sts.Spec))
+			want := sts.Status.DeepCopy()
+			want.ReadyReplicas = ready
+			g.Expect(s.Status).To(Equal(*want))
+		}
+		Eventually(func(g Gomega) {
+			expectDora(g, caches.StatefulSet(ns, sts.Name), 1)
+			byGUID := caches.StatefulSetsByProcessGUID("app-v1")
+			g.Expect(byGUID).To(HaveLen(1))
+			expectDora(g, byGUID[0], 1)
+			isolated := caches.IsolatedStatefulSetsByAppGUID("app")
+			g.Expect(isolated).To(HaveLen(1))
+			expectDora(g, isolated[0], 1)
+			var all []*appsv1.StatefulSet
+			caches.EachStatefulSet(func(s *appsv1.StatefulSet) { all = append(all, s) })
+			g.Expect(all).To(HaveLen(1))
+			expectDora(g, all[0], 1)
+		}).Should(Succeed())
+		Expect(caches.StatefulSet(ns, "other")).To(BeNil())
+		Expect(caches.StatefulSetsByProcessGUID("other")).To(BeEmpty())
+		Expect(caches.IsolatedStatefulSetsByAppGUID("other")).To(BeEmpty())
+
+		var keys []string
+		caches.EachStatefulSetKey(func(key string) { keys = append(keys, key) })
+		Expect(keys).To(Equal([]string{ns + "/" + sts.Name}))
+
+		var records []*k8s.CachedStatefulSet
+		caches.EachCachedStatefulSet(func(c *k8s.CachedStatefulSet) { records = append(records, c) })
+		Expect(records).To(HaveLen(1))
+		Expect(records[0].GetName()).To(Equal(sts.Name))
+		lastUpdated, has := records[0].Annotation(k8s.AnnotationLastUpdated)
+		Expect(lastUpdated).To(Equal("12.5"))
+		Expect(has).To(BeTrue())
+		_, has = records[0].Annotation(k8s.AnnotationBBSDesiredLRP)
+		Expect(has).To(BeFalse())
+		Expect(records[0].Label(k8s.LabelVersion)).To(Equal("v1"))
+		Expect(records[0].Label("none")).To(BeEmpty())
+		_, ok := records[0].SchedulingInfo()
+		Expect(ok).To(BeFalse(), "no BBS record")
+		Expect(records[0].DeepCopyObject().(*k8s.CachedStatefulSet).StatefulSet()).To(Equal(records[0].StatefulSet()))
+
+		sts.Status.ReadyReplicas = 2
+		_, err = clientset.AppsV1().StatefulSets(ns).UpdateStatus(ctx, sts, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(clientset.AppsV1().StatefulSets(ns).Delete(ctx, sts.Name, metav1.DeleteOptions{})).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			events, objs := recorded()
+			g.Expect(events).To(Equal([]string{"add", "update", "delete"}))
+			ready := []int32{1, 1, 2, 2}
+			for i, obj := range objs {
+				s, ok := obj.(*appsv1.StatefulSet)
+				g.Expect(ok).To(BeTrue(), "a *appsv1.StatefulSet, not %T", obj)
+				expectDora(g, s, ready[i])
+			}
+		}).Should(Succeed())
+		Expect(caches.StatefulSet(ns, sts.Name)).To(BeNil())
+	})
+
+	It("hands a key handler the key of each StatefulSet added, updated and deleted", func() {
+		var keysMu sync.Mutex
+		var keys []string
+		other, err := k8s.NewCaches(clientset, []string{ns})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(other.AddStatefulSetKeyHandler(func(key string) {
+			keysMu.Lock()
+			defer keysMu.Unlock()
+			keys = append(keys, key)
+		})).To(Succeed())
+		process := ifrit.Invoke(ifrit.RunFunc(other.Run(lagertest.NewTestLogger("keys"))))
+		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: ns, Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp}}}
+		_, err = clientset.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		sts.Status.Replicas = 1
+		_, err = clientset.AppsV1().StatefulSets(ns).UpdateStatus(ctx, sts, metav1.UpdateOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(clientset.AppsV1().StatefulSets(ns).Delete(ctx, "dora", metav1.DeleteOptions{})).To(Succeed())
+		Eventually(func(g Gomega) {
+			keysMu.Lock()
+			defer keysMu.Unlock()
+			g.Expect(keys).To(Equal([]string{ns + "/dora", ns + "/dora", ns + "/dora"}))
+		}).Should(Succeed())
+	})
+
+	It("hands a handler the StatefulSet of a tombstone", func() {
+		obj, err := k8s.LeanAppObject(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: ns, UID: "uid-1"}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(obj).To(BeAssignableToTypeOf(&k8s.CachedStatefulSet{}))
+		k8s.StatefulSetHandler(handler).OnDelete(cache.DeletedFinalStateUnknown{Key: ns + "/dora", Obj: obj})
+		_, objs := recorded()
+		Expect(objs).To(HaveLen(1))
+		tombstone, ok := objs[0].(cache.DeletedFinalStateUnknown)
+		Expect(ok).To(BeTrue())
+		Expect(tombstone.Obj).To(Equal(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: ns, UID: "uid-1"}}))
 	})
 })
 

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 )
@@ -445,25 +444,4 @@ func ownedObjectOf(obj any) any {
 		return o.PodDisruptionBudget()
 	}
 	return obj
-}
-
-// ownedHandler hands a handler of owned objects the API types, as the
-// informers would without the transform.
-type ownedHandler struct{ cache.ResourceEventHandler }
-
-func (h ownedHandler) OnAdd(obj any, isInInitialList bool) {
-	h.ResourceEventHandler.OnAdd(ownedObjectOf(obj), isInInitialList)
-}
-
-func (h ownedHandler) OnUpdate(oldObj, newObj any) {
-	h.ResourceEventHandler.OnUpdate(ownedObjectOf(oldObj), ownedObjectOf(newObj))
-}
-
-func (h ownedHandler) OnDelete(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		tombstone.Obj = ownedObjectOf(tombstone.Obj)
-		h.ResourceEventHandler.OnDelete(tombstone)
-		return
-	}
-	h.ResourceEventHandler.OnDelete(ownedObjectOf(obj))
 }

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -163,27 +162,6 @@ func podOf(obj any) *corev1.Pod {
 		return o
 	}
 	return nil
-}
-
-// podHandler hands a handler of app pods *corev1.Pod, as the informer
-// would without the transform.
-type podHandler struct{ cache.ResourceEventHandler }
-
-func (h podHandler) OnAdd(obj any, isInInitialList bool) {
-	h.ResourceEventHandler.OnAdd(asPod(obj), isInInitialList)
-}
-
-func (h podHandler) OnUpdate(oldObj, newObj any) {
-	h.ResourceEventHandler.OnUpdate(asPod(oldObj), asPod(newObj))
-}
-
-func (h podHandler) OnDelete(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		tombstone.Obj = asPod(tombstone.Obj)
-		h.ResourceEventHandler.OnDelete(tombstone)
-		return
-	}
-	h.ResourceEventHandler.OnDelete(asPod(obj))
 }
 
 // asPod is podOf, leaving what is not a pod as it is.

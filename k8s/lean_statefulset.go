@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 )
 
@@ -273,6 +272,10 @@ func (c *CachedStatefulSet) annotationMap() map[string]string {
 // Replicas is the StatefulSet's spec's replicas, 0 if it has none.
 func (c *CachedStatefulSet) Replicas() int32 { return c.replicas }
 
+// SpecReplicas is the StatefulSet's spec's replicas, and whether it has
+// them.
+func (c *CachedStatefulSet) SpecReplicas() (int32, bool) { return c.replicas, c.hasReplicas }
+
 // Label is the StatefulSet's label key, "" if it has none.
 func (c *CachedStatefulSet) Label(key string) string { return c.labels[key] }
 
@@ -368,25 +371,16 @@ func statefulSetOf(obj any) *appsv1.StatefulSet {
 	return nil
 }
 
-// statefulSetHandler hands a handler of app StatefulSets
-// *appsv1.StatefulSet, as the informer would without the transform.
-type statefulSetHandler struct{ cache.ResourceEventHandler }
-
-func (h statefulSetHandler) OnAdd(obj any, isInInitialList bool) {
-	h.ResourceEventHandler.OnAdd(asStatefulSet(obj), isInInitialList)
-}
-
-func (h statefulSetHandler) OnUpdate(oldObj, newObj any) {
-	h.ResourceEventHandler.OnUpdate(asStatefulSet(oldObj), asStatefulSet(newObj))
-}
-
-func (h statefulSetHandler) OnDelete(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		tombstone.Obj = asStatefulSet(tombstone.Obj)
-		h.ResourceEventHandler.OnDelete(tombstone)
-		return
+// cachedStatefulSetOf is the record of an object of the app StatefulSet
+// informer (one not made by the transform is recorded afresh).
+func cachedStatefulSetOf(obj any) *CachedStatefulSet {
+	switch o := obj.(type) {
+	case *CachedStatefulSet:
+		return o
+	case *appsv1.StatefulSet:
+		return newCachedStatefulSet(o, nil)
 	}
-	h.ResourceEventHandler.OnDelete(asStatefulSet(obj))
+	return nil
 }
 
 // asStatefulSet is statefulSetOf, leaving what is not a StatefulSet as it is.

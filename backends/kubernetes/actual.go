@@ -67,8 +67,10 @@ func (b *Backend) ActualLRPsByProcessGuids(ctx context.Context, logger lager.Log
 	slices.Sort(guids)
 	var out []*models.ActualLRP
 	for _, guid := range guids {
-		if sts := b.statefulSet(guid); sts != nil {
-			out = b.appendActualLRPs(out, instancesOfStatefulSet(sts))
+		// The records as cached: a StatefulSet made for each of a
+		// thousand guids cost more than their instances.
+		if sts := b.cachedStatefulSet(guid); sts != nil {
+			out = b.appendActualLRPs(out, instancesOfRecord(sts))
 		}
 	}
 	return out, nil

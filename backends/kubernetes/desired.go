@@ -78,7 +78,7 @@ func NewBackend(clientset k8sclient.Interface, caches *k8s.Caches, lrps LRPWrite
 func (b *Backend) DesireLRP(ctx context.Context, logger lager.Logger, lrp *models.DesiredLRP) error {
 	// The cache answers most repeats; one it has not seen yet (a desire
 	// right after a desire) is found by the writer, by name.
-	if b.statefulSet(lrp.ProcessGuid) != nil {
+	if b.cachedStatefulSet(lrp.ProcessGuid) != nil {
 		return models.ErrResourceExists
 	}
 	w, err := DesiredWorkload(lrp, b.opts)
@@ -341,8 +341,7 @@ func (b *Backend) EachDesiredLRP(ctx context.Context, logger lager.Logger, filte
 	})
 	sortByGUID(selected)
 	for _, s := range selected {
-		// One StatefulSet made at a time, dropped with its LRP.
-		lrp, err := desiredLRPFromStatefulSet(s.item.StatefulSet())
+		lrp, err := desiredLRPFromRecord(s.item)
 		if err != nil {
 			return err
 		}
@@ -482,13 +481,22 @@ func (b *Backend) lookup(ctx context.Context, processGUID string) (*appsv1.State
 // to send a guid its caches lack to Diego first (an API lookup per call
 // would cost every Diego LRP's call a round trip to the API server).
 func (b *Backend) HasCached(processGUID string) bool {
-	return b.statefulSet(processGUID) != nil
+	return b.cachedStatefulSet(processGUID) != nil
 }
 
 // statefulSet is the live BBS StatefulSet of processGUID in the cache, or nil.
 func (b *Backend) statefulSet(processGUID string) *appsv1.StatefulSet {
-	for _, sts := range b.caches.StatefulSetsByProcessGUID(processGUID) {
-		if sts.DeletionTimestamp == nil && isBBS(sts) {
+	if sts := b.cachedStatefulSet(processGUID); sts != nil {
+		return sts.StatefulSet()
+	}
+	return nil
+}
+
+// cachedStatefulSet is the record of processGUID's live BBS StatefulSet
+// in the cache, or nil.
+func (b *Backend) cachedStatefulSet(processGUID string) *k8s.CachedStatefulSet {
+	for _, sts := range b.caches.CachedStatefulSetsByProcessGUID(processGUID) {
+		if _, bbs := sts.Annotation(AnnotationDesiredLRP); bbs && sts.GetDeletionTimestamp() == nil {
 			return sts
 		}
 	}
@@ -514,15 +522,32 @@ func StoredDesiredLRP(sts *appsv1.StatefulSet) (lrp *models.DesiredLRP, ok bool,
 // desiredLRPFromStatefulSet reads the stored LRP; the instance count is the
 // StatefulSet's (the source of truth for scaling).
 func desiredLRPFromStatefulSet(sts *appsv1.StatefulSet) (*models.DesiredLRP, error) {
-	data, err := k8s.BBSDesiredLRPRecord(sts)
+	return decodeDesiredLRP(sts.Annotations[AnnotationDesiredLRP], sts.Namespace+"/"+sts.Name, sts.Spec.Replicas)
+}
+
+// desiredLRPFromRecord is desiredLRPFromStatefulSet of a cached record,
+// without making the StatefulSet.
+func desiredLRPFromRecord(sts *k8s.CachedStatefulSet) (*models.DesiredLRP, error) {
+	record, _ := sts.Annotation(AnnotationDesiredLRP)
+	var replicas *int32
+	if n, ok := sts.SpecReplicas(); ok {
+		replicas = &n
+	}
+	return decodeDesiredLRP(record, sts.GetNamespace()+"/"+sts.GetName(), replicas)
+}
+
+// decodeDesiredLRP is the LRP a StatefulSet's record annotation (owner's)
+// stores, its instances the StatefulSet's replicas when it has them.
+func decodeDesiredLRP(record, owner string, replicas *int32) (*models.DesiredLRP, error) {
+	data, err := k8s.DecodeBBSDesiredLRPRecord(record, owner)
 	if err != nil {
 		return nil, err
 	}
 	lrp := &models.DesiredLRP{}
 	if err := lrp.Unmarshal(data); err != nil {
-		return nil, fmt.Errorf("decoding %s of %s/%s: %w", AnnotationDesiredLRP, sts.Namespace, sts.Name, err)
+		return nil, fmt.Errorf("decoding %s of %s: %w", AnnotationDesiredLRP, owner, err)
 	}
-	lrp.Instances = ptr.Deref(sts.Spec.Replicas, lrp.Instances)
+	lrp.Instances = ptr.Deref(replicas, lrp.Instances)
 	return lrp, nil
 }
 
