@@ -24,13 +24,20 @@ import (
 //     its StatefulSet's and the keys are the same everywhere; equal label,
 //     selector and pod annotation maps, and equal NetworkPolicy egress
 //     rules, shared among objects (shareTable);
-//   - a StatefulSet: its spec's replicas, selector, pod management policy,
-//     and of its pod template only the app container's name and ports
-//     (exposedPorts; none when its ports annotation says the same), the
-//     image pull secrets (RegistrySecretName) and the recipe Secret's
+//   - a StatefulSet, as a record of its own (CachedStatefulSet,
+//     lean_statefulset.go) that the Caches hand out as an
+//     *appsv1.StatefulSet and CC's sync lists read directly: its metadata
+//     (annotations as values beside a key list shared among StatefulSets
+//     with the same keys), its spec's replicas, selector, pod management
+//     policy, and of its pod template only the app container's name and
+//     ports (exposedPorts; none when its ports annotation says the same),
+//     the image pull secrets (RegistrySecretName) and the recipe Secret's
 //     volume (RecipeSecretName); its status but the revision names; the
-//     BBS LRP record compressed, with its scheduling info (BBSDesiredLRPRecord
-//     and CachedSchedulingInfo read them);
+//     BBS LRP record compressed, with its scheduling info
+//     (BBSDesiredLRPRecord and CachedSchedulingInfo read them), and the
+//     routes annotation only there when it is the record's (recordRoutes);
+//   - the guid-and-version selector of an LRP's StatefulSet, NetworkPolicy
+//     and PDB made again from their labels (keptSelector);
 //   - a pod, as a record of its own (cachedPod, lean_pod.go) that the
 //     Caches hand out as a *corev1.Pod: of its metadata the name,
 //     namespace, uid, resource version, creation and deletion timestamps,
@@ -165,8 +172,8 @@ func (l *leaner) transform(obj any) (any, error) {
 // whether its routes annotation went, being its record's (recordRoutes:
 // CC's routes are 200 bytes and more per LRP, and the record has them).
 func (l *leaner) leanStatefulSet(sts *appsv1.StatefulSet) (routesFromRecord bool) {
-	// The record's list interns the annotations (newAnnotationList): a
-	// map of them made here would only be garbage.
+	// The record's list interns the annotations (annotationLayouts.list):
+	// a map of them made here would only be garbage.
 	annotations := sts.Annotations
 	sts.Annotations = nil
 	leanMeta(&sts.ObjectMeta)
