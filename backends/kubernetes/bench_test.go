@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/bbs/models"
+	"code.cloudfoundry.org/lager/v3"
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/google/uuid"
 	"github.com/tedsuo/ifrit"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/clock"
 
@@ -60,15 +62,8 @@ func benchmarkSchedulingInfos(b *testing.B, n int) {
 	}
 	clientset := fake.NewClientset(objects...)
 	logger := lagertest.NewTestLogger("bench")
-	caches, err := k8s.NewCaches(clientset, []string{ns})
-	if err != nil {
-		b.Fatal(err)
-	}
-	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
-	defer func() {
-		process.Signal(os.Interrupt)
-		<-process.Wait()
-	}()
+	caches, stop := startCaches(b, clientset, ns, logger)
+	defer stop()
 	lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
 	backend := bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
 	// The first list after a start decodes every LRP; CC's every-30-s
@@ -104,4 +99,21 @@ func benchmarkSchedulingInfos(b *testing.B, n int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(firstList.Milliseconds()), "first-list-ms")
+}
+
+// startCaches runs the app caches of namespace ns for a benchmark, prepare
+// called first (to add informers); stop ends them.
+func startCaches(b *testing.B, clientset kubernetes.Interface, ns string, logger lager.Logger, prepare ...func(*k8s.Caches)) (caches *k8s.Caches, stop func()) {
+	caches, err := k8s.NewCaches(clientset, []string{ns})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range prepare {
+		p(caches)
+	}
+	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
+	return caches, func() {
+		process.Signal(os.Interrupt)
+		<-process.Wait()
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/google/uuid"
-	"github.com/tedsuo/ifrit"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -98,19 +97,11 @@ func measureCacheHeap(b *testing.B, n, instances int) {
 		return true, watch.NewFake(), nil
 	})
 	logger := lagertest.NewTestLogger("bench")
-	caches, err := k8s.NewCaches(clientset, []string{ns})
-	if err != nil {
-		b.Fatal(err)
-	}
 	// The API component's reconciler watches what LRPs own, as Iris does.
-	caches.WatchLRPOwnedObjects()
+	caches, stop := startCaches(b, clientset, ns, logger, (*k8s.Caches).WatchLRPOwnedObjects)
+	defer stop()
 	lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
 	backend := bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{})
-	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
-	defer func() {
-		process.Signal(os.Interrupt)
-		<-process.Wait()
-	}()
 	empty := liveHeap()
 
 	created := time.Now().Add(-time.Hour)

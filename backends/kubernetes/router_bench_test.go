@@ -16,7 +16,6 @@ import (
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/google/uuid"
-	"github.com/tedsuo/ifrit"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
@@ -113,15 +112,8 @@ func benchmarkRouterLists(b *testing.B, n, diegoN, rounds, lrpRounds int) {
 		}
 		return true, watch.NewFake(), nil
 	})
-	caches, err := k8s.NewCaches(clientset, []string{ns})
-	if err != nil {
-		b.Fatal(err)
-	}
-	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
-	defer func() {
-		process.Signal(os.Interrupt)
-		<-process.Wait()
-	}()
+	caches, stop := startCaches(b, clientset, ns, logger)
+	defer stop()
 	setup := time.Now()
 	created := setup.Add(-time.Hour)
 	moves := benchMoves{}

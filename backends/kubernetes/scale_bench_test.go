@@ -20,7 +20,6 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"code.cloudfoundry.org/lager/v3"
-	"github.com/tedsuo/ifrit"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -289,21 +288,13 @@ func newScaleFixture(b *testing.B, ns string, n int) *scaleFixture {
 		}
 		return true, watch.NewFake(), nil
 	})
-	caches, err := k8s.NewCaches(clientset, []string{ns})
-	if err != nil {
-		b.Fatal(err)
-	}
-	logger := lager.NewLogger("bench")
-	process := ifrit.Invoke(ifrit.RunFunc(caches.Run(logger)))
+	caches, stopCaches := startCaches(b, clientset, ns, lager.NewLogger("bench"))
 	lrps := k8s.NewLRPClient(clientset, caches, builder, []string{ns}, clock.RealClock{})
 	f := &scaleFixture{
 		caches:  caches,
 		backend: bbsk8s.NewBackend(clientset, caches, lrps, bbsk8s.TranslateOptions{}),
 		lrps:    lrps,
-		stop: func() {
-			process.Signal(os.Interrupt)
-			<-process.Wait()
-		},
+		stop:    stopCaches,
 	}
 	created := time.Now().Add(-time.Hour)
 	for i := 0; i < n; i++ {
