@@ -81,3 +81,15 @@ func OwnedKeepsSelector(obj any) bool {
 // RoutesFromRecord reports whether a cached StatefulSet keeps its routes
 // annotation only in its record.
 func RoutesFromRecord(obj any) bool { return obj.(*CachedStatefulSet).routesFromRecord }
+
+// CachedSchedulingInfo is the encoded scheduling info the record of a
+// cached BBS StatefulSet (as the Caches hand it out) carries.
+func CachedSchedulingInfo(sts *appsv1.StatefulSet) ([]byte, bool) {
+	return cachedSchedulingInfo(sts.Annotations[AnnotationBBSDesiredLRP])
+}
+
+// BBSDesiredLRPRecord is the protobuf DesiredLRP a BBS StatefulSet stores,
+// cached or as read from the API.
+func BBSDesiredLRPRecord(sts *appsv1.StatefulSet) ([]byte, error) {
+	return DecodeBBSDesiredLRPRecord(sts.Annotations[AnnotationBBSDesiredLRP], sts.Namespace+"/"+sts.Name)
+}

@@ -336,14 +336,6 @@ func (c *Caches) Pod(namespace, name string) *corev1.Pod {
 	return podOf(byKey[any](c.pods, namespace+"/"+name))
 }
 
-// EachStatefulSet calls fn for every cached app StatefulSet. StatefulSets
-// share their values with the cache and must not be modified; each is made
-// for the call (see CachedStatefulSet): a reader of every LRP that needs
-// little of each reads EachCachedStatefulSet instead.
-func (c *Caches) EachStatefulSet(fn func(*appsv1.StatefulSet)) {
-	c.EachCachedStatefulSet(func(sts *CachedStatefulSet) { fn(sts.StatefulSet()) })
-}
-
 // EachStatefulSetKey calls fn with the namespace/name key of every cached
 // app StatefulSet (the reconciler's pass over all of them at start).
 func (c *Caches) EachStatefulSetKey(fn func(key string)) {

@@ -28,32 +28,19 @@ var _ = Describe("the app pod and StatefulSet caches", func() {
 		ctx       context.Context
 		clientset *fake.Clientset
 		caches    *k8s.Caches
-		mu        sync.Mutex
-		events    []string
-		seen      []any
+		log       *eventLog
 	)
-	record := func(event string, objs ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		events = append(events, event)
-		seen = append(seen, objs...)
-	}
-	recorded := func() ([]string, []any) {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), events...), append([]any(nil), seen...)
-	}
-
+	recorded := func() ([]string, []any) { return log.recorded() }
 	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { record("add", obj) },
-		UpdateFunc: func(oldObj, newObj any) { record("update", oldObj, newObj) },
-		DeleteFunc: func(obj any) { record("delete", obj) },
+		AddFunc:    func(obj any) { log.record("add", obj) },
+		UpdateFunc: func(oldObj, newObj any) { log.record("update", oldObj, newObj) },
+		DeleteFunc: func(obj any) { log.record("delete", obj) },
 	}
 
 	BeforeEach(func() {
 		ctx = context.Background()
 		clientset = fake.NewClientset()
-		events, seen = nil, nil
+		log = &eventLog{}
 		var err error
 		caches, err = k8s.NewCaches(clientset, []string{ns})
 		Expect(err).NotTo(HaveOccurred())
@@ -152,7 +139,7 @@ var _ = Describe("the app pod and StatefulSet caches", func() {
 			g.Expect(isolated).To(HaveLen(1))
 			expectDora(g, isolated[0], 1)
 			var all []*appsv1.StatefulSet
-			caches.EachStatefulSet(func(s *appsv1.StatefulSet) { all = append(all, s) })
+			caches.EachCachedStatefulSet(func(s *k8s.CachedStatefulSet) { all = append(all, s.StatefulSet()) })
 			g.Expect(all).To(HaveLen(1))
 			expectDora(g, all[0], 1)
 		}).Should(Succeed())
@@ -198,15 +185,10 @@ var _ = Describe("the app pod and StatefulSet caches", func() {
 	})
 
 	It("hands a key handler the key of each StatefulSet added, updated and deleted", func() {
-		var keysMu sync.Mutex
-		var keys []string
+		keys := &eventLog{}
 		other, err := k8s.NewCaches(clientset, []string{ns})
 		Expect(err).NotTo(HaveOccurred())
-		Expect(other.AddStatefulSetKeyHandler(func(key string) {
-			keysMu.Lock()
-			defer keysMu.Unlock()
-			keys = append(keys, key)
-		})).To(Succeed())
+		Expect(other.AddStatefulSetKeyHandler(func(key string) { keys.record(key) })).To(Succeed())
 		process := ifrit.Invoke(ifrit.RunFunc(other.Run(lagertest.NewTestLogger("keys"))))
 		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
 		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "dora", Namespace: ns, Labels: map[string]string{k8s.LabelSourceType: k8s.SourceTypeApp}}}
@@ -217,9 +199,8 @@ var _ = Describe("the app pod and StatefulSet caches", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(clientset.AppsV1().StatefulSets(ns).Delete(ctx, "dora", metav1.DeleteOptions{})).To(Succeed())
 		Eventually(func(g Gomega) {
-			keysMu.Lock()
-			defer keysMu.Unlock()
-			g.Expect(keys).To(Equal([]string{ns + "/dora", ns + "/dora", ns + "/dora"}))
+			seen, _ := keys.recorded()
+			g.Expect(seen).To(Equal([]string{ns + "/dora", ns + "/dora", ns + "/dora"}))
 		}).Should(Succeed())
 	})
 
@@ -242,32 +223,25 @@ var _ = Describe("the LRP-owned object caches", func() {
 		ctx       context.Context
 		clientset *fake.Clientset
 		caches    *k8s.Caches
-		mu        sync.Mutex
-		seen      []any
+		log       *eventLog
 	)
 	recorded := func() []any {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]any(nil), seen...)
+		_, objs := log.recorded()
+		return objs
 	}
 
 	BeforeEach(func() {
 		ctx = context.Background()
 		clientset = fake.NewClientset()
-		seen = nil
+		log = &eventLog{}
 		var err error
 		caches, err = k8s.NewCaches(clientset, []string{ns})
 		Expect(err).NotTo(HaveOccurred())
 		caches.WatchLRPOwnedObjects()
-		record := func(obj any) {
-			mu.Lock()
-			defer mu.Unlock()
-			seen = append(seen, obj)
-		}
 		Expect(caches.AddLRPOwnedObjectEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    record,
-			UpdateFunc: func(_, newObj any) { record(newObj) },
-			DeleteFunc: record,
+			AddFunc:    func(obj any) { log.record("add", obj) },
+			UpdateFunc: func(_, newObj any) { log.record("update", newObj) },
+			DeleteFunc: func(obj any) { log.record("delete", obj) },
 		})).To(Succeed())
 		process := ifrit.Invoke(ifrit.RunFunc(caches.Run(lagertest.NewTestLogger("caches"))))
 		DeferCleanup(func() { ginkgomon_v2.Interrupt(process) })
@@ -337,3 +311,24 @@ var _ = Describe("the LRP-owned object caches", func() {
 		Expect(caches.PodDisruptionBudget(ns, "dora")).To(BeNil())
 	})
 })
+
+// eventLog records what handlers are handed, in order.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+	objs   []any
+}
+
+func (l *eventLog) record(event string, objs ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, event)
+	l.objs = append(l.objs, objs...)
+}
+
+// recorded are copies of the events and objects so far.
+func (l *eventLog) recorded() ([]string, []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...), append([]any(nil), l.objs...)
+}

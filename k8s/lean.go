@@ -34,7 +34,7 @@ import (
 //     the image pull secrets (RegistrySecretName) and the recipe Secret's
 //     volume (RecipeSecretName); its status but the revision names; the
 //     BBS LRP record compressed, with its scheduling info
-//     (BBSDesiredLRPRecord and CachedSchedulingInfo read them), and the
+//     (DecodeBBSDesiredLRPRecord and CachedStatefulSet.SchedulingInfo read them), and the
 //     routes annotation only there when it is the record's (recordRoutes);
 //   - the guid-and-version selector of an LRP's StatefulSet, NetworkPolicy
 //     and PDB made again from their labels (keptSelector);

@@ -114,6 +114,24 @@ func compactVersion(version string) uint64 {
 	return v + 1
 }
 
+// uidText is the text of a uid kept as compactUID's, rare when it was
+// kept as text (not in the API server's form).
+func uidText(uid uuid.UUID, rare types.UID) types.UID {
+	if uid != uuid.Nil {
+		return types.UID(uid.String())
+	}
+	return rare
+}
+
+// versionText is the text of a resource version kept as compactVersion's,
+// rare when it was kept as text.
+func versionText(version uint64, rare string) string {
+	if version != 0 {
+		return strconv.FormatUint(version-1, 10)
+	}
+	return rare
+}
+
 // objectMeta is the metadata m was made from, as far as it is kept.
 func (m *ownedMeta) objectMeta() metav1.ObjectMeta {
 	return metav1.ObjectMeta{
@@ -169,13 +187,11 @@ func (m *ownedMeta) SetOwnerReferences(refs []metav1.OwnerReference) {
 }
 
 func (m *ownedMeta) GetUID() types.UID {
-	switch {
-	case m.uid != uuid.Nil:
-		return types.UID(m.uid.String())
-	case m.rare != nil:
-		return m.rare.uid
+	var rare types.UID
+	if m.rare != nil {
+		rare = m.rare.uid
 	}
-	return ""
+	return uidText(m.uid, rare)
 }
 
 func (m *ownedMeta) SetUID(uid types.UID) {
@@ -191,13 +207,11 @@ func (m *ownedMeta) SetUID(uid types.UID) {
 }
 
 func (m *ownedMeta) GetResourceVersion() string {
-	switch {
-	case m.resourceVersion != 0:
-		return strconv.FormatUint(m.resourceVersion-1, 10)
-	case m.rare != nil:
-		return m.rare.resourceVersion
+	var rare string
+	if m.rare != nil {
+		rare = m.rare.resourceVersion
 	}
-	return ""
+	return versionText(m.resourceVersion, rare)
 }
 
 func (m *ownedMeta) SetResourceVersion(version string) {

@@ -3,7 +3,6 @@ package k8s
 import (
 	"hash/maphash"
 	"slices"
-	"strconv"
 
 	"github.com/google/uuid"
 	appsv1 "k8s.io/api/apps/v1"
@@ -269,9 +268,6 @@ func (c *CachedStatefulSet) annotationMap() map[string]string {
 	return m
 }
 
-// Replicas is the StatefulSet's spec's replicas, 0 if it has none.
-func (c *CachedStatefulSet) Replicas() int32 { return c.replicas }
-
 // SpecReplicas is the StatefulSet's spec's replicas, and whether it has
 // them.
 func (c *CachedStatefulSet) SpecReplicas() (int32, bool) { return c.replicas, c.hasReplicas }
@@ -298,23 +294,19 @@ func (c *CachedStatefulSet) GetGenerateName() string       { return "" }
 func (c *CachedStatefulSet) SetGenerateName(string)        {}
 
 func (c *CachedStatefulSet) GetUID() types.UID {
-	switch {
-	case c.uid != uuid.Nil:
-		return types.UID(c.uid.String())
-	case c.rare != nil:
-		return c.rare.uid
+	var rare types.UID
+	if c.rare != nil {
+		rare = c.rare.uid
 	}
-	return ""
+	return uidText(c.uid, rare)
 }
 
 func (c *CachedStatefulSet) GetResourceVersion() string {
-	switch {
-	case c.resourceVersion != 0:
-		return strconv.FormatUint(c.resourceVersion-1, 10)
-	case c.rare != nil:
-		return c.rare.resourceVersion
+	var rare string
+	if c.rare != nil {
+		rare = c.rare.resourceVersion
 	}
-	return ""
+	return versionText(c.resourceVersion, rare)
 }
 
 // SetUID and SetResourceVersion are metav1.Object's; nothing sets them on

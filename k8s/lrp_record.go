@@ -10,7 +10,6 @@ import (
 
 	"code.cloudfoundry.org/bbs/models"
 	"github.com/klauspost/compress/s2"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/iris-cf/iris/internal/bbswire"
@@ -27,7 +26,7 @@ const AnnotationBBSDesiredLRP = "cloudfoundry.org/bbs_desired_lrp"
 // CC's docker LRP).
 //
 //   - schedulingRecordPrefix: the LRP's encoded scheduling info (CC's sync
-//     list writes it out as it is, see CachedSchedulingInfo), then the
+//     list writes it out as it is, see CachedStatefulSet.SchedulingInfo), then the
 //     record compressed with the scheduling info as its dictionary, since
 //     the record holds all that the info does (routes, guids, resources).
 //     Together 1.0 KB for CC's docker LRP, where the record compressed
@@ -41,7 +40,7 @@ const (
 
 // compactRecord is the cached form of a base64 record of a StatefulSet of
 // replicas instances, or the record as it is when it is not base64
-// (BBSDesiredLRPRecord then reports the error).
+// (DecodeBBSDesiredLRPRecord then reports the error).
 func compactRecord(encoded string, replicas *int32) string {
 	raw, err := base64.StdEncoding.DecodeString(encoded)
 	if err != nil {
@@ -103,15 +102,9 @@ func splitSchedulingRecord(compact string) (scheduling, compressed string, err e
 	return compact[k : k+int(n)], compact[k+int(n):], nil
 }
 
-// CachedSchedulingInfo is the encoded scheduling info a cached BBS
-// StatefulSet's record carries, false if it carries none (the record then
-// has to be decoded). The bytes are the cache's own, not a copy: callers
-// must not modify them.
-func CachedSchedulingInfo(sts *appsv1.StatefulSet) ([]byte, bool) {
-	return cachedSchedulingInfo(sts.Annotations[AnnotationBBSDesiredLRP])
-}
-
-// SchedulingInfo is CachedSchedulingInfo of the record's StatefulSet.
+// SchedulingInfo is the encoded scheduling info the record carries, false
+// if it carries none (the record then has to be decoded). The bytes are
+// the cache's own, not a copy: callers must not modify them.
 func (c *CachedStatefulSet) SchedulingInfo() ([]byte, bool) {
 	record, _ := c.Annotation(AnnotationBBSDesiredLRP)
 	return cachedSchedulingInfo(record)
@@ -159,15 +152,9 @@ func recordRoutes(compact string) (string, bool) {
 	return string(annotation), err == nil
 }
 
-// BBSDesiredLRPRecord is the protobuf DesiredLRP a BBS StatefulSet stores,
-// from a cached StatefulSet (compact) or one read from the API (base64).
-func BBSDesiredLRPRecord(sts *appsv1.StatefulSet) ([]byte, error) {
-	return DecodeBBSDesiredLRPRecord(sts.Annotations[AnnotationBBSDesiredLRP], sts.Namespace+"/"+sts.Name)
-}
-
-// DecodeBBSDesiredLRPRecord is BBSDesiredLRPRecord from the annotation's
-// value, for readers that keep the value (the same string as the cache's)
-// rather than the StatefulSet; owner names it in errors.
+// DecodeBBSDesiredLRPRecord is the protobuf DesiredLRP a BBS StatefulSet's
+// record annotation holds, cached (compact) or as read from the API
+// (base64); owner names it in errors.
 func DecodeBBSDesiredLRPRecord(value, owner string) ([]byte, error) {
 	if compact, ok := strings.CutPrefix(value, schedulingRecordPrefix); ok {
 		scheduling, compressed, err := splitSchedulingRecord(compact)

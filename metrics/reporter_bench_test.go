@@ -40,7 +40,7 @@ import (
 // (IRIS_BENCH_INSTANCES for another count, IRIS_BENCH_INTERVAL for another
 // reporter interval than Diego's 15s).
 func BenchmarkReporter250k(b *testing.B) {
-	total := envInt(b, "IRIS_BENCH_INSTANCES", 250000)
+	total := benchenv.Int(b, "IRIS_BENCH_INSTANCES", 250000)
 	interval := 15 * time.Second
 	if s := os.Getenv("IRIS_BENCH_INTERVAL"); s != "" {
 		var err error
@@ -51,18 +51,6 @@ func BenchmarkReporter250k(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		benchmarkReporter(b, total, interval)
 	}
-}
-
-func envInt(b *testing.B, name string, def int) int {
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return n
 }
 
 // logRate is how many log lines per second go through the sender beside

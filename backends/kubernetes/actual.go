@@ -127,7 +127,8 @@ func instancesOfStatefulSet(sts *appsv1.StatefulSet) instancesOf {
 func instancesOfRecord(sts *k8s.CachedStatefulSet) instancesOf {
 	processGUID, _ := sts.Annotation(k8s.AnnotationProcessGUID)
 	domain, _ := sts.Annotation(AnnotationDomain)
-	return instancesOf{namespace: sts.GetNamespace(), processGUID: processGUID, domain: domain, replicas: sts.Replicas()}
+	replicas, _ := sts.SpecReplicas()
+	return instancesOf{namespace: sts.GetNamespace(), processGUID: processGUID, domain: domain, replicas: replicas}
 }
 
 // appendActualLRPs appends lrp's instances to out, ordered by index: one

@@ -15,6 +15,7 @@ import (
 	"code.cloudfoundry.org/lager/v3/lagertest"
 	"github.com/google/uuid"
 	"github.com/tedsuo/ifrit"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -46,19 +47,12 @@ func benchmarkSchedulingInfos(b *testing.B, n int) {
 	for i := 0; i < n; i++ {
 		lrp := ccDockerLRP(uuid.NewString()+"-"+uuid.NewString(), "")
 		lrp.PlacementTags = nil
-		w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		built, err := builder.Build(w, ns)
-		if err != nil {
-			b.Fatal(err)
-		}
+		sts := builtStatefulSet(b, builder, lrp, ns)
 		// As the API server stores it: the list decodes an LRP once per
 		// uid and resource version.
-		built.StatefulSet.UID = types.UID(uuid.NewString())
-		built.StatefulSet.ResourceVersion = strconv.Itoa(i + 1)
-		objects = append(objects, built.StatefulSet)
+		sts.UID = types.UID(uuid.NewString())
+		sts.ResourceVersion = strconv.Itoa(i + 1)
+		objects = append(objects, sts)
 	}
 	clientset := fake.NewClientset(objects...)
 	logger := lagertest.NewTestLogger("bench")
@@ -116,4 +110,17 @@ func startCaches(b *testing.B, clientset kubernetes.Interface, ns string, logger
 		process.Signal(os.Interrupt)
 		<-process.Wait()
 	}
+}
+
+// builtStatefulSet is the StatefulSet Iris builds for lrp in ns.
+func builtStatefulSet(b *testing.B, builder *k8s.Builder, lrp *models.DesiredLRP, ns string) *appsv1.StatefulSet {
+	w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	built, err := builder.Build(w, ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return built.StatefulSet
 }

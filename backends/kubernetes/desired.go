@@ -34,7 +34,7 @@ const (
 	// DesiredLRP as last desired or updated (protobuf, base64), without its
 	// image credentials (those live in the registry Secret): BBS's get and
 	// list routes answer from it, so a restarted Iris loses nothing.
-	// The informer cache keeps it compressed (k8s.BBSDesiredLRPRecord reads
+	// The informer cache keeps it compressed (k8s.DecodeBBSDesiredLRPRecord reads
 	// either form).
 	AnnotationDesiredLRP = k8s.AnnotationBBSDesiredLRP
 	// AnnotationDomain is the LRP's BBS domain, on the StatefulSet and its

@@ -233,7 +233,7 @@ func waitFor(b *testing.B, count func() int, want int) {
 
 func countStatefulSets(c *k8s.Caches) int {
 	n := 0
-	c.EachStatefulSet(func(*appsv1.StatefulSet) { n++ })
+	c.EachStatefulSetKey(func(string) { n++ })
 	return n
 }
 
@@ -258,15 +258,7 @@ func countPods(c *k8s.Caches) int {
 func benchStatefulSet(b *testing.B, builder *k8s.Builder, ns string, i, instances int, created time.Time) *appsv1.StatefulSet {
 	lrp := bbstest.DockerLRP(uuid.NewString()+"-"+uuid.NewString(), int32(instances), fmt.Sprintf("app-%d.example.com", i),
 		bbstest.Space{AppName: fmt.Sprintf("app-%d", i), SpaceGUID: uuid.NewString(), SpaceName: "dev", OrgGUID: uuid.NewString(), OrgName: "acme"})
-	w, err := bbsk8s.DesiredWorkload(lrp, bbsk8s.TranslateOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	built, err := builder.Build(w, ns)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sts := built.StatefulSet
+	sts := builtStatefulSet(b, builder, lrp, ns)
 	sts.UID = types.UID(uuid.NewString())
 	sts.ResourceVersion = strconv.Itoa(i + 1)
 	sts.Generation = 1

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -53,25 +51,13 @@ import (
 // IRIS_BENCH_LRP_ROUNDS for list.r3's (default 3); setup takes a minute or
 // two and about 3 GB).
 func BenchmarkRouterLists(b *testing.B) {
-	n := envInt(b, "IRIS_BENCH_LRPS", 100000)
-	diegoN := envInt(b, "IRIS_BENCH_DIEGO_LRPS", 3000)
-	rounds := envInt(b, "IRIS_BENCH_ROUNDS", 20)
-	lrpRounds := envInt(b, "IRIS_BENCH_LRP_ROUNDS", 3)
+	n := benchenv.Int(b, "IRIS_BENCH_LRPS", 100000)
+	diegoN := benchenv.Int(b, "IRIS_BENCH_DIEGO_LRPS", 3000)
+	rounds := benchenv.Int(b, "IRIS_BENCH_ROUNDS", 20)
+	lrpRounds := benchenv.Int(b, "IRIS_BENCH_LRP_ROUNDS", 3)
 	for i := 0; i < b.N; i++ {
 		benchmarkRouterLists(b, n, diegoN, rounds, lrpRounds)
 	}
-}
-
-func envInt(b *testing.B, name string, fallback int) int {
-	s := os.Getenv(name)
-	if s == "" {
-		return fallback
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		b.Fatalf("%s: %v", name, err)
-	}
-	return v
 }
 
 // benchSide is a side of the router from fakes.

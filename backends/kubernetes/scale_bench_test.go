@@ -13,7 +13,6 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,19 +61,7 @@ import (
 // the server's CPU profile of each HTTP list there; setup takes a few minutes and
 // about 3 GB).
 func BenchmarkCCSyncAtScale(b *testing.B) {
-	n, rounds := 100000, 20
-	if s := os.Getenv("IRIS_BENCH_LRPS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if s := os.Getenv("IRIS_BENCH_ROUNDS"); s != "" {
-		var err error
-		if rounds, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n, rounds := benchenv.Int(b, "IRIS_BENCH_LRPS", 100000), benchenv.Int(b, "IRIS_BENCH_ROUNDS", 20)
 	for i := 0; i < b.N; i++ {
 		benchmarkCCSync(b, n, rounds)
 	}

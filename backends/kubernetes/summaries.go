@@ -18,7 +18,7 @@ import (
 // 100,000-LRP list; with this a list copies what is already decoded.
 //
 // Most LRPs need no entry: a cached record carries its encoded scheduling
-// info (k8s.CachedSchedulingInfo), which eachSummary reads as it is. The
+// info (k8s.CachedStatefulSet.SchedulingInfo), which eachSummary reads as it is. The
 // entries are for the others: records that do not decode as a DesiredLRP
 // or whose info is not the annotation's process guid's.
 //
@@ -35,7 +35,7 @@ type lrpSummaries struct {
 
 // lrpSummary is what the lists read of one LRP, kept protobuf-encoded
 // (the cache's own bytes when the cached record carries them, see
-// k8s.CachedSchedulingInfo):
+// k8s.CachedStatefulSet.SchedulingInfo):
 // encoding the 100,000 infos of CC's sync on every call cost about half of
 // the list, and the encoded infos take a third of the decoded structs'
 // heap (a foundation's LRPs are all cached at once). Shared by every list
@@ -148,7 +148,7 @@ func (s *lrpSummaries) get(sts *k8s.CachedStatefulSet, pass uint64) (*lrpSummary
 	entry := &lrpSummary{resourceVersion: resourceVersion, seen: pass, record: record}
 	var processGUID string
 	if encoded, ok := sts.SchedulingInfo(); ok {
-		// The cache encoded it with the record (see k8s.CachedSchedulingInfo):
+		// The cache encoded it with the record (see k8s.CachedStatefulSet.SchedulingInfo):
 		// the entry shares its bytes, and only the key is decoded.
 		key := &models.DesiredLRPSchedulingInfo{}
 		if err := key.Unmarshal(encoded); err != nil {
@@ -156,7 +156,7 @@ func (s *lrpSummaries) get(sts *k8s.CachedStatefulSet, pass uint64) (*lrpSummary
 		}
 		entry.schedulingEncoded, processGUID = encoded, key.ProcessGuid
 	} else {
-		lrp, err := desiredLRPFromStatefulSet(sts.StatefulSet())
+		lrp, err := desiredLRPFromRecord(sts)
 		if err != nil {
 			return nil, err
 		}

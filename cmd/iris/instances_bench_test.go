@@ -52,13 +52,7 @@ import (
 // (IRIS_BENCH_INSTANCES for another count; 5 instances per LRP; half the
 // LRPs BBS-desired, half OPI). Takes about 3 GB and a few minutes.
 func BenchmarkInstances250k(b *testing.B) {
-	total := 250000
-	if s := os.Getenv("IRIS_BENCH_INSTANCES"); s != "" {
-		var err error
-		if total, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
+	total := benchenv.Int(b, "IRIS_BENCH_INSTANCES", 250000)
 	for i := 0; i < b.N; i++ {
 		benchmarkInstances(b, total, 5)
 	}
@@ -187,7 +181,7 @@ func benchmarkInstances(b *testing.B, total, perLRP int) {
 		sts.Annotations = nil
 		lrps = append(lrps, lrpPods{sts: sts})
 	}
-	waitUntil(b, func() bool { n := 0; caches.EachStatefulSet(func(*appsv1.StatefulSet) { n++ }); return n == lrpCount })
+	waitUntil(b, func() bool { n := 0; caches.EachStatefulSetKey(func(string) { n++ }); return n == lrpCount })
 
 	pod := func(l lrpPods, index, serial int, rv int, ready bool, restarts int32) *corev1.Pod {
 		p := benchPod(l.sts, template, index, serial, rv, ready)

@@ -6,8 +6,10 @@ package benchenv
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -41,4 +43,19 @@ func WaitUntil(timeout time.Duration, done func() bool) error {
 	return wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		return done(), nil
 	})
+}
+
+// Int is the integer the environment variable name sets (a benchmark's
+// size, IRIS_BENCH_*), fallback when unset; a value that is not one fails
+// tb.
+func Int(tb testing.TB, name string, fallback int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return fallback
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		tb.Fatalf("%s: %v", name, err)
+	}
+	return n
 }
